@@ -1,0 +1,1 @@
+"""MarketPulse core engine: pure Python, no Streamlit, no concrete store backend."""

@@ -1,0 +1,144 @@
+"""Settings declared once (name, default, type, help, secret) and loaded from the environment over
+.streamlit/secrets.toml over the defaults; bad values fail at start-up with the dotted key and a hint."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "MARKETPULSE_"
+SECRETS_PATH = Path(".streamlit/secrets.toml")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # dotted, e.g. "store.url"; environment variable MARKETPULSE_STORE_URL
+    default: Any
+    type: type
+    help: str
+    secret: bool = False
+    choices: tuple[Any, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("store.url", "data", str,
+            "Where MarketPulse keeps its state: a folder, s3://bucket/prefix or a SQLAlchemy URL"),
+    Setting("demo", True, bool, "Load demo colors into an empty store on `make run`"),
+    Setting("ranking.date_column", "DATE", str,
+            "Date that ranks colors first: DATE (extract date) or DATE_1 (date received)",
+            choices=("DATE", "DATE_1")),
+    Setting("validation.cusip_check_blocking", False, bool,
+            "Quarantine rows whose CUSIP check digit is wrong (otherwise a warning)"),
+    Setting("validation.px_min", 10.0, float, "PX below this is flagged as a warning"),
+    Setting("validation.px_max", 130.0, float, "PX above this is flagged as a warning"),
+    Setting("diff.threshold_pct", 2.0, float,
+            "PERCENT_DIFF above which DIFF_STATUS is 'Significant Difference'"),
+    Setting("diff.equity_threshold_pct", 5.0, float, "The same threshold for the equity sectors"),
+    Setting("diff.equity_sectors", "US_Equity_2.0,US_MM_Equity_2.0", str,
+            "Comma-separated sectors that use the equity threshold"),
+    Setting("upload.max_mb", 50, int, "Largest file accepted for upload or processing, in MB"),
+    Setting("auth.cookie_key", "", str,
+            "Key that signs the login cookie (≥ 32 characters); generated and kept in the store "
+            "when empty", secret=True),
+    Setting("auth.session_hours", 8.0, float, "Idle sessions expire after this many hours"),
+    Setting("auth.lockout_attempts", 5, int, "Failed logins that lock an account"),
+    Setting("auth.lockout_minutes", 15, int, "How long a locked account stays locked"),
+    Setting("smtp.password", "", str, "SMTP password (only from secrets or environment)",
+            secret=True),
+)
+BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, raw: Any) -> Any:
+    want = setting.type
+    if want is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(setting.key, f"{raw!r} is not a yes/no value", "use true or false")
+    try:
+        value = want(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(setting.key, f"{raw!r} is not a {want.__name__}", setting.help) from None
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(
+            setting.key, f"{value!r} is not allowed", "choose one of " + ", ".join(setting.choices)
+        )
+    return value
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+class Settings:
+    """Validated settings; secrets are kept out of repr."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if BY_KEY[k].secret and v else v) for k, v in self._values.items()}
+        return f"Settings({shown})"
+
+    def public(self) -> dict[str, Any]:
+        """Values safe to show on a page: secrets masked."""
+        return {k: ("••••••" if BY_KEY[k].secret and v else v) for k, v in self._values.items()}
+
+
+def read_secrets_file(path: Path = SECRETS_PATH) -> dict[str, Any]:
+    """The secrets TOML as a dict ({} when absent); a syntax error names the file."""
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from None
+
+
+def load_settings(
+    secrets: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Environment over secrets over defaults. Unknown secrets keys (outside the [connections] and
+    other library sections we do not own) fail with the key and a hint."""
+    environ = os.environ if environ is None else environ
+    flat = _flatten(secrets or {})
+    values: dict[str, Any] = {}
+    for key in flat:
+        if key not in BY_KEY and not key.startswith(("connections.", "streamlit.")):
+            close = [s.key for s in SETTINGS if s.key.split(".")[-1] == key.split(".")[-1]]
+            hint = f"did you mean {close[0]}?" if close else "see the settings table in README.md"
+            raise ConfigError(key, "unknown setting", hint)
+    for setting in SETTINGS:
+        if setting.env in environ:
+            raw = environ[setting.env]
+        elif setting.key in flat:
+            raw = flat[setting.key]
+        else:
+            raw = setting.default
+        values[setting.key] = _coerce(setting, raw)
+    return Settings(values)
