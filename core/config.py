@@ -105,6 +105,15 @@ class Settings:
         shown = {k: ("***" if BY_KEY[k].secret and v else v) for k, v in self._values.items()}
         return f"Settings({shown})"
 
+    def override(self, **values: Any) -> Settings:
+        """A copy with some settings replaced (validated), e.g. a CLI flag over the configuration.
+        Keys use _ for dots: override(ranking_date_column="DATE_1")."""
+        updated = dict(self._values)
+        for name, raw in values.items():
+            setting = next(s for s in SETTINGS if s.key.replace(".", "_") == name)
+            updated[setting.key] = _coerce(setting, raw)
+        return Settings(updated)
+
     def public(self) -> dict[str, Any]:
         """Values safe to show on a page: secrets masked."""
         return {k: ("••••••" if BY_KEY[k].secret and v else v) for k, v in self._values.items()}

@@ -50,6 +50,7 @@ SOURCE_ROW = "SOURCE_ROW"  # row number as Excel shows it (header = 1), or 0 for
 SOURCE_SHEET = "SOURCE_SHEET"
 EXCLUDED_BY = "EXCLUDED_BY"  # name of the first matching rule, on excluded rows
 QUARANTINE_REASON = "QUARANTINE_REASON"  # blocking problems, on quarantined rows
+POSITION = "POSITION"  # ranked order within the run (stores sort by CUSIP; this restores the order)
 
 # Order of the Excel output, kept for compatibility with the earlier system's workbook.
 OUTPUT_COLUMNS: tuple[str, ...] = (
@@ -82,7 +83,7 @@ COLUMN_TYPE: dict[str, str] = {
     CONFIDENCE: INTEGER, DATE_1: DATE_TYPE, DIFF_STATUS: TEXT,
     COLOR_ID: TEXT, RUN_ID: INTEGER, PROCESSED_AT: TIMESTAMP, PROCESSING_TYPE: TEXT,
     IS_PARENT: BOOLEAN, PARENT_COLOR_ID: TEXT, PARENT_MESSAGE_ID: TEXT, CHILDREN_COUNT: INTEGER,
-    SOURCE_FILE: TEXT, SOURCE_ROW: INTEGER, SOURCE_SHEET: TEXT, EXCLUDED_BY: TEXT,
+    SOURCE_FILE: TEXT, SOURCE_ROW: INTEGER, POSITION: INTEGER, SOURCE_SHEET: TEXT, EXCLUDED_BY: TEXT,
     QUARANTINE_REASON: TEXT,
 }
 

@@ -1,0 +1,35 @@
+# `make run`: the app (and, once it exists, its scheduler) on the local store with demo data.
+# `make test`: the whole test suite. Both create .venv from the pinned requirements on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: run test lint bench clean-venv
+
+$(VENV)/.run-deps: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-deps: $(VENV)/.run-deps requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+run: $(VENV)/.run-deps
+	$(PY) -m core init
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
+		--browser.gatherUsageStats false
+
+test: $(VENV)/.dev-deps
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff check .
+
+bench: $(VENV)/.run-deps
+	$(PY) bench/pipeline.py
+
+clean-venv:
+	rm -rf $(VENV)

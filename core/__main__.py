@@ -1,0 +1,176 @@
+"""Command line: `python -m core process|export|runs|rules|demo ...` (headless use of the engine).
+
+The CLI is a composition root: it loads settings, opens the store and acts as the system user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core import history, pipeline, rules, runs
+from core.access import SYSTEM
+from core.config import load_settings, read_secrets_file
+from core.errors import MarketPulseError
+from core.exports import write_output
+from storage import StoreError, open_store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="MarketPulse engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("process", help="process color files as one MANUAL run")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--no-rules", action="store_true", help="apply no exclusion rules")
+    p.add_argument("--out", type=Path, help="write the run's published rows (.xlsx/.csv/.parquet)")
+    p.add_argument("--date-column", choices=["DATE", "DATE_1"], help="primary ranking date")
+
+    p = sub.add_parser("export", help="export published colors")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--run", type=int, help="only this run")
+
+    sub.add_parser("runs", help="list runs")
+
+    p = sub.add_parser("rules", help="list, add, remove or toggle exclusion rules")
+    rsub = p.add_subparsers(dest="action", required=True)
+    rsub.add_parser("list")
+    a = rsub.add_parser("add", help="add a rule given as JSON (a file path or - for stdin)")
+    a.add_argument("json")
+    r = rsub.add_parser("remove")
+    r.add_argument("name")
+    t = rsub.add_parser("toggle")
+    t.add_argument("name")
+
+    sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
+
+    p = sub.add_parser("demo", help="load demo colors into an empty store")
+    p.add_argument("--force", action="store_true", help="load even if the store has runs")
+    return parser
+
+
+def _find_rule(store, name: str) -> rules.Rule:
+    for rule in rules.load_rules(store):
+        if rule.name.lower() == name.lower() or rule.id == name:
+            return rule
+    raise MarketPulseError(f"no rule named {name!r}")
+
+
+def _print_run(result: pipeline.RunResult) -> None:
+    rec = result.record
+    c = rec.counts
+    print(f"Run {rec.run_id} ({rec.kind}) {rec.status} in {rec.duration_s:.2f} s")
+    print(f"  read {c['read']}, quarantined {c['quarantined']}, excluded {c['excluded']}, "
+          f"published {c['published']} ({c['parents']} parents, {c['children']} children)")
+    for name, count in rec.per_rule.items():
+        print(f"  rule {name!r} excluded {count}")
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in rec.stages.items())
+    print(f"  stages: {stages}")
+    report = result.report
+    print(f"Validation: quality {report.quality_score:.1f}/100; {report.summary()}")
+    for problem in report.problems[:50]:
+        kind = "ERROR" if problem.blocking else "warning"
+        where = f"{problem.file}" + (f" row {problem.row}" if problem.row else "")
+        print(f"  {kind}: {where}: {problem.message}")
+    if len(report.problems) > 50:
+        print(f"  ... and {len(report.problems) - 50} more")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(read_secrets_file(), os.environ)
+        store = open_store(settings["store.url"])
+        return _run(args, store, settings)
+    except (MarketPulseError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or ''} {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, store, settings) -> int:
+    if args.command == "process":
+        if args.date_column:
+            settings = settings.override(ranking_date_column=args.date_column)
+        files = [(path.name, path.read_bytes()) for path in args.files]
+        result = pipeline.process_files(
+            store, SYSTEM, files, settings=settings, trigger="cli",
+            rules=[] if args.no_rules else None,
+        )
+        _print_run(result)
+        if args.out:
+            write_output(result.published, args.out)
+            print(f"Wrote {len(result.published)} rows to {args.out}")
+        return 0
+    if args.command == "export":
+        frame = history.published_colors(
+            store, SYSTEM, run_ids=[args.run] if args.run is not None else None
+        )
+        if args.run is not None and frame.empty:
+            runs.get_run(store, args.run)  # NotFound when the run does not exist
+        write_output(frame, args.out)
+        print(f"Wrote {len(frame)} rows to {args.out}")
+        return 0
+    if args.command == "runs":
+        print(f"{'RUN':>5}  {'KIND':9} {'STATUS':8} {'STARTED':25} {'PUBLISHED':>9} {'PARENTS':>7}"
+              "  FILES")
+        for rec in runs.load_runs(store):
+            names = ", ".join(str(f.get("name")) for f in rec.files)
+            print(f"{rec.run_id:>5}  {rec.kind:9} {rec.status:8} {rec.started_at[:25]:25} "
+                  f"{rec.counts.get('published', 0):>9} {rec.counts.get('parents', 0):>7}  {names}")
+        return 0
+    if args.command == "rules":
+        return _rules(args, store)
+    if args.command == "init":
+        print(f"Store: {settings['store.url']}")
+        if settings["demo"]:
+            from core.demo import load_demo
+
+            loaded = load_demo(store, settings)
+            if loaded:
+                print(f"Loaded {loaded} demo runs (set MARKETPULSE_DEMO=0 to start empty)")
+        return 0
+    if args.command == "demo":
+        from core.demo import load_demo
+
+        loaded = load_demo(store, settings, force=args.force)
+        print(f"Loaded {loaded} demo runs" if loaded else "Store already has runs; nothing loaded")
+        return 0
+    raise AssertionError(args.command)
+
+
+def _rules(args: argparse.Namespace, store) -> int:
+    if args.action == "list":
+        for rule in rules.load_rules(store):
+            state = "active" if rule.active else "inactive"
+            print(f"{rule.priority:>4}  {rule.name}  [{state}]  {rules.describe(rule.conditions)}")
+        return 0
+    if args.action == "add":
+        text = sys.stdin.read() if args.json == "-" else Path(args.json).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MarketPulseError(f"rule JSON is not valid: {exc}") from None
+        saved = rules.save_rule(store, SYSTEM, rules.Rule.from_dict(data))
+        print(f"Saved rule {saved.name!r} ({rules.describe(saved.conditions)})")
+        return 0
+    rule = _find_rule(store, args.name)
+    if args.action == "remove":
+        rules.delete_rule(store, SYSTEM, rule.id)
+        print(f"Removed rule {rule.name!r}")
+    else:
+        toggled = rules.toggle_rule(store, SYSTEM, rule.id)
+        print(f"Rule {toggled.name!r} is now {'active' if toggled.active else 'inactive'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Composition root of the UI process: settings and the store, created once per server process."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from core.config import Settings, load_settings
+from core.errors import MarketPulseError
+from storage import Store, StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict()
+    except FileNotFoundError:
+        return {}
+    except Exception:  # no secrets file: Streamlit raises its own parse/location errors
+        return {}
+
+
+@st.cache_resource(show_spinner=False)
+def _settings_and_store() -> tuple[Settings, Store]:
+    settings = load_settings(_secrets(), os.environ)
+    return settings, open_store(settings["store.url"])
+
+
+def settings() -> Settings:
+    return _settings_and_store()[0]
+
+
+def store() -> Store:
+    return _settings_and_store()[1]
+
+
+@contextmanager
+def error_boundary(action: str = "") -> Iterator[None]:
+    """Show expected failures as a friendly st.error; log the traceback."""
+    try:
+        yield
+    except MarketPulseError as exc:
+        st.error(f"{action + ': ' if action else ''}{exc}")
+    except StoreError as exc:
+        log.exception("store error")
+        st.error(f"The store could not be used ({exc}). Try again; if it persists, ask an admin.")
+
+
+def current_actor():
+    """The user on whose behalf the page acts (the system until login lands)."""
+    from core.access import SYSTEM
+
+    return SYSTEM
