@@ -6,14 +6,16 @@ append-only sets of Parquet-like partitions that DuckDB can query. Blobs are byt
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from storage.errors import InvalidKey
+from storage.errors import InvalidKey, WriteConflict
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
+    import pyarrow as pa
 
 # Pass as expected_version to write whatever the current version is (heartbeats, caches).
 ANY_VERSION = "*"
@@ -56,6 +58,51 @@ def check_partition(partition: str) -> str:
     if partition in (".", ".."):
         raise InvalidKey(partition, "'.' and '..' are not partitions")
     return partition
+
+
+def encode_document(key: str, value: Any) -> str:
+    """The value as strict JSON text (no NaN/Infinity); TypeError/ValueError if it is not JSON."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{key}: value is not JSON: {exc}") from exc
+
+
+def check_version(key: str, expected: str | None, actual: str | None) -> None:
+    """Raise WriteConflict unless a write expecting `expected` may replace version `actual`."""
+    if expected is not None and not isinstance(expected, str):
+        raise TypeError(f"{key}: expected_version must be a str or None, got {expected!r}")
+    if expected == ANY_VERSION:
+        return
+    if expected != actual:
+        raise WriteConflict(key, expected, actual)
+
+
+# Rows inside a stored part are ordered by these columns when present, so Parquet row-group
+# min/max statistics prune CUSIP lookups (STACK.md §5). They mirror core.schema.CUSIP and DATE,
+# which storage cannot import.
+SORT_COLUMNS = ("CUSIP", "DATE")
+
+
+def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame ordered by the SORT_COLUMNS it has (stable, missing values last), index 0..n-1."""
+    by = [c for c in SORT_COLUMNS if c in frame.columns]
+    if by:
+        frame = frame.sort_values(by, kind="stable", na_position="last")
+    return frame.reset_index(drop=True)
+
+
+def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
+    """The frame as an Arrow table (pandas dtypes kept in its schema metadata); ValueError when a
+    column cannot be stored, so every backend rejects the same frames before writing anything."""
+    import pyarrow as pa  # lazy: the protocol module stays cheap to import
+
+    if not all(isinstance(c, str) for c in frame.columns):
+        raise ValueError(f"table {table}: column names must be strings, got {list(frame.columns)}")
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ValueError(f"table {table}: frame cannot be stored: {exc}") from exc
 
 
 @runtime_checkable

@@ -1,0 +1,613 @@
+"""The Store contract (DESIGN.md §3): documents, tables and blobs behave the same on every backend.
+
+Tests that take `store` run on every backend; tests that take `local_store` check what only the
+disk backend promises (layout, crash safety, two processes sharing one folder).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from pandas.testing import assert_frame_equal
+
+from storage import (
+    ANY_VERSION,
+    InvalidKey,
+    ObjectNotFound,
+    Store,
+    StoreUnavailable,
+    WriteConflict,
+    open_store,
+)
+
+INVALID_KEYS = ["../x", "/abs", "", "a//b", "a/../b", "./a", "a/", "a b", "a\\b", "a~b"]
+
+
+def make_rows(cusips: list[str], dates: list[str], start: int = 0) -> pd.DataFrame:
+    """Rows in every dtype the product stores, with a missing value in each nullable column."""
+    n = len(cusips)
+    seq = list(range(start, start + n))
+    return pd.DataFrame(
+        {
+            "MESSAGE_ID": pd.array([str(17734072432755600 + i) for i in seq], dtype="string"),
+            "CUSIP": pd.array(cusips, dtype="string"),
+            "DATE": pd.to_datetime(dates).astype("datetime64[us]"),
+            "PX": pd.array([None if i % 3 == 2 else 100 - i / 4 for i in seq], dtype="Float64"),
+            "RANK": pd.array([None if i % 4 == 3 else 1 + i % 6 for i in seq], dtype="Int64"),
+            "IS_PARENT": pd.array([None if i % 5 == 4 else i % 2 == 0 for i in seq], "boolean"),
+            "PROCESSED_AT": pd.to_datetime(
+                [f"2026-03-13T10:{i % 60:02d}:00Z" for i in seq]
+            ).astype("datetime64[us, UTC]"),
+            "TICKER": pd.array([None if i % 2 else f"DEAL {i}A" for i in seq], dtype="string"),
+        }
+    )
+
+
+EXPECTED_DTYPES = {
+    "MESSAGE_ID": "string",
+    "CUSIP": "string",
+    "DATE": "datetime64[us]",
+    "PX": "Float64",
+    "RANK": "Int64",
+    "IS_PARENT": "boolean",
+    "PROCESSED_AT": "datetime64[us, UTC]",
+    "TICKER": "string",
+}
+
+
+def by_id(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values("MESSAGE_ID", kind="stable").reset_index(drop=True)
+
+
+def dtypes_of(frame: pd.DataFrame) -> dict[str, str]:
+    return {str(c): str(t) for c, t in frame.dtypes.items()}
+
+
+JAN = make_rows(["C", "A", "B", "A"], ["2026-01-05", "2026-01-07", "2026-01-01", "2026-01-02"])
+FEB = make_rows(["B", "B"], ["2026-02-03", "2026-02-01"], start=10)
+
+
+# -- documents ---------------------------------------------------------------------------------
+def test_put_then_get_returns_the_value_and_its_version(store: Store):
+    version = store.put("settings/app", {"theme": "dark"}, None)
+    assert isinstance(version, str)
+    assert store.get("settings/app") == ({"theme": "dark"}, version)
+
+
+def test_every_put_returns_a_new_version_that_get_reports(store: Store):
+    v1 = store.put("jobs/j1", 1, None)
+    v2 = store.put("jobs/j1", 2, v1)
+    v3 = store.put("jobs/j1", 3, v2)
+    assert len({v1, v2, v3}) == 3
+    assert store.get("jobs/j1") == (3, v3)
+
+
+def test_put_expecting_none_only_creates(store: Store):
+    v1 = store.put("users/ann", {"role": "admin"}, None)
+    with pytest.raises(WriteConflict) as raised:
+        store.put("users/ann", {"role": "viewer"}, None)
+    assert (raised.value.key, raised.value.expected, raised.value.actual) == ("users/ann", None, v1)
+    assert store.get("users/ann") == ({"role": "admin"}, v1)
+
+
+def test_a_stale_version_conflicts_and_writes_nothing(store: Store):
+    v1 = store.put("rules/r1", {"n": 1}, None)
+    v2 = store.put("rules/r1", {"n": 2}, v1)
+    with pytest.raises(WriteConflict) as raised:
+        store.put("rules/r1", {"n": 3}, v1)
+    assert (raised.value.expected, raised.value.actual) == (v1, v2)
+    assert store.get("rules/r1") == ({"n": 2}, v2)
+
+
+def test_expecting_a_version_of_a_missing_document_conflicts(store: Store):
+    with pytest.raises(WriteConflict) as raised:
+        store.put("rules/ghost", {"n": 1}, "1")
+    assert (raised.value.expected, raised.value.actual) == ("1", None)
+    assert store.list() == []
+
+
+def test_any_version_writes_whether_or_not_the_document_exists(store: Store):
+    v1 = store.put("heartbeat", {"beat": 1}, ANY_VERSION)
+    v2 = store.put("heartbeat", {"beat": 2}, ANY_VERSION)
+    assert v1 != v2
+    assert store.get("heartbeat") == ({"beat": 2}, v2)
+
+
+def test_expected_version_must_be_a_string(store: Store):
+    store.put("k", 1, None)
+    with pytest.raises(TypeError, match="expected_version"):
+        store.put("k", 2, 1)  # type: ignore[arg-type]  # the mistake under test
+    assert store.get("k")[0] == 1
+
+
+def test_get_of_a_missing_document_raises_object_not_found(store: Store):
+    with pytest.raises(ObjectNotFound) as raised:
+        store.get("nope/never")
+    assert raised.value.key == "nope/never"
+
+
+def test_delete_removes_the_document_and_it_can_be_created_again(store: Store):
+    v1 = store.put("sessions/s1", [1, 2], None)
+    store.delete("sessions/s1", v1)
+    with pytest.raises(ObjectNotFound):
+        store.get("sessions/s1")
+    assert store.list() == []
+    v2 = store.put("sessions/s1", [3], None)
+    assert store.get("sessions/s1") == ([3], v2)
+
+
+def test_delete_of_a_missing_document_raises_object_not_found(store: Store):
+    with pytest.raises(ObjectNotFound) as raised:
+        store.delete("sessions/none")
+    assert raised.value.key == "sessions/none"
+
+
+def test_delete_with_a_stale_version_conflicts_and_keeps_the_document(store: Store):
+    v1 = store.put("buffer/q", {"files": []}, None)
+    v2 = store.put("buffer/q", {"files": ["a.xlsx"]}, v1)
+    with pytest.raises(WriteConflict):
+        store.delete("buffer/q", v1)
+    assert store.get("buffer/q") == ({"files": ["a.xlsx"]}, v2)
+    store.delete("buffer/q")  # ANY_VERSION by default
+    assert store.list() == []
+
+
+def test_list_returns_keys_starting_with_the_prefix_sorted(store: Store):
+    for key in ["jobs/b", "users/zed", "jobs/a", "jobs2", "jobs/sub/c", "audit"]:
+        store.put(key, key, None)
+    assert store.list() == ["audit", "jobs/a", "jobs/b", "jobs/sub/c", "jobs2", "users/zed"]
+    assert store.list("jobs/") == ["jobs/a", "jobs/b", "jobs/sub/c"]
+    assert store.list("jobs") == ["jobs/a", "jobs/b", "jobs/sub/c", "jobs2"]
+    assert store.list("jobs/sub/") == ["jobs/sub/c"]
+    assert store.list("jobs/a.js") == []
+    assert store.list("nothing/") == []
+
+
+@pytest.mark.parametrize("key", INVALID_KEYS)
+def test_unsafe_keys_are_rejected_everywhere(store: Store, key: str):
+    with pytest.raises(InvalidKey):
+        store.get(key)
+    with pytest.raises(InvalidKey):
+        store.put(key, 1, None)
+    with pytest.raises(InvalidKey):
+        store.delete(key)
+    with pytest.raises(InvalidKey):
+        store.put_blob(key, b"x")
+    with pytest.raises(InvalidKey):
+        store.get_blob(key)
+    with pytest.raises(InvalidKey):
+        store.delete_blob(key)
+    assert (store.list(), store.list_blobs()) == ([], [])
+
+
+@pytest.mark.parametrize("prefix", ["../", "/abs", "a//b", "a/../"])
+def test_unsafe_prefixes_are_rejected(store: Store, prefix: str):
+    with pytest.raises(InvalidKey):
+        store.list(prefix)
+    with pytest.raises(InvalidKey):
+        store.list_blobs(prefix)
+
+
+def test_values_round_trip_as_json(store: Store):
+    value = {
+        "name": "Règle für CLO — 2.0_Mezz ✓",
+        "nested": {"list": [1, 2.5, None, True, False, "x"], "empty": {}, "none": None},
+        "big": 17734072432755618,
+        "tuple": (1, 2),
+    }
+    store.put("rules/unicode", value, None)
+    assert store.get("rules/unicode")[0] == {**value, "tuple": [1, 2]}
+
+
+@pytest.mark.parametrize("value", [{1, 2}, {"when": pd.Timestamp("2026-01-01")}, float("nan")])
+def test_a_value_that_is_not_json_is_rejected_and_nothing_written(store: Store, value: Any):
+    with pytest.raises((TypeError, ValueError), match="not JSON"):
+        store.put("bad", value, None)
+    assert store.list() == []
+
+
+def test_mutating_values_never_changes_the_stored_document(store: Store):
+    value = {"sectors": ["2.0_Mezz"], "limits": {"px": 5}}
+    version = store.put("users/bob", value, None)
+    value["sectors"].append("A_BSL")
+    read, _ = store.get("users/bob")
+    read["limits"]["px"] = 99
+    assert store.get("users/bob") == ({"sectors": ["2.0_Mezz"], "limits": {"px": 5}}, version)
+
+
+def test_concurrent_increments_from_threads_lose_nothing(store: Store):
+    store.put("counter", 0, None)
+
+    def increment(times: int) -> None:
+        for _ in range(times):
+            while True:
+                value, version = store.get("counter")
+                try:
+                    store.put("counter", value + 1, version)
+                    break
+                except WriteConflict:
+                    continue
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(increment, [25] * 4))
+    assert store.get("counter")[0] == 100
+
+
+# -- tables ------------------------------------------------------------------------------------
+def test_append_then_scan_round_trips_rows_and_dtypes(store: Store):
+    store.append("colors", JAN, "2026-01")
+    scanned = store.scan("colors")
+    assert dtypes_of(scanned) == EXPECTED_DTYPES
+    assert_frame_equal(by_id(scanned), by_id(JAN))
+
+
+def test_rows_of_one_append_are_stored_sorted_by_cusip_then_date(store: Store):
+    rows = make_rows(["C", "A", "B", "A", "A"], ["2026-01-05", "2026-01-07", "2026-01-01",
+                                                 "2026-01-02", "2026-01-07"])
+    store.append("colors", rows, "2026-01")
+    scanned = store.scan("colors")
+    assert scanned["CUSIP"].tolist() == ["A", "A", "A", "B", "C"]
+    assert scanned["DATE"].dt.strftime("%m-%d").tolist() == ["01-02", "01-07", "01-07", "01-01",
+                                                             "01-05"]
+    # Stable: equal (CUSIP, DATE) rows keep the order they were appended in.
+    assert scanned["MESSAGE_ID"].str[-2:].tolist() == ["03", "01", "04", "02", "00"]
+    assert scanned.index.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_appends_to_several_partitions_scan_together_and_apart(store: Store):
+    store.append("colors", JAN, "2026-01")
+    store.append("colors", FEB, "2026-02")
+    store.append("colors", make_rows(["D"], ["2026-01-31"], start=20), "2026-01")
+    assert store.partitions("colors") == ["2026-01", "2026-02"]
+    expected_all = pd.concat([JAN, FEB, make_rows(["D"], ["2026-01-31"], start=20)])
+    assert_frame_equal(by_id(store.scan("colors")), by_id(expected_all))
+    assert_frame_equal(by_id(store.scan("colors", partitions=["2026-02"])), by_id(FEB))
+    assert store.scan("colors", partitions=["2026-02", "2026-02"]).shape == (2, 8)
+    assert store.scan("colors", partitions=[]).shape == (0, 0)
+    assert store.scan("colors", partitions=["2025-12"]).shape == (0, 0)
+
+
+def test_scan_returns_only_the_asked_columns_in_the_asked_order(store: Store):
+    store.append("colors", JAN, "2026-01")
+    store.append("colors", FEB, "2026-02")
+    scanned = store.scan("colors", partitions=["2026-01"], columns=["PX", "CUSIP"])
+    expected = JAN.sort_values(["CUSIP", "DATE"])[["PX", "CUSIP"]].reset_index(drop=True)
+    assert_frame_equal(scanned, expected)
+
+
+def test_scan_of_a_column_the_table_never_had_raises_key_error(store: Store):
+    store.append("colors", JAN, "2026-01")
+    with pytest.raises(KeyError, match="NOPE"):
+        store.scan("colors", columns=["CUSIP", "NOPE"])
+
+
+def test_appends_with_different_columns_scan_as_their_union(store: Store):
+    store.append("colors", JAN[["MESSAGE_ID", "CUSIP", "RANK"]], "2026-01")
+    store.append("colors", FEB[["MESSAGE_ID", "CUSIP"]], "2026-02")
+    scanned = by_id(store.scan("colors"))
+    assert dtypes_of(scanned) == {"MESSAGE_ID": "string", "CUSIP": "string", "RANK": "Int64"}
+    assert scanned["RANK"].tolist() == [*JAN["RANK"].tolist(), pd.NA, pd.NA]
+
+
+def test_a_table_never_written_has_no_partitions_and_scans_empty(store: Store):
+    assert store.partitions("colors") == []
+    scanned = store.scan("colors")
+    assert scanned.shape == (0, 0)
+    assert scanned.columns.tolist() == []
+
+
+def test_appending_no_rows_changes_nothing(store: Store):
+    store.append("colors", JAN.iloc[:0], "2026-01")
+    assert store.partitions("colors") == []
+    assert store.scan("colors").shape == (0, 0)
+
+
+def test_a_frame_parquet_cannot_hold_is_rejected_and_nothing_stored(store: Store):
+    store.append("colors", JAN, "2026-01")
+    bad = FEB.assign(NOTE=pd.Series([{"a": 1}, 3.5], dtype=object))
+    with pytest.raises(ValueError, match="cannot be stored"):
+        store.append("colors", bad, "2026-01")
+    with pytest.raises(ValueError, match="cannot be stored"):
+        store.append("colors", bad, "2026-02")
+    assert store.partitions("colors") == ["2026-01"]
+    assert_frame_equal(by_id(store.scan("colors")), by_id(JAN))
+
+
+def test_mutating_a_scanned_frame_never_changes_the_table(store: Store):
+    store.append("colors", JAN, "2026-01")
+    scanned = store.scan("colors")
+    scanned.loc[0, "CUSIP"] = "CHANGED"
+    assert_frame_equal(by_id(store.scan("colors")), by_id(JAN))
+
+
+def test_delete_partition_removes_only_it_and_is_idempotent(store: Store):
+    store.append("colors", JAN, "2026-01")
+    store.append("colors", FEB, "2026-02")
+    store.delete_partition("colors", "2026-01")
+    store.delete_partition("colors", "2026-01")
+    store.delete_partition("never_written", "2026-01")
+    assert store.partitions("colors") == ["2026-02"]
+    assert_frame_equal(by_id(store.scan("colors")), by_id(FEB))
+
+
+def test_tables_are_independent(store: Store):
+    store.append("colors", JAN, "2026-01")
+    store.append("excluded", FEB, "2026-01")
+    assert_frame_equal(by_id(store.scan("excluded")), by_id(FEB))
+    assert_frame_equal(by_id(store.scan("colors")), by_id(JAN))
+
+
+@pytest.mark.parametrize("table", ["Colors", "1colors", "col-ors", "../colors", "", "a/b"])
+def test_unsafe_table_names_are_rejected(store: Store, table: str):
+    with pytest.raises(InvalidKey):
+        store.append(table, JAN, "2026-01")
+    with pytest.raises(InvalidKey):
+        store.scan(table)
+    with pytest.raises(InvalidKey):
+        store.partitions(table)
+
+
+@pytest.mark.parametrize("partition", ["..", ".", "a/b", "../x", "", "a~b"])
+def test_unsafe_partition_names_are_rejected(store: Store, partition: str):
+    with pytest.raises(InvalidKey):
+        store.append("colors", JAN, partition)
+    with pytest.raises(InvalidKey):
+        store.scan("colors", partitions=[partition])
+    with pytest.raises(InvalidKey):
+        store.delete_partition("colors", partition)
+    assert store.partitions("colors") == []
+
+
+def test_register_exposes_the_table_as_a_duckdb_view(store: Store):
+    store.append("colors", JAN, "2026-01")
+    store.append("colors", FEB, "2026-02")
+    con = duckdb.connect()
+    assert store.register(con, "colors") is True
+    count = con.execute("SELECT count(*) FROM colors WHERE CUSIP = ?", ["B"]).fetchone()
+    assert count == (3,)
+    rows = con.execute(
+        "SELECT CUSIP, strftime(DATE, '%Y-%m-%d'), PX, RANK FROM colors "
+        "WHERE CUSIP = ? ORDER BY DATE",
+        ["A"],
+    ).fetchall()
+    assert rows == [("A", "2026-01-02", 99.25, None), ("A", "2026-01-07", 99.75, 2)]
+
+
+def test_register_of_some_partitions_sees_only_them(store: Store):
+    store.append("colors", JAN, "2026-01")
+    store.append("colors", FEB, "2026-02")
+    con = duckdb.connect()
+    assert store.register(con, "colors", ["2026-02"]) is True
+    assert con.execute("SELECT count(*), min(CUSIP) FROM colors").fetchone() == (2, "B")
+
+
+def test_register_of_an_empty_table_returns_false_and_registers_nothing(store: Store):
+    con = duckdb.connect()
+    assert store.register(con, "colors") is False
+    store.append("colors", JAN, "2026-01")
+    assert store.register(con, "colors", ["2026-02"]) is False
+    with pytest.raises(duckdb.CatalogException):
+        con.execute("SELECT * FROM colors")
+
+
+# -- blobs -------------------------------------------------------------------------------------
+def test_blobs_round_trip_bytes_and_overwrite(store: Store):
+    every_byte = bytes(range(256))
+    store.put_blob("uploads/2026/colors.xlsx", every_byte)
+    store.put_blob("empty.bin", b"")
+    assert store.get_blob("uploads/2026/colors.xlsx") == every_byte
+    assert store.get_blob("empty.bin") == b""
+    store.put_blob("uploads/2026/colors.xlsx", b"second")
+    assert store.get_blob("uploads/2026/colors.xlsx") == b"second"
+
+
+def test_list_blobs_returns_matching_keys_sorted(store: Store):
+    for key in ["outputs/run-2.xlsx", "uploads/a.csv", "outputs/run-10.xlsx", "snapshots/s1"]:
+        store.put_blob(key, key.encode())
+    assert store.list_blobs() == [
+        "outputs/run-10.xlsx", "outputs/run-2.xlsx", "snapshots/s1", "uploads/a.csv",
+    ]
+    assert store.list_blobs("outputs/") == ["outputs/run-10.xlsx", "outputs/run-2.xlsx"]
+    assert store.list_blobs("outputs/run-1") == ["outputs/run-10.xlsx"]
+
+
+def test_delete_blob_removes_it_and_ignores_missing_ones(store: Store):
+    store.put_blob("uploads/a.csv", b"a")
+    store.delete_blob("uploads/a.csv")
+    store.delete_blob("uploads/a.csv")
+    with pytest.raises(ObjectNotFound) as raised:
+        store.get_blob("uploads/a.csv")
+    assert raised.value.key == "uploads/a.csv"
+    assert store.list_blobs() == []
+
+
+def test_blobs_and_documents_are_separate(store: Store):
+    store.put("shared/name", {"doc": True}, None)
+    store.put_blob("shared/name", b"blob")
+    assert (store.list(), store.list_blobs()) == (["shared/name"], ["shared/name"])
+    assert store.get("shared/name")[0] == {"doc": True}
+    assert store.get_blob("shared/name") == b"blob"
+
+
+def test_blob_data_must_be_bytes(store: Store):
+    with pytest.raises(TypeError, match="bytes"):
+        store.put_blob("a.txt", "text")  # type: ignore[arg-type]  # the mistake under test
+    assert store.list_blobs() == []
+
+
+# -- local backend only ------------------------------------------------------------------------
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_local_layout_is_json_envelopes_parquet_parts_and_plain_files(local_store: Any):
+    root: Path = local_store.root
+    version = local_store.put("jobs/nightly", {"cron": "0 6 * * *"}, None)
+    local_store.append("colors", JAN, "2026-01")
+    local_store.put_blob("uploads/a.csv", b"x,y\n")
+    assert (root / "docs/jobs/nightly.json").read_text(encoding="utf-8") == (
+        f'{{"version": {version}, "value": {{"cron": "0 6 * * *"}}}}\n'
+    )
+    assert (root / "blobs/uploads/a.csv").read_bytes() == b"x,y\n"
+    [part] = (root / "tables/colors/2026-01").iterdir()
+    assert re.fullmatch(r"part-\d{20}-[0-9a-f]{32}\.parquet", part.name)
+    meta = pq.ParquetFile(part).metadata
+    assert meta.row_group(0).column(1).compression == "ZSTD"
+    cusip = meta.row_group(0).column(1).statistics
+    assert (meta.schema.column(1).name, cusip.min, cusip.max) == ("CUSIP", "A", "C")
+    assert files_under(root) == [
+        ".lock", "blobs/uploads/a.csv", "docs/jobs/nightly.json",
+        f"tables/colors/2026-01/{part.name}",
+    ]
+
+
+def test_local_append_failing_halfway_leaves_no_file_and_keeps_rows(
+    local_store: Any, monkeypatch: pytest.MonkeyPatch
+):
+    local_store.append("colors", JAN, "2026-01")
+    before = files_under(local_store.root)
+
+    def write_half_then_fail(table: Any, where: Any, **kwargs: Any) -> None:
+        where.write(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", write_half_then_fail)
+    with pytest.raises(StoreUnavailable, match=str(local_store.root)):
+        local_store.append("colors", FEB, "2026-01")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="cannot be stored"):
+        local_store.append("colors", FEB.assign(NOTE=[object(), object()]), "2026-01")
+    assert files_under(local_store.root) == before
+    assert_frame_equal(by_id(local_store.scan("colors")), by_id(JAN))
+
+
+def test_local_leftovers_of_a_crash_are_invisible(local_store: Any):
+    root: Path = local_store.root
+    local_store.put("jobs/a", 1, None)
+    local_store.append("colors", JAN, "2026-01")
+    for leftover in [
+        "docs/jobs/a.json~0badc0de.tmp",
+        "blobs/uploads/x.csv~0badc0de.tmp",
+        "tables/colors/2026-01/part-9.parquet~0badc0de.tmp",
+        "tables/colors/2026-02~trash~0badc0de/part-1.parquet",
+        "tables/colors/2026-03/part-2.parquet~0badc0de.tmp",
+        "blobs/uploads/copied by hand.csv",
+    ]:
+        (root / leftover).parent.mkdir(parents=True, exist_ok=True)
+        (root / leftover).write_bytes(b"half")
+    assert local_store.list() == ["jobs/a"]
+    assert local_store.list_blobs() == []
+    assert local_store.partitions("colors") == ["2026-01"]
+    assert_frame_equal(by_id(local_store.scan("colors")), by_id(JAN))
+
+
+def test_local_register_works_under_a_folder_with_quotes_in_its_name(tmp_path: Path):
+    store = open_store(str(tmp_path / "desk's \"data\""))
+    store.append("colors", JAN, "2026-01")
+    con = duckdb.connect()
+    assert store.register(con, "colors") is True
+    assert con.execute("SELECT count(*) FROM colors WHERE CUSIP = ?", ["A"]).fetchone() == (2,)
+
+
+def test_local_key_clashing_with_another_keys_folder_is_invalid(local_store: Any):
+    local_store.put_blob("uploads/a.csv", b"a")
+    with pytest.raises(InvalidKey):
+        local_store.put_blob("uploads", b"clash")
+    assert local_store.get_blob("uploads/a.csv") == b"a"
+
+
+def test_local_root_that_is_a_file_is_unavailable(tmp_path: Path):
+    root = tmp_path / "not-a-folder"
+    root.write_text("x")
+    store = open_store(str(root))
+    with pytest.raises(StoreUnavailable, match=str(root)):
+        store.put("k", 1, None)
+    with pytest.raises(StoreUnavailable, match=str(root)):
+        store.append("colors", JAN, "2026-01")
+    with pytest.raises(StoreUnavailable, match=str(root)):
+        store.put_blob("k", b"x")
+
+
+def test_local_document_lock_held_too_long_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import filelock
+
+    import storage.local
+
+    monkeypatch.setattr(storage.local, "LOCK_TIMEOUT", 0.2)
+    store = open_store(str(tmp_path / "store"))
+    store.put("k", 1, None)
+    with filelock.FileLock(str(tmp_path / "store" / ".lock")), pytest.raises(
+        StoreUnavailable, match="lock busy"
+    ):
+        store.put("k", 2, ANY_VERSION)
+    assert store.get("k")[0] == 1
+
+
+def race_once(root: str, barrier: Any, results: Any) -> None:
+    """Child process: read the counter, wait for the other process, then write read+1."""
+    store = open_store(root)
+    value, version = store.get("counter")
+    barrier.wait(timeout=60)
+    try:
+        store.put("counter", value + 1, version)
+        results.put("won")
+    except WriteConflict:
+        results.put("conflict")
+
+
+def increment_many(root: str, times: int, barrier: Any, results: Any) -> None:
+    """Child process: add 1 to the counter `times` times, retrying on every conflict."""
+    store = open_store(root)
+    barrier.wait(timeout=60)
+    conflicts = 0
+    for _ in range(times):
+        while True:
+            value, version = store.get("counter")
+            try:
+                store.put("counter", value + 1, version)
+                break
+            except WriteConflict:
+                conflicts += 1
+    results.put(conflicts)
+
+
+def run_two(target: Any, *args: Any) -> list[Any]:
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    workers = [spawn.Process(target=target, args=(*args, barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    return outcomes
+
+
+def test_local_two_processes_writing_one_version_exactly_one_wins(tmp_path: Path):
+    root = str(tmp_path / "store")
+    store = open_store(root)
+    version = store.put("counter", 41, None)
+    assert sorted(run_two(race_once, root)) == ["conflict", "won"]
+    assert store.get("counter") == (42, str(int(version) + 1))
+
+
+def test_local_two_processes_incrementing_lose_nothing(tmp_path: Path):
+    root = str(tmp_path / "store")
+    store = open_store(root)
+    store.put("counter", 0, None)
+    times = 40
+    run_two(increment_many, root, times)
+    assert store.get("counter") == (2 * times, str(2 * times + 1))
+    assert sorted(os.listdir(Path(root) / "docs")) == ["counter.json"]
