@@ -15,13 +15,11 @@ import pandas as pd
 
 from core.access import EDIT_RULES, Actor, require
 from core.audit import record_change
+from core.condition_masks import PreparedFrame, condition_mask, group_mask
 from core.conditions import (
     Condition,
     Group,
-    PreparedFrame,
-    condition_mask,
     describe,
-    group_mask,
     invalid_rule,
     iter_conditions,
     validate_group,

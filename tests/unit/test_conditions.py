@@ -14,14 +14,13 @@ from core.conditions import (
     Condition,
     Group,
     canonical_operator,
-    condition_mask,
     describe,
     group_from_legacy,
-    group_mask,
     operators_for,
     validate_condition,
     validate_group,
 )
+from core.condition_masks import condition_mask, group_mask
 from core.errors import InvalidRule
 from core.schema import COLUMN_TYPE, INPUT_COLUMNS
 from tests.factories import make_colors
