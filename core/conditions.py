@@ -19,7 +19,6 @@ import pandas as pd
 from core.errors import InvalidRule
 from core.schema import BOOLEAN, COLUMN_TYPE, DATE_TYPE, INTEGER, NUMBER, TEXT, TIMESTAMP
 
-
 log = logging.getLogger(__name__)
 
 EQUAL_TO, NOT_EQUAL_TO, BETWEEN = "equal_to", "not_equal_to", "between"

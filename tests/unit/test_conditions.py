@@ -8,6 +8,7 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
+from core.condition_masks import condition_mask, group_mask
 from core.conditions import (
     LABELS,
     OPERATORS,
@@ -20,7 +21,6 @@ from core.conditions import (
     validate_condition,
     validate_group,
 )
-from core.condition_masks import condition_mask, group_mask
 from core.errors import InvalidRule
 from core.schema import COLUMN_TYPE, INPUT_COLUMNS
 from tests.factories import make_colors
