@@ -33,6 +33,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("store.url", "data", str,
             "Where MarketPulse keeps its state: a folder, s3://bucket/prefix or a SQLAlchemy URL"),
+    Setting("app.base_url", "http://localhost:8501", str,
+            "The address users open; used in links sent by email"),
     Setting("demo", True, bool, "Load demo colors into an empty store on `make run`"),
     Setting("ranking.date_column", "DATE", str,
             "Date that ranks colors first: DATE (extract date) or DATE_1 (date received)",

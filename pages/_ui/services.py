@@ -9,8 +9,11 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from core.access import Actor
+from core.column_profiles import load_column_profiles
 from core.config import Settings, load_settings
 from core.errors import MarketPulseError
+from core.user_records import User
 from storage import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,23 @@ def error_boundary(action: str = "") -> Iterator[None]:
         st.error(f"The store could not be used ({exc}). Try again; if it persists, ask an admin.")
 
 
-def current_actor():
-    """The user on whose behalf the page acts (the system until login lands)."""
-    from core.access import SYSTEM
 
-    return SYSTEM
+USER_KEY = "auth.user"
+
+
+def remember_user(user: User) -> None:
+    """Called by app.py after the login gate, once per run (role changes apply at once)."""
+    st.session_state[USER_KEY] = user
+
+
+def current_user() -> User:
+    user = st.session_state.get(USER_KEY)
+    if user is None:  # a page opened without app.py (cannot happen through st.navigation)
+        st.error("Please log in.")
+        st.stop()
+    return user
+
+
+def current_actor() -> Actor:
+    """The logged-in user as core sees them: role, allowed sectors and column profile."""
+    return current_user().actor(load_column_profiles(store()))

@@ -6,8 +6,23 @@ import pandas as pd
 import streamlit as st
 
 from core.schema import (
-    ASK, BIAS, BID, CHILDREN_COUNT, COLOR_ID, CUSIP, DATE, DATE_1, IS_PARENT, MESSAGE_ID,
-    PARENT_COLOR_ID, PX, RANK, RUN_ID, SECTOR, SOURCE, TICKER,
+    ASK,
+    BIAS,
+    BID,
+    CHILDREN_COUNT,
+    COLOR_ID,
+    CUSIP,
+    DATE,
+    DATE_1,
+    IS_PARENT,
+    MESSAGE_ID,
+    PARENT_COLOR_ID,
+    PX,
+    RANK,
+    RUN_ID,
+    SECTOR,
+    SOURCE,
+    TICKER,
 )
 from core.validation import ValidationReport
 

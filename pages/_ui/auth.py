@@ -1,0 +1,231 @@
+"""The login gate: first-admin set-up, login with lockout, cookie re-login, idle expiry, forced
+password change, forgot password, self-registration and logout. Core decides; this only renders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+import streamlit_authenticator as stauth
+
+from core import notify
+from core.config import Settings
+from core.errors import MarketPulseError, NotFound
+from core.sessions_auth import (
+    authenticate, change_own_password, cookie_key, get_self_registration, issue_reset_token,
+    record_logout, redeem_reset_token, register_user, session_is_valid,
+)
+from core.user_records import User, count_users, get_user
+from core.users import create_first_admin, credentials_for_authenticator
+from pages._ui.services import error_boundary
+from storage import Store
+
+COOKIE_NAME = "marketpulse_auth"
+LOGIN_AT, LAST_SEEN, NOTICE = "auth.login_at", "auth.last_seen", "auth.notice"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _authenticator(store: Store, settings: Settings) -> stauth.Authenticate:
+    return stauth.Authenticate(
+        credentials_for_authenticator(store), COOKIE_NAME, cookie_key(store, settings),
+        settings["auth.session_hours"] / 24, auto_hash=False, login_sleep_time=0,
+    )
+
+
+def _sign_in(auth: stauth.Authenticate, user: User) -> None:
+    """Mark the session logged in (the library's keys) and set the re-login cookie."""
+    st.session_state.update({
+        "authentication_status": True, "username": user.username, "name": user.name,
+        "email": user.email, "roles": [user.role], "logout": False,
+        LOGIN_AT: _now(), LAST_SEEN: _now(),
+    })
+    # No st.rerun() here: the cookie component must reach the browser first (STACK.md §3).
+    auth.cookie_controller.set_cookie()
+
+
+def _sign_out(store: Store, auth: stauth.Authenticate, notice: str = "") -> None:
+    username = st.session_state.get("username")
+    auth.logout(location="unrendered")
+    if username:
+        record_logout(store, username)
+    for key in (LOGIN_AT, LAST_SEEN):
+        st.session_state.pop(key, None)
+    if notice:
+        st.session_state[NOTICE] = notice
+
+
+def _cookie_login_time(auth: stauth.Authenticate, settings: Settings) -> datetime:
+    """When the cookie was issued: its expiry minus its lifetime (a cookie holds no login time)."""
+    token = auth.cookie_controller.cookie_model.token or {}
+    exp = token.get("exp_date") if isinstance(token, dict) else None
+    if not exp:
+        return _now()
+    issued = datetime.fromtimestamp(float(exp), UTC) - timedelta(hours=settings["auth.session_hours"])
+    return min(issued, _now())
+
+
+def require_login(store: Store, settings: Settings) -> User:
+    """Return the logged-in user, or render the login screens and stop the script."""
+    if count_users(store) == 0:
+        _first_admin(store)
+        st.stop()
+    if st.query_params.get("reset"):
+        _redeem_reset(store)
+        st.stop()
+    auth = _authenticator(store, settings)
+    if not st.session_state.get("authentication_status"):
+        auth.login(location="unrendered")  # re-login from a valid cookie, if any
+        if st.session_state.get("authentication_status"):
+            st.session_state[LOGIN_AT] = _cookie_login_time(auth, settings)
+            st.session_state[LAST_SEEN] = _now()
+    if not st.session_state.get("authentication_status") and not _login_screen(
+        store, settings, auth
+    ):
+        st.stop()
+    try:
+        user = get_user(store, st.session_state["username"])
+    except NotFound:
+        _sign_out(store, auth, "Your account no longer exists.")
+        st.rerun()
+    now = _now()
+    login_at = st.session_state.get(LOGIN_AT) or now
+    last_seen = st.session_state.get(LAST_SEEN) or now
+    if not session_is_valid(user, login_at, last_seen, settings=settings, now=now):
+        _sign_out(store, auth, "Your session has ended (idle too long, password changed, or "
+                               "account disabled). Please log in again.")
+        _login_screen(store, settings, auth)  # same run: the cookie deletion must reach the browser
+        st.stop()
+    st.session_state[LAST_SEEN] = now
+    if user.must_change_password:
+        _forced_password_change(store, user)
+        st.stop()
+    with st.sidebar:
+        st.markdown(f"**{user.name or user.username}**  \n{user.username} · {user.role}")
+        if st.button("Log out", key="logout_btn"):
+            _sign_out(store, auth, "You have logged out.")
+            _login_screen(store, settings, auth)  # no rerun: the cookie deletion must reach the browser
+            st.stop()
+    return user
+
+
+def _first_admin(store: Store) -> None:
+    st.title("Welcome to MarketPulse")
+    st.info("No users exist yet. Create the first admin; there are no default passwords.")
+    with st.form("auth.first_admin"):
+        username = st.text_input("Username", key="auth.first.username")
+        name = st.text_input("Full name", key="auth.first.name")
+        email = st.text_input("Email", key="auth.first.email")
+        password = st.text_input("Password (at least 12 characters)", type="password",
+                                 key="auth.first.password")
+        again = st.text_input("Password again", type="password", key="auth.first.password2")
+        submitted = st.form_submit_button("Create the first admin", type="primary")
+    if submitted:
+        if password != again:
+            st.error("The two passwords differ.")
+            return
+        with error_boundary("Creating the admin"):
+            create_first_admin(store, username, name, email, password)
+            st.success(f"Admin {username.strip().lower()} created. Log in below.")
+            st.rerun()
+
+
+def _login_screen(store: Store, settings: Settings, auth: stauth.Authenticate) -> bool:
+    """The login form (plus forgot-password and sign-up); True once the user has logged in."""
+    title = st.empty()
+    title.title("MarketPulse")
+    notice = st.session_state.pop(NOTICE, "")
+    if notice:
+        st.info(notice)
+    box = st.empty()
+    with box.container(), st.form("auth.login"):
+        st.subheader("Log in")
+        username = st.text_input("Username", key="auth.username", autocomplete="username")
+        password = st.text_input("Password", type="password", key="auth.password",
+                                 autocomplete="current-password")
+        submitted = st.form_submit_button("Login", type="primary")
+    if submitted:
+        result = authenticate(store, username, password, settings=settings)
+        if result.ok and result.user is not None:
+            title.empty()
+            box.empty()
+            _sign_in(auth, result.user)
+            return True
+        st.error(result.message)
+    _forgot_password(store, settings)
+    if get_self_registration(store):
+        _self_registration(store)
+    return False
+
+
+def _forgot_password(store: Store, settings: Settings) -> None:
+    with st.expander("Forgot your password?"):
+        smtp = notify.load_smtp_config(store)
+        if smtp is None:
+            st.write("Email is not configured here: ask an admin to reset your password.")
+            return
+        who = st.text_input("Username or email", key="auth.forgot.who")
+        if st.button("Email me a reset link", key="auth.forgot.send"):
+            issued = issue_reset_token(store, who)
+            if issued is not None:
+                user, token = issued
+                link = f"{settings['app.base_url'].rstrip('/')}/?reset={token}"
+                try:
+                    notify.send_email(
+                        smtp, settings, [user.email], "MarketPulse password reset",
+                        f"Hello {user.name or user.username},\n\nOpen this link within 30 minutes"
+                        f" to choose a new password:\n{link}\n\nIf you did not ask, ignore this.")
+                except MarketPulseError as exc:
+                    st.error(str(exc))
+                    return
+            st.success("If that account exists and has an email address, a link is on its way.")
+
+
+def _redeem_reset(store: Store) -> None:
+    st.title("Choose a new password")
+    with st.form("auth.reset"):
+        new = st.text_input("New password", type="password", key="auth.reset.new")
+        again = st.text_input("New password again", type="password", key="auth.reset.new2")
+        submitted = st.form_submit_button("Set password", type="primary")
+    if submitted:
+        if new != again:
+            st.error("The two passwords differ.")
+            return
+        with error_boundary("Resetting the password"):
+            user = redeem_reset_token(store, st.query_params["reset"], new)
+            st.query_params.clear()
+            st.session_state[NOTICE] = f"Password changed for {user.username}. Log in below."
+            st.rerun()
+
+
+def _self_registration(store: Store) -> None:
+    with st.expander("Request an account"), st.form("auth.register"):
+        username = st.text_input("Username", key="auth.register.username")
+        name = st.text_input("Full name", key="auth.register.name")
+        email = st.text_input("Email", key="auth.register.email")
+        password = st.text_input("Password", type="password", key="auth.register.password")
+        if st.form_submit_button("Request account"):
+            with error_boundary("Registering"):
+                register_user(store, username, name, email, password)
+                st.success("Thanks. An admin will approve your account; you start as a viewer.")
+
+
+def _forced_password_change(store: Store, user: User) -> None:
+    st.title("Change your password")
+    st.info("Your password was set by an admin. Choose your own before you continue.")
+    with st.form("auth.forced_change"):
+        old = st.text_input("Temporary password", type="password", key="auth.change.old")
+        new = st.text_input("New password (at least 12 characters)", type="password",
+                            key="auth.change.new")
+        again = st.text_input("New password again", type="password", key="auth.change.new2")
+        submitted = st.form_submit_button("Change password", type="primary")
+    if submitted:
+        if new != again:
+            st.error("The two passwords differ.")
+            return
+        with error_boundary("Changing the password"):
+            change_own_password(store, user.actor(), old, new)
+            st.session_state[LOGIN_AT] = _now()  # this session stays; the others end
+            st.rerun()

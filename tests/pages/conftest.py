@@ -1,0 +1,80 @@
+"""AppTest harness: a fresh local store per test and an app opened as a logged-in user of a role."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core import passwords
+from core.access import SYSTEM
+from core.user_records import count_users, get_user
+from core.users import create_first_admin, create_user
+from storage import open_store
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashes_and_clean_caches(monkeypatch):
+    monkeypatch.setattr(passwords, "BCRYPT_ROUNDS", 4)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def app_store(tmp_path, monkeypatch):
+    """The store the app under test uses (MARKETPULSE_STORE_URL points at it)."""
+    url = str(tmp_path / "store")
+    monkeypatch.setenv("MARKETPULSE_STORE_URL", url)
+    monkeypatch.setenv("MARKETPULSE_AUTH_COOKIE_KEY", "k" * 40)
+    return open_store(url)
+
+
+def add_user(store, username: str, role: str, sectors: list[str] | None = None):
+    """A ready-to-use account (no forced password change)."""
+    if count_users(store) == 0 and role == "admin":
+        create_first_admin(store, username, username.title(), f"{username}@desk.test", PASSWORD)
+    else:
+        if count_users(store) == 0:
+            create_first_admin(store, "root", "Root", "root@desk.test", PASSWORD)
+        create_user(store, SYSTEM, username, name=username.title(), email=f"{username}@desk.test",
+                    role=role, sectors=sectors, password=PASSWORD, temporary=False)
+    return get_user(store, username)
+
+
+def open_app(store, username: str, role: str, *, sectors: list[str] | None = None,
+             page: str | None = None) -> AppTest:
+    """AppTest of app.py already logged in as `username` (created with `role` if missing)."""
+    try:
+        user = get_user(store, username)
+    except Exception:
+        user = add_user(store, username, role, sectors)
+    at = AppTest.from_file(APP, default_timeout=30)
+    now = datetime.now(UTC)
+    at.session_state["authentication_status"] = True
+    at.session_state["username"] = user.username
+    at.session_state["name"] = user.name
+    at.session_state["roles"] = [user.role]
+    at.session_state["logout"] = False
+    at.session_state["auth.login_at"] = now
+    at.session_state["auth.last_seen"] = now
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+@pytest.fixture
+def app_as(app_store):
+    def _open(username: str, role: str, **kwargs) -> AppTest:
+        return open_app(app_store, username, role, **kwargs)
+
+    return _open

@@ -1,0 +1,269 @@
+"""Settings page (admins): users, column profiles, sign-up and SMTP, driven by keyed widgets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from core.audit import load_changes
+from core.column_profiles import load_column_profiles, save_column_profile
+from core.config import load_settings
+from core.notify import SmtpConfig, load_smtp_config
+from core.sessions_auth import (
+    DISABLED,
+    authenticate,
+    get_self_registration,
+    register_user,
+    set_self_registration,
+)
+from core.user_records import get_user
+from core.users import update_user
+from tests.pages.conftest import PASSWORD, add_user
+
+PAGE = "pages/settings.py"
+SETTINGS = load_settings({}, {})
+
+
+def _settings(app_as):
+    at = app_as("admin", "admin", page=PAGE)
+    assert not at.exception
+    return at
+
+
+def _table(at, column):
+    """The table with that column (plain st.dataframe elements carry no key in AppTest)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _table_row(at, username):
+    table = _table(at, "Username")
+    return table[table["Username"] == username].iloc[0].to_dict()
+
+
+def _select_user(at, username):
+    at.selectbox(key="settings.user").select(username).run()
+    assert not at.exception
+    return at
+
+
+def test_admin_sees_the_four_settings_tabs(app_as):
+    at = _settings(app_as)
+    assert [t.label for t in at.tabs] == ["Users", "Column profiles", "Sign-up", "Email (SMTP)"]
+    assert _table_row(at, "admin") == {
+        "Username": "admin", "Name": "Admin", "Email": "admin@desk.test", "Role": "admin",
+        "Sectors": "all", "Column profile": "all", "Status": "active", "Last login": "never"}
+
+
+@pytest.mark.parametrize("role", ["viewer", "analyst"])
+def test_settings_is_not_registered_for_non_admins(app_as, role):
+    at = app_as(role, role)
+    assert not at.exception
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(PAGE)
+
+
+def test_admin_creates_an_analyst_whose_temporary_password_works(app_as, app_store):
+    at = _settings(app_as)
+    at.text_input(key="settings.new_username").input("Ana")
+    at.text_input(key="settings.new_name").input("Ana Lyst")
+    at.text_input(key="settings.new_email").input("ana@desk.test")
+    at.selectbox(key="settings.new_role").select("analyst")
+    at.multiselect(key="settings.new_sectors").select("MM-CLO")
+    at.text_input(key="settings.new_other_sectors").input("Euro_CLO, ")
+    at.button(key="settings.create").click().run()
+
+    assert not at.exception
+    assert [e.value for e in at.error] == []
+    assert at.success[0].value == "Created ana (analyst). Temporary password:"
+    temp = at.code[0].value
+    assert authenticate(app_store, "ana", temp, settings=SETTINGS).ok
+    user = get_user(app_store, "ana")
+    assert (user.role, user.sectors, user.must_change_password) == (
+        "analyst", ["MM-CLO", "Euro_CLO"], True)
+    assert _table_row(at, "ana")["Sectors"] == "MM-CLO, Euro_CLO"
+    assert at.text_input(key="settings.new_username").value == ""  # an empty form again
+
+    at.run()  # the temporary password is shown once only
+    assert [c.value for c in at.code] == []
+
+
+def test_creating_a_duplicate_user_shows_the_core_error(app_as):
+    at = _settings(app_as)
+    at.text_input(key="settings.new_username").input("admin")
+    at.button(key="settings.create").click().run()
+    assert [e.value for e in at.error] == ["Creating the user: a user named 'admin' already exists"]
+
+
+def test_admin_changes_a_users_role(app_as, app_store):
+    add_user(app_store, "ana", "analyst")
+    at = _select_user(_settings(app_as), "ana")
+    assert at.text_input(key="settings.edit_name").value == "Ana"
+    at.selectbox(key="settings.edit_role").select("viewer")
+    at.button(key="settings.save_user").click().run()
+
+    assert not at.exception
+    assert at.success[0].value == "Saved ana."
+    assert get_user(app_store, "ana").role == "viewer"
+    assert _table_row(at, "ana")["Role"] == "viewer"
+    assert load_changes(app_store, area="users")["ACTION"].iloc[0] == "role_changed"
+
+
+def test_disabling_a_user_refuses_their_login(app_as, app_store):
+    add_user(app_store, "ana", "analyst")
+    at = _select_user(_settings(app_as), "ana")
+    at.button(key="settings.toggle_disabled").click().run()
+
+    assert at.success[0].value == "Disabled ana."
+    assert _table_row(at, "ana")["Status"] == "disabled"
+    assert authenticate(app_store, "ana", PASSWORD, settings=SETTINGS).reason == DISABLED
+    assert at.button(key="settings.toggle_disabled").label == "Enable"
+
+
+def test_resetting_a_password_shows_a_new_temporary_one(app_as, app_store):
+    add_user(app_store, "ana", "analyst")
+    at = _select_user(_settings(app_as), "ana")
+    at.button(key="settings.reset_password").click().run()
+
+    assert at.success[0].value == "Reset the password of ana. New temporary password:"
+    temp = at.code[0].value
+    assert authenticate(app_store, "ana", temp, settings=SETTINGS).ok
+    assert not authenticate(app_store, "ana", PASSWORD, settings=SETTINGS).ok
+    assert get_user(app_store, "ana").must_change_password
+
+
+def test_unlocking_a_locked_user(app_as, app_store):
+    add_user(app_store, "ana", "analyst")
+    for _ in range(5):
+        authenticate(app_store, "ana", "wrong password!", settings=SETTINGS)
+    at = _select_user(_settings(app_as), "ana")
+    assert _table_row(at, "ana")["Status"].startswith("locked until ")
+    at.button(key="settings.unlock").click().run()
+
+    assert at.success[0].value == "Unlocked ana."
+    assert _table_row(at, "ana")["Status"] == "active"
+    assert authenticate(app_store, "ana", PASSWORD, settings=SETTINGS).ok
+
+
+def test_delete_needs_the_confirmation(app_as, app_store):
+    add_user(app_store, "ana", "analyst")
+    at = _select_user(_settings(app_as), "ana")
+    at.button(key="settings.delete").click().run()
+    assert [w.value for w in at.warning] == [
+        "Tick “Yes, delete ana” first: deleting cannot be undone."]
+    assert get_user(app_store, "ana").username == "ana"
+
+    at.checkbox(key="settings.delete_confirm").check()
+    at.button(key="settings.delete").click().run()
+    assert not at.exception
+    assert at.success[0].value == "Deleted ana."
+    assert _table(at, "Username")["Username"].tolist() == ["admin", "root"]
+    assert at.selectbox(key="settings.user").value is None
+
+
+def test_deleting_yourself_shows_the_core_refusal(app_as, app_store):
+    at = _select_user(_settings(app_as), "admin")
+    at.checkbox(key="settings.delete_confirm").check()
+    at.button(key="settings.delete").click().run()
+    assert [e.value for e in at.error] == [
+        "Deleting admin: you cannot delete your own account; ask another admin"]
+    assert get_user(app_store, "admin").role == "admin"
+
+
+def test_recent_user_changes_name_who_and_what(app_as, app_store):
+    add_user(app_store, "ana", "analyst")
+    at = _select_user(_settings(app_as), "ana")
+    at.button(key="settings.toggle_disabled").click().run()
+    changes = _table(at, "Action")
+    assert changes[["Who", "Action", "Entity"]].iloc[0].tolist() == [
+        "admin", "user_disabled", "users/ana"]
+
+
+def test_column_profile_created_and_assigned_one_cannot_be_deleted(app_as, app_store):
+    at = _settings(app_as)
+    at.text_input(key="settings.profile_name").input("Traders")
+    at.multiselect(key="settings.profile_columns").select("CUSIP").select("PX")
+    at.button(key="settings.profile_save").click().run()
+    assert at.success[0].value == "Saved column profile Traders."
+    assert load_column_profiles(app_store) == {"Traders": ["CUSIP", "PX"]}
+
+    add_user(app_store, "ana", "analyst")
+    update_user(app_store, get_user(app_store, "admin").actor(), "ana", column_profile="Traders")
+    at.selectbox(key="settings.profile").select("Traders").run()
+    at.button(key="settings.profile_delete").click().run()
+    assert [e.value for e in at.error] == [
+        "Deleting column profile 'Traders': column profile 'Traders' is assigned to ana; "
+        "assign them another profile first"]
+    assert "Traders" in load_column_profiles(app_store)
+
+
+def test_column_profile_edit_and_delete(app_as, app_store):
+    add_user(app_store, "admin", "admin")
+    save_column_profile(app_store, get_user(app_store, "admin").actor(), "Lean", ["CUSIP"])
+    at = _settings(app_as)
+    at.selectbox(key="settings.profile").select("Lean").run()
+    assert at.multiselect(key="settings.profile_columns").value == ["CUSIP"]
+    at.multiselect(key="settings.profile_columns").select("SECTOR")
+    at.button(key="settings.profile_save").click().run()
+    assert load_column_profiles(app_store) == {"Lean": ["CUSIP", "SECTOR"]}
+
+    at.selectbox(key="settings.profile").select("Lean").run()
+    at.button(key="settings.profile_delete").click().run()
+    assert at.success[0].value == "Deleted column profile Lean."
+    assert load_column_profiles(app_store) == {}
+
+
+def test_self_registration_toggle_and_approval(app_as, app_store):
+    at = _settings(app_as)
+    assert at.toggle(key="settings.self_registration").value is False
+    at.toggle(key="settings.self_registration").set_value(True).run()
+    assert get_self_registration(app_store) is True
+    assert at.success[0].value == "Self-registration is now on."
+
+    register_user(app_store, "newbie", "New Bie", "newbie@desk.test", "a long enough pw!")
+    at.run()
+    assert _table_row(at, "newbie")["Status"] == "pending approval"
+    at.button(key="settings.approve_newbie").click().run()
+    assert at.success[0].value == "Approved newbie: they can log in as a viewer now."
+    assert not get_user(app_store, "newbie").pending_approval
+
+
+def test_sign_up_toggle_follows_the_store(app_as, app_store):
+    at = _settings(app_as)
+    set_self_registration(app_store, get_user(app_store, "admin").actor(), True)
+    at.run()
+    assert at.toggle(key="settings.self_registration").value is True
+
+
+def test_smtp_settings_saved_without_a_password(app_as, app_store):
+    at = _settings(app_as)
+    at.text_input(key="settings.smtp_host").input("smtp.desk.test")
+    at.number_input(key="settings.smtp_port").set_value(465)
+    at.selectbox(key="settings.smtp_security").select("ssl")
+    at.text_input(key="settings.smtp_username").input("mailer")
+    at.text_input(key="settings.smtp_sender").input("marketpulse@desk.test")
+    at.button(key="settings.smtp_save").click().run()
+
+    assert at.success[0].value == "Saved the email settings (smtp.desk.test:465)."
+    assert load_smtp_config(app_store) == SmtpConfig(
+        host="smtp.desk.test", port=465, security="ssl", username="mailer",
+        sender="marketpulse@desk.test")
+    assert "MARKETPULSE_SMTP_PASSWORD" in at.info[0].value
+
+
+def test_smtp_settings_refused_with_a_bad_sender(app_as, app_store):
+    at = _settings(app_as)
+    at.text_input(key="settings.smtp_host").input("smtp.desk.test")
+    at.text_input(key="settings.smtp_sender").input("nobody")
+    at.button(key="settings.smtp_save").click().run()
+    assert [e.value for e in at.error] == [
+        "Saving the email settings: sender: 'nobody' is not an email address"]
+    assert load_smtp_config(app_store) is None
+
+
+def test_user_table_shows_a_recent_login(app_as, app_store):
+    add_user(app_store, "ana", "analyst")
+    authenticate(app_store, "ana", PASSWORD, settings=SETTINGS,
+                 now=datetime(2025, 3, 4, 9, 30, tzinfo=UTC))
+    at = _settings(app_as)
+    assert _table_row(at, "ana")["Last login"] == "2025-03-04 09:30 UTC"
