@@ -25,7 +25,13 @@ from core.ingest import read_colors
 from core.ranking import check_invariants, rank_colors
 from core.rules import Rule, RulesOutcome, apply_rules, load_rules
 from core.schema import (
-    COLOR_ID, CUSIP, IS_PARENT, POSITION, PROCESSED_AT, PROCESSING_TYPE, RUN_ID,
+    COLOR_ID,
+    CUSIP,
+    IS_PARENT,
+    POSITION,
+    PROCESSED_AT,
+    PROCESSING_TYPE,
+    RUN_ID,
 )
 from core.validation import ValidationReport, validate_colors
 from storage import Store
