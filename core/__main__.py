@@ -73,12 +73,16 @@ def _print_run(result: pipeline.RunResult) -> None:
     print(f"  stages: {stages}")
     report = result.report
     print(f"Validation: quality {report.quality_score:.1f}/100; {report.summary()}")
-    for problem in report.problems[:50]:
-        kind = "ERROR" if problem.blocking else "warning"
-        where = f"{problem.file}" + (f" row {problem.row}" if problem.row else "")
-        print(f"  {kind}: {where}: {problem.message}")
-    if len(report.problems) > 50:
-        print(f"  ... and {len(report.problems) - 50} more")
+    for problem in report.blocking[:50]:
+        print(f"  ERROR {problem.file}: {problem.message}")
+    if len(report.blocking) > 50:
+        print(f"  ... and {len(report.blocking) - 50} more errors (see the quarantined rows)")
+    by_code: dict[str, list] = {}
+    for problem in report.warnings:
+        by_code.setdefault(problem.code, []).append(problem)
+    for code, problems in by_code.items():
+        print(f"  warning {code} on {len(problems)} row(s), e.g. {problems[0].file}: "
+              f"{problems[0].message}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,7 +128,7 @@ def _run(args: argparse.Namespace, store, settings) -> int:
               "  FILES")
         for rec in runs.load_runs(store):
             names = ", ".join(str(f.get("name")) for f in rec.files)
-            print(f"{rec.run_id:>5}  {rec.kind:9} {rec.status:8} {rec.started_at[:25]:25} "
+            print(f"{rec.run_id:>5}  {rec.kind:9} {rec.status:8} {rec.started_at[:19].replace('T', ' '):25} "
                   f"{rec.counts.get('published', 0):>9} {rec.counts.get('parents', 0):>7}  {names}")
         return 0
     if args.command == "rules":

@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from core.access import SYSTEM
+from core.config import Settings
 from core.exports import write_xlsx
 from core.schema import (
     ASK,
@@ -38,6 +41,9 @@ from core.schema import (
     SOURCE,
     TICKER,
 )
+from storage import Store
+
+log = logging.getLogger(__name__)
 
 DEALERS = ("BOA", "JPM", "SOCGEN", "MS", "GS", "BNP", "DB", "CITI", "WFC", "SCOTIA", "PNCAP",
            "PERFORMANCE TRUST", "MITSUBISHI", "NOMURA", "STONEX", "RBC", "SMBC", "BARCAP")
@@ -252,3 +258,38 @@ def demo_files(directory: Path, *, days: int = 5, rows_per_day: int = 400, seed:
         path.write_bytes(write_xlsx(frame[list(INPUT_COLUMNS)], sheet_name="Colors"))
         paths.append(path)
     return paths
+
+
+DEMO_RULE = {
+    "name": "Low-confidence valuations",
+    "description": "Valuations the dealer itself rates below 5 are noise for the desk (demo rule)",
+    "priority": 10,
+    "conditions": {"join": "and", "items": [
+        {"column": "BIAS", "operator": "equal_to", "value": "VALUATION"},
+        {"column": "CONFIDENCE", "operator": "less_than", "value": 5},
+    ]},
+}
+
+
+def load_demo(store: Store, settings: Settings, *, force: bool = False, days: int = 5,
+              rows_per_day: int = 400, now: dt.datetime | None = None) -> int:
+    """Fill an empty store with a week of demo runs (one AUTOMATED run per business day, a few bad
+    rows each) and one demo rule. Returns the number of runs loaded; 0 when the store has runs."""
+    from core import pipeline, rules, runs  # the engine is only needed when demo data is loaded
+
+    if runs.load_runs(store, limit=1) and not force:
+        return 0
+    if not any(r.name == DEMO_RULE["name"] for r in rules.load_rules(store)):
+        rules.save_rule(store, SYSTEM, rules.Rule.from_dict(DEMO_RULE))
+    yesterday = (now or dt.datetime.now(dt.UTC)).date() - dt.timedelta(days=1)
+    last = np.busday_offset(np.datetime64(yesterday, "D"), 0, roll="backward")
+    for back in range(days - 1, -1, -1):
+        day = pd.Timestamp(np.busday_offset(last, -back)).date()
+        frame = generate_colors(rows_per_day, date=day, bad_rows=3,
+                                cusips=max(1, rows_per_day // 5))
+        name = f"colors_{day.isoformat()}.xlsx"
+        data = write_xlsx(frame[list(INPUT_COLUMNS)], sheet_name="Colors")
+        pipeline.process_files(store, SYSTEM, [(name, data)], settings=settings,
+                               kind=pipeline.AUTOMATED, trigger="demo")
+        log.info("demo run for %s loaded", day)
+    return days
