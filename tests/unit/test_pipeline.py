@@ -1,0 +1,172 @@
+"""The pipeline end to end: files in → one published run, atomically, with its record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core import history, pipeline, runs
+from core.access import SYSTEM, Actor
+from core.config import load_settings
+from core.demo import generate_colors
+from core.errors import FileProblem, MissingColumns, PermissionDenied
+from core.exports import write_csv, write_xlsx
+from core.rules import Condition, Group, Rule, save_rule
+from core.schema import (
+    CHILDREN_COUNT, COLOR_ID, CUSIP, EXCLUDED_BY, INPUT_COLUMNS, IS_PARENT, PARENT_COLOR_ID,
+    PROCESSING_TYPE, RUN_ID, SECTOR, SOURCE,
+)
+
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "colors-2026-01-11.xlsx"
+SETTINGS = load_settings({}, {})
+
+
+def _xlsx(n: int, **kwargs) -> bytes:
+    return write_xlsx(generate_colors(n, **kwargs)[list(INPUT_COLUMNS)])
+
+
+def _store_state(store) -> tuple:
+    return (
+        [k for k in store.list("") if not k.startswith("sequences/")],
+        {t: store.partitions(t) for t in runs.RUN_TABLES},
+        store.list_blobs(""),
+    )
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
+def test_shared_sample_publishes_ten_parents(memory_store):
+    result = pipeline.process_files(memory_store, SYSTEM, [(SAMPLE.name, SAMPLE.read_bytes())],
+                                    settings=SETTINGS)
+    rec = result.record
+    assert rec.status == runs.SUCCESS
+    assert rec.counts == {"read": 50, "quarantined": 0, "excluded": 0, "published": 50,
+                          "parents": 10, "children": 40, "cusips": 10}
+    published = history.published_colors(memory_store, SYSTEM)
+    assert len(published) == 50
+    assert published.groupby(CUSIP)[IS_PARENT].sum().tolist() == [1] * 10
+    parent = published[(published[CUSIP] == "97988RBL5") & published[IS_PARENT]].iloc[0]
+    assert parent[CHILDREN_COUNT] == 7
+    assert set(published[PROCESSING_TYPE]) == {"MANUAL"}
+
+
+def test_run_applies_active_rules_and_keeps_excluded_rows(memory_store):
+    save_rule(memory_store, SYSTEM, Rule(
+        name="No JPM", conditions=Group("or", [Condition(SOURCE, "equal_to", "jpm")])))
+    frame = generate_colors(300, seed=3)
+    jpm = int((frame[SOURCE] == "JPM").sum())
+    result = pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", write_xlsx(
+        frame[list(INPUT_COLUMNS)]))], settings=SETTINGS, kind=pipeline.AUTOMATED)
+    assert jpm > 0
+    assert result.record.counts["excluded"] == jpm
+    assert result.record.per_rule == {"No JPM": jpm}
+    excluded = memory_store.scan(runs.EXCLUDED_TABLE)
+    assert len(excluded) == jpm
+    assert set(excluded[EXCLUDED_BY]) == {"No JPM"}
+    assert "JPM" not in set(history.published_colors(memory_store, SYSTEM)[SOURCE])
+
+
+def test_override_run_applies_no_rules(memory_store):
+    save_rule(memory_store, SYSTEM, Rule(
+        name="Everything", conditions=Group("or", [Condition("PX", "greater_than", 0)])))
+    result = pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", _xlsx(40))],
+                                    settings=SETTINGS, kind=pipeline.OVERRIDE)
+    assert result.record.counts["excluded"] == 0
+    assert result.record.counts["published"] == 40
+
+
+def test_several_files_rank_together_one_parent_per_cusip(memory_store):
+    files = [("day1.xlsx", _xlsx(200, seed=1, date="2026-03-12")),
+             ("day2.csv", write_csv(generate_colors(200, seed=1, date="2026-03-13")[
+                 list(INPUT_COLUMNS)]))]
+    result = pipeline.process_files(memory_store, SYSTEM, files, settings=SETTINGS)
+    published = result.published
+    per_cusip = published.groupby(published[CUSIP].str.upper())[IS_PARENT].sum()
+    assert set(per_cusip.tolist()) == {1}
+    children = published[~published[IS_PARENT]]
+    ids = set(published.loc[published[IS_PARENT], COLOR_ID])
+    assert set(children[PARENT_COLOR_ID]) <= ids
+    assert [f["name"] for f in result.record.files] == ["day1.xlsx", "day2.csv"]
+    assert published[RUN_ID].unique().tolist() == [result.record.run_id]
+
+
+def test_quarantined_rows_are_kept_with_the_run_not_published(memory_store):
+    result = pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", _xlsx(100, bad_rows=4))],
+                                    settings=SETTINGS)
+    counts = result.record.counts
+    # generate_colors spoils 4 rows: blank CUSIP and unknown BIAS block; a blank PX is derived from
+    # BID/ASK; a wrong check digit is only a warning.
+    assert counts["quarantined"] == len(result.quarantined) == 2
+    assert sorted(p.code for p in result.report.blocking) == ["missing_value", "unknown_bias"]
+    assert "cusip_check_digit" in {p.code for p in result.report.warnings}
+    assert counts["read"] == 100
+    assert counts["published"] + counts["quarantined"] + counts["excluded"] == 100
+    assert len(memory_store.scan(runs.QUARANTINED_TABLE)) == counts["quarantined"]
+
+
+def test_whole_file_problem_stores_nothing(local_store):
+    pipeline.process_files(local_store, SYSTEM, [("good.xlsx", _xlsx(20))], settings=SETTINGS)
+    before = _store_state(local_store)
+    headers_only = pd.DataFrame({"NAME": ["Ann"], "ADDRESS": ["1 Main St"]}).to_csv(index=False)
+    for name, data, error in [
+        ("junk.xlsx", b"PK\x03\x04 not really a zip", FileProblem),
+        ("people.csv", headers_only.encode(), FileProblem),
+        ("nocusip.csv", write_csv(generate_colors(5).drop(columns=[CUSIP])), MissingColumns),
+    ]:
+        with pytest.raises(error, match=name.replace(".", r"\.")):
+            pipeline.process_files(local_store, SYSTEM, [("good.xlsx", _xlsx(5)), (name, data)],
+                                   settings=SETTINGS)
+    assert _store_state(local_store) == before
+
+
+def test_failed_publish_leaves_nothing_visible_and_records_the_failure(local_store, monkeypatch):
+    def broken_workbook(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline, "write_xlsx", broken_workbook)
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.process_files(local_store, SYSTEM, [("a.xlsx", _xlsx(30))], settings=SETTINGS)
+    [record] = runs.load_runs(local_store)
+    assert record.status == runs.FAILED
+    assert record.error == "disk full"
+    assert runs.visible_run_ids(local_store) == []
+    assert {t: local_store.partitions(t) for t in runs.RUN_TABLES} == {
+        t: [] for t in runs.RUN_TABLES}
+    assert history.published_colors(local_store, SYSTEM).empty
+
+
+def test_run_ids_come_from_a_sequence(memory_store):
+    ids = [pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", _xlsx(10))],
+                                  settings=SETTINGS).record.run_id for _ in range(3)]
+    assert ids == [1, 2, 3]
+
+
+def test_viewer_cannot_publish(memory_store):
+    viewer = Actor("vera", "viewer")
+    with pytest.raises(PermissionDenied, match="vera is not allowed to work manual color"):
+        pipeline.process_files(memory_store, viewer, [("a.xlsx", _xlsx(5))], settings=SETTINGS)
+    analyst = Actor("ann", "analyst")
+    with pytest.raises(PermissionDenied, match="ann is not allowed to trigger runs"):
+        pipeline.process_files(memory_store, analyst, [("a.xlsx", _xlsx(5))], settings=SETTINGS,
+                               kind=pipeline.AUTOMATED)
+    assert runs.load_runs(memory_store) == []
+
+
+def test_sector_limited_reader_sees_only_their_sector(memory_store):
+    frame = generate_colors(200, seed=9)
+    sectors = sorted(set(frame[SECTOR]))
+    pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", write_xlsx(
+        frame[list(INPUT_COLUMNS)]))], settings=SETTINGS)
+    reader = Actor("sam", "viewer", sectors=(sectors[0],))
+    seen = history.published_colors(memory_store, reader)
+    assert set(seen[SECTOR]) == {sectors[0]}
+    assert len(seen) == int((frame[SECTOR] == sectors[0]).sum())
+
+
+def test_output_workbook_is_stored_with_the_run(memory_store):
+    result = pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", _xlsx(25))],
+                                    settings=SETTINGS)
+    assert result.record.output == runs.output_blob_key(result.record.run_id)
+    assert memory_store.get_blob(result.record.output) == result.workbook
+    assert result.workbook[:2] == b"PK"
