@@ -76,7 +76,7 @@ def scenario_end_to_end(rows: int, fmt: str) -> dict:
     from core.schema import INPUT_COLUMNS
     from storage import open_store
 
-    settings = load_settings({}, {})
+    settings = load_settings({}, {}).override(upload_max_mb=0)
     frame = generate_colors(rows, seed=5, bad_rows=rows // 1000)[list(INPUT_COLUMNS)]
     data = write_xlsx(frame) if fmt == "xlsx" else write_csv(frame)
     with tempfile.TemporaryDirectory() as tmp:

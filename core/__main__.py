@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, store, settings) -> int:
     if args.command == "process":
+        # Local files chosen by the operator: the upload size limit protects the web process only.
+        settings = settings.override(upload_max_mb=0)
         if args.date_column:
             settings = settings.override(ranking_date_column=args.date_column)
         files = [(path.name, path.read_bytes()) for path in args.files]

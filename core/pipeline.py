@@ -23,7 +23,7 @@ from core.config import Settings
 from core.exports import output_columns, write_xlsx
 from core.ingest import read_colors
 from core.ranking import check_invariants, rank_colors
-from core.rules import Rule, RulesOutcome, apply_rules, load_rules
+from core.rules import Rule, RulesOutcome, load_rules, match_rules
 from core.schema import (
     COLOR_ID,
     CUSIP,
@@ -175,11 +175,17 @@ def rank_batch(
     batch: pd.DataFrame, rules: list[Rule], settings: Settings, *, pinned: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, RulesOutcome]:
     """Apply exclusion rules, then rank what is kept (DOMAIN.md §2: rank after exclusions).
-    Used by publishing and by previews, so a preview is exactly what would be published."""
-    outcome = apply_rules(batch, rules)
-    if not len(outcome.kept):
-        return outcome.kept, outcome
-    ranked = rank_colors(outcome.kept, date_column=settings["ranking.date_column"], pinned=pinned)
+    Used by publishing and by previews, so a preview is exactly what would be published.
+    The kept rows are never copied out: ranking gathers them once, already in ranked order."""
+    found = match_rules(batch, rules)
+    kept = np.flatnonzero(~found.excluded)
+    if len(kept):
+        ranked = rank_colors(batch, date_column=settings["ranking.date_column"], pinned=pinned,
+                             rows=kept)
+    else:
+        ranked = batch.iloc[:0]
+    outcome = RulesOutcome(kept=ranked, excluded=found.excluded_rows(batch), counts=found.counts,
+                           matches=found.matches)
     return ranked, outcome
 
 

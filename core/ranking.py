@@ -5,6 +5,7 @@ and the publish-gate check of the parent/child invariants.
 from __future__ import annotations
 
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from core.schema import (
 _INT64_MAX = np.iinfo(np.int64).max
 _SHOWN = 5  # offenders named in an error message
 _SAMPLE = 50_000  # rows sampled to tell repetitive text from unique ids
+_GATHER_THREADS = 2
 
 
 def _newest_first(values: pd.Series) -> np.ndarray:
@@ -123,7 +125,11 @@ class _Cusips:
 
 
 def rank_colors(
-    colors: pd.DataFrame, *, date_column: str = DATE, pinned: Collection[str] = ()
+    colors: pd.DataFrame,
+    *,
+    date_column: str = DATE,
+    pinned: Collection[str] = (),
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Order each CUSIP's colors best first and mark parents and children (DOMAIN.md §2).
 
@@ -131,10 +137,17 @@ def rank_colors(
     DATE_1 newest → input order; a pinned COLOR_ID is its group's parent. Groups keep the order in
     which their key first appears. COLOR_ID is kept when present, else the input ordinal (from 1).
     Raises ValueError when a CUSIP is empty (validation quarantines those rows before ranking).
+    `rows` (positions) ranks only those rows without first copying them out: the sort keys are
+    read from the rows and every column is gathered once, straight into ranked order.
     """
     missing = [c for c in (CUSIP, MESSAGE_ID, date_column, RANK, PX) if c not in colors.columns]
     if missing:
         raise ValueError(f"cannot rank without column(s): {', '.join(missing)}")
+    source = colors
+    if rows is not None:
+        wanted = dict.fromkeys((CUSIP, COLOR_ID, MESSAGE_ID, date_column, RANK, PX, DATE_1))
+        keys = [c for c in wanted if c in colors.columns]
+        colors = colors[keys].iloc[rows]
     n = len(colors)
     cusips = _Cusips.of(colors[CUSIP])
     codes = cusips.group
@@ -158,7 +171,13 @@ def rank_colors(
     ], n)
 
     known = {CUSIP: cusips.spellings.take(cusips.spelling[order]), COLOR_ID: ids.array.take(order)}
-    columns = {c: known[c] if c in known else _gather(colors[c], order) for c in colors.columns}
+    at = order if rows is None else np.asarray(rows)[order]
+    # Gathering ~20 columns of a million rows is most of the work; pyarrow and numpy release the
+    # GIL while they copy, so two threads use both cores.
+    todo = [c for c in source.columns if c not in known]
+    with ThreadPoolExecutor(max_workers=_GATHER_THREADS) as pool:
+        gathered = dict(zip(todo, pool.map(lambda c: _gather(source[c], at), todo), strict=True))
+    columns = {c: known[c] if c in known else gathered[c] for c in source.columns}
     columns.update(known)  # appends COLOR_ID when the input had none
     ranked = pd.DataFrame(columns)  # a fresh RangeIndex
     group = codes[order]

@@ -153,13 +153,36 @@ def _rule_flags(rule: Rule, prepared: PreparedFrame) -> np.ndarray:
     return group_mask(rule.conditions, prepared, rule=rule.name).to_numpy()
 
 
-def apply_rules(
+@dataclass
+class RuleMatches:
+    """Which rule excludes each row, without copying the rows: `first[i]` is the position in
+    `names` of the first rule (by priority) matching row i, or -1 when no rule does."""
+
+    first: np.ndarray
+    names: list[str]
+    counts: dict[str, int]
+    matches: dict[str, int]
+
+    @property
+    def excluded(self) -> np.ndarray:
+        return self.first >= 0
+
+    def excluded_rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The excluded rows of `frame` (input order) with EXCLUDED_BY."""
+        hit = self.excluded
+        excluded = frame[hit]
+        names = pd.array(self.names or [""], dtype=PANDAS_DTYPES[TEXT])
+        excluded[EXCLUDED_BY] = pd.Series(names.take(self.first[hit]), index=excluded.index)
+        return excluded
+
+
+def match_rules(
     frame: pd.DataFrame, rules: Iterable[Rule], *, column_types: Mapping[str, str] | None = None
-) -> RulesOutcome:
-    """Split a batch into kept and excluded rows; a row is excluded if any active rule matches."""
+) -> RuleMatches:
+    """Evaluate the active rules on a batch (vectorised); a row is excluded if any matches."""
     ordered = active_in_order(rules)
     prepared = PreparedFrame(frame, column_types)
-    first = np.full(len(frame), -1, dtype=np.int32)  # position in `ordered` of the first match
+    first = np.full(len(frame), -1, dtype=np.int32)
     counts: dict[str, int] = {}
     matches: dict[str, int] = {}
     for position, rule in enumerate(ordered):
@@ -168,13 +191,19 @@ def apply_rules(
         first[claimed] = position
         counts[rule.name] = int(claimed.sum())
         matches[rule.name] = int(flags.sum())
-    hit = first >= 0
+    return RuleMatches(first, [r.name for r in ordered], counts, matches)
+
+
+def apply_rules(
+    frame: pd.DataFrame, rules: Iterable[Rule], *, column_types: Mapping[str, str] | None = None
+) -> RulesOutcome:
+    """Split a batch into kept and excluded rows; a row is excluded if any active rule matches."""
+    found = match_rules(frame, rules, column_types=column_types)
+    hit = found.excluded
     # pandas copy-on-write: the selections below never share writes with `frame`.
     kept = frame[~hit] if hit.any() else frame.copy(deep=False)
-    excluded = frame[hit]
-    names = pd.array([r.name for r in ordered] or [""], dtype=PANDAS_DTYPES[TEXT])
-    excluded[EXCLUDED_BY] = pd.Series(names.take(first[hit]), index=excluded.index)
-    return RulesOutcome(kept=kept, excluded=excluded, counts=counts, matches=matches)
+    return RulesOutcome(kept=kept, excluded=found.excluded_rows(frame), counts=found.counts,
+                        matches=found.matches)
 
 
 def filter_frame(

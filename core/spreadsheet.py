@@ -64,7 +64,7 @@ class _Header:
 
 def read_table(data: bytes, filename: str, lookup: dict[str, str], *, max_mb: float) -> RawTable:
     """The raw table of a color file; `lookup` maps normalised headers to canonical names."""
-    if len(data) > max_mb * 1024 * 1024:
+    if max_mb and len(data) > max_mb * 1024 * 1024:  # 0 = no limit (the CLI's local files)
         raise UnreadableFile(filename, f"the file is {len(data) / 1024 / 1024:.1f} MB, over the "
                              f"{max_mb} MB limit (upload.max_mb); split it or ask an admin to "
                              "raise the limit")
