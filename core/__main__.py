@@ -1,4 +1,4 @@
-"""Command line: `python -m core process|export|runs|rules|demo ...` (headless use of the engine).
+"""Command line: `python -m core process|export|runs|rules|users|demo|init ...` (headless use).
 
 The CLI is a composition root: it loads settings, opens the store and acts as the system user.
 """
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import history, pipeline, rules, runs
+from core import cli_users, history, pipeline, rules, runs
 from core.access import SYSTEM
 from core.config import load_settings, read_secrets_file
 from core.errors import MarketPulseError
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("name")
     t = rsub.add_parser("toggle")
     t.add_argument("name")
+
+    cli_users.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -135,6 +137,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return 0
     if args.command == "rules":
         return _rules(args, store)
+    if args.command == "users":
+        return cli_users.run(args, store)
     if args.command == "init":
         print(f"Store: {settings['store.url']}")
         if settings["demo"]:
