@@ -85,3 +85,8 @@ def entitled_columns(frame: pd.DataFrame, actor: Actor) -> pd.DataFrame:
         return frame
     allowed = set(actor.columns)
     return frame[[c for c in frame.columns if c in allowed]]
+
+
+def entitled(frame: pd.DataFrame, actor: Actor) -> pd.DataFrame:
+    """Rows and columns the actor may see."""
+    return entitled_columns(entitled_rows(frame, actor), actor)

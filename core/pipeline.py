@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core import runs
-from core.access import MANUAL_SESSION, TRIGGER_RUN, Actor, require
+from core.access import MANUAL_SESSION, TRIGGER_RUN, Actor, entitled, require
 from core.audit import record_change
 from core.columns import load_column_config
 from core.config import Settings
@@ -235,6 +235,15 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
     record.per_rule = {k: int(v) for k, v in outcome.counts.items()}
     record.rules_applied = [r.name for r in active]
     return RunResult(record, published, excluded, quarantined, prepared.report, workbook)
+
+
+def workbook_for(result: RunResult, actor: Actor) -> bytes:
+    """The run's output workbook as this actor may download it (their sectors and columns)."""
+    if actor.sectors is None and actor.columns is None:
+        return result.workbook
+    extra = {name: entitled(frame, actor) for name, frame in
+             (("Excluded", result.excluded), ("Quarantined", result.quarantined)) if len(frame)}
+    return write_xlsx(entitled(result.published, actor), extra_sheets=extra)
 
 
 def _abandon(store: Store, record: runs.RunRecord, exc: BaseException) -> None:

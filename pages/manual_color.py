@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import pipeline
+from core.access import entitled
 from pages._ui.services import current_actor, error_boundary, settings, store
 from pages._ui.widgets import parents_with_children, validation_report
 
@@ -42,7 +43,7 @@ if prepared is not None:
         st.subheader("Ranked preview")
         st.caption(f"{len(outcome.excluded)} rows excluded by rules"
                    + "".join(f"; {name}: {n}" for name, n in outcome.counts.items()))
-        parents_with_children(ranked, key="manual_color.preview")
+        parents_with_children(entitled(ranked, actor), key="manual_color.preview")
     if st.button("Publish as a MANUAL run", key="manual_color.publish", type="primary"):
         with error_boundary("Publishing"), st.spinner("Publishing…"):
             st.session_state[RESULT] = pipeline.publish_run(
@@ -59,6 +60,6 @@ if result is not None:
     st.success(f"Published run {rec.run_id}: {rec.counts['published']} colors "
                f"({rec.counts['parents']} parents), {rec.counts['excluded']} excluded, "
                f"{rec.counts['quarantined']} quarantined.")
-    st.download_button("Download the output workbook", result.workbook,
+    st.download_button("Download the output workbook", pipeline.workbook_for(result, actor),
                        file_name=f"colors-run-{rec.run_id}.xlsx", key="manual_color.download",
                        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")

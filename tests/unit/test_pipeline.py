@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -170,3 +171,16 @@ def test_output_workbook_is_stored_with_the_run(memory_store):
     assert result.record.output == runs.output_blob_key(result.record.run_id)
     assert memory_store.get_blob(result.record.output) == result.workbook
     assert result.workbook[:2] == b"PK"
+
+
+def test_downloaded_workbook_keeps_to_the_readers_sectors_and_columns(memory_store):
+    frame = generate_colors(120, seed=4)
+    sector = sorted(set(frame[SECTOR]))[0]
+    result = pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", write_xlsx(
+        frame[list(INPUT_COLUMNS)]))], settings=SETTINGS)
+    assert pipeline.workbook_for(result, SYSTEM) == result.workbook
+    reader = Actor("ann", "analyst", sectors=(sector,), columns=(CUSIP, SECTOR, "PX"))
+    sheet = pd.read_excel(io.BytesIO(pipeline.workbook_for(result, reader)), engine="calamine")
+    assert list(sheet.columns) == [SECTOR, CUSIP, "PX"]  # output order (DOMAIN.md §1.4)
+    assert set(sheet[SECTOR]) == {sector}
+    assert len(sheet) == int((result.published[SECTOR] == sector).sum())
