@@ -46,9 +46,8 @@ def _bench_rules() -> list:
 
 
 def scenario_rules_rank(rows: int) -> dict:
-    from core.demo import generate_colors
-
     from core.config import load_settings
+    from core.demo import generate_colors
     from core.pipeline import assign_color_ids, rank_batch
 
     settings = load_settings({}, {})
@@ -67,11 +66,10 @@ def scenario_rules_rank(rows: int) -> dict:
 
 
 def scenario_end_to_end(rows: int, fmt: str) -> dict:
-    from core.demo import generate_colors
-    from core.exports import write_csv, write_xlsx
-
     from core.access import SYSTEM
     from core.config import load_settings
+    from core.demo import generate_colors
+    from core.exports import write_csv, write_xlsx
     from core.pipeline import prepare_files, publish_run
     from core.schema import INPUT_COLUMNS
     from storage import open_store

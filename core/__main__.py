@@ -132,7 +132,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
               "  FILES")
         for rec in runs.load_runs(store):
             names = ", ".join(str(f.get("name")) for f in rec.files)
-            print(f"{rec.run_id:>5}  {rec.kind:9} {rec.status:8} {rec.started_at[:19].replace('T', ' '):25} "
+            started = rec.started_at[:19].replace("T", " ")
+            print(f"{rec.run_id:>5}  {rec.kind:9} {rec.status:8} {started:25} "
                   f"{rec.counts.get('published', 0):>9} {rec.counts.get('parents', 0):>7}  {names}")
         return 0
     if args.command == "rules":

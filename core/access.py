@@ -1,4 +1,5 @@
-"""Who is acting and what they may do: roles, permissions (DESIGN.md §5) and row/column entitlements.
+"""Who is acting and what they may do: roles, permissions (DESIGN.md §5) and row and column
+entitlements.
 
 Every core function that changes something takes an Actor and calls `require` first; pages only hide
 what a role cannot use.

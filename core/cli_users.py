@@ -38,7 +38,9 @@ def run(args: argparse.Namespace, store: Store) -> int:
             password = sys.stdin.readline().rstrip("\r\n")
             if not password:
                 raise InvalidInput("password", "nothing was read from standard input")
-        sectors = [s.strip() for s in args.sectors.split(",") if s.strip()] if args.sectors else None
+        sectors = None
+        if args.sectors:
+            sectors = [s.strip() for s in args.sectors.split(",") if s.strip()]
         user, temporary = create_user(
             store, SYSTEM, args.username, name=args.name, email=args.email, role=args.role,
             sectors=sectors, password=password, temporary=password is None)

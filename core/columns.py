@@ -1,4 +1,4 @@
-"""The column configuration kept in the store: aliases, display names, required and visible flags."""
+"""The column configuration kept in the store: aliases, display names, required, visible."""
 
 from __future__ import annotations
 

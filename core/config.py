@@ -1,5 +1,6 @@
 """Settings declared once (name, default, type, help, secret) and loaded from the environment over
-.streamlit/secrets.toml over the defaults; bad values fail at start-up with the dotted key and a hint."""
+.streamlit/secrets.toml over the defaults; bad values fail at start-up with the dotted key and a
+hint."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("diff.equity_threshold_pct", 5.0, float, "The same threshold for the equity sectors"),
     Setting("diff.equity_sectors", "US_Equity_2.0,US_MM_Equity_2.0", str,
             "Comma-separated sectors that use the equity threshold"),
-    Setting("upload.max_mb", 50, int, "Largest file accepted through the app (upload, buffer), in MB; 0 = no limit"),
+    Setting("upload.max_mb", 50, int,
+            "Largest file accepted through the app (upload, buffer), in MB; 0 = no limit"),
     Setting("auth.cookie_key", "", str,
             "Key that signs the login cookie (≥ 32 characters); generated and kept in the store "
             "when empty", secret=True),

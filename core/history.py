@@ -41,9 +41,8 @@ def published_colors(
     if frame.empty:
         return frame
     order = [RUN_ID, POSITION] if POSITION in frame.columns else [RUN_ID]
-    return frame.sort_values(order, ascending=[False, True][: len(order)], kind="stable").reset_index(
-        drop=True
-    )
+    ranked = frame.sort_values(order, ascending=[False, True][: len(order)], kind="stable")
+    return ranked.reset_index(drop=True)
 
 
 def latest_run(store: Store) -> runs.RunRecord | None:

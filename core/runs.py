@@ -1,4 +1,5 @@
-"""Run records: the RUN_ID sequence, one record per processing execution, and which runs are visible.
+"""Run records: the RUN_ID sequence, one record per processing execution, and which runs are
+visible.
 
 A run's rows become visible only when its record says `success` (DESIGN.md §3): readers ask
 `visible_run_ids` and never see the partitions of a running, failed or removed run.

@@ -1,4 +1,5 @@
-"""Manual Color: upload files, read the validation report and the ranked preview, publish a MANUAL run."""
+"""Manual Color: upload files, read the validation report and the ranked preview, publish a
+MANUAL run."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 StoreError
  ├── ObjectNotFound      a document, blob or table partition that does not exist
- ├── WriteConflict       a document changed since the version the caller read (optimistic concurrency)
+ ├── WriteConflict       a document changed since the caller read it (optimistic concurrency)
  ├── InvalidKey          a key that could escape the store (.., absolute, bad characters)
  └── StoreUnavailable    the medium cannot be reached (disk, S3, database)
 """

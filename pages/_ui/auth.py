@@ -12,8 +12,15 @@ from core import notify
 from core.config import Settings
 from core.errors import MarketPulseError, NotFound
 from core.sessions_auth import (
-    authenticate, change_own_password, cookie_key, get_self_registration, issue_reset_token,
-    record_logout, redeem_reset_token, register_user, session_is_valid,
+    authenticate,
+    change_own_password,
+    cookie_key,
+    get_self_registration,
+    issue_reset_token,
+    record_logout,
+    redeem_reset_token,
+    register_user,
+    session_is_valid,
 )
 from core.user_records import User, count_users, get_user
 from core.users import create_first_admin, credentials_for_authenticator
@@ -63,7 +70,8 @@ def _cookie_login_time(auth: stauth.Authenticate, settings: Settings) -> datetim
     exp = token.get("exp_date") if isinstance(token, dict) else None
     if not exp:
         return _now()
-    issued = datetime.fromtimestamp(float(exp), UTC) - timedelta(hours=settings["auth.session_hours"])
+    lifetime = timedelta(hours=settings["auth.session_hours"])
+    issued = datetime.fromtimestamp(float(exp), UTC) - lifetime
     return min(issued, _now())
 
 
@@ -106,7 +114,8 @@ def require_login(store: Store, settings: Settings) -> User:
         st.markdown(f"**{user.name or user.username}**  \n{user.username} · {user.role}")
         if st.button("Log out", key="logout_btn"):
             _sign_out(store, auth, "You have logged out.")
-            _login_screen(store, settings, auth)  # no rerun: the cookie deletion must reach the browser
+            # No rerun: the cookie deletion must reach the browser in this run.
+            _login_screen(store, settings, auth)
             st.stop()
     return user
 

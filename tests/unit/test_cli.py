@@ -97,7 +97,8 @@ def test_runs_lists_newest_first(store_dir, tmp_path, capsys):
     assert main(["runs"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["RUN", "2", "1"]
-    assert lines[1].endswith("b.csv") and lines[2].endswith("a.csv")
+    assert lines[1].endswith("b.csv")
+    assert lines[2].endswith("a.csv")
 
 
 def test_rules_add_list_toggle_remove(store_dir, tmp_path, capsys, monkeypatch):

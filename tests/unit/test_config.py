@@ -67,5 +67,5 @@ def test_override_validates_like_loading():
 def test_secrets_file_with_bad_toml_names_the_file(tmp_path):
     path = tmp_path / "secrets.toml"
     path.write_text("[store\nurl=1")
-    with pytest.raises(ConfigError, match="secrets.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"secrets\.toml: not valid TOML"):
         read_secrets_file(path)

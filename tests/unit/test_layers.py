@@ -1,4 +1,4 @@
-"""The dependency rule of DESIGN.md §2: pages → core → storage, checked on every module's imports."""
+"""The dependency rule of DESIGN.md §2: pages → core → storage, checked on every module."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _violations() -> list[str]:
                 rel not in COMPOSITION_ROOTS
             ):
                 found.append(f"{rel} imports the concrete backend {name}")
-    for path in sorted((ROOT / "pages").rglob("*.py")) + [ROOT / "app.py"]:
+    for path in [*sorted((ROOT / "pages").rglob("*.py")), ROOT / "app.py"]:
         for name in _imports(path):
             if name.split(".")[0] in ("boto3", "sqlalchemy", "duckdb", "storage.local"):
                 found.append(f"{path.relative_to(ROOT)} imports {name}")

@@ -16,8 +16,17 @@ from core.errors import FileProblem, MissingColumns, PermissionDenied
 from core.exports import write_csv, write_xlsx
 from core.rules import Condition, Group, Rule, save_rule
 from core.schema import (
-    CHILDREN_COUNT, COLOR_ID, CUSIP, EXCLUDED_BY, INPUT_COLUMNS, IS_PARENT, PARENT_COLOR_ID,
-    PROCESSING_TYPE, RUN_ID, SECTOR, SOURCE,
+    CHILDREN_COUNT,
+    COLOR_ID,
+    CUSIP,
+    EXCLUDED_BY,
+    INPUT_COLUMNS,
+    IS_PARENT,
+    PARENT_COLOR_ID,
+    PROCESSING_TYPE,
+    RUN_ID,
+    SECTOR,
+    SOURCE,
 )
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "colors-2026-01-11.xlsx"

@@ -1,0 +1,133 @@
+"""One real-browser smoke test: `streamlit run app.py` in Debian's Chromium through Playwright.
+
+Log in through the real form, reload (the cookie keeps you in), visit every page, log out; a wrong
+password shows an error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.access import SYSTEM
+from core.users import create_first_admin, create_user
+from storage import open_store
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+
+pytestmark = pytest.mark.e2e
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
+    pytest.skip("Debian's Chromium is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402  (after the skip)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    store_dir = tmp_path_factory.mktemp("e2e") / "store"
+    store = open_store(str(store_dir))
+    create_first_admin(store, "admin", "Ada Admin", "admin@desk.test", PASSWORD)
+    create_user(store, SYSTEM, "vera", name="Vera Viewer", email="vera@desk.test", role="viewer",
+                password=PASSWORD, temporary=False)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
+    env.update(MARKETPULSE_STORE_URL=str(store_dir), MARKETPULSE_DEMO="0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not become healthy in 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--disable-dev-shm-usage"],
+        )
+        yield browser
+        browser.close()
+
+
+def _login(page, username: str, password: str) -> None:
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Login").click()
+
+
+def test_wrong_password_shows_an_error(server, browser):
+    page = browser.new_page()
+    page.goto(server)
+    _login(page, "admin", "not the password at all")
+    expect(page.get_by_text("Username or password is incorrect")).to_be_visible(timeout=15_000)
+    page.close()
+
+
+def test_admin_logs_in_stays_in_after_reload_visits_every_page_and_logs_out(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server)
+    _login(page, "admin", PASSWORD)
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible(timeout=20_000)
+    page.wait_for_timeout(1500)  # let the cookie component write the cookie
+    page.reload()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("textbox", name="Username")).to_have_count(0)
+    for title in ("Manual Color", "Settings", "Account"):
+        page.get_by_role("link", name=title).click()
+        expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=20_000)
+    page.wait_for_timeout(1000)  # let the cookie component's own rerun finish first
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=20_000)
+    page.reload()
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=20_000)
+    context.close()
+
+
+def test_viewer_sees_only_viewer_pages(server, browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server)
+    _login(page, "vera", PASSWORD)
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("link", name="Account")).to_be_visible()
+    expect(page.get_by_role("link", name="Manual Color")).to_have_count(0)
+    expect(page.get_by_role("link", name="Settings")).to_have_count(0)
+    context.close()
