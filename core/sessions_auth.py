@@ -45,6 +45,7 @@ TOKEN_MINUTES = 30
 TOKEN_UNUSABLE = "this reset link has expired or was already used"
 AUTH_CONFIG_KEY = "config/auth"
 COOKIE_KEY_DOC = "config/cookie_key"
+REVOKED_PREFIX = "revoked_cookies/"
 MIN_COOKIE_KEY = 32
 PREFIX_FOR_UNKNOWN = "users"  # entity of a failed login for a name that is not a user
 
@@ -132,10 +133,36 @@ def authenticate(store: Store, username: str, password: str, *, settings: Settin
     return LoginResult(False, reason, user, user.locked_until if reason == LOCKED else None)
 
 
-def record_logout(store: Store, username: str, now: datetime | None = None) -> None:
-    """Audit a logout (the page clears the cookie and session)."""
+def record_logout(store: Store, username: str, now: datetime | None = None, *,
+                  cookie_expires: float | None = None) -> None:
+    """Audit a logout. The page also deletes the browser's re-login cookie, but that runs in the
+    browser and can be lost; revoking the cookie here (by its expiry stamp, unique per login)
+    makes the server refuse it even if the browser still sends it."""
     name = normalise_username(username)
-    record_change(store, name, AREA, "logout", user_key(name), now=as_utc(now))
+    now = as_utc(now)
+    if cookie_expires is not None:
+        key = REVOKED_PREFIX + name
+        while True:
+            try:
+                value, version = store.get(key)
+            except ObjectNotFound:
+                value, version = {"expires": []}, None
+            live = [e for e in value["expires"] if e > now.timestamp()]
+            try:
+                store.put(key, {"expires": [*live, float(cookie_expires)]}, version)
+                break
+            except WriteConflict:
+                continue
+    record_change(store, name, AREA, "logout", user_key(name), now=now)
+
+
+def login_cookie_revoked(store: Store, username: str, cookie_expires: float) -> bool:
+    """True when the re-login cookie with this expiry stamp was ended by a logout."""
+    try:
+        value, _ = store.get(REVOKED_PREFIX + normalise_username(username))
+    except ObjectNotFound:
+        return False
+    return float(cookie_expires) in value["expires"]
 
 
 def session_is_valid(user: User, login_at: datetime, last_seen: datetime, *, settings: Settings,

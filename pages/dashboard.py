@@ -43,4 +43,8 @@ with error_boundary("Loading the dashboard"):
           "Quarantined": r.counts.get("quarantined", 0), "Error": r.error}
          for r in records]
     )
+    if actor.sectors is not None:
+        # Whole-run counts include sectors this user may not see.
+        table = table.drop(columns=["Read", "Published", "Parents", "Excluded", "Quarantined"])
+        st.caption("Run totals are shown to users who see every sector.")
     st.dataframe(table, hide_index=True, width="stretch", key="dashboard.runs")

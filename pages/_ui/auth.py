@@ -17,6 +17,7 @@ from core.sessions_auth import (
     cookie_key,
     get_self_registration,
     issue_reset_token,
+    login_cookie_revoked,
     record_logout,
     redeem_reset_token,
     register_user,
@@ -29,6 +30,7 @@ from storage import Store
 
 COOKIE_NAME = "marketpulse_auth"
 LOGIN_AT, LAST_SEEN, NOTICE = "auth.login_at", "auth.last_seen", "auth.notice"
+COOKIE_EXPIRES = "auth.cookie_expires"
 
 
 def _now() -> datetime:
@@ -51,23 +53,29 @@ def _sign_in(auth: stauth.Authenticate, user: User) -> None:
     })
     # No st.rerun() here: the cookie component must reach the browser first (STACK.md §3).
     auth.cookie_controller.set_cookie()
+    st.session_state[COOKIE_EXPIRES] = auth.cookie_controller.cookie_model.exp_date
 
 
 def _sign_out(store: Store, auth: stauth.Authenticate, notice: str = "") -> None:
     username = st.session_state.get("username")
     auth.logout(location="unrendered")
     if username:
-        record_logout(store, username)
-    for key in (LOGIN_AT, LAST_SEEN):
+        record_logout(store, username, cookie_expires=st.session_state.get(COOKIE_EXPIRES))
+    for key in (LOGIN_AT, LAST_SEEN, COOKIE_EXPIRES):
         st.session_state.pop(key, None)
     if notice:
         st.session_state[NOTICE] = notice
 
 
-def _cookie_login_time(auth: stauth.Authenticate, settings: Settings) -> datetime:
-    """When the cookie was issued: its expiry minus its lifetime (a cookie holds no login time)."""
+def _cookie_expires(auth: stauth.Authenticate) -> float | None:
     token = auth.cookie_controller.cookie_model.token or {}
     exp = token.get("exp_date") if isinstance(token, dict) else None
+    return float(exp) if exp else None
+
+
+def _cookie_login_time(auth: stauth.Authenticate, settings: Settings) -> datetime:
+    """When the cookie was issued: its expiry minus its lifetime (a cookie holds no login time)."""
+    exp = _cookie_expires(auth)
     if not exp:
         return _now()
     lifetime = timedelta(hours=settings["auth.session_hours"])
@@ -75,24 +83,43 @@ def _cookie_login_time(auth: stauth.Authenticate, settings: Settings) -> datetim
     return min(issued, _now())
 
 
+def _signed_out() -> None:
+    """The only page while nobody is logged in: the login screens render above it."""
+
+
+def _stop_before_the_pages() -> None:
+    """End this run with a hidden navigation of one empty page. Without any st.navigation call
+    Streamlit would fall back to listing every file in pages/ and serving it by URL."""
+    st.navigation([st.Page(_signed_out, title="MarketPulse", default=True)],
+                  position="hidden").run()
+    st.stop()
+
+
 def require_login(store: Store, settings: Settings) -> User:
     """Return the logged-in user, or render the login screens and stop the script."""
     if count_users(store) == 0:
         _first_admin(store)
-        st.stop()
+        _stop_before_the_pages()
     if st.query_params.get("reset"):
         _redeem_reset(store)
-        st.stop()
+        _stop_before_the_pages()
     auth = _authenticator(store, settings)
     if not st.session_state.get("authentication_status"):
         auth.login(location="unrendered")  # re-login from a valid cookie, if any
         if st.session_state.get("authentication_status"):
-            st.session_state[LOGIN_AT] = _cookie_login_time(auth, settings)
-            st.session_state[LAST_SEEN] = _now()
+            expires = _cookie_expires(auth)
+            if expires is not None and login_cookie_revoked(
+                store, st.session_state["username"], expires
+            ):
+                auth.logout(location="unrendered")  # a logged-out cookie the browser kept
+            else:
+                st.session_state[LOGIN_AT] = _cookie_login_time(auth, settings)
+                st.session_state[LAST_SEEN] = _now()
+                st.session_state[COOKIE_EXPIRES] = expires
     if not st.session_state.get("authentication_status") and not _login_screen(
         store, settings, auth
     ):
-        st.stop()
+        _stop_before_the_pages()
     try:
         user = get_user(store, st.session_state["username"])
     except NotFound:
@@ -105,18 +132,18 @@ def require_login(store: Store, settings: Settings) -> User:
         _sign_out(store, auth, "Your session has ended (idle too long, password changed, or "
                                "account disabled). Please log in again.")
         _login_screen(store, settings, auth)  # same run: the cookie deletion must reach the browser
-        st.stop()
+        _stop_before_the_pages()
     st.session_state[LAST_SEEN] = now
     if user.must_change_password:
         _forced_password_change(store, user)
-        st.stop()
+        _stop_before_the_pages()
     with st.sidebar:
         st.markdown(f"**{user.name or user.username}**  \n{user.username} · {user.role}")
         if st.button("Log out", key="logout_btn"):
             _sign_out(store, auth, "You have logged out.")
             # No rerun: the cookie deletion must reach the browser in this run.
             _login_screen(store, settings, auth)
-            st.stop()
+            _stop_before_the_pages()
     return user
 
 

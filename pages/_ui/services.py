@@ -65,9 +65,10 @@ def remember_user(user: User) -> None:
 
 def current_user() -> User:
     user = st.session_state.get(USER_KEY)
-    if user is None:  # a page opened without app.py (cannot happen through st.navigation)
-        st.error("Please log in.")
-        st.stop()
+    if user is None:
+        # A page file run without app.py: Streamlit serves pages/ by URL until the first run of
+        # app.py in this server process calls st.navigation. Send it through the login gate.
+        st.switch_page("app.py")
     return user
 
 

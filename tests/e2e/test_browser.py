@@ -87,9 +87,20 @@ def browser():
 
 
 def _login(page, username: str, password: str) -> None:
+    # The first run of a fresh server reruns once (pages/ → st.navigation); let it settle first.
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=20_000)
+    page.wait_for_timeout(1000)
     page.get_by_role("textbox", name="Username").fill(username)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Login").click()
+
+
+def test_a_deep_link_before_login_shows_the_login_form(server, browser):
+    page = browser.new_page()
+    page.goto(f"{server}/settings")
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=15_000)
+    expect(page.get_by_role("heading", name="Settings")).to_have_count(0)
+    page.close()
 
 
 def test_wrong_password_shows_an_error(server, browser):

@@ -556,3 +556,17 @@ def test_registered_users_wait_for_approval_as_viewers(store, ada, settings):
     assert [(actor, a) for actor, a, _ in audit_actions(store)][1:] == [
         ("ada", "self_registration_changed"), ("newbie", "user_registered"),
         ("newbie", "login_failed"), ("ada", "user_approved"), ("newbie", "login_ok")]
+
+
+def test_a_logged_out_cookie_is_refused_even_if_the_browser_keeps_it(store):
+    from core.sessions_auth import login_cookie_revoked, record_logout
+
+    now = datetime(2026, 3, 13, 9, 0, tzinfo=UTC)
+    expires = (now + timedelta(hours=8)).timestamp()
+    assert login_cookie_revoked(store, "ann", expires) is False
+    record_logout(store, "Ann", now, cookie_expires=expires)
+    assert login_cookie_revoked(store, "ann", expires) is True
+    assert login_cookie_revoked(store, "ann", expires + 1) is False
+    later = now + timedelta(hours=9)  # the revoked cookie has expired: it is pruned on next logout
+    record_logout(store, "ann", later, cookie_expires=expires + 3600 * 9)
+    assert login_cookie_revoked(store, "ann", expires) is False
