@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import cli_users, history, pipeline, rules, runs
+from core import cli_buffer, cli_users, history, pipeline, rules, runs
 from core.access import SYSTEM
 from core.config import load_settings, read_secrets_file
 from core.errors import MarketPulseError
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("name")
 
     cli_users.add_parser(sub)
+    cli_buffer.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -140,6 +141,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return _rules(args, store)
     if args.command == "users":
         return cli_users.run(args, store)
+    if args.command == "buffer":
+        return cli_buffer.run(args, store, settings)
     if args.command == "init":
         print(f"Store: {settings['store.url']}")
         if settings["demo"]:
