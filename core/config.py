@@ -59,6 +59,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth.lockout_minutes", 15, int, "How long a locked account stays locked"),
     Setting("smtp.password", "", str, "SMTP password (only from secrets or environment)",
             secret=True),
+    Setting("sources.sql_url", "", str,
+            "SQLAlchemy URL of the SQL colors source, without the password "
+            "(oracle+oracledb://user@host:1521/?service_name=X)", secret=True),
+    Setting("sources.sql_password", "", str, "Password of the SQL colors source", secret=True),
+    Setting("slack.webhook", "", str, "Slack incoming-webhook URL; overrides the stored one",
+            secret=True),
+    Setting("teams.webhook", "", str, "Teams incoming-webhook URL; overrides the stored one",
+            secret=True),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 
