@@ -1,4 +1,4 @@
-# `make run`: the app (and, once it exists, its scheduler) on the local store with demo data.
+# `make run`: the app and its scheduler sidecar on the local store, with demo data; Ctrl-C stops both.
 # `make test`: the whole test suite. Both create .venv from the pinned requirements on first use.
 PYTHON ?= python3
 VENV := .venv
@@ -19,6 +19,8 @@ $(VENV)/.dev-deps: $(VENV)/.run-deps requirements-dev.txt
 
 run: $(VENV)/.run-deps
 	$(PY) -m core init
+	@$(PY) -m core.scheduler & scheduler=$$!; \
+	trap 'kill -TERM $$scheduler 2>/dev/null; wait $$scheduler 2>/dev/null' EXIT INT TERM; \
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
 		--browser.gatherUsageStats false
 

@@ -59,6 +59,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth.lockout_minutes", 15, int, "How long a locked account stays locked"),
     Setting("smtp.password", "", str, "SMTP password (only from secrets or environment)",
             secret=True),
+    Setting("scheduler.grace_minutes", 15, int,
+            "A slot missed while the scheduler was down still runs at start if it is at most this "
+            "many minutes old; otherwise it is recorded as missed"),
+    Setting("scheduler.lease_seconds", 30, int,
+            "How long the scheduler lease lasts without renewal; a standby takes over this long "
+            "after the holder dies"),
+    Setting("scheduler.tick_seconds", 1.0, float,
+            "How often the scheduler checks for due jobs and triggers and writes its heartbeat"),
+    Setting("scheduler.timezone", "Asia/Karachi", str, "Default timezone for new jobs"),
     Setting("sources.sql_url", "", str,
             "SQLAlchemy URL of the SQL colors source, without the password "
             "(oracle+oracledb://user@host:1521/?service_name=X)", secret=True),
