@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import cli_buffer, cli_jobs, cli_users, history, pipeline, rules, runs
+from core import cli_buffer, cli_columns, cli_jobs, cli_users, history, pipeline, rules, runs
 from core.access import SYSTEM
 from core.config import load_settings, read_secrets_file
 from core.errors import MarketPulseError
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_users.add_parser(sub)
     cli_buffer.add_parser(sub)
     cli_jobs.add_parser(sub)
+    cli_columns.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -146,6 +147,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return cli_buffer.run(args, store, settings)
     if args.command == "jobs":
         return cli_jobs.run(args, store, settings)
+    if args.command == "columns":
+        return cli_columns.run(args, store, settings)
     if args.command == "init":
         print(f"Store: {settings['store.url']}")
         if settings["demo"]:

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from core.access import Actor
+from core.errors import NotFound
 from storage import Store
 
 TABLE = "audit"
@@ -36,9 +37,10 @@ def record_change(
     """Append one change to the log and return its id. before/after are JSON-able snapshots."""
     at = now or datetime.now(UTC)
     event_id = uuid.uuid4().hex
+    stamp = pd.Timestamp(at)
     row = {
         "EVENT_ID": event_id,
-        "AT": pd.Timestamp(at).tz_convert("UTC") if pd.Timestamp(at).tzinfo else pd.Timestamp(at, tz="UTC"),
+        "AT": stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC"),
         "ACTOR": actor if isinstance(actor, str) else actor.username,
         "AREA": area,
         "ACTION": action,
@@ -51,12 +53,35 @@ def record_change(
     return event_id
 
 
-def load_changes(store: Store, *, area: str | None = None, limit: int | None = None) -> pd.DataFrame:
-    """Changes newest first, optionally of one area; before/after stay JSON text."""
+def load_changes(
+    store: Store, *, area: str | None = None, limit: int | None = None
+) -> pd.DataFrame:
+    """Changes newest first, optionally of one area; before/after stay JSON text.
+
+    Changes with the same AT (a fixed `now`, a coarse clock) come back newest first too: a scan
+    returns each month's rows in the order they were appended, so that order breaks the tie."""
     frame = store.scan(TABLE)
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
+    frame = frame.assign(_ORDER=range(len(frame)))
     if area is not None:
         frame = frame[frame["AREA"] == area]
-    frame = frame.sort_values("AT", ascending=False, kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["AT", "_ORDER"], ascending=False, kind="stable")
+    frame = frame.drop(columns="_ORDER").reset_index(drop=True)
     return frame.head(limit) if limit else frame
+
+
+def get_change(store: Store, event_id: str) -> dict[str, Any]:
+    """One change as a dict of the log's columns (BEFORE/AFTER still JSON text); NotFound if no
+    change has this id."""
+    frame = store.scan(TABLE)
+    if not frame.empty:
+        found = frame[frame["EVENT_ID"] == event_id]
+        if len(found):
+            return {c: _plain(found.iloc[0].get(c)) for c in COLUMNS}
+    raise NotFound(f"change {event_id!r} not found in the change log")
+
+
+def _plain(value: Any) -> Any:
+    """None for a missing cell (NaN/NA), the value otherwise."""
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value

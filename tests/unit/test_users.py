@@ -98,7 +98,7 @@ def refused(kind: type[Exception], message: str) -> Iterator[None]:
 
 
 def audit_actions(store) -> list[tuple[str, str, str]]:
-    changes = load_changes(store, area="users").sort_values("AT", kind="stable")
+    changes = load_changes(store, area="users").iloc[::-1]  # oldest first
     return list(zip(changes["ACTOR"], changes["ACTION"], changes["DETAIL"], strict=True))
 
 
