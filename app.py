@@ -19,6 +19,9 @@ pages: dict[str, list] = {
 }
 if user.role in (ANALYST, ADMIN):
     pages["Colors"].append(st.Page("pages/manual_color.py", title="Manual Color", icon="✍️"))
-admin = [st.Page("pages/settings.py", title="Settings", icon="⚙️")] if user.role == ADMIN else []
+admin = [
+    st.Page("pages/automation.py", title="Automation", icon="⏱️"),
+    st.Page("pages/settings.py", title="Settings", icon="⚙️"),
+] if user.role == ADMIN else []
 pages["Account"] = [*admin, st.Page("pages/account.py", title="Account", icon="👤")]
 st.navigation(pages).run()

@@ -15,6 +15,7 @@ ROOT = Path(APP).parent
 ALL_PAGES = {
     "pages/dashboard.py": ("Dashboard", ""),
     "pages/manual_color.py": ("Manual Color", "manual_color"),
+    "pages/automation.py": ("Automation", "automation"),
     "pages/settings.py": ("Settings", "settings"),
     "pages/account.py": ("Account", "account"),
 }
@@ -48,8 +49,8 @@ def _switchable(at: AppTest) -> list[str]:
 @pytest.mark.parametrize(("role", "pages"), [
     ("viewer", ["pages/dashboard.py", "pages/account.py"]),
     ("analyst", ["pages/dashboard.py", "pages/manual_color.py", "pages/account.py"]),
-    ("admin", ["pages/dashboard.py", "pages/manual_color.py", "pages/settings.py",
-               "pages/account.py"]),
+    ("admin", ["pages/dashboard.py", "pages/manual_color.py", "pages/automation.py",
+               "pages/settings.py", "pages/account.py"]),
 ])
 def test_each_role_reaches_exactly_its_pages(app_as, role, pages):
     at = app_as(role, role)
