@@ -16,7 +16,8 @@ from core.config import Settings
 from core.errors import InvalidInput
 from core.leases import lease_holder
 from core.runs import load_runs
-from core.scheduler import LEASE, run_in_app, setting
+from core.scheduler import LEASE, run_in_app
+from core.schedules import cron_from_builder, describe_schedule, next_runs
 from storage import Store
 
 
@@ -57,10 +58,10 @@ def _schedule(args: argparse.Namespace) -> str:
     if args.cron:
         return str(args.cron)
     if args.at:
-        return jobs.cron_from_builder("daily", at=args.at, weekdays=args.weekdays)
+        return cron_from_builder("daily", at=args.at, weekdays=args.weekdays)
     if args.every_minutes is not None:
-        return jobs.cron_from_builder("minutes", every=args.every_minutes)
-    return jobs.cron_from_builder("hours", every=args.every_hours)
+        return cron_from_builder("minutes", every=args.every_minutes)
+    return cron_from_builder("hours", every=args.every_hours)
 
 
 def _last_status(records: list[Any], name: str) -> str:
@@ -73,20 +74,20 @@ def run(args: argparse.Namespace, store: Store, settings: Settings) -> int:
         records = load_runs(store, limit=500)
         print(f"{'NAME':24} {'STATE':8} {'NEXT RUN':26} {'LAST':18} SCHEDULE")
         for job in jobs.load_jobs(store):
-            upcoming = jobs.next_runs(job, now, 1) if job.active else []
+            upcoming = next_runs(job, now, 1) if job.active else []
             nxt = upcoming[0].isoformat(timespec="minutes") if upcoming else "-"
             state = "active" if job.active else "inactive"
             print(f"{job.name:24} {state:8} {nxt:26} {_last_status(records, job.name):18} "
-                  f"{jobs.describe_schedule(job.schedule, job.timezone)}")
+                  f"{describe_schedule(job.schedule, job.timezone)}")
         return 0
     if args.action == "add":
         job = jobs.Job(name=args.name, schedule=_schedule(args),
-                       timezone=args.tz or setting(settings, "scheduler.timezone"),
+                       timezone=args.tz or settings["scheduler.timezone"],
                        active=not args.inactive, apply_rules=not args.no_rules,
                        sources=[_source(s) for s in args.source])
         saved = jobs.save_job(store, SYSTEM, job, now=now)
-        runs = ", ".join(at.isoformat(timespec="minutes") for at in jobs.next_runs(saved, now, 3))
-        print(f"Added job {saved.name!r}: {jobs.describe_schedule(saved.schedule, saved.timezone)}"
+        runs = ", ".join(at.isoformat(timespec="minutes") for at in next_runs(saved, now, 3))
+        print(f"Added job {saved.name!r}: {describe_schedule(saved.schedule, saved.timezone)}"
               f" (cron '{saved.schedule}'); next runs {runs}")
         return 0
     job = jobs.find_job(store, args.name)

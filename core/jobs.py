@@ -1,10 +1,5 @@
-"""Automation jobs (DOMAIN.md §4): the job model and its validation, cron + timezone maths (builder,
-words, next runs across DST), the jobs in the store with audit and revert, and run triggers.
-
-Cron numbering is standard: 0 and 7 are Sunday, names (mon..sun, jan..dec) are allowed. Times are
-wall-clock times of the job's timezone: a time that does not exist on a spring-forward day runs
-after the gap at the same offset (02:30 → 03:30 EDT, PEP 495 fold=0); a time that happens twice on a
-fall-back day runs once, at its first occurrence.
+"""Automation jobs (DOMAIN.md §4): the job model and its validation, the jobs in the store with
+audit and revert, and run triggers. Schedule maths, builder and words are in core.schedules.
 """
 
 from __future__ import annotations
@@ -12,19 +7,39 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from itertools import islice
-from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime
+from typing import Any
 
 from croniter import croniter
 
 from core.access import EDIT_JOBS, REVERT, TRIGGER_RUN, Actor, require
 from core.audit import load_changes, record_change
 from core.errors import Conflict, InvalidInput, NotFound
+
+# builder_from_cron, cron_from_builder, describe_schedule, next_runs and upcoming_runs are also
+# re-exported (__all__) for pages/automation.py and pages/_ui/automation_views.py; other code
+# imports them from core.schedules.
+from core.schedules import (
+    builder_from_cron,
+    cron_from_builder,
+    describe_schedule,
+    next_runs,
+    occurrences,
+    parse_time,
+    upcoming_runs,
+    zone,
+)
 from storage import ObjectNotFound, Store, WriteConflict
+
+__all__ = [  # the public names, with those re-exported from core.schedules
+    "AREA", "DEFAULT_TIMEZONE", "PREFIX", "REVERTIBLE", "TRIGGERS", "TRIGGER_AREA", "Job",
+    "Trigger", "builder_from_cron", "cancel_trigger", "cron_from_builder", "delete_job",
+    "describe_schedule", "duplicate_job", "find_job", "get_job", "load_jobs", "next_runs",
+    "pending_triggers", "request_run", "revert_job_change", "save_job", "skip_next_run",
+    "take_trigger", "toggle_job", "upcoming_runs", "validate_job",
+]
 
 PREFIX = "jobs/"
 TRIGGERS = "triggers/"
@@ -33,9 +48,10 @@ TRIGGER_AREA = "triggers"
 DEFAULT_TIMEZONE = "Asia/Karachi"
 REVERTIBLE = 4  # the last N job changes can be reverted (DOMAIN.md §6)
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_PLURAL = ("Sundays", "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays")
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -65,227 +81,6 @@ class Job:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-class Occurrence(NamedTuple):
-    at: datetime
-    skipped: bool
-
-
-# -- cron maths -----------------------------------------------------------------------------------
-def zone(tz: str) -> ZoneInfo:
-    """The IANA timezone, or InvalidInput naming the field."""
-    try:
-        return ZoneInfo(str(tz))
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise InvalidInput("timezone", f"unknown timezone {tz!r}; use an IANA name such as "
-                           "Asia/Karachi, Europe/London or America/New_York") from None
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def _place(wall: datetime, tz: ZoneInfo) -> datetime:
-    """A wall time in tz as an instant (fold=0: a gap time moves forward, a repeated time is the
-    first of the two)."""
-    return wall.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
-
-
-def occurrences(cron: str, tz: str, after: datetime) -> Iterator[datetime]:
-    """Occurrences strictly after `after`, in order, tz-aware in the job's timezone."""
-    z = zone(tz)
-    after = _aware(after)
-    local = after.astimezone(z)
-    # A wall time inside a spring-forward gap before `after` can land after it: start that far back.
-    earlier = (after - timedelta(hours=3)).astimezone(z)
-    shift = (local.utcoffset() or timedelta()) - (earlier.utcoffset() or timedelta())
-    it = croniter(cron, local.replace(tzinfo=None) - max(shift, timedelta()))
-    last = after
-    while True:
-        at = _place(it.get_next(datetime), z)
-        if at > last:
-            yield at
-            last = at
-
-
-def previous_occurrences(cron: str, tz: str, at: datetime) -> Iterator[datetime]:
-    """Occurrences at or before `at`, newest first (the same instants `occurrences` gives)."""
-    z = zone(tz)
-    at = _aware(at)
-    it = croniter(cron, at.astimezone(z).replace(tzinfo=None) + timedelta(microseconds=1))
-    last: datetime | None = None
-    while True:
-        found = _place(it.get_prev(datetime), z)
-        if found <= at and (last is None or found < last):
-            yield found
-            last = found
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return _aware(datetime.fromisoformat(value)) if value else None
-
-
-def upcoming_runs(job: Job, after: datetime, count: int = 5) -> list[Occurrence]:
-    """The next `count` occurrences; the one skip_next_at names is marked skipped."""
-    skip = _parse_time(job.skip_next_at)
-    return [Occurrence(at, at == skip) for at in islice(occurrences(job.schedule, job.timezone,
-                                                                    after), count)]
-
-
-def next_runs(job: Job, after: datetime, count: int = 5) -> list[datetime]:
-    """The next `count` times the job will run (a skipped occurrence is left out)."""
-    skip = _parse_time(job.skip_next_at)
-    runs = (at for at in occurrences(job.schedule, job.timezone, after) if at != skip)
-    return list(islice(runs, count))
-
-
-# -- builder and words ----------------------------------------------------------------------------
-_FULL = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-
-
-def _day(token: str) -> int:
-    token = token.strip().lower()
-    for number, full in enumerate(_FULL):
-        if len(token) >= 3 and full.startswith(token):
-            return number
-    if token.isdigit() and 0 <= int(token) <= 7:
-        return int(token) % 7
-    raise ValueError(repr(token))
-
-
-def parse_weekdays(spec: str | Iterable[int | str]) -> list[int]:
-    """Weekdays as sorted numbers 0 (Sunday)..6: "mon-fri", "1-5", "mon,thu", [1, 2] or names."""
-    tokens = spec.split(",") if isinstance(spec, str) else [str(t) for t in spec]
-    days: set[int] = set()
-    try:
-        for token in tokens:
-            if token.strip() == "*":
-                days.update(range(7))
-            elif "-" in token:
-                first, last = token.split("-", 1)
-                lo, hi = _day(first), _day(last) or 7  # "fri-sun": Sunday ends a range as 7
-                if lo > hi:
-                    raise ValueError(repr(token))
-                days.update(d % 7 for d in range(lo, hi + 1))
-            else:
-                days.add(_day(token))
-    except ValueError as exc:
-        raise InvalidInput("weekdays", f"{exc} is not a weekday: use mon..sun or 0..7 "
-                           "(0 and 7 are Sunday), e.g. mon-fri or 1,4") from None
-    if not days:
-        raise InvalidInput("weekdays", "choose at least one weekday")
-    return sorted(days)
-
-
-def _dow_field(days: list[int]) -> str:
-    if len(days) == 7:
-        return "*"
-    parts, i = [], 0
-    while i < len(days):
-        j = i
-        while j + 1 < len(days) and days[j + 1] == days[j] + 1:
-            j += 1
-        parts.append(str(days[i]) if i == j else f"{days[i]}-{days[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
-def _hhmm(at: str) -> tuple[int, int]:
-    match = _HHMM.match(str(at).strip())
-    if not match:
-        raise InvalidInput("at", f"{at!r} is not a time: use HH:MM on the 24-hour clock, "
-                           "e.g. 09:30")
-    return int(match.group(1)), int(match.group(2))
-
-
-def _every(value: Any, unit: str, period: int) -> int:
-    allowed = [n for n in range(1, period) if period % n == 0]
-    if not isinstance(value, int) or isinstance(value, bool) or value not in allowed:
-        raise InvalidInput("every", f"every N {unit}: N must divide {period} evenly so runs stay "
-                           f"evenly spaced ({', '.join(map(str, allowed))}); got {value!r}")
-    return value
-
-
-def cron_from_builder(kind: str, **params: Any) -> str:
-    """A cron string from the friendly builder:
-    daily(at="09:30", weekdays="mon-fri" | [1..5]) · minutes(every=N) · hours(every=N, minute=0) ·
-    monthly(day=D, at="06:00")."""
-    if kind == "daily":
-        hour, minute = _hhmm(params.get("at", ""))
-        days = parse_weekdays(params.get("weekdays", "*"))
-        return f"{minute} {hour} * * {_dow_field(days)}"
-    if kind == "minutes":
-        every = _every(params.get("every"), "minutes", 60)
-        return "* * * * *" if every == 1 else f"*/{every} * * * *"
-    if kind == "hours":
-        every = _every(params.get("every"), "hours", 24)
-        minute = params.get("minute", 0)
-        if not isinstance(minute, int) or not 0 <= minute <= 59:
-            raise InvalidInput("minute", f"minute past the hour is 0..59, got {minute!r}")
-        return f"{minute} {'*' if every == 1 else f'*/{every}'} * * *"
-    if kind == "monthly":
-        day = params.get("day")
-        if not isinstance(day, int) or isinstance(day, bool) or not 1 <= day <= 28:
-            raise InvalidInput("day", f"day of the month is 1..28 (every month has it), "
-                               f"got {day!r}")
-        hour, minute = _hhmm(params.get("at", ""))
-        return f"{minute} {hour} {day} * *"
-    raise InvalidInput("kind", f"unknown schedule kind {kind!r}: daily, minutes, hours or monthly")
-
-
-def _step(field: str, period: int) -> int | None:
-    """N of "*" (1) or "*/N" when N divides the period evenly, else None."""
-    every = "1" if field == "*" else field[2:] if field.startswith("*/") else ""
-    return int(every) if every.isdigit() and 0 < int(every) < period and period % int(
-        every) == 0 else None
-
-
-def builder_from_cron(cron: str) -> tuple[str, dict[str, Any]] | None:
-    """The builder form a cron string came from (for editing), or None for a custom cron."""
-    fields = cron.split()
-    if len(fields) != 5:
-        return None
-    minute, hour, dom, month, dow = fields
-    if month != "*":
-        return None
-    if (hour, dom, dow) == ("*", "*", "*") and (every := _step(minute, 60)):
-        return "minutes", {"every": every}
-    if minute.isdigit() and int(minute) < 60 and (dom, dow) == ("*", "*") and (
-            every := _step(hour, 24)):
-        return "hours", {"every": every, "minute": int(minute)}
-    if not (minute.isdigit() and hour.isdigit() and int(hour) < 24 and int(minute) < 60):
-        return None
-    at = f"{int(hour):02d}:{int(minute):02d}"
-    if dom != "*":
-        return ("monthly", {"day": int(dom), "at": at}) if dom.isdigit() and dow == "*" else None
-    try:
-        return "daily", {"at": at, "weekdays": parse_weekdays(dow)}
-    except InvalidInput:
-        return None
-
-
-def _join(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def describe_schedule(cron: str, tz: str) -> str:
-    """The schedule in words: "Weekdays at 09:30 Asia/Karachi", "Every 2 minutes", ..."""
-    form = builder_from_cron(cron)
-    if form is None:
-        return f"cron '{cron}' ({tz})"
-    kind, p = form
-    if kind == "minutes":
-        return "Every minute" if p["every"] == 1 else f"Every {p['every']} minutes"
-    if kind == "hours":
-        base = "Every hour" if p["every"] == 1 else f"Every {p['every']} hours"
-        return base + (f" at :{p['minute']:02d}" if p["minute"] else "") + f" ({tz})"
-    if kind == "monthly":
-        return f"Monthly on day {p['day']} at {p['at']} {tz}"
-    days = p["weekdays"]
-    when = ("Every day" if len(days) == 7 else "Weekdays" if days == [1, 2, 3, 4, 5]
-            else "Weekends" if days == [0, 6] else _join([_PLURAL[d] for d in days]))
-    return f"{when} at {p['at']} {tz}"
-
-
 # -- validation -----------------------------------------------------------------------------------
 def validate_job(job: Job, others: Iterable[Job] = ()) -> Job:
     """The job tidied (name stripped, cron spaces collapsed), or InvalidInput naming the field."""
@@ -312,7 +107,7 @@ def validate_job(job: Job, others: Iterable[Job] = ()) -> Job:
             isinstance(s, dict) and isinstance(s.get("kind"), str) for s in job.sources):
         raise InvalidInput("sources", "each source is a mapping with a 'kind' (inbox, buffer, sql)")
     try:
-        _parse_time(job.skip_next_at)
+        parse_time(job.skip_next_at)
     except (TypeError, ValueError):
         raise InvalidInput("skip_next_at", f"{job.skip_next_at!r} is not an ISO time") from None
     return replace(job, name=name, schedule=cron)

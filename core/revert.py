@@ -1,9 +1,9 @@
 """The unified "last changes with Revert" (DOMAIN.md §6): an area's recent changes from the change
 log, whether each can be reverted (and why not), and reverting one only when the entity has not
-changed since. Each area plugs in a Handler; rules and the column configuration are built in.
+changed since. Each area plugs in a Handler; rules, the column configuration and jobs are built in.
 
-Adding an area (jobs, run removal, settings): implement Handler and call
-`register_area("jobs", JobsHandler(), actions={"create", "update", "delete"})` when the module is
+Adding an area (run removal, settings): implement Handler and call
+`register_area("settings", SettingsHandler(), actions={"update"})` when the module is
 imported; make sure a composition root imports that module before changes are listed.
 """
 
@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from core import columns, rules
+from core import columns, jobs, rules
 from core.access import REVERT, Actor, require
 from core.audit import get_change, load_changes, record_change
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, InvalidInput, NotFound
 from core.schema import CONFIG_KEY
 from storage import ObjectNotFound, Store, WriteConflict
 
@@ -266,6 +266,40 @@ class ColumnsHandler:
                            "reload and try again") from exc
 
 
+class JobsHandler:
+    """Automation jobs by name (the log's ENTITY); restored under their own id, so a deleted job
+    comes back as itself. Restores as core.jobs.revert_job_change does, without its stamps."""
+
+    def current_state(self, store: Store, entity: str) -> State:
+        found = [j for j in jobs.load_jobs(store) if j.name.casefold() == entity.casefold()]
+        return found[0].to_dict() if found else None
+
+    def restore(self, store: Store, actor: Actor, before: State, after: State) -> None:
+        job_id = str((after or before or {}).get("id", ""))
+        try:
+            current, version = jobs.get_job(store, job_id)
+            stored: State = current.to_dict()
+        except NotFound:
+            stored, version = None, None
+        if _canonical(stored) != _canonical(after):
+            raise Conflict("the job changed while it was being reverted; reload and try again")
+        try:
+            if before is None:
+                store.delete(jobs.PREFIX + job_id, str(version))
+                return
+            restored = jobs.Job.from_dict(before)
+            for other in jobs.load_jobs(store):
+                if other.id != job_id and other.name.casefold() == restored.name.casefold():
+                    raise Conflict(f"another job is now named {other.name!r}; rename or delete "
+                                   "it first")
+            jobs.validate_job(restored)
+            store.put(jobs.PREFIX + job_id, restored.to_dict(), version)
+        except (WriteConflict, ObjectNotFound) as exc:
+            raise Conflict("the job changed while it was being reverted; reload and try "
+                           "again") from exc
+
+
 register_area(rules.AREA, RulesHandler())
+register_area(jobs.AREA, JobsHandler())
 register_area(columns.AREA, ColumnsHandler(), label=lambda entity: "the column configuration",
               summary=lambda change: change.detail or "changed the column configuration")

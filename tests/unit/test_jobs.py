@@ -14,24 +14,26 @@ from core.audit import load_changes
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.jobs import (
     Job,
-    builder_from_cron,
     cancel_trigger,
-    cron_from_builder,
     delete_job,
-    describe_schedule,
     duplicate_job,
     get_job,
     load_jobs,
-    next_runs,
     pending_triggers,
-    previous_occurrences,
     request_run,
     revert_job_change,
     save_job,
     take_trigger,
     toggle_job,
-    upcoming_runs,
     validate_job,
+)
+from core.schedules import (
+    builder_from_cron,
+    cron_from_builder,
+    describe_schedule,
+    next_runs,
+    previous_occurrences,
+    upcoming_runs,
 )
 
 PKT = ZoneInfo("Asia/Karachi")

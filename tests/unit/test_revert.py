@@ -15,6 +15,7 @@ from core.audit import get_change, load_changes, record_change
 from core.columns import add_alias, load_column_config, set_visible
 from core.config import load_settings
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.jobs import Job, get_job, save_job
 from core.pipeline import process_files
 from core.revert import RulesHandler, recent_changes, register_area, revert_change
 from core.rules import (
@@ -226,6 +227,29 @@ def test_a_later_column_change_blocks_reverting_an_earlier_one(store):
     revert_change(store, ZOE, last_event(store, "columns"), now=at(11))
     revert_change(store, ZOE, first, now=at(11, 1))
     assert load_column_config(store) == default_column_config()
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+def test_reverting_a_job_update_puts_the_job_back_and_logs_the_revert(store):
+    created = save_job(store, ANN, Job("Morning", "30 9 * * 1-5"), now=at(9))
+    updated = save_job(store, ANN, replace(created, schedule="0 10 * * 1-5", active=False),
+                       now=at(10))
+    assert listing(store, "jobs") == [
+        ("update", "Morning", "updated job 'Morning' (active, schedule)", True, ""),
+        ("create", "Morning", "created job 'Morning'", False,
+         "job 'Morning' was changed by ann at 2026-03-13 10:00 UTC after this change; revert "
+         "that change first")]
+    update = last_event(store, "jobs")
+    revert_event = revert_change(store, ZOE, update, now=at(11))
+    assert get_job(store, created.id)[0] == created
+    logged = get_change(store, revert_event)
+    assert (logged["ACTOR"], logged["AREA"], logged["ACTION"], logged["ENTITY"],
+            logged["DETAIL"]) == ("zoe", "jobs", "revert", "Morning", update)
+    assert json.loads(logged["BEFORE"]) == updated.to_dict()
+    assert json.loads(logged["AFTER"]) == created.to_dict()
+    assert listing(store, "jobs")[1] == (
+        "update", "Morning", "updated job 'Morning' (active, schedule)", False,
+        "already reverted by zoe at 2026-03-13 11:00 UTC")
 
 
 # -- other areas ----------------------------------------------------------------------------------

@@ -17,19 +17,11 @@ from core.config import load_settings
 from core.demo import generate_colors
 from core.errors import Conflict, FileProblem, PermissionDenied
 from core.exports import write_csv
+from core.job_runs import ABANDONED, CURRENT_KEY
 from core.jobs import Job, get_job, pending_triggers, request_run, save_job, skip_next_run
 from core.leases import acquire_lease, lease_holder, release_lease, renew_lease
 from core.runs import RunRecord, load_runs, run_partition, save_run, visible_run_ids
-from core.scheduler import (
-    ABANDONED,
-    CURRENT_KEY,
-    HEARTBEAT_KEY,
-    LEASE,
-    run_in_app,
-    run_once,
-    scheduler_health,
-    setting,
-)
+from core.scheduler import HEARTBEAT_KEY, LEASE, run_in_app, run_once, scheduler_health
 from core.schema import INPUT_COLUMNS
 from storage import WriteConflict
 
@@ -271,7 +263,7 @@ def test_a_second_scheduler_is_standby_until_the_lease_expires(memory_store):
     add_job(memory_store, schedule="* * * * *", created=MON_0930 - timedelta(seconds=30))
     sources = FakeSources()
     assert [r.status for r in once(memory_store, MON_0930, sources, owner="a")] == ["success"]
-    ttl = setting(SETTINGS, "scheduler.lease_seconds")
+    ttl = SETTINGS["scheduler.lease_seconds"]
     assert once(memory_store, MON_0930 + timedelta(seconds=ttl - 1), sources, owner="b") == []
     assert lease_holder(memory_store, LEASE, MON_0930)[0] == "a"
     # "a" stopped renewing: after the lease expires "b" takes over, without redoing 09:30.

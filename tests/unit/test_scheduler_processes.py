@@ -27,10 +27,11 @@ from core.access import ADMIN, Actor
 from core.config import load_settings
 from core.demo import generate_colors
 from core.exports import write_csv
+from core.job_runs import ABANDONED
 from core.jobs import Job, save_job
 from core.leases import lease_holder
 from core.runs import load_runs, visible_run_ids
-from core.scheduler import ABANDONED, HEARTBEAT_KEY, LEASE
+from core.scheduler import HEARTBEAT_KEY, LEASE
 from core.schema import INPUT_COLUMNS
 from storage import ObjectNotFound, open_store
 

@@ -33,14 +33,11 @@ from core.schema import (
     SOURCE,
     SOURCE_FILE,
 )
-from core.sources import (
-    Collected,
+from core.sources import Collected, check_sources, collect_inputs, resolve_inbox
+from core.sql_source import (
     SourceUnavailable,
     bind_names,
-    check_sources,
     check_sql_query,
-    collect_inputs,
-    resolve_inbox,
     rows_to_frame,
     source_url,
 )
