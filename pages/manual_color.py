@@ -1,66 +1,174 @@
-"""Manual Color: upload files, read the validation report and the ranked preview, publish a
-MANUAL run."""
+"""Manual Color: a persisted session per user (load files, the buffer or the configured source;
+validate, preview ranked, edit, undo, save one MANUAL run exactly once), and the upload buffer."""
 
 from __future__ import annotations
 
+import uuid
+
 import streamlit as st
 
-from core import pipeline
-from core.access import entitled
+from core import buffer, session_actions, sessions
+from core.exports import write_csv
+from core.jobs import load_jobs
+from core.pipeline import RunResult, workbook_for
+from core.sources import SQL
+from pages._ui import buffer_view, session_view
 from pages._ui.services import current_actor, error_boundary, settings, store
-from pages._ui.widgets import parents_with_children, validation_report
+from pages._ui.session_view import act, done, visible
+from pages._ui.widgets import validation_report
 
-PREPARED = "manual_color.prepared_state"
-RESULT = "manual_color.result_state"
+RESULT = "manual_color.result_state"  # the RunResult of the last save, with its download
+SEEN = "manual_color.version_state"  # the session version the user's screen shows
+SAVE_KEY = "manual_color.save_key_state"  # (version, idempotency key) of Save
+CONFIRM_DISCARD = "manual_color.confirm_discard_state"
+NONCE = "manual_color.uploader_state"  # bumped after loading, so the uploader starts empty again
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 st.title("Manual Color")
 st_store, st_settings, actor = store(), settings(), current_actor()
+session_view.start_run()
 
-uploads = st.file_uploader(
-    "Color files (.xlsx, .xls, .csv, .parquet)", type=["xlsx", "xls", "csv", "parquet"],
-    accept_multiple_files=True, key="manual_color.files",
-)
-if st.button("Check files", key="manual_color.check", disabled=not uploads, type="primary"):
-    st.session_state.pop(RESULT, None)
-    with error_boundary("Reading the files"), st.spinner("Reading and validating…"):
-        files = [(u.name, u.getvalue()) for u in uploads or []]
-        st.session_state[PREPARED] = pipeline.prepare_files(st_store, files, st_settings)
 
-prepared = st.session_state.get(PREPARED)
-if prepared is not None:
-    st.subheader("Validation")
-    validation_report(prepared.report, key="manual_color.report")
-    if len(prepared.quarantined):
-        st.download_button(
-            f"Download the {len(prepared.quarantined)} quarantined rows (CSV)",
-            prepared.quarantined.to_csv(index=False).encode(), file_name="quarantined.csv",
-            key="manual_color.quarantined",
-        )
-    apply_rules = st.checkbox("Apply the active exclusion rules", value=True,
-                              key="manual_color.apply_rules")
-    with error_boundary("Ranking the preview"):
-        rules = pipeline.active_rules(st_store) if apply_rules else []
-        ranked, outcome = pipeline.rank_batch(prepared.valid, rules, st_settings)
-        st.subheader("Ranked preview")
-        st.caption(f"{len(outcome.excluded)} rows excluded by rules"
-                   + "".join(f"; {name}: {n}" for name, n in outcome.counts.items()))
-        parents_with_children(entitled(ranked, actor), key="manual_color.preview")
-    if st.button("Publish as a MANUAL run", key="manual_color.publish", type="primary"):
-        with error_boundary("Publishing"), st.spinner("Publishing…"):
-            st.session_state[RESULT] = pipeline.publish_run(
-                st_store, actor, prepared, kind=pipeline.MANUAL, trigger="manual_upload",
-                settings=st_settings, rules=None if apply_rules else [],
-            )
-            # Once published, the prepared batch is gone: a second click cannot publish it twice.
-            st.session_state.pop(PREPARED, None)
-            st.rerun()
-
-result = st.session_state.get(RESULT)
-if result is not None:
+def saved_result(result: RunResult) -> None:
     rec = result.record
     st.success(f"Published run {rec.run_id}: {rec.counts['published']} colors "
                f"({rec.counts['parents']} parents), {rec.counts['excluded']} excluded, "
                f"{rec.counts['quarantined']} quarantined.")
-    st.download_button("Download the output workbook", pipeline.workbook_for(result, actor),
+    st.download_button("Download the output workbook", workbook_for(result, actor),
                        file_name=f"colors-run-{rec.run_id}.xlsx", key="manual_color.download",
-                       mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+                       mime=XLSX)
+
+
+def no_session() -> None:
+    result = st.session_state.get(RESULT)
+    if result is not None:
+        saved_result(result)
+    st.info("You have no open manual session. Start one, then load files from your computer, "
+            "the upload buffer or the configured source. It is kept until you save or discard "
+            "it, also across reloads.")
+    if st.button("Start a session", key="manual_color.start", type="primary"):
+        act("Starting a session",
+            lambda: sessions.open_session(st_store, actor, st_settings),
+            lambda _: "Session started", reset={RESULT: None})
+
+
+def sources(session: sessions.Session, version: str) -> None:
+    """Upload files, claim pending buffer files, or fetch a job's SQL source into the session."""
+    st.subheader("Load colors")
+    nonce = st.session_state.get(NONCE, 0)
+    files = st.file_uploader(
+        "Color files (.xlsx, .xls, .csv, .parquet)", type=["xlsx", "xls", "csv", "parquet"],
+        accept_multiple_files=True, key="manual_color.files" + (f".{nonce}" if nonce else ""))
+    if st.button("Load the files", key="manual_color.load_files", disabled=not files):
+        payload = [(f.name, f.getvalue()) for f in files or []]
+        act("Loading the files",
+            lambda: sessions.add_files(st_store, actor, payload, st_settings, version=version),
+            lambda s: f"Loaded {len(payload)} file(s); the session has {s.next_row - 1} rows",
+            reset={NONCE: nonce + 1})
+    pending = {e.id: e for e in buffer.list_entries(st_store, buffer.PENDING)}
+    if pending:
+        picked = st.multiselect(
+            "Pending files in the upload buffer",
+            session_view.options_for("manual_color.buffer_pick", list(pending)),
+            key="manual_color.buffer_pick",
+            format_func=lambda i: f"{i} · {pending[i].name} ({pending[i].rows} rows, "
+                                  f"{pending[i].uploaded_by})")
+        if st.button(f"Load {len(picked)} buffer file(s)", key="manual_color.load_buffer",
+                     disabled=not picked):
+            act("Loading from the buffer",
+                lambda: sessions.add_from_buffer(st_store, actor, picked, st_settings,
+                                                 version=version),
+                lambda _: f"Claimed and loaded {len(picked)} buffer file(s)",
+                reset={"manual_color.buffer_pick": []})
+    else:
+        st.caption("No files are waiting in the upload buffer.")
+    jobs = {j.name: j for j in load_jobs(st_store) if any(s.get("kind") == SQL for s in j.sources)}
+    if jobs:
+        left, right = st.columns([3, 1])
+        name = left.selectbox("Configured source (a job's SQL query)", list(jobs),
+                              key="manual_color.source")
+        if right.button("Fetch", key="manual_color.fetch"):
+            sql = [s for s in jobs[name].sources if s.get("kind") == SQL]
+            act("Fetching from the source",
+                lambda: sessions.fetch_from_source(st_store, actor, sql, st_settings,
+                                                   version=version),
+                lambda _: f"Fetched the source of {name}")
+
+
+def validation(view: sessions.SessionView) -> None:
+    st.subheader("Validation")
+    files = ", ".join(str(f.get("name")) for f in view.session.files)
+    st.caption(f"Loaded: {files}")
+    validation_report(view.report, key="manual_color.report")
+    quarantined = visible(view.quarantined, actor)
+    if len(quarantined):
+        st.download_button(f"Download the {len(quarantined)} quarantined rows (CSV)",
+                           write_csv(quarantined), file_name="quarantined.csv", mime="text/csv",
+                           key="manual_color.quarantined")
+
+
+def history_and_save(session: sessions.Session, version: str, rows: int) -> None:
+    """Undo, redo, save (exactly once per session version) and discard (confirmed)."""
+    st.subheader("Save")
+    if SAVE_KEY not in st.session_state or st.session_state[SAVE_KEY][0] != version:
+        st.session_state[SAVE_KEY] = (version, uuid.uuid4().hex)
+    key = st.session_state[SAVE_KEY][1]
+    a, b, c, d = st.columns(4)
+    undo_help = f"Undo: {session.undo[-1]['label']}" if session.undo else "Nothing to undo"
+    redo_help = f"Redo: {session.redo[-1]['label']}" if session.redo else "Nothing to redo"
+    if a.button("Undo", key="manual_color.undo", disabled=not session.undo, help=undo_help):
+        act("Undoing", lambda: session_actions.undo(st_store, actor, version=version),
+            lambda _: undo_help)
+    if b.button("Redo", key="manual_color.redo", disabled=not session.redo, help=redo_help):
+        act("Redoing", lambda: session_actions.redo(st_store, actor, version=version),
+            lambda _: redo_help)
+    if c.button("Save and publish", key="manual_color.save", type="primary", disabled=not rows):
+        with error_boundary("Saving"), st.spinner("Publishing…"):
+            result = session_actions.save(st_store, actor, st_settings, idempotency_key=key,
+                                          version=version)
+            st.session_state[RESULT] = result
+            done(f"Published run {result.record.run_id}")
+    if d.button("Discard…", key="manual_color.discard"):
+        st.session_state[CONFIRM_DISCARD] = True
+    if st.session_state.get(CONFIRM_DISCARD):
+        held = len(session.buffer_ids)
+        st.warning(f"Discard this session? Its {rows} rows and every change are dropped"
+                   + (f"; its {held} buffer file(s) go back to the queue." if held else "."))
+        yes, no = st.columns(2)
+        if yes.button("Yes, discard", key="manual_color.discard_confirm", type="primary"):
+            act("Discarding", lambda: session_actions.discard(st_store, actor, version=version),
+                lambda _: "Session discarded", reset={CONFIRM_DISCARD: False})
+        if no.button("Keep the session", key="manual_color.discard_cancel"):
+            st.session_state[CONFIRM_DISCARD] = False
+            st.rerun()
+
+
+def session_tab() -> None:
+    with error_boundary("Loading your session"):
+        session = sessions.load_session(st_store, actor)
+        if session is None:
+            no_session()
+            return
+        # Actions carry the version the user saw (the previous run's), so a change made in
+        # another window since then is refused as a Conflict instead of applied blindly.
+        version = st.session_state.get(SEEN) or session.version
+        st.session_state[SEEN] = session.version
+        if session.status == sessions.SAVING:
+            st.warning("This session is being saved; reload in a moment to see the run.")
+        st.caption(f"Session opened {session.opened_at[:16].replace('T', ' ')} UTC · "
+                   f"{len(session.files)} file(s) loaded · {len(session.pinned)} pinned")
+        sources(session, version)
+        view = sessions.preview(st_store, actor, st_settings)
+        if session.files:
+            validation(view)
+        session_view.rules_section(st_store, actor, view, version)
+        shown = session_view.preview_section(st_store, actor, view)
+        session_view.rows_section(st_store, actor, st_settings, shown, session, version)
+        history_and_save(session, version, view.counts["rows"])
+
+
+session_tab_, buffer_tab = st.tabs(["Session", "Upload buffer"])
+with session_tab_:
+    session_tab()
+with buffer_tab:
+    buffer_view.render(st_store, actor, st_settings)
