@@ -6,12 +6,18 @@ import pandas as pd
 import streamlit as st
 
 from core import history, runs
+from core.access import TRIGGER_RUN
+from pages._ui.automation_views import render_run_buttons
 from pages._ui.services import current_actor, error_boundary, store
 from pages._ui.widgets import parents_with_children
 
 st.title("Dashboard")
 st_store = store()
 actor = current_actor()
+
+if actor.can(TRIGGER_RUN):
+    with st.expander("Run a job now"), error_boundary("Loading the run buttons"):
+        render_run_buttons(st_store, actor, "dashboard")
 
 with error_boundary("Loading the dashboard"):
     latest = history.latest_run(st_store)

@@ -104,7 +104,8 @@ def _select_parent(at, row: int):
 
 def test_an_empty_store_says_there_are_no_runs(app_as):
     at = _dashboard(app_as)
-    assert [i.value for i in at.info] == [NO_RUNS]
+    assert [i.value for i in at.info] == [
+        "No jobs yet: create one on the Automation page.", NO_RUNS]  # the admin sees run buttons
     assert (list(at.metric), list(at.dataframe)) == ([], [])
 
 

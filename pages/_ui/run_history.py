@@ -1,0 +1,140 @@
+"""Run history on the Automation page: filters, the runs table, a calendar by day and status, and
+one run's detail (validation problems, per-rule exclusions, files, downloads)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import pandas as pd
+import streamlit as st
+
+from core.access import Actor
+from core.exports import write_xlsx
+from core.history import load_rows
+from core.runs import EXCLUDED_TABLE, QUARANTINED_TABLE, STATUSES, SUCCESS, RunRecord, load_runs
+from core.validation import Problem, ValidationReport
+from pages._ui.widgets import validation_report
+from storage import ObjectNotFound, Store
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+NO_JOB = "(no job: manual or CLI)"
+COLOURS = {"success": "#b7e4c7", "failed": "#f4a5a5", "missed": "#f9c98a", "skipped": "#dddddd",
+           "running": "#a9cbf5", "queued": "#d3c4f0", "cancelled": "#eeeeee", "removed": "#d7b9a8"}
+COLUMNS = ["Run", "Job", "Status", "Trigger", "Kind", "By", "Started (UTC)", "Seconds", "Read",
+           "Published", "Parents", "Excluded", "Quarantined", "Error"]
+
+
+def run_date(record: RunRecord) -> date | None:
+    return datetime.fromisoformat(record.started_at).date() if record.started_at else None
+
+
+def filter_runs(records: Sequence[RunRecord], statuses: Sequence[str], jobs: Sequence[str],
+                dates: Sequence[date]) -> list[RunRecord]:
+    """Runs of the chosen statuses and jobs (none chosen: all) started within the dates (UTC)."""
+    first, last = (dates[0], dates[-1]) if dates else (None, None)
+    return [r for r in records
+            if (not statuses or r.status in statuses)
+            and (not jobs or (r.job or NO_JOB) in jobs)
+            and (first is None or ((d := run_date(r)) is not None and first <= d <= last))]
+
+
+def history_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "Run": r.run_id, "Job": r.job, "Status": r.status, "Trigger": r.trigger, "Kind": r.kind,
+        "By": r.actor, "Started (UTC)": r.started_at[:19].replace("T", " "),
+        "Seconds": round(r.duration_s, 1), "Read": r.counts.get("read", 0),
+        "Published": r.counts.get("published", 0), "Parents": r.counts.get("parents", 0),
+        "Excluded": r.counts.get("excluded", 0), "Quarantined": r.counts.get("quarantined", 0),
+        "Error": r.error} for r in records], columns=COLUMNS)
+
+
+def calendar_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """Runs per day (newest first, UTC) and status: the calendar of the history."""
+    days = [(str(d), r.status) for r in records if (d := run_date(r)) is not None]
+    if not days:
+        return pd.DataFrame(columns=["Day"]).set_index("Day")
+    frame = pd.DataFrame(days, columns=["Day", "Status"])
+    table = pd.crosstab(frame["Day"], frame["Status"]).sort_index(ascending=False)
+    table = table[[s for s in STATUSES if s in table.columns]]
+    table.columns.name = None
+    return table
+
+
+def _colour(table: pd.DataFrame) -> pd.io.formats.style.Styler:
+    def paint(column: pd.Series) -> list[str]:
+        colour = COLOURS.get(str(column.name), "")
+        return [f"background-color: {colour}" if v else "" for v in column]
+
+    return table.style.apply(paint)
+
+
+def render_run_history(store: Store, actor: Actor, key: str = "automation") -> None:
+    """Filters, the runs table, the calendar and the detail of one chosen run."""
+    records = load_runs(store, limit=500)  # one store read per run: the newest 500
+    a, b, c = st.columns(3)
+    statuses = a.multiselect("Status", STATUSES, key=f"{key}.history_status")
+    jobs = b.multiselect("Job", sorted({r.job or NO_JOB for r in records}),
+                         key=f"{key}.history_job")
+    dates = c.date_input("Started between (UTC)", value=(), key=f"{key}.history_dates")
+    shown = filter_runs(records, statuses, jobs, list(dates))
+    st.caption(f"{len(shown)} of {len(records)} runs.")
+    st.dataframe(history_table(shown), hide_index=True, width="stretch", height=300,
+                 key=f"{key}.history")
+    with st.expander("Calendar: runs by day and status", expanded=False):
+        table = calendar_table(shown)
+        if table.empty:
+            st.caption("No runs.")
+        else:
+            st.dataframe(_colour(table.head(62)), width="stretch", key=f"{key}.calendar")
+    if not shown:
+        return
+    by_id = {r.run_id: r for r in shown}
+    run_id = st.selectbox("Run details", list(by_id), key=f"{key}.run",
+                          format_func=lambda i: f"Run {i} · {by_id[i].job or by_id[i].kind} · "
+                                                f"{by_id[i].status} · {by_id[i].started_at[:16]}")
+    render_run_detail(store, actor, by_id[run_id], key)
+
+
+def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -> None:
+    counts = record.counts or {}
+    st.markdown(f"**Run {record.run_id}** ({record.kind}, {record.trigger} by {record.actor}): "
+                f"**{record.status}**, started {record.started_at[:19].replace('T', ' ')} UTC, "
+                f"{record.duration_s:.1f} s.")
+    if record.error:
+        (st.error if record.status == "failed" else st.info)(record.error)
+    cols = st.columns(5)
+    for col, name in zip(cols, ("read", "published", "parents", "excluded", "quarantined"),
+                         strict=True):
+        col.metric(name.title(), f"{counts.get(name, 0):,}")
+    if record.files:
+        st.markdown("**Files**")
+        st.dataframe(pd.DataFrame(record.files), hide_index=True, key=f"{key}.run_files")
+    if record.per_rule:
+        st.markdown("**Rows excluded by each rule**")
+        st.dataframe(pd.DataFrame({"Rule": list(record.per_rule),
+                                   "Excluded rows": list(record.per_rule.values())}),
+                     hide_index=True, key=f"{key}.run_rules")
+    if record.problems or counts.get("read"):
+        st.markdown("**Validation**")
+        validation_report(ValidationReport(
+            [Problem(**p) for p in record.problems], rows_total=counts.get("read", 0),
+            rows_quarantined=counts.get("quarantined", 0)), key=f"{key}.run_report")
+    if record.status != SUCCESS:
+        return
+    stem = f"marketpulse-run-{record.run_id:08d}"
+    if record.output:
+        try:
+            st.download_button("Download the output workbook", store.get_blob(record.output),
+                               file_name=f"{stem}.xlsx", mime=XLSX, key=f"{key}.download_output")
+        except ObjectNotFound:
+            st.caption("The output workbook of this run is no longer stored.")
+    for table, label in ((EXCLUDED_TABLE, "excluded"), (QUARANTINED_TABLE, "quarantined")):
+        if not counts.get(label):
+            continue
+        rows = load_rows(store, actor, table, run_ids=[record.run_id])
+        if len(rows):
+            st.download_button(f"Download the {label} rows ({len(rows):,})",
+                               write_xlsx(rows, sheet_name=label.title()),
+                               file_name=f"{stem}-{label}.xlsx", mime=XLSX,
+                               key=f"{key}.download_{label}")

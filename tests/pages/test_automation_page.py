@@ -1,0 +1,378 @@
+"""Automation page (admins): jobs through the builder, the next-runs preview, triggers, scheduler
+health, running in the app process, run history with downloads, and reverting a job change."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, time, timedelta
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest, app_test
+
+from core.access import SYSTEM
+from core.audit import load_changes
+from core.conditions import Condition, Group
+from core.exports import write_xlsx
+from core.jobs import Job, get_job, load_jobs, pending_triggers, save_job
+from core.leases import acquire_lease
+from core.rules import Rule, save_rule
+from core.runs import RunRecord, save_run
+from core.scheduler import HEARTBEAT_KEY, LEASE
+from core.schema import INPUT_COLUMNS, SOURCE
+from pages._ui import automation_views
+from tests.factories import make_colors
+
+PAGE = "pages/automation.py"
+NOW = datetime(2026, 3, 13, 4, 0, tzinfo=UTC)  # Friday 09:00 in Karachi (UTC+5)
+DOWN = ("The scheduler is not running — start it with `python -m core.scheduler` "
+        "(make run starts it)")
+SKIPPED = "skipped (Run now and skip the next scheduled run)"
+
+
+@pytest.fixture(autouse=True)
+def _fixed_clock(monkeypatch):
+    monkeypatch.setattr(automation_views, "clock", lambda: NOW)
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Bytes a download button serves: AppTest keeps them in an in-memory media storage created
+    by every run; this records each one so a test can read them."""
+    storages = []
+
+    class Recording(app_test.MemoryMediaFileStorage):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            storages.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+
+    def read(button) -> tuple[bytes, str | None]:
+        file = storages[-1].get_file(button.proto.url.rsplit("/", 1)[1])
+        return file.content, file.filename
+
+    return read
+
+
+def _page(app_as) -> AppTest:
+    at = app_as("admin", "admin", page=PAGE)
+    _ok(at)
+    assert at.title[0].value == "Automation"
+    return at
+
+
+def _ok(at: AppTest) -> AppTest:
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error if e.value != DOWN] == []
+    return at
+
+
+def _table(at: AppTest, column: str) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _add_job(store, name="Morning", schedule="30 9 * * 1-5", **kwargs) -> Job:
+    return save_job(store, SYSTEM, Job(name=name, schedule=schedule, **kwargs), now=NOW)
+
+
+def _preview(at: AppTest) -> list[tuple[str, str]]:
+    return list(_table(at, "Run at").itertuples(index=False, name=None))
+
+
+# -- jobs through the builder --------------------------------------------------------------------
+def test_admin_creates_the_done_when_jobs_with_the_builder(app_as, app_store):
+    at = _page(app_as)
+    assert at.selectbox(key="automation.edit").value == ""  # a new job
+    at.text_input(key="automation.name").input("Morning")
+    at.radio(key="automation.kind").set_value("daily")
+    at.time_input(key="automation.at").set_value(time(9, 30))
+    at.multiselect(key="automation.weekdays").set_value([1, 2, 3, 4, 5])
+    at.selectbox(key="automation.timezone").select("Asia/Karachi")
+    _ok(at.run())
+    at.button(key="automation.save").click().run()
+    _ok(at)
+    assert [t.value for t in at.toast] == ["Saved job Morning."]
+
+    at.selectbox(key="automation.edit").select("").run()
+    at.text_input(key="automation.name").input("Every two")
+    at.radio(key="automation.kind").set_value("minutes").run()
+    at.selectbox(key="automation.every_minutes").select(2)
+    at.button(key="automation.save").click().run()
+    _ok(at)
+
+    jobs = load_jobs(app_store)
+    assert [(j.name, j.schedule, j.timezone, j.active, j.sources) for j in jobs] == [
+        ("Every two", "*/2 * * * *", "Asia/Karachi", True, [{"kind": "buffer"}]),
+        ("Morning", "30 9 * * 1-5", "Asia/Karachi", True, [{"kind": "buffer"}])]
+    table = _table(at, "Schedule")
+    assert table[["Name", "Schedule", "Timezone", "Next run", "Countdown", "Status"]].to_dict(
+        "records") == [
+        {"Name": "Every two", "Schedule": "Every 2 minutes", "Timezone": "Asia/Karachi",
+         "Next run": "Fri 13 Mar 2026 09:02 PKT", "Countdown": "in 2 min", "Status": "never run"},
+        {"Name": "Morning", "Schedule": "Weekdays at 09:30 Asia/Karachi",
+         "Timezone": "Asia/Karachi", "Next run": "Fri 13 Mar 2026 09:30 PKT",
+         "Countdown": "in 30 min", "Status": "never run"}]
+
+
+def test_a_bad_schedule_shows_why_and_saves_nothing(app_as, app_store):
+    at = _page(app_as)
+    at.text_input(key="automation.name").input("Broken")
+    at.multiselect(key="automation.weekdays").set_value([]).run()
+    assert [w.value for w in at.warning] == ["No preview: weekdays: choose at least one weekday"]
+    at.button(key="automation.save").click().run()
+    assert [e.value for e in at.error if e.value != DOWN] == [
+        "Saving the job: weekdays: choose at least one weekday"]
+    assert load_jobs(app_store) == []
+
+
+def test_the_preview_lists_the_next_five_runs_of_a_job(app_as, app_store):
+    job = _add_job(app_store)
+    at = _page(app_as)
+    at.selectbox(key="automation.edit").select(job.id).run()
+    _ok(at)
+    assert at.text_input(key="automation.name").value == "Morning"
+    assert at.time_input(key="automation.at").value == time(9, 30)
+    assert _preview(at) == [("Fri 13 Mar 2026 09:30 PKT", ""), ("Mon 16 Mar 2026 09:30 PKT", ""),
+                            ("Tue 17 Mar 2026 09:30 PKT", ""), ("Wed 18 Mar 2026 09:30 PKT", ""),
+                            ("Thu 19 Mar 2026 09:30 PKT", "")]
+    at.radio(key="automation.kind").set_value("cron").run()
+    at.text_input(key="automation.cron").input("0 2 1 * *")
+    at.selectbox(key="automation.timezone").select("America/New_York").run()
+    assert _preview(at)[:2] == [("Wed 01 Apr 2026 02:00 EDT", ""),
+                                ("Fri 01 May 2026 02:00 EDT", "")]
+
+
+def test_editing_a_job_saves_the_new_schedule(app_as, app_store):
+    job = _add_job(app_store)
+    at = _page(app_as)
+    at.selectbox(key="automation.job").select(job.id)
+    at.button(key="automation.edit_job").click().run()
+    assert at.selectbox(key="automation.edit").value == job.id
+    at.radio(key="automation.kind").set_value("hours").run()
+    at.selectbox(key="automation.every_hours").select(6)
+    at.number_input(key="automation.minute").set_value(15)
+    at.text_area(key="automation.inbox").input("/srv/inbox/colors")
+    at.button(key="automation.save").click().run()
+    _ok(at)
+    saved, _ = get_job(app_store, job.id)
+    assert (saved.schedule, saved.sources, saved.updated_by) == (
+        "15 */6 * * *", [{"kind": "inbox", "path": "/srv/inbox/colors", "min_age_s": 0.0}],
+        "admin")
+
+
+# -- triggers ------------------------------------------------------------------------------------
+def test_run_now_queues_a_trigger_and_the_page_shows_it_queued(app_as, app_store):
+    job = _add_job(app_store)
+    at = _page(app_as)
+    at.button(key="automation.run_now").click().run()
+    _ok(at)
+    (trigger,) = pending_triggers(app_store)
+    assert (trigger.job_id, trigger.requested_by, trigger.override, trigger.skip_next) == (
+        job.id, "admin", False, False)
+    assert [t.value for t in at.toast] == ["Queued a run of Morning."]
+    assert _table(at, "Schedule")["Status"].tolist() == ["queued"]
+    assert at.info[0].value == (
+        "Queued: a run of Morning, requested by admin at 2026-03-13 04:00:00 UTC; it starts "
+        "when the scheduler picks it up.")
+    assert get_job(app_store, job.id)[0].skip_next_at is None
+
+    at.button(key="automation.run_now").click().run()  # never queued twice
+    assert [e.value for e in at.error if e.value != DOWN] == [
+        "Queuing a run of Morning: a run of 'Morning' is already queued (requested by admin at "
+        "2026-03-13T04:00:00)"]
+    at.button(key=f"automation.cancel_{trigger.id}").click().run()
+    _ok(at)
+    assert pending_triggers(app_store) == []
+
+
+def test_skip_next_persists_and_the_preview_marks_the_skipped_run(app_as, app_store):
+    job = _add_job(app_store)
+    at = _page(app_as)
+    at.button(key="automation.run_skip_next").click().run()
+    _ok(at)
+    assert get_job(app_store, job.id)[0].skip_next_at == "2026-03-13T09:30:00+05:00"
+    assert [t.skip_next for t in pending_triggers(app_store)] == [True]
+    assert _table(at, "Schedule")["Next run"].tolist() == ["Mon 16 Mar 2026 09:30 PKT"]
+    at.selectbox(key="automation.edit").select(job.id).run()
+    assert _preview(at)[:3] == [("Fri 13 Mar 2026 09:30 PKT", SKIPPED),
+                                ("Mon 16 Mar 2026 09:30 PKT", ""),
+                                ("Tue 17 Mar 2026 09:30 PKT", "")]
+
+
+def test_run_without_rules_queues_an_override_run(app_as, app_store):
+    _add_job(app_store)
+    at = _page(app_as)
+    at.button(key="automation.run_no_rules").click().run()
+    _ok(at)
+    assert [(t.override, t.skip_next) for t in pending_triggers(app_store)] == [(True, False)]
+    assert [t.value for t in at.toast] == ["Queued a run of Morning without rules (OVERRIDE)."]
+
+
+def test_dashboard_run_buttons_pick_the_first_active_job(app_store):
+    _add_job(app_store, "Alpha", active=False)
+    beta = _add_job(app_store, "Beta")
+
+    def dashboard():
+        from core.access import Actor
+        from pages._ui.automation_views import render_run_buttons
+        from pages._ui.services import store
+
+        render_run_buttons(store(), Actor("admin", "admin"), "dashboard")
+
+    at = AppTest.from_function(dashboard, default_timeout=30).run()
+    assert at.selectbox(key="dashboard.run_job").value == beta.id
+    at.button(key="dashboard.run_now").click().run()
+    assert not at.exception
+    assert [t.job_id for t in pending_triggers(app_store)] == [beta.id]
+    assert [t.value for t in at.toast] == ["Queued a run of Beta."]
+
+
+# -- jobs table actions --------------------------------------------------------------------------
+def test_toggle_duplicate_and_delete_with_confirmation(app_as, app_store):
+    job = _add_job(app_store)
+    at = _page(app_as)
+    at.toggle(key="automation.active").set_value(False).run()
+    _ok(at)
+    assert get_job(app_store, job.id)[0].active is False
+    assert _table(at, "Schedule")["Next run"].tolist() == ["off"]
+
+    at.button(key="automation.duplicate").click().run()
+    _ok(at)
+    assert [(j.name, j.active) for j in load_jobs(app_store)] == [
+        ("Morning", False), ("Morning (copy)", False)]
+
+    at.selectbox(key="automation.job").select(job.id)
+    at.button(key="automation.delete").click().run()
+    assert at.warning[0].value == (
+        "Delete Morning? Revert under Recent job changes brings it back.")
+    assert [j.name for j in load_jobs(app_store)] == ["Morning", "Morning (copy)"]
+    at.button(key="automation.delete_confirm").click().run()
+    _ok(at)
+    assert [j.name for j in load_jobs(app_store)] == ["Morning (copy)"]
+    assert [t.value for t in at.toast] == ["Deleted Morning."]
+
+
+def test_revert_the_last_job_change(app_as, app_store):
+    job = save_job(app_store, SYSTEM, Job(name="Morning", schedule="30 9 * * 1-5"),
+                   now=NOW - timedelta(minutes=2))
+    save_job(app_store, SYSTEM, Job(**{**job.to_dict(), "schedule": "0 10 * * 1-5"}),
+             now=NOW - timedelta(minutes=1))
+    at = _page(app_as)
+    newest = load_changes(app_store, area="jobs")["EVENT_ID"].iloc[0]
+    at.button(key=f"automation.revert_{newest}").click().run()
+    _ok(at)
+    assert get_job(app_store, job.id)[0].schedule == "30 9 * * 1-5"
+    assert load_changes(app_store, area="jobs")["ACTION"].tolist() == [
+        "revert", "update", "create"]
+    assert [t.value for t in at.toast] == ["Reverted: Morning restored."]
+
+
+# -- scheduler health and running in the app -----------------------------------------------------
+def test_the_page_says_the_scheduler_is_down_without_a_heartbeat(app_as, app_store):
+    _add_job(app_store)
+    at = app_as("admin", "admin", page=PAGE)
+    assert [e.value for e in at.error] == [DOWN]
+    assert at.button(key="automation.run_in_app").label == "Run in this app process"
+
+
+def test_a_fresh_heartbeat_shows_the_scheduler_running(app_as, app_store):
+    app_store.put(HEARTBEAT_KEY, {"at": (NOW - timedelta(seconds=1)).isoformat(), "tick_s": 1.0,
+                                  "owner": "host:7:abc", "current": None, "last_errors": []}, None)
+    acquire_lease(app_store, LEASE, "host:7:abc", 30, NOW)
+    app_store.put("scheduler/current", {"job": "Morning", "job_id": "x", "run_id": 4,
+                                        "stage": "rules", "rows": 1200,
+                                        "started_at": (NOW - timedelta(seconds=12)).isoformat()},
+                  None)
+    at = _page(app_as)
+    assert at.success[0].value == (
+        "The scheduler is running: heartbeat 1 s ago, lease held by host:7:abc.")
+    assert at.info[0].value == (
+        "Running **Morning** (run 4): stage rules, 1,200 rows, 12 s elapsed.")
+    with pytest.raises(KeyError):
+        at.button(key="automation.run_in_app")
+
+
+def _inbox_job(app_store, tmp_path) -> Job:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    colors = make_colors(4, RANK=[1, 99, 1, 1], SOURCE=["JPM", "JPM", "MS", "JPM"])
+    (inbox / "colors.xlsx").write_bytes(write_xlsx(colors[list(INPUT_COLUMNS)]))
+    save_rule(app_store, SYSTEM, Rule(
+        name="No MS", conditions=Group("or", [Condition(SOURCE, "equal_to", "MS")])))
+    return _add_job(app_store, "Inbox", sources=[{"kind": "inbox", "path": str(inbox)}])
+
+
+def test_run_in_the_app_process_publishes_and_the_history_shows_it(app_as, app_store, tmp_path,
+                                                                   served):
+    _inbox_job(app_store, tmp_path)
+    at = _page(app_as)
+    at.button(key="automation.run_in_app").click().run()
+    _ok(at)
+    assert at.success[0].value == "Run 1 of Inbox: success."
+    assert [p.name for p in (tmp_path / "inbox" / "processed").iterdir()] == ["1-colors.xlsx"]
+    history = _table(at, "Quarantined")
+    assert history.drop(columns=["Started (UTC)", "Seconds"]).to_dict("records") == [
+        {"Run": 1, "Job": "Inbox", "Status": "success", "Trigger": "run_now", "Kind": "AUTOMATED",
+         "By": "admin", "Read": 4, "Published": 2, "Parents": 2, "Excluded": 1, "Quarantined": 1,
+         "Error": ""}]
+    assert _table(at, "Status")["Status"].tolist() == ["success"]  # the jobs table
+    assert _table(at, "Excluded rows").to_dict("records") == [{"Rule": "No MS",
+                                                               "Excluded rows": 1}]
+    assert _table(at, "CODE")["CODE"].tolist() == ["rank_out_of_range"]
+
+    buttons = {b.proto.label: b for b in at.get("download_button")}
+    output, name = served(buttons["Download the output workbook"])
+    assert name == "marketpulse-run-00000001.xlsx"
+    assert len(pd.read_excel(io.BytesIO(output))) == 2
+    excluded, name = served(buttons["Download the excluded rows (1)"])
+    assert name == "marketpulse-run-00000001-excluded.xlsx"
+    assert pd.read_excel(io.BytesIO(excluded))[SOURCE].tolist() == ["MS"]
+    quarantined, _ = served(buttons["Download the quarantined rows (1)"])
+    assert pd.read_excel(io.BytesIO(quarantined))["RANK"].tolist() == [99]
+
+
+def test_history_filters_by_status_job_and_date(app_as, app_store):
+    save_run(app_store, RunRecord(run_id=1, kind="AUTOMATED", trigger="scheduled",
+                                  actor="system", status="success", job="Morning",
+                                  started_at="2026-03-12T04:30:00+00:00"))
+    save_run(app_store, RunRecord(run_id=2, kind="AUTOMATED", trigger="scheduled",
+                                  actor="system", status="failed", job="Evening",
+                                  started_at="2026-03-13T12:00:00+00:00", error="inbox missing"))
+    at = app_as("admin", "admin", page=PAGE)
+    assert not at.exception
+    assert _table(at, "Quarantined")["Run"].tolist() == [2, 1]
+    assert _table(at, "success").reset_index().to_dict("records") == [
+        {"Day": "2026-03-13", "success": 0, "failed": 1},
+        {"Day": "2026-03-12", "success": 1, "failed": 0}]
+    at.multiselect(key="automation.history_status").set_value(["failed"]).run()
+    assert _table(at, "Quarantined")["Run"].tolist() == [2]
+    assert at.error[-1].value == "inbox missing"  # the detail of the failed run
+    at.multiselect(key="automation.history_status").set_value([])
+    at.multiselect(key="automation.history_job").set_value(["Morning"]).run()
+    assert _table(at, "Quarantined")["Run"].tolist() == [1]
+    at.multiselect(key="automation.history_job").set_value([])
+    at.date_input(key="automation.history_dates").set_value(
+        (datetime(2026, 3, 13).date(), datetime(2026, 3, 13).date())).run()
+    assert _table(at, "Quarantined")["Run"].tolist() == [2]
+
+
+@pytest.mark.parametrize("role", ["viewer", "analyst"])
+def test_automation_is_not_registered_for_non_admins(app_as, role):
+    at = app_as(role, role)
+    assert not at.exception
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(PAGE)
+
+
+def test_the_editor_survives_a_visit_to_another_page(app_as, app_store):
+    job = _add_job(app_store, "Monthly", schedule="0 6 31 * *")  # day 31: edited as raw cron
+    at = _page(app_as)
+    at.selectbox(key="automation.edit").select(job.id).run()
+    assert at.radio(key="automation.kind").value == "cron"
+    assert at.text_input(key="automation.cron").value == "0 6 31 * *"
+    at.switch_page("pages/dashboard.py").run()
+    _ok(at.switch_page(PAGE).run())
+    assert at.selectbox(key="automation.edit").value == ""  # back to a new job, filled afresh
+    assert (at.text_input(key="automation.name").value, at.radio(key="automation.kind").value,
+            at.time_input(key="automation.at").value) == ("", "daily", time(9, 30))

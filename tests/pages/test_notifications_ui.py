@@ -1,0 +1,224 @@
+"""Notification settings (render_notification_settings, for the Settings page) and the sidebar bell
+(render_bell, for app.py), each run in AppTest through a small entry function."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.email_templates import VARIABLES, EmailSettings, load_email_settings, load_send_log
+from core.notifications import notify_users, unread_count
+from core.notify import SmtpConfig, load_smtp_config
+from core.webhooks import load_webhook_settings
+from tests.pages.conftest import add_user
+
+K = "settings.notify_"
+NOW = datetime(2026, 3, 13, 4, 0, tzinfo=UTC)
+KNOWN = ", ".join(VARIABLES)
+
+
+def _settings_ui() -> None:
+    from core.access import Actor
+    from pages._ui.notifications_admin import render_notification_settings
+    from pages._ui.services import settings, store
+
+    render_notification_settings(store(), settings(), Actor("admin", "admin"))
+
+
+def _bell_ui() -> None:
+    from core.user_records import get_user
+    from pages._ui.bell import render_bell
+    from pages._ui.services import store
+
+    render_bell(store(), get_user(store(), "admin"))
+
+
+def _open(script) -> AppTest:
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _popover_label(at: AppTest) -> str:
+    """The label of the one popover in the sidebar (it sits inside the bell's fragment)."""
+    def walk(node):
+        if getattr(node, "type", None) == "popover":
+            yield node
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
+
+    (popover,) = walk(at.sidebar)
+    return popover.proto.popover.label
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def _save_smtp(at: AppTest, port: int) -> AppTest:
+    at.text_input(key=f"{K}smtp_host").input("127.0.0.1")
+    at.number_input(key=f"{K}smtp_port").set_value(port)
+    at.selectbox(key=f"{K}smtp_security").select("none")
+    at.text_input(key=f"{K}smtp_sender").input("marketpulse@desk.test")
+    at.button(key=f"{K}smtp_save").click().run()
+    assert _errors(at) == []
+    return at
+
+
+# -- run emails ----------------------------------------------------------------------------------
+def test_admin_saves_recipients_templates_and_switches(app_store):
+    at = _open(_settings_ui)
+    at.text_input(key=f"{K}to").input("desk@bank.test; risk@bank.test")
+    at.text_input(key=f"{K}bcc").input("audit@bank.test")
+    at.text_input(key=f"{K}subject").input("Colors {{date}}: run {{run_id}} {{status}}")
+    at.text_area(key=f"{K}body").input("{{published}} published, {{excluded}} excluded.")
+    at.checkbox(key=f"{K}on_success").uncheck()
+    at.checkbox(key=f"{K}attach_excluded").check()
+    at.button(key=f"{K}email_save").click().run()
+
+    assert _errors(at) == []
+    assert at.success[0].value == "Saved the run email settings."
+    assert load_email_settings(app_store) == EmailSettings(
+        to=["desk@bank.test", "risk@bank.test"], cc=[], bcc=["audit@bank.test"],
+        subject="Colors {{date}}: run {{run_id}} {{status}}",
+        body="{{published}} published, {{excluded}} excluded.", on_success=False,
+        on_failure=True, after_manual_save=False, attach_output=True, attach_excluded=True,
+        max_attachment_mb=10.0)
+    assert at.text_input(key=f"{K}to").value == "desk@bank.test, risk@bank.test"
+
+
+def test_an_unknown_template_variable_shows_the_problem_and_is_not_saved(app_store):
+    at = _open(_settings_ui)
+    at.text_area(key=f"{K}body").input("Run {{run_id}} {{bogus}}").run()
+    problem = f"unknown variable {{{{bogus}}}} (use one of {KNOWN})"
+    assert [w.value for w in at.warning] == [f"Body: {problem}"]
+    at.button(key=f"{K}email_save").click().run()
+    assert _errors(at) == [f"Saving the run email settings: body: {problem}"]
+    assert load_email_settings(app_store) == EmailSettings()
+
+
+def test_a_bad_address_names_the_field(app_store):
+    at = _open(_settings_ui)
+    at.text_input(key=f"{K}cc").input("not-an-address")
+    at.button(key=f"{K}email_save").click().run()
+    assert _errors(at) == [
+        "Saving the run email settings: cc: 'not-an-address' is not an email address"]
+
+
+# -- SMTP and the test email ---------------------------------------------------------------------
+def test_the_test_email_reaches_the_smtp_server_with_the_subject(app_store, smtp_server):
+    port, inbox = smtp_server
+    at = _save_smtp(_open(_settings_ui), port)
+    assert at.success[0].value == "Saved the SMTP server 127.0.0.1."
+    assert load_smtp_config(app_store) == SmtpConfig(
+        host="127.0.0.1", port=port, security="none", username="",
+        sender="marketpulse@desk.test")
+
+    at.text_input(key=f"{K}test_to").input("ops@desk.test")
+    at.button(key=f"{K}test_send").click().run()
+    assert _errors(at) == []
+    assert at.success[0].value == "Sent a test email to ops@desk.test."
+    ((recipients, message),) = inbox.messages
+    assert recipients == ["ops@desk.test"]
+    assert message["Subject"] == "[test] MarketPulse example job run 123: success (100 published)"
+    assert message["From"] == "marketpulse@desk.test"
+    log = load_send_log(app_store)
+    assert log[["CHANNEL", "EVENT", "STATUS", "TO"]].values.tolist() == [
+        ["email", "test", "ok", "ops@desk.test"]]
+    at.run()
+    shown = next(d.value for d in at.dataframe if "SUBJECT" in d.value.columns)
+    assert shown["SUBJECT"].tolist() == [message["Subject"]]
+
+
+def test_a_test_email_without_a_server_explains(app_store):
+    at = _open(_settings_ui)
+    at.text_input(key=f"{K}test_to").input("ops@desk.test")
+    at.button(key=f"{K}test_send").click().run()
+    assert _errors(at) == ["Sending the test email: smtp: save the SMTP server settings first"]
+
+
+@pytest.mark.parametrize(("password", "says"), [
+    ("s3cret", "MARKETPULSE_SMTP_PASSWORD is set (or smtp.password in secrets): it is used to "
+               "log in and never shown."),
+    ("", "MARKETPULSE_SMTP_PASSWORD is not set: the password only comes from the environment "
+         "(or smtp.password in .streamlit/secrets.toml), never this page.")])
+def test_the_page_says_whether_the_smtp_password_is_set(app_store, monkeypatch, password, says):
+    if password:
+        monkeypatch.setenv("MARKETPULSE_SMTP_PASSWORD", password)
+    at = _open(_settings_ui)
+    assert [c.value for c in at.caption if "MARKETPULSE_SMTP_PASSWORD" in c.value] == [says]
+    assert [t.value for t in at.text_input if t.value == "s3cret"] == []
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+@pytest.fixture
+def hook_server():
+    """A local HTTP server that records JSON POSTs; yields (url, bodies)."""
+    bodies: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook/abcd", bodies
+    server.shutdown()
+
+
+def test_webhook_urls_are_stored_whole_shown_masked_and_tested(app_store, hook_server):
+    url, bodies = hook_server
+    at = _open(_settings_ui)
+    at.text_input(key=f"{K}slack_url").input(url)
+    at.button(key=f"{K}hooks_save").click().run()
+    assert _errors(at) == []
+    assert load_webhook_settings(app_store).slack_url == url
+    assert at.text_input(key=f"{K}slack_url").value == "http://127.0.0.1/…abcd"
+
+    at.checkbox(key=f"{K}hook_on_success").uncheck()
+    at.button(key=f"{K}hooks_save").click().run()  # the masked address keeps the stored one
+    stored = load_webhook_settings(app_store)
+    assert (stored.slack_url, stored.on_success) == (url, False)
+
+    at.button(key=f"{K}test_slack").click().run()
+    assert _errors(at) == []
+    assert at.success[0].value == "Posted a test message to Slack."
+    assert bodies[0]["text"].startswith("*MarketPulse run 123 (test message): success*")
+    at.button(key=f"{K}test_teams").click().run()
+    assert _errors(at) == [
+        "Sending a test to Teams: teams_url: save the Teams webhook address first"]
+
+
+# -- the bell ------------------------------------------------------------------------------------
+def test_the_bell_shows_the_unread_count_and_mark_all_read_clears_it(app_store):
+    add_user(app_store, "admin", "admin")
+    notify_users(app_store, ["admin"], "run_finished", "Run 3 (Morning) published 40 colors",
+                 "12 parents, 2 excluded", NOW)
+    notify_users(app_store, ["admin"], "run_failed", "Run 4 (Evening) failed", "inbox missing",
+                 NOW.replace(hour=5))
+    at = _open(_bell_ui)
+    assert _popover_label(at) == "🔔 2"
+    assert [m.value for m in at.sidebar.markdown] == [
+        "🔵 **Run 4 (Evening) failed**", "🔵 **Run 3 (Morning) published 40 colors**"]
+    assert [c.value for c in at.sidebar.caption] == [
+        "inbox missing · 2026-03-13 05:00 UTC", "12 parents, 2 excluded · 2026-03-13 04:00 UTC"]
+
+    at.sidebar.button(key="bell.mark_all_read").click().run()
+    assert not at.exception
+    assert unread_count(app_store, "admin") == 0
+    assert _popover_label(at) == "🔔 0"
+    assert [m.value for m in at.sidebar.markdown] == [
+        "**Run 4 (Evening) failed**", "**Run 3 (Morning) published 40 colors**"]
+    assert at.sidebar.button(key="bell.mark_all_read").disabled
