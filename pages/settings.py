@@ -1,4 +1,5 @@
-"""Settings (admins): users, column profiles, self-registration and the SMTP server for email."""
+"""Settings (admins): users, column profiles, the column configuration, self-registration and the
+SMTP server for email."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import streamlit as st
 
 from core.access import MANAGE_USERS, Actor
 from core.column_profiles import delete_column_profile, load_column_profiles, save_column_profile
-from core.notify import SECURITY, SmtpConfig, load_smtp_config, save_smtp_config
 from core.schema import INPUT_COLUMNS, OUTPUT_COLUMNS
 from core.sessions_auth import get_self_registration, set_self_registration
 from core.user_records import list_users
 from core.users import approve_user
+from pages._ui.columns_admin import render_columns_admin
+from pages._ui.notifications_admin import render_notification_settings
 from pages._ui.services import current_actor, error_boundary, settings, store
 from pages._ui.users_admin import flash, show_flashes, users_tab, when
 from storage import Store
@@ -85,47 +87,21 @@ def signup_tab(store: Store, actor: Actor) -> None:
                 st.rerun()
 
 
-def smtp_tab(store: Store, actor: Actor) -> None:
-    config = load_smtp_config(store) or SmtpConfig(host="")
-    st.caption("Used for forgot-password emails (and, later, notifications).")
-    with st.form("settings.smtp_form"):
-        host = st.text_input("SMTP host", value=config.host, key="settings.smtp_host")
-        port = st.number_input("Port", min_value=1, max_value=65535, value=int(config.port),
-                               step=1, key="settings.smtp_port")
-        security = st.selectbox("Security", SECURITY, index=SECURITY.index(config.security),
-                                key="settings.smtp_security")
-        username = st.text_input("Username (blank: no login)", value=config.username,
-                                 key="settings.smtp_username")
-        sender = st.text_input("Sender address", value=config.sender, key="settings.smtp_sender")
-        saved = st.form_submit_button("Save email settings", type="primary",
-                                      key="settings.smtp_save")
-    has_password = bool(settings()["smtp.password"])
-    st.info("The SMTP password is never entered here: set MARKETPULSE_SMTP_PASSWORD in the "
-            "environment (or smtp.password in .streamlit/secrets.toml). "
-            + ("A password is configured (hidden)." if has_password
-               else "No password is configured."))
-    if saved:
-        with error_boundary("Saving the email settings"):
-            save_smtp_config(store, actor, SmtpConfig(
-                host=host.strip(), port=int(port), security=security, username=username.strip(),
-                sender=sender.strip(), timeout_s=config.timeout_s))
-            flash(f"Saved the email settings ({host.strip()}:{int(port)}).")
-            st.rerun()
-
-
 st.title("Settings")
 st_store, actor = store(), current_actor()
 if not actor.can(MANAGE_USERS):  # app.py registers this page for admins only; core checks too
     st.error("Only admins can open Settings.")
     st.stop()
 show_flashes()
-users, column_profiles, signup, email = st.tabs(
-    ["Users", "Column profiles", "Sign-up", "Email (SMTP)"])
+users, column_profiles, columns, signup, email = st.tabs(
+    ["Users", "Column profiles", "Columns", "Sign-up", "Email & notifications"])
 with users, error_boundary("Loading users"):
     users_tab(st_store, actor)
 with column_profiles, error_boundary("Loading column profiles"):
     profiles_tab(st_store, actor)
+with columns, error_boundary("Loading the column configuration"):
+    render_columns_admin(st_store, actor, settings())
 with signup, error_boundary("Loading sign-up"):
     signup_tab(st_store, actor)
 with email, error_boundary("Loading the email settings"):
-    smtp_tab(st_store, actor)
+    render_notification_settings(st_store, settings(), actor)

@@ -1,4 +1,4 @@
-"""Forgot password: a single-use link sent by our own mail code to a real SMTP server on loopback."""
+"""Forgot password: a single-use link sent by our own mail code to a loopback SMTP server."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ import pytest
 from core.audit import load_changes
 from core.column_profiles import load_column_profiles, save_column_profile
 from core.config import load_settings
-from core.notify import SmtpConfig, load_smtp_config
 from core.sessions_auth import (
     DISABLED,
     authenticate,
@@ -47,9 +46,10 @@ def _select_user(at, username):
     return at
 
 
-def test_admin_sees_the_four_settings_tabs(app_as):
+def test_admin_sees_the_settings_tabs(app_as):
     at = _settings(app_as)
-    assert [t.label for t in at.tabs] == ["Users", "Column profiles", "Sign-up", "Email (SMTP)"]
+    assert [t.label for t in at.tabs] == [
+        "Users", "Column profiles", "Columns", "Sign-up", "Email & notifications"]
     assert _table_row(at, "admin") == {
         "Username": "admin", "Name": "Admin", "Email": "admin@desk.test", "Role": "admin",
         "Sectors": "all", "Column profile": "all", "Status": "active", "Last login": "never"}
@@ -233,32 +233,6 @@ def test_sign_up_toggle_follows_the_store(app_as, app_store):
     set_self_registration(app_store, get_user(app_store, "admin").actor(), True)
     at.run()
     assert at.toggle(key="settings.self_registration").value is True
-
-
-def test_smtp_settings_saved_without_a_password(app_as, app_store):
-    at = _settings(app_as)
-    at.text_input(key="settings.smtp_host").input("smtp.desk.test")
-    at.number_input(key="settings.smtp_port").set_value(465)
-    at.selectbox(key="settings.smtp_security").select("ssl")
-    at.text_input(key="settings.smtp_username").input("mailer")
-    at.text_input(key="settings.smtp_sender").input("marketpulse@desk.test")
-    at.button(key="settings.smtp_save").click().run()
-
-    assert at.success[0].value == "Saved the email settings (smtp.desk.test:465)."
-    assert load_smtp_config(app_store) == SmtpConfig(
-        host="smtp.desk.test", port=465, security="ssl", username="mailer",
-        sender="marketpulse@desk.test")
-    assert "MARKETPULSE_SMTP_PASSWORD" in at.info[0].value
-
-
-def test_smtp_settings_refused_with_a_bad_sender(app_as, app_store):
-    at = _settings(app_as)
-    at.text_input(key="settings.smtp_host").input("smtp.desk.test")
-    at.text_input(key="settings.smtp_sender").input("nobody")
-    at.button(key="settings.smtp_save").click().run()
-    assert [e.value for e in at.error] == [
-        "Saving the email settings: sender: 'nobody' is not an email address"]
-    assert load_smtp_config(app_store) is None
 
 
 def test_user_table_shows_a_recent_login(app_as, app_store):

@@ -1,0 +1,245 @@
+"""The condition builder of the Rules page (rules and saved filters): nested AND/OR groups of
+conditions kept as a Group dict in st.session_state["<key>_state"], one keyed widget per field
+("<key>.<path>.column", "<key>.<path>.operator", "<key>.<path>.value", ...)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import streamlit as st
+
+from core.conditions import (
+    BETWEEN,
+    IN_LIST,
+    IS_EMPTY,
+    IS_NOT_EMPTY,
+    NOT_IN_LIST,
+    Group,
+    column_kind,
+    operator_label,
+    operators_for,
+)
+from core.schema import TEXT
+
+JOINS = ("and", "or")
+JOIN_WORDS = {"and": "ALL of these (AND)", "or": "ANY of these (OR)"}
+MAX_DEPTH = 3  # the top-level group, its sub-groups and theirs
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+State = dict[str, Any]
+Path = tuple[int, ...]
+
+
+def state_key(key: str) -> str:
+    return f"{key}_state"
+
+
+def _k(key: str, path: Path, name: str) -> str:
+    return ".".join([key, *map(str, path), name])
+
+
+def _operators(columns: Mapping[str, str], column: str) -> list[str]:
+    return [op for op, _ in operators_for(columns.get(column, TEXT))]
+
+
+def blank_condition(columns: Mapping[str, str]) -> State:
+    column = next(iter(columns))
+    return {"column": column, "operator": _operators(columns, column)[0], "value": None,
+            "value2": None}
+
+
+def blank_group(columns: Mapping[str, str], join: str = "and") -> State:
+    return {"join": join, "items": [blank_condition(columns)]}
+
+
+def _forget_widgets(key: str) -> None:
+    """Drop the builder's widget values so they are seeded again from the state dict (paths
+    shift when an item is added or removed, and a loaded rule brings its own values)."""
+    for name in [k for k in st.session_state if str(k).startswith(f"{key}.")]:
+        del st.session_state[name]
+
+
+def load_builder(key: str, group: Group | None, columns: Mapping[str, str]) -> None:
+    """Put a rule's (or a filter's) conditions in the builder; None or empty: one blank condition.
+    Call it before the builder is drawn in this run (a callback, or ahead of render_builder)."""
+    items = group is not None and bool(group.items)
+    st.session_state[state_key(key)] = group.to_dict() if items else blank_group(columns)
+    _forget_widgets(key)
+
+
+def group_from_builder(key: str) -> Group:
+    """The builder's conditions as a Group (validation is core's, when the rule is saved)."""
+    return Group.from_dict(st.session_state[state_key(key)])
+
+
+# -- values: the widgets hold text; the state holds what core stores -------------------------------
+def _shape(operator: str) -> str:
+    if operator in (IS_EMPTY, IS_NOT_EMPTY):
+        return "none"
+    if operator == BETWEEN:
+        return "two"
+    return "list" if operator in (IN_LIST, NOT_IN_LIST) else "one"
+
+
+def _typed(text: str, kind: str) -> Any:
+    """A number column's '5' is stored as 5; anything else stays text for core to judge (so
+    'abc' reaches validation and its message names the condition)."""
+    text = text.strip()
+    if not text:
+        return None
+    if kind == "number" and _NUMBER.match(text):
+        number = float(text)
+        return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() \
+            else number
+    return text
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read(key: str, path: Path, cond: State, columns: Mapping[str, str]) -> State:
+    """The condition as its widgets now say (a widget not drawn yet keeps the state's value)."""
+    state = st.session_state
+    column = state.get(_k(key, path, "column"), cond["column"])
+    operator = state.get(_k(key, path, "operator"), cond["operator"])
+    offered = _operators(columns, column)
+    if column != cond["column"] and operator not in offered:
+        operator = offered[0]  # a new column keeps the operator only when its type offers it
+    kind, shape = column_kind(columns.get(column, TEXT)), _shape(operator)
+    value = state.get(_k(key, path, "value"), _text(cond["value"]))
+    value2 = state.get(_k(key, path, "value2"), _text(cond["value2"]))
+    if shape == "none":
+        value = value2 = None
+    elif shape == "list":
+        value = [_typed(v, kind) for v in str(value).split(",") if v.strip()]
+        value2 = None
+    else:
+        value = _typed(str(value), kind)
+        value2 = _typed(str(value2), kind) if shape == "two" else None
+    return {"column": column, "operator": operator, "value": value, "value2": value2}
+
+
+def _sync(key: str, node: State, path: Path, columns: Mapping[str, str]) -> None:
+    if "items" in node:
+        join = st.session_state.get(_k(key, path, "join"), node["join"])
+        node["join"] = join if join in JOINS else node["join"]
+        for i, item in enumerate(node["items"]):
+            _sync(key, item, (*path, i), columns)
+    else:
+        node.update(_read(key, path, node, columns))
+
+
+def _node(root: State, path: Path) -> State:
+    for i in path:
+        root = root["items"][i]
+    return root
+
+
+def _change(key: str, columns: Mapping[str, str], edit: Callable[[State], None]) -> None:
+    """A button's callback: take the widgets' latest values, change the structure, re-seed."""
+    root = st.session_state[state_key(key)]
+    _sync(key, root, (), columns)
+    edit(root)
+    _forget_widgets(key)
+
+
+def _add_condition(path: Path, columns: Mapping[str, str]) -> Callable[[State], None]:
+    return lambda root: _node(root, path)["items"].append(blank_condition(columns))
+
+
+def _add_group(path: Path, columns: Mapping[str, str]) -> Callable[[State], None]:
+    def edit(root: State) -> None:
+        parent = _node(root, path)
+        other = "and" if parent["join"] == "or" else "or"  # a sub-group with the same join is moot
+        parent["items"].append(blank_group(columns, other))
+    return edit
+
+
+def _remove(path: Path) -> Callable[[State], None]:
+    return lambda root: _node(root, path[:-1])["items"].pop(path[-1])
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+def _seed(name: str, value: Any) -> None:
+    if name not in st.session_state:
+        st.session_state[name] = value
+
+
+def _condition(key: str, cond: State, path: Path, columns: Mapping[str, str]) -> None:
+    ck, ok = _k(key, path, "column"), _k(key, path, "operator")
+    vk, v2k = _k(key, path, "value"), _k(key, path, "value2")
+    known = list(columns)
+    options = known if cond["column"] in columns else [*known, cond["column"]]
+    _seed(ck, cond["column"])
+    cells = st.columns([3, 3, 4, 1], vertical_alignment="bottom")
+    column = cells[0].selectbox("Column", options, key=ck)
+    column_type = columns.get(column, TEXT)
+    offered = _operators(columns, column)
+    if column != cond["column"]:
+        if st.session_state.get(ok) not in offered:
+            st.session_state[ok] = offered[0]
+    else:
+        _seed(ok, cond["operator"])
+    chosen = st.session_state[ok]
+    ops = offered if chosen in offered else [*offered, chosen]
+    operator = cells[1].selectbox("Operator", ops, key=ok,
+                                  format_func=lambda op: operator_label(op, column_type))
+    shape = _shape(operator)
+    hint = {"date": "YYYY-MM-DD", "boolean": "true or false"}.get(column_kind(column_type), "")
+    if shape == "one":
+        _seed(vk, _text(cond["value"]))
+        cells[2].text_input("Value", key=vk, placeholder=hint)
+    elif shape == "list":
+        _seed(vk, _text(cond["value"]))
+        cells[2].text_input("Values (comma-separated)", key=vk, placeholder=hint)
+    elif shape == "two":
+        _seed(vk, _text(cond["value"]))
+        _seed(v2k, _text(cond["value2"]))
+        low, high = cells[2].columns(2)
+        low.text_input("From", key=vk, placeholder=hint)
+        high.text_input("To", key=v2k, placeholder=hint)
+    cells[3].button("✕", key=_k(key, path, "remove"), help="Remove this condition",
+                    on_click=_change, args=(key, columns, _remove(path)))
+    cond.update(_read(key, path, cond, columns))
+
+
+def _group(key: str, group: State, path: Path, columns: Mapping[str, str]) -> None:
+    depth = len(path) + 1
+    _seed(_k(key, path, "join"), group["join"])
+    st.radio("Match", JOINS, key=_k(key, path, "join"), horizontal=True,
+             format_func=JOIN_WORDS.__getitem__)
+    group["join"] = st.session_state[_k(key, path, "join")]
+    if not group["items"]:
+        st.caption("No conditions yet.")
+    for i, item in enumerate(group["items"]):
+        if "items" in item:
+            with st.container(border=True):
+                _group(key, item, (*path, i), columns)
+        else:
+            _condition(key, item, (*path, i), columns)
+    buttons = st.columns(3)
+    buttons[0].button("Add condition", key=_k(key, path, "add_condition"),
+                      on_click=_change, args=(key, columns, _add_condition(path, columns)))
+    if depth < MAX_DEPTH:
+        buttons[1].button("Add group", key=_k(key, path, "add_group"),
+                          help="A sub-group of conditions with its own AND/OR",
+                          on_click=_change, args=(key, columns, _add_group(path, columns)))
+    if path:
+        buttons[2].button("Remove group", key=_k(key, path, "remove_group"),
+                          on_click=_change, args=(key, columns, _remove(path)))
+
+
+def render_builder(key: str, columns: Mapping[str, str]) -> Group:
+    """Draw the builder for `columns` (name → core.schema type) and return its Group."""
+    if state_key(key) not in st.session_state:
+        st.session_state[state_key(key)] = blank_group(columns)
+    _group(key, st.session_state[state_key(key)], (), columns)
+    return group_from_builder(key)

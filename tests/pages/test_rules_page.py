@@ -1,0 +1,349 @@
+"""Rules page (admins): the condition builder, Test, Save, the list, toggle, priority, duplicate,
+delete, import/export as JSON, Revert of the last changes, and saved filters."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import app_test
+from streamlit.testing.v1.element_tree import DownloadButton
+
+from core import pipeline
+from core.access import SYSTEM
+from core.conditions import Condition, Group
+from core.config import load_settings
+from core.demo import generate_colors
+from core.exports import write_xlsx
+from core.presets import list_presets
+from core.revert import recent_changes
+from core.rules import Rule, describe, load_rules, save_rule
+from core.schema import BIAS, CONFIDENCE, CUSIP, RANK, SOURCE
+
+PAGE = "pages/rules.py"
+SETTINGS = load_settings({}, {})
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DONE_WHEN = Group("or", [
+    Condition(SOURCE, "equal_to", "DZ BANK"),
+    Group("and", [Condition(BIAS, "equal_to", "VALUATION"), Condition(CONFIDENCE, "less_than", 5)]),
+])
+WORDS = "SOURCE equals 'DZ BANK' OR (BIAS equals 'VALUATION' AND CONFIDENCE less than 5)"
+# Rows of the generated file the Done-when rule must exclude: DZ BANK (3, 17, 25) or VALUATION with
+# CONFIDENCE < 5 (8, 25, 30). Row 12 is VALUATION at 5 and row 20 has CONFIDENCE 0 but is a BID.
+MATCHED = [3, 8, 17, 25, 30]
+
+
+@pytest.fixture
+def colors() -> pd.DataFrame:
+    frame = generate_colors(40, seed=11)
+    frame.loc[frame[BIAS] == "VALUATION", [BIAS, RANK]] = ["BID", 3]
+    frame[CONFIDENCE] = 10
+    frame.loc[[3, 17, 25], SOURCE] = "DZ BANK"
+    for row, confidence in ((25, 1), (8, 2), (30, 4), (12, 5)):
+        frame.loc[row, [BIAS, RANK, CONFIDENCE]] = ["VALUATION", 6, confidence]
+    frame.loc[20, CONFIDENCE] = 0
+    assert frame[SOURCE].value_counts()["DZ BANK"] == 3
+    return frame
+
+
+@pytest.fixture
+def colors_file(colors) -> tuple[str, bytes]:
+    return "dz.xlsx", write_xlsx(colors)
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Bytes a download button serves: AppTest keeps them in a media storage made per run."""
+    storages = []
+
+    class Recording(app_test.MemoryMediaFileStorage):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            storages.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+
+    def read(button: DownloadButton) -> tuple[bytes, str | None]:
+        file = storages[-1].get_file(button.proto.url.rsplit("/", 1)[1])
+        return file.content, file.filename
+
+    return read
+
+
+def _page(app_as):
+    at = app_as("admin", "admin", page=PAGE)
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Rules"]
+    return at
+
+
+def _ok(node):
+    """Run the app (node: the AppTest or a widget just set) and expect no exception or error."""
+    at = node.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == []
+    return at
+
+
+def _table(at, column: str) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _build_done_when(at, confidence: str = "5"):
+    """Through the widgets: name, top-level OR, a condition, an AND sub-group of two."""
+    at.text_input(key="rules.name").input("No DZ")
+    at.text_input(key="rules.description").input("DZ BANK colors and weak valuations")
+    at.radio(key="rules.builder.join").set_value("or")
+    _ok(at.selectbox(key="rules.builder.0.column").set_value(SOURCE))
+    at.selectbox(key="rules.builder.0.operator").set_value("equal_to")
+    at.text_input(key="rules.builder.0.value").input("DZ BANK")
+    _ok(at.button(key="rules.builder.add_group").click())
+    _ok(at.selectbox(key="rules.builder.1.0.column").set_value(BIAS))
+    at.text_input(key="rules.builder.1.0.value").input("VALUATION")
+    _ok(at.button(key="rules.builder.1.add_condition").click())
+    _ok(at.selectbox(key="rules.builder.1.1.column").set_value(CONFIDENCE))
+    at.selectbox(key="rules.builder.1.1.operator").set_value("less_than")
+    at.text_input(key="rules.builder.1.1.value").input(confidence)
+    return _ok(at)
+
+
+def _test_against(at, source: str, upload: tuple[str, bytes] | None = None):
+    _ok(at.radio(key="rules.test_source").set_value(source))
+    if upload:
+        at.file_uploader(key="rules.test_file").set_value([(*upload, XLSX)])
+        _ok(at)
+    return _ok(at.button(key="rules.test").click())
+
+
+def _revert(at, change) -> None:
+    _ok(at.button(key=f"rules.history.revert_{change.event_id}").click())
+
+
+def test_admin_builds_tests_saves_toggles_and_reverts_the_done_when_rule(
+        app_as, app_store, colors, colors_file):
+    at = _build_done_when(_page(app_as))
+    assert at.session_state["rules.builder_state"] == DONE_WHEN.to_dict()
+    assert f"Reads: {WORDS}" in at.caption.values
+
+    _test_against(at, "Uploaded file", colors_file)
+    assert [i.value for i in at.info] == ["Would exclude 5 of 40 rows of dz.xlsx (40 rows)."]
+    assert _table(at, "Rows matched").values.tolist() == [
+        [1, "SOURCE equals 'DZ BANK'", 3], [2, "BIAS equals 'VALUATION'", 4],
+        [3, "CONFIDENCE less than 5", 4]]
+    samples = _table(at, "SOURCE_ROW")
+    assert samples[CUSIP].tolist() == colors.loc[MATCHED, CUSIP].tolist()
+    assert samples["SOURCE_ROW"].tolist() == [r + 2 for r in MATCHED]  # Excel's row numbers
+    assert load_rules(app_store) == []  # testing saves nothing
+
+    _ok(at.button(key="rules.save").click())
+    (rule,) = load_rules(app_store)
+    assert (rule.name, rule.description, rule.priority, rule.active, rule.created_by) == (
+        "No DZ", "DZ BANK colors and weak valuations", 100, True, "admin")
+    assert rule.conditions.to_dict() == DONE_WHEN.to_dict()
+    assert [s.value for s in at.success] == [f"Saved rule 'No DZ': {WORDS}"]
+    assert at.text_input(key="rules.name").value == ""  # the form is empty again
+    row = _table(at, "Conditions").iloc[0].to_dict()
+    assert {k: row[k] for k in ("Priority", "Name", "Active", "Conditions", "Last changed by")} \
+        == {"Priority": 100, "Name": "No DZ", "Active": True, "Conditions": WORDS,
+            "Last changed by": "admin"}
+
+    _ok(at.toggle(key="rules.active").set_value(False))
+    assert [r.active for r in load_rules(app_store)] == [False]
+    assert _table(at, "Conditions")["Active"].tolist() == [False]
+
+    deactivated, created = recent_changes(app_store, "rules")
+    assert (deactivated.action, created.action) == ("deactivate", "create")
+    assert f"rules.history.revert_{created.event_id}" not in [b.key for b in at.button]
+    assert f"Cannot be reverted: {created.reason}" in at.caption.values
+    assert created.reason.startswith("rule 'No DZ' was changed by admin at ")
+    assert created.reason.endswith(" after this change; revert that change first")
+
+    _revert(at, deactivated)
+    assert [r.active for r in load_rules(app_store)] == [True]
+    _revert(at, created)
+    assert load_rules(app_store) == []
+    assert [s.value for s in at.success] == ["Reverted: created rule 'No DZ'"]
+    assert _table(at, "Conditions").empty
+
+
+def test_the_rule_is_tested_against_and_applied_by_the_latest_run(
+        app_as, app_store, colors_file):
+    pipeline.process_files(app_store, SYSTEM, [colors_file], settings=SETTINGS)
+    at = _test_against(_build_done_when(_page(app_as)), "Latest run")
+    assert [i.value for i in at.info] == [
+        "Would exclude 5 of 40 rows of run 1 (40 published + 0 excluded rows)."]
+    assert _table(at, "Rows matched")["Rows matched"].tolist() == [3, 4, 4]
+    _ok(at.button(key="rules.save").click())
+
+    pipeline.process_files(app_store, SYSTEM, [colors_file], settings=SETTINGS)
+    table = _table(_ok(at), "Conditions")
+    assert table[["Name", "Excluded in run 2"]].values.tolist() == [["No DZ", 5]]
+    _ok(at.button(key="rules.edit").click())  # the saved rule back in the form, nesting and all
+    assert at.session_state["rules.builder_state"] == DONE_WHEN.to_dict()
+    assert at.text_input(key="rules.builder.1.1.value").value == "5"
+    at = _test_against(at, "Latest run")
+    assert [i.value for i in at.info] == [
+        "Would exclude 5 of 40 rows of run 2 (35 published + 5 excluded rows)."]
+
+
+def test_an_invalid_value_shows_the_rule_error_naming_the_condition(app_as, app_store):
+    at = _build_done_when(_page(app_as), confidence="abc")
+    at.button(key="rules.save").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Not saved: rule 'No DZ': condition 3 (CONFIDENCE less than 'abc'): 'abc' is not a number"]
+    assert load_rules(app_store) == []
+    # The form keeps what was typed, so the admin can fix it.
+    assert at.text_input(key="rules.builder.1.1.value").value == "abc"
+    at.text_input(key="rules.builder.1.1.value").input("5")
+    _ok(at.button(key="rules.save").click())
+    assert [r.conditions.to_dict() for r in load_rules(app_store)] == [DONE_WHEN.to_dict()]
+
+
+def test_the_form_is_kept_while_the_admin_visits_another_page(app_as, app_store):
+    at = _build_done_when(_page(app_as))
+    _ok(at.switch_page("pages/dashboard.py"))
+    _ok(at.switch_page(PAGE))
+    assert at.text_input(key="rules.name").value == "No DZ"
+    assert at.text_input(key="rules.builder.1.1.value").value == "5"
+    _ok(at.button(key="rules.save").click())
+    assert [(r.name, r.description, r.conditions) for r in load_rules(app_store)] == [
+        ("No DZ", "DZ BANK colors and weak valuations", DONE_WHEN)]
+
+
+def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, app_store):
+    at = _page(app_as)
+    at.text_input(key="rules.name").input("Cheap")
+    _ok(at.selectbox(key="rules.builder.0.column").set_value("PX"))
+    assert at.selectbox(key="rules.builder.0.operator").options == [
+        "equals", "does not equal", "less than", "greater than", "less than or equal to",
+        "greater than or equal to", "between", "in list", "not in list", "is empty",
+        "is not empty"]
+    _ok(at.selectbox(key="rules.builder.0.operator").set_value("between"))
+    at.text_input(key="rules.builder.0.value").input("90")
+    at.text_input(key="rules.builder.0.value2").input("80.5")
+    _ok(at.button(key="rules.builder.add_condition").click())
+    _ok(at.selectbox(key="rules.builder.1.column").set_value("DATE"))
+    assert at.selectbox(key="rules.builder.1.operator").options == [
+        "on", "not on", "before", "after", "between", "is empty", "is not empty"]
+    at.selectbox(key="rules.builder.1.operator").set_value("before")
+    at.text_input(key="rules.builder.1.value").input("2026-01-02")
+    _ok(at.button(key="rules.builder.add_condition").click())
+    _ok(at.selectbox(key="rules.builder.2.column").set_value(SOURCE))
+    _ok(at.selectbox(key="rules.builder.2.operator").set_value("in_list"))
+    at.text_input(key="rules.builder.2.value").input("MS, GS ,")
+    _ok(at.button(key="rules.builder.add_condition").click())
+    _ok(at.selectbox(key="rules.builder.3.column").set_value("COV_PRICE"))
+    _ok(at.selectbox(key="rules.builder.3.operator").set_value("is_empty"))
+    assert "rules.builder.3.value" not in [t.key for t in at.text_input]
+    _ok(at.button(key="rules.builder.0.remove").click())  # the later ones move up
+    assert at.text_input(key="rules.builder.0.value").value == "2026-01-02"
+    _ok(at.button(key="rules.save").click())
+    (rule,) = load_rules(app_store)
+    assert rule.conditions.to_dict() == {"join": "and", "items": [
+        {"column": "DATE", "operator": "before", "value": "2026-01-02", "value2": None},
+        {"column": SOURCE, "operator": "in_list", "value": ["MS", "GS"], "value2": None},
+        {"column": "COV_PRICE", "operator": "is_empty", "value": None, "value2": None}]}
+
+    _ok(at.selectbox(key="rules.selected").set_value(rule.id))
+    _ok(at.button(key="rules.edit").click())
+    assert at.text_input(key="rules.name").value == "Cheap"
+    _ok(at.button(key="rules.builder.add_condition").click())
+    _ok(at.selectbox(key="rules.builder.3.column").set_value("PX"))
+    _ok(at.selectbox(key="rules.builder.3.operator").set_value("between"))
+    at.text_input(key="rules.builder.3.value").input("90")
+    at.text_input(key="rules.builder.3.value2").input("80.5")
+    _ok(at.button(key="rules.save").click())
+    (rule,) = load_rules(app_store)
+    assert rule.conditions.items[-1] == Condition("PX", "between", 90, 80.5)
+    assert describe(rule.conditions).endswith("PX between 90 and 80.5")
+
+
+def test_priority_duplicate_and_delete_with_confirmation(app_as, app_store):
+    first = save_rule(app_store, SYSTEM, Rule("No MS", DONE_WHEN.items[0], priority=10))
+    at = _page(app_as)
+    _ok(at.number_input(key="rules.priority").set_value(3))
+    assert [(r.name, r.priority) for r in load_rules(app_store)] == [("No MS", 3)]
+
+    _ok(at.button(key="rules.duplicate").click())
+    assert at.text_input(key="rules.name").value == "No MS (copy)"
+    _ok(at.button(key="rules.save").click())
+    assert [(r.name, r.priority, r.conditions) for r in load_rules(app_store)] == [
+        ("No MS", 3, first.conditions), ("No MS (copy)", 3, first.conditions)]
+
+    copy = load_rules(app_store)[1]
+    _ok(at.selectbox(key="rules.selected").set_value(copy.id))
+    _ok(at.button(key="rules.delete").click())
+    assert [w.value for w in at.warning] == [
+        "Delete rule 'No MS (copy)'? It stops applying at once; the deletion can be reverted "
+        "from the last rule changes."]
+    _ok(at.button(key="rules.delete_cancel").click())
+    assert len(load_rules(app_store)) == 2
+    _ok(at.button(key="rules.delete").click())
+    _ok(at.button(key="rules.delete_confirm").click())
+    assert [r.name for r in load_rules(app_store)] == ["No MS"]
+    assert [s.value for s in at.success] == ["Deleted rule 'No MS (copy)'."]
+
+
+def test_export_then_import_round_trips_and_reports_each_rule(app_as, app_store, served):
+    save_rule(app_store, SYSTEM, Rule("No DZ", DONE_WHEN, description="d", priority=5))
+    save_rule(app_store, SYSTEM, Rule("Old", Group("and", [
+        Condition("DATE", "between", "2026-01-01", "2026-01-31"),
+        Condition(SOURCE, "not_in_list", ["MS", "GS"])]), active=False))
+    before = [r.to_dict() for r in load_rules(app_store)]
+    at = _page(app_as)
+    button = next(b for b in at.get("download_button") if b.key == "rules.export")
+    data, name = served(button)
+    assert name == "marketpulse-rules.json"
+    assert json.loads(data) == before
+
+    for rule in load_rules(app_store):
+        app_store.delete(f"rules/{rule.id}")
+    bad = {"name": "Bad", "conditions": {"join": "and", "items": [
+        {"column": "PX", "operator": "greater_than", "value": "high"}]}}
+    upload = json.dumps([*json.loads(data), bad, "nonsense"]).encode()
+    at = _page(app_as)
+    at.file_uploader(key="rules.import_file").set_value([("rules.json", upload,
+                                                          "application/json")])
+    _ok(_ok(at).button(key="rules.import").click())
+    assert _table(at, "Result").values.tolist() == [
+        ["No DZ", "imported", WORDS],
+        ["Old", "imported", "DATE between '2026-01-01' and '2026-01-31' AND SOURCE not in list "
+                            "('MS', 'GS')"],
+        ["Bad", "refused", "rule 'Bad': condition 1 (PX greater than 'high'): 'high' is not a "
+                           "number"],
+        ["entry 4", "refused", "entry 4: not a rule (a JSON object)"]]
+    keep = ("id", "name", "description", "priority", "active", "conditions")
+    assert [{k: r.to_dict()[k] for k in keep} for r in load_rules(app_store)] == [
+        {k: r[k] for k in keep} for r in before]
+
+    _ok(at.button(key="rules.import").click())  # the same file again changes nothing
+    assert _table(at, "Result")["Result"].tolist() == ["unchanged", "unchanged", "refused",
+                                                       "refused"]
+    # Two creates by save_rule above, two by the first import; the second import wrote nothing.
+    assert [c.action for c in recent_changes(app_store, "rules", limit=10)] == ["create"] * 4
+
+
+def test_a_saved_filter_is_built_listed_and_deleted(app_as, app_store):
+    at = _page(app_as)
+    at.text_input(key="rules.preset_name").input("MM only")
+    at.checkbox(key="rules.preset_shared").check()
+    _ok(at.selectbox(key="rules.preset_builder.0.column").set_value("SECTOR"))
+    at.text_input(key="rules.preset_builder.0.value").input("MM-CLO")
+    _ok(at.button(key="rules.preset_save").click())
+    (preset,) = list_presets(app_store, SYSTEM)
+    assert (preset.name, preset.owner, preset.shared, preset.conditions) == (
+        "MM only", "admin", True, Group("and", [Condition("SECTOR", "equal_to", "MM-CLO")]))
+    assert _table(at, "Owner").values.tolist() == [
+        ["MM only", "admin", True, "SECTOR equals 'MM-CLO'"]]
+    _ok(at.button(key="rules.preset_delete").click())
+    assert list_presets(app_store, SYSTEM) == []
+
+
+@pytest.mark.parametrize("role", ["viewer", "analyst"])
+def test_viewers_and_analysts_cannot_open_rules(app_as, role):
+    at = app_as(role, role)
+    assert not at.exception
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(PAGE)
