@@ -121,7 +121,7 @@ def test_admin_logs_in_stays_in_after_reload_visits_every_page_and_logs_out(serv
     page.reload()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible(timeout=20_000)
     expect(page.get_by_role("textbox", name="Username")).to_have_count(0)
-    for title in ("Manual Color", "Settings", "Account"):
+    for title in ("Manual Color", "Automation", "Rules", "Settings", "Account"):
         page.get_by_role("link", name=title).click()
         expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=20_000)
     page.wait_for_timeout(1000)  # let the cookie component's own rerun finish first
