@@ -17,7 +17,12 @@ render_bell(store(), user)
 
 # Pages a role cannot use are not registered, so a deep link to them is "not found".
 pages: dict[str, list] = {
-    "Colors": [st.Page("pages/dashboard.py", title="Dashboard", icon="📊", default=True)],
+    "Colors": [
+        st.Page("pages/dashboard.py", title="Dashboard", icon="📊", default=True),
+        st.Page("pages/search.py", title="Search", icon="🔍"),
+        st.Page("pages/security.py", title="Security", icon="🏷️", url_path="security",
+                visibility="hidden"),
+    ],
 }
 if user.role in (ANALYST, ADMIN):
     pages["Colors"].append(st.Page("pages/manual_color.py", title="Manual Color", icon="✍️"))

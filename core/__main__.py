@@ -11,13 +11,25 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-from core import cli_buffer, cli_columns, cli_jobs, cli_users, history, pipeline, rules, runs
+from core import (
+    cli_buffer,
+    cli_columns,
+    cli_jobs,
+    cli_search,
+    cli_users,
+    history,
+    pipeline,
+    rules,
+    runs,
+)
 from core.access import SYSTEM
 from core.config import load_settings, read_secrets_file
 from core.errors import MarketPulseError
 from core.exports import write_output
+from core.watchlists import alert_after_publish
 from storage import StoreError, open_store
 
 
@@ -51,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_buffer.add_parser(sub)
     cli_jobs.add_parser(sub)
     cli_columns.add_parser(sub)
+    cli_search.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -117,6 +130,7 @@ def _run(args: argparse.Namespace, store, settings) -> int:
             rules=[] if args.no_rules else None,
         )
         _print_run(result)
+        alert_after_publish(store, result.record, datetime.now(UTC))
         if args.out:
             write_output(result.published, args.out)
             print(f"Wrote {len(result.published)} rows to {args.out}")
@@ -149,6 +163,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return cli_jobs.run(args, store, settings)
     if args.command == "columns":
         return cli_columns.run(args, store, settings)
+    if args.command in ("search", "compact"):
+        return cli_search.run(args, store, settings)
     if args.command == "init":
         print(f"Store: {settings['store.url']}")
         if settings["demo"]:

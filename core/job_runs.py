@@ -64,7 +64,7 @@ def _default_collect(store: Store, job: Job, settings: Settings, now: datetime) 
 
 def _default_notify(store: Store, settings: Settings, job: Job, record: RunRecord) -> None:
     """Email (when the job asks for it and the email switches agree), webhooks, in-app bell."""
-    from core import notifications, notify, webhooks
+    from core import notifications, notify, watchlists, webhooks
 
     now = datetime.now(UTC)
     wants_email = job.email_on_success if record.status == SUCCESS else job.email_on_failure
@@ -72,6 +72,7 @@ def _default_notify(store: Store, settings: Settings, job: Job, record: RunRecor
         notify.notify_run(store, settings, record, workbook=None, excluded=None, now=now)
     webhooks.notify_webhooks(store, settings, record, now=now)
     notifications.notify_run_finished(store, record, now)
+    watchlists.alert_after_publish(store, record, now)
 
 
 class RunContext:

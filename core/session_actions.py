@@ -57,6 +57,7 @@ from core.sessions import (
     session_key,
 )
 from core.validation import Problem, ValidationReport, validate_colors
+from core.watchlists import alert_after_publish
 from storage import Store
 
 SAVE_TRIGGER = "manual_save"
@@ -323,6 +324,7 @@ def save(store: Store, actor: Actor, settings: Settings, *, idempotency_key: str
                action="save_failed", now=now)
         raise
     _finish(store, actor, saving, result.record.run_id, idempotency_key, now)
+    alert_after_publish(store, result.record, datetime.now(UTC))
     return result
 
 

@@ -153,6 +153,24 @@ class Store(Protocol):
         """Expose table as a DuckDB view named `table` on con. Returns False (and registers
         nothing) when the table has no rows, so callers can short-circuit."""
 
+    def append_query(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        partition: str,
+        query: str,
+        params: list[Any] | None = None,
+    ) -> int:
+        """Add the rows of a DuckDB query on con to a partition, all rows or none, in the query's
+        order and streamed (never one frame in memory), in row groups sized for lookups; returns
+        the rows written (0: nothing written). For derived copies such as compaction's."""
+
+    def compact(self, table: str, partitions: list[str] | None = None) -> int:
+        """Merge each partition's parts into one (parts appended meanwhile are left as they are);
+        returns how many parts were merged away. Not atomic for readers: for a moment a reader
+        may see merged rows twice, or fail to open a part that just went (and must read again).
+        So only tables with a unique row key, whose readers dedupe on it and retry, use it."""
+
     # -- blobs -----------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> None:
         """Write bytes atomically (readers see the old or the new bytes, never a part)."""

@@ -38,6 +38,9 @@ from storage.base import (
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
 
 ROW_GROUP_SIZE = 100_000  # rows per Parquet row group: small enough to prune, big enough to scan
+# append_query's row groups: a CUSIP lookup decodes one group of every column, and at 10M rows
+# 20k-row groups cut that ~40% against 100k (bench/search.py); 8k and less cost more than they save.
+QUERY_ROW_GROUP_SIZE = 20_480  # a multiple of DuckDB's 2,048-row vectors, as DuckDB rounds up
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's document write before giving up
 _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
@@ -168,6 +171,64 @@ class LocalStore:
         except duckdb.IOException as exc:
             raise StoreUnavailable(str(self.root)) from exc
         return True
+
+    def append_query(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        partition: str,
+        query: str,
+        params: list[Any] | None = None,
+    ) -> int:
+        """Add the rows of a DuckDB query to a partition as one new Parquet file, written by DuckDB
+        (streamed, in the query's order, row groups of QUERY_ROW_GROUP_SIZE rows), all or none;
+        returns the rows written (0: no file)."""
+        folder = self._table_dir(table) / check_partition(partition)
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
+        temp = folder / f"{name}~{uuid.uuid4().hex}.tmp"
+        target = str(temp).replace("'", "''")
+        with self._guard():
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                try:
+                    written = con.execute(
+                        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, "
+                        f"ROW_GROUP_SIZE {QUERY_ROW_GROUP_SIZE})", params or None).fetchall()
+                except duckdb.IOException as exc:
+                    raise StoreUnavailable(f"{self.root}: cannot write {folder}") from exc
+                rows = int(written[0][0]) if written else 0
+                if rows == 0:
+                    temp.unlink(missing_ok=True)
+                    return 0
+                with open(temp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(temp, folder / name)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(folder)
+        return rows
+
+    def compact(self, table: str, partitions: list[str] | None = None) -> int:
+        """Merge each partition's parts into one file (see Store.compact): the merged file lands
+        first, then the parts it holds go, so a reader never misses a row, but may see one twice."""
+        merged = 0
+        for partition in self._chosen(table, partitions):
+            with self._guard():
+                parts = self._part_files(table, partition)
+                if len(parts) < 2:
+                    continue
+                rows = pa.concat_tables([pq.read_table(p) for p in parts],
+                                        promote_options="default")
+                # Named after the newest part it holds, so parts keep sorting in append order.
+                name = f"{parts[-1].stem.split('~')[0]}-merged-{uuid.uuid4().hex[:8]}.parquet"
+                self._write_atomic(parts[0].parent / name, lambda f, rows=rows: pq.write_table(
+                    rows, f, compression="zstd", row_group_size=ROW_GROUP_SIZE))
+                for part in parts:
+                    part.unlink(missing_ok=True)
+                _fsync_dir(parts[0].parent)
+            merged += len(parts)
+        return merged
 
     # -- blobs -----------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> None:

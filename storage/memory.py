@@ -132,6 +132,34 @@ class MemoryStore:
         con.register(table, rows)
         return True
 
+    def append_query(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        partition: str,
+        query: str,
+        params: list[Any] | None = None,
+    ) -> int:
+        """Add the rows of a DuckDB query to a partition, all or none; returns the rows added."""
+        check_table(table)
+        check_partition(partition)
+        frame = con.sql(query, params=params or None).to_arrow_table().to_pandas()
+        self.append(table, frame, partition)
+        return len(frame)
+
+    def compact(self, table: str, partitions: list[str] | None = None) -> int:
+        """Merge each partition's frames into one; returns how many were merged away."""
+        check_table(table)
+        merged = 0
+        with self._lock:
+            stored = self._tables.get(table, {})
+            for name in sorted(stored) if partitions is None else partitions:
+                frames = stored.get(check_partition(name), [])
+                if len(frames) > 1:
+                    stored[name] = [pd.concat(frames, ignore_index=True)]
+                    merged += len(frames)
+        return merged
+
     # -- blobs -----------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> None:
         """Write bytes (readers see the old or the new bytes)."""

@@ -1,135 +1,216 @@
-"""Dashboard: the latest run's KPIs as the user may see them, parents and children, the runs."""
+"""Dashboard: KPIs, charts, price trends, the latest parents, the runs and the export, all under the
+filters and the user's sectors, at a pinned time (Friday 13 March 2026, 17:00 in Karachi)."""
 
 from __future__ import annotations
 
-from functools import cache
+import io
+from datetime import UTC, date, datetime
 
+import openpyxl
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
 from core import pipeline, runs
 from core.access import SYSTEM
+from core.access_log import load_access_log
 from core.conditions import Condition, Group
-from core.config import load_settings
-from core.demo import generate_colors
-from core.exports import write_xlsx
+from core.jobs import Job, save_job
 from core.rules import Rule, save_rule
-from core.schema import (
-    BIAS,
-    CHILDREN_COUNT,
-    COLOR_ID,
-    CUSIP,
-    IS_PARENT,
-    MESSAGE_ID,
-    PARENT_COLOR_ID,
-    RANK,
-    SECTOR,
-    SOURCE,
-    TICKER,
+from core.schema import BIAS, CUSIP, IS_PARENT, RUN_ID, SECTOR, SOURCE
+from pages._ui import automation_views
+from storage import open_store
+from tests.pages.conftest import open_app
+from tests.pages.test_search_page import (
+    BSL,
+    MM,
+    chart,
+    ok,
+    publish,
+    recording_media,
+    recording_switches,
+    use_store,
+    values,
 )
 
-SETTINGS = load_settings({}, {})
-MM, BSL = "MM-CLO", "A_BSL"
-DATES = ("2026-03-12", "2026-03-13")
+NOW = datetime(2026, 3, 13, 12, tzinfo=UTC)  # 17:00 in Asia/Karachi, the desk's timezone
+RUN_TIMES = (("2026-03-02", datetime(2026, 3, 2, 10, tzinfo=UTC)),
+             ("2026-03-13", datetime(2026, 3, 13, 10, tzinfo=UTC)))
 NO_RUNS = ("No runs yet. Publish colors from the Manual Color page, or run "
            "`python -m core process FILE`.")
-SHOWN = [CUSIP, SOURCE, BIAS, RANK, MESSAGE_ID, CHILDREN_COUNT]  # columns compared row by row
+TITLES = {"dashboard.chart_month_bias": "Colors by month and BIAS",
+          "dashboard.chart_source": "Daily volume by source",
+          "dashboard.chart_runs": "Run duration and throughput",
+          "dashboard.chart_sector": "Daily volume by sector",
+          "dashboard.chart_diff": "PX − COV_PRICE distribution by DIFF_STATUS",
+          "dashboard.chart_quality": "Data quality score per run"}
 
 
-def _colors(date: str) -> pd.DataFrame:
-    """36 generated colors on 6 CUSIPs (2 bad rows); alternate CUSIPs are MM-CLO, the rest A_BSL."""
-    frame = generate_colors(36, seed=11, date=date, cusips=6, bad_rows=2)
-    mm = set(sorted(frame[CUSIP].dropna().unique())[::2])
-    frame[SECTOR] = pd.array([MM if c in mm else BSL for c in frame[CUSIP].fillna("")],
-                             dtype="string")
-    return frame
+@pytest.fixture(autouse=True)
+def _pinned_clock(monkeypatch):
+    monkeypatch.setattr(automation_views, "clock", lambda: NOW)
 
 
-@cache
-def _file(date: str) -> tuple[str, bytes]:
-    return f"colors-{date}.xlsx", write_xlsx(_colors(date))
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[str, list[pipeline.RunResult]]:
+    """Two AUTOMATED runs (2 and 13 March) of both sectors; an active rule excludes the PNCAP
+    colors; a weekday 09:30 job in Karachi is the next run."""
+    url = str(tmp_path_factory.mktemp("dashboard") / "store")
+    store = open_store(url)
+    save_rule(store, SYSTEM, Rule(
+        name="No PNCAP", conditions=Group("or", [Condition(SOURCE, "equal_to", "PNCAP")])))
+    save_job(store, SYSTEM, Job(name="Morning", schedule="30 9 * * 1-5",
+                                timezone="Asia/Karachi"), now=NOW)
+    return url, [publish(store, day, at) for day, at in RUN_TIMES]
 
 
 @pytest.fixture
-def two_runs(app_store) -> list[pipeline.RunResult]:
-    """Two AUTOMATED runs; an active rule excludes the PNCAP colors (only the second run has
-    them), so the latest run has published, excluded and quarantined rows in both sectors."""
-    save_rule(app_store, SYSTEM, Rule(
-        name="No PNCAP", conditions=Group("or", [Condition(SOURCE, "equal_to", "PNCAP")])))
-    return [pipeline.process_files(app_store, SYSTEM, [_file(d)], settings=SETTINGS,
-                                   kind=pipeline.AUTOMATED, trigger="scheduled") for d in DATES]
+def served(monkeypatch):
+    return recording_media(monkeypatch)
+
+
+@pytest.fixture
+def switched(monkeypatch) -> list:
+    return recording_switches(monkeypatch)
+
+
+@pytest.fixture
+def store(two_runs, monkeypatch):
+    return use_store(two_runs[0], monkeypatch)
+
+
+@pytest.fixture
+def results(two_runs) -> list[pipeline.RunResult]:
+    return two_runs[1]
+
+
+def _dashboard(store, username="admin", role="admin", **kwargs):
+    at = ok(open_app(store, username, role, **kwargs))
+    assert at.title[0].value == "Dashboard"
+    return at
+
+
+def _kpis(at) -> list[tuple[str, str]]:
+    return [(m.label, m.value) for m in at.metric]
 
 
 def _in(frame: pd.DataFrame, sector: str | None) -> pd.DataFrame:
     return frame if sector is None else frame[frame[SECTOR] == sector]
 
 
-def _expected_kpis(result: pipeline.RunResult, sector: str | None = None) -> list[tuple[str, str]]:
-    published = _in(result.published, sector)
-    return [("Published", str(len(published))),
-            ("Parents", str(int(published[IS_PARENT].sum()))),
-            ("Excluded", str(len(_in(result.excluded, sector)))),
-            ("Quarantined", str(len(_in(result.quarantined, sector)))),
-            ("Quality", f"{result.record.quality_score:.1f}")]
-
-
-def _rows(frame: pd.DataFrame) -> list[tuple]:
-    return [tuple(None if pd.isna(v) else v for v in row)
-            for row in frame[SHOWN].astype(object).itertuples(index=False)]
+def _totals(spec: dict) -> dict[str, int]:
+    """Each trace's name → the sum of its y values (colors)."""
+    return {t["name"]: int(sum(values(t["y"]))) for t in spec["data"]}
 
 
 def _table(at, column: str) -> pd.DataFrame:
-    """The one unkeyed table with that column (AppTest keys only the selectable dataframe)."""
     (frame,) = [d.value for d in at.dataframe if d.key is None and column in d.value.columns]
     return frame
 
 
-def _dashboard(app_as, username="admin", role="admin", **kwargs):
-    at = app_as(username, role, **kwargs)
-    assert not at.exception
-    assert [e.value for e in at.error] == []
-    assert at.title[0].value == "Dashboard"
-    return at
-
-
-def _select_parent(at, row: int):
-    """Select a row of the parents table. AppTest cannot click a dataframe row, but a keyed
-    dataframe's selection is its widget state, which at.session_state accepts before a run."""
-    at.session_state["dashboard.parents"] = {"selection": {"rows": [row], "columns": []}}
-    at.run()
-    assert not at.exception
-    return at
-
-
+# -- an empty store -------------------------------------------------------------------------------
 def test_an_empty_store_says_there_are_no_runs(app_as):
-    at = _dashboard(app_as)
+    at = ok(app_as("admin", "admin"))
     assert [i.value for i in at.info] == [
         "No jobs yet: create one on the Automation page.", NO_RUNS]  # the admin sees run buttons
-    assert (list(at.metric), list(at.dataframe)) == ([], [])
+    assert (list(at.metric), list(at.dataframe), at.get("plotly_chart")) == ([], [], [])
 
 
-def test_admin_sees_the_latest_run(app_as, two_runs):
-    first, latest = two_runs
-    assert (first.record.counts["excluded"], latest.record.counts["excluded"]) == (0, 10)
-    at = _dashboard(app_as)
-    rec = latest.record
-    assert [s.value for s in at.subheader] == [
-        f"Latest run: 2 (AUTOMATED) at {rec.started_at[:19]} UTC", "Runs"]
-    assert [(m.label, m.value) for m in at.metric] == _expected_kpis(latest)
-    assert [(m.label, m.value) for m in at.metric][:4] == [
-        ("Published", "24"), ("Parents", "6"), ("Excluded", "10"), ("Quarantined", "2")]
-
-    parents = latest.published[latest.published[IS_PARENT]]
-    assert _rows(at.dataframe(key="dashboard.parents").value) == _rows(parents)
-    assert at.caption[0].value == (f"{len(parents)} parents, {24 - len(parents)} children. "
-                                   "Select a parent to see its children.")
+# -- KPIs -----------------------------------------------------------------------------------------
+def test_the_kpis_count_today_this_month_and_the_runs(store, results):
+    first, latest = results
+    at = _dashboard(store)
+    assert len(latest.published) == 24
+    assert _kpis(at) == [
+        ("Today's colors", "24"), ("This month", str(24 + len(first.published))),
+        ("Today's parents", "6"), ("Excluded today", "10"), ("Quarantined today", "2"),
+        ("Last run", "Run 2: success"),
+        ("Last run at (UTC)", f"{pd.Timestamp(latest.record.finished_at):%d %b %H:%M}"),
+        ("Next run", "in 2 d 16 h")]  # Monday 09:30 in Karachi
+    assert at.metric[7].help == "Morning at Mon 16 Mar 2026 09:30 PKT"
 
 
-def test_the_runs_table_lists_every_run_newest_first(app_as, two_runs):
-    at = _dashboard(app_as)
+def test_the_charts_are_titled_and_count_every_color(store, results):
+    at = _dashboard(store)
+    published = pd.concat([r.published for r in results])
+    specs = {key: chart(at, key) for key in TITLES}
+    assert {k: s["layout"]["title"]["text"] for k, s in specs.items()} == TITLES
+    assert specs["dashboard.chart_month_bias"]["layout"]["yaxis"]["title"]["text"] == (
+        "colors (rows)")
+    assert specs["dashboard.chart_month_bias"]["layout"]["barmode"] == "stack"
+    assert _totals(specs["dashboard.chart_month_bias"]) == published.groupby(BIAS).size().to_dict()
+    assert _totals(specs["dashboard.chart_sector"]) == published.groupby(SECTOR).size().to_dict()
+    assert _totals(specs["dashboard.chart_source"]) == published.groupby(SOURCE).size().to_dict()
+    assert _totals(specs["dashboard.chart_quality"]) == {
+        "quality": int(sum(r.record.quality_score for r in results))}
+    assert [t["name"] for t in specs["dashboard.chart_runs"]["data"]] == ["duration (s)",
+                                                                          "rows/s"]
+    assert [i.value for i in at.info] == ["Choose CUSIPs to compare their parent prices."]
+
+
+def test_price_trends_show_the_chosen_cusips(store, results):
+    at = _dashboard(store)
+    at = ok(at.multiselect(key="dashboard.cusips").set_value(["V4BS8NAG1"]).run())
+    spec = chart(at, "dashboard.chart_trend")
+    assert spec["layout"]["yaxis"]["title"]["text"] == "price (% of par)"
+    parents = pd.concat([r.published for r in results])
+    parents = parents[parents[IS_PARENT] & (parents[CUSIP] == "V4BS8NAG1")]
+    assert {t["name"]: values(t["y"]) for t in spec["data"]} == {
+        "V4BS8NAG1": parents["PX"].tolist(), "V4BS8NAG1 COV_PRICE": parents["COV_PRICE"].tolist()}
+
+
+# -- filters --------------------------------------------------------------------------------------
+def test_a_date_range_narrows_the_charts_and_the_runs(store, results):
+    at = _dashboard(store)
+    at = ok(at.date_input(key="dashboard.date_from").set_value(date(2026, 3, 13)).run())
+    latest = results[1].published
+    assert _totals(chart(at, "dashboard.chart_month_bias")) == latest.groupby(
+        BIAS).size().to_dict()
+    assert {values(t["x"])[0] for t in chart(at, "dashboard.chart_sector")["data"]} == {
+        "2026-03-13T00:00:00.000"}
+    assert _table(at, "Run")["Run"].tolist() == [2]
+    assert set(at.dataframe(key="dashboard.parents").value[RUN_ID]) == {2}
+    assert _kpis(at)[:3] == [("Today's colors", "24"),
+                             ("This month", str(24 + len(results[0].published))),
+                             ("Today's parents", "6")]  # today and this month are dates already
+
+
+def test_the_sector_and_processing_type_filters_drive_the_kpis(store, results):
+    at = _dashboard(store)
+    at = ok(at.multiselect(key="dashboard.sectors").set_value([MM]).run())
+    latest = results[1]
+    assert _kpis(at)[:5] == [
+        ("Today's colors", str(len(_in(latest.published, MM)))),
+        ("This month", str(sum(len(_in(r.published, MM)) for r in results))),
+        ("Today's parents", "3"), ("Excluded today", str(len(_in(latest.excluded, MM)))),
+        ("Quarantined today", str(len(_in(latest.quarantined, MM))))]
+    assert list(_totals(chart(at, "dashboard.chart_sector"))) == [MM]
+
+    at = ok(at.multiselect(key="dashboard.types").set_value(["MANUAL"]).run())
+    assert _kpis(at)[:5] == [("Today's colors", "0"), ("This month", "0"),
+                             ("Today's parents", "0"), ("Excluded today", "0"),
+                             ("Quarantined today", "0")]
+    assert "No colors for these filters." in [i.value for i in at.info]
+    assert _table(at, "Run").empty
+
+
+# -- tables and export ----------------------------------------------------------------------------
+def test_the_latest_parents_open_their_security(store, results, switched):
+    at = _dashboard(store)
+    parents = at.dataframe(key="dashboard.parents").value
+    expected = [r.published[r.published[IS_PARENT]] for r in reversed(results)]
+    assert parents[[RUN_ID, CUSIP]].values.tolist() == pd.concat(expected)[
+        [RUN_ID, CUSIP]].values.tolist()
+    at.session_state["dashboard.parents"] = {"selection": {"rows": [1], "columns": []}}
+    at = ok(at.run())
+    ok(at.button(key="dashboard.open").click().run())
+    assert switched == [("pages/security.py", {"cusip": parents[CUSIP].iloc[1]})]
+
+
+def test_the_runs_table_lists_every_run_newest_first(store, results):
+    at = _dashboard(store)
     table = _table(at, "Run")
-    counts = [r.record.counts for r in reversed(two_runs)]
+    counts = [r.record.counts for r in reversed(results)]
     expected = pd.DataFrame({
         "Run": [2, 1], "Kind": ["AUTOMATED"] * 2, "Status": [runs.SUCCESS] * 2,
         "Trigger": ["scheduled"] * 2, "By": ["system"] * 2,
@@ -138,58 +219,70 @@ def test_the_runs_table_lists_every_run_newest_first(app_as, two_runs):
         "Error": ["", ""],
     })
     assert_frame_equal(table[expected.columns], expected, check_dtype=False)
-    assert table["Started (UTC)"].tolist() == [
-        r.record.started_at[:19].replace("T", " ") for r in reversed(two_runs)]
 
 
-def test_selecting_a_parent_shows_its_children(app_as, two_runs):
-    latest = two_runs[1].published
-    parents = latest[latest[IS_PARENT]].reset_index(drop=True)
-    row = int(parents[CHILDREN_COUNT].astype(int).idxmax())
-    parent = parents.iloc[row]
-    children = latest[latest[PARENT_COLOR_ID] == parent[COLOR_ID]]
-    assert len(children) == parent[CHILDREN_COUNT] == 8
-
-    at = _select_parent(_dashboard(app_as), row)
-    assert _rows(_table(at, CUSIP)) == _rows(children)
-    assert [m.value for m in at.main.markdown] == [
-        f"**{parent[CUSIP]}** {parent[TICKER]}: 8 children of parent {parent[COLOR_ID]}"]
+def _sheets(data: bytes) -> dict[str, list[tuple]]:
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    return {ws.title: list(ws.iter_rows(values_only=True)) for ws in book.worksheets}
 
 
-def test_without_a_selection_no_children_are_shown(app_as, two_runs):
-    at = _dashboard(app_as)
-    assert [d.key for d in at.dataframe] == ["dashboard.parents", None]
-    assert list(at.dataframe[1].value.columns)[:3] == ["Run", "Kind", "Status"]
-    assert [m.value for m in at.main.markdown] == []
+def test_the_export_is_the_dashboards_data_and_is_logged(store, results, served):
+    at = _dashboard(store, "exporter", "analyst")
+    at = ok(at.button(key="dashboard.export").click().run())
+    data, name = served(at.get("download_button")[0])
+    assert name == "marketpulse-dashboard-20260313-1200.xlsx"
+    sheets = _sheets(data)
+    assert list(sheets) == ["KPIs", "Colors by month x bias", "Volume by sector",
+                            "Volume by source", "Price trend", "PX - COV distribution", "Runs",
+                            "Latest parents"]
+    kpis = dict(sheets["KPIs"][1:])
+    assert (kpis["today_colors"], kpis["next_run_at"]) == ("24", "2026-03-16T09:30:00+05:00")
+    assert len(sheets["Latest parents"]) == 1 + 12
+    log = load_access_log(store, username="exporter")
+    assert log[["ACTION", "DETAIL"]].values.tolist() == [["export", "xlsx"]]
+    assert log["WHAT"].iloc[0].startswith("dashboard {")
 
 
-def _only_mm_clo(at, result: pipeline.RunResult) -> None:
-    """No dataframe on the page holds a row or a CUSIP of another sector."""
-    other = {c for f in (result.published, result.excluded, result.quarantined)
+# -- entitlements ---------------------------------------------------------------------------------
+def _only_mm_clo(at, results: list[pipeline.RunResult]) -> None:
+    """No dataframe or chart on the page holds a row, a CUSIP or a sector of another sector."""
+    other = {c for r in results for f in (r.published, r.excluded, r.quarantined)
              for c in f.loc[f[SECTOR] == BSL, CUSIP].dropna()}
-    assert len(other) == 3  # the A_BSL CUSIPs of the run
+    assert len(other) == 3  # the A_BSL CUSIPs
     for frame in (d.value for d in at.dataframe):
         if SECTOR in frame.columns:
             assert set(frame[SECTOR]) <= {MM}
         if CUSIP in frame.columns:
             assert set(frame[CUSIP]) & other == set()
+    for element in at.get("plotly_chart"):
+        assert BSL not in element.proto.spec
+        assert not any(c in element.proto.spec for c in other)
 
 
-def test_a_viewer_limited_to_one_sector_sees_only_its_colors(app_as, two_runs):
-    latest = two_runs[1]
-    at = _dashboard(app_as, "vera", "viewer", sectors=[MM])
-    assert [(m.label, m.value) for m in at.metric] == _expected_kpis(latest, MM)
-    assert [(m.label, m.value) for m in at.metric][:4] == [
-        ("Published", "9"), ("Parents", "3"), ("Excluded", "3"), ("Quarantined", "1")]
-    mm = _in(latest.published, MM)
-    assert _rows(at.dataframe(key="dashboard.parents").value) == _rows(mm[mm[IS_PARENT]])
-    assert at.caption[0].value == "3 parents, 6 children. Select a parent to see its children."
-    assert _table(at, "Run")["Run"].tolist() == [2, 1]
-    _only_mm_clo(at, latest)
+def test_a_viewer_limited_to_one_sector_sees_only_its_colors(store, results, served):
+    first, latest = results
+    at = _dashboard(store, "vera", "viewer", sectors=[MM])
+    assert at.multiselect(key="dashboard.sectors").options == [MM]
+    assert _kpis(at)[:5] == [
+        ("Today's colors", str(len(_in(latest.published, MM)))),
+        ("This month", str(len(_in(first.published, MM)) + len(_in(latest.published, MM)))),
+        ("Today's parents", "3"), ("Excluded today", "3"), ("Quarantined today", "1")]
+    assert len(_in(latest.published, MM)) == 9
+    mm = pd.concat([_in(r.published, MM) for r in results])
+    assert _totals(chart(at, "dashboard.chart_month_bias")) == mm.groupby(BIAS).size().to_dict()
+    assert _totals(chart(at, "dashboard.chart_sector")) == {MM: len(mm)}
+    assert [t["name"] for t in chart(at, "dashboard.chart_runs")["data"]] == ["duration (s)"]
+    assert set(at.dataframe(key="dashboard.parents").value[SECTOR]) == {MM}
+    assert "Read" not in _table(at, "Run").columns
+    _only_mm_clo(at, results)
 
-    parents = mm[mm[IS_PARENT]].reset_index(drop=True)
-    for row, parent in parents.iterrows():
-        _select_parent(at, row)
-        assert _rows(_table(at, CUSIP)) == _rows(
-            mm[mm[PARENT_COLOR_ID] == parent[COLOR_ID]])
-        _only_mm_clo(at, latest)
+    at = ok(at.multiselect(key="dashboard.cusips").set_value(["V4BS8NAG1"]).run())  # A_BSL
+    assert "Choose CUSIPs to compare their parent prices." in [i.value for i in at.info]
+    _only_mm_clo(at, results)
+
+    at = ok(at.button(key="dashboard.export").click().run())
+    sheets = _sheets(served(at.get("download_button")[0])[0])
+    header, *body = sheets["Latest parents"]
+    assert {row[header.index(SECTOR)] for row in body} == {MM}
+    assert "READ" not in sheets["Runs"][0]
+    assert not any(BSL in str(cell) for rows in sheets.values() for row in rows for cell in row)

@@ -14,6 +14,8 @@ ROOT = Path(APP).parent
 # page file → (title, url path) as app.py registers them; the Dashboard is the default page ("")
 ALL_PAGES = {
     "pages/dashboard.py": ("Dashboard", ""),
+    "pages/search.py": ("Search", "search"),
+    "pages/security.py": ("Security", "security"),
     "pages/manual_color.py": ("Manual Color", "manual_color"),
     "pages/automation.py": ("Automation", "automation"),
     "pages/rules.py": ("Rules", "rules"),
@@ -21,6 +23,7 @@ ALL_PAGES = {
     "pages/account.py": ("Account", "account"),
 }
 WRONG = "Username or password is incorrect"
+READERS = ["pages/dashboard.py", "pages/search.py", "pages/security.py"]  # every role
 
 
 def _registered(at: AppTest) -> dict[str, tuple[str, str]]:
@@ -48,9 +51,9 @@ def _switchable(at: AppTest) -> list[str]:
 
 
 @pytest.mark.parametrize(("role", "pages"), [
-    ("viewer", ["pages/dashboard.py", "pages/account.py"]),
-    ("analyst", ["pages/dashboard.py", "pages/manual_color.py", "pages/account.py"]),
-    ("admin", ["pages/dashboard.py", "pages/manual_color.py", "pages/automation.py",
+    ("viewer", [*READERS, "pages/account.py"]),
+    ("analyst", [*READERS, "pages/manual_color.py", "pages/account.py"]),
+    ("admin", [*READERS, "pages/manual_color.py", "pages/automation.py",
                "pages/rules.py", "pages/settings.py", "pages/account.py"]),
 ])
 def test_each_role_reaches_exactly_its_pages(app_as, role, pages):
@@ -155,7 +158,7 @@ def test_the_right_password_opens_the_dashboard(app_store):
     assert [t.value for t in at.title] == ["Dashboard"]
     assert at.session_state["username"] == "ana"
     assert at.session_state["authentication_status"] is True
-    pages = ["pages/dashboard.py", "pages/manual_color.py", "pages/account.py"]
+    pages = [*READERS, "pages/manual_color.py", "pages/account.py"]
     assert _registered(at) == {page: ALL_PAGES[page] for page in pages}
     assert _switchable(at) == pages
     # Each one renders for the role (the role and entitlements come from the session).

@@ -1,0 +1,575 @@
+"""Search over published colors in DuckDB (DOMAIN.md §6): one box (CUSIP, ticker, MESSAGE_ID), bulk
+ids, filters in the shared condition model, sort, pagination over parent groups, export; every
+query bound-parameterised and limited to the reader's sectors and columns."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from core.access import VIEW, Actor, entitled_columns, require
+from core.compaction import duckdb_session, fetch_frame, open_colors, published_columns
+from core.conditions import (
+    _EMPTIES,
+    BETWEEN,
+    IS_EMPTY,
+    NOT_CONTAINS,
+    NOT_EQUAL_TO,
+    NOT_IN_LIST,
+    Condition,
+    Group,
+    _BadValue,
+    _check_operator,
+    _operand,
+    _resolve,
+    _where,
+    column_kind,
+    invalid_rule,
+)
+from core.errors import InvalidInput
+from core.exports import write_csv, write_xlsx
+from core.identifiers import CUSIP_ID, MANGLED, MESSAGE_ID_ID, TICKER_ID, Identifier, classify
+from core.schema import BOOLEAN, COLUMN_TYPE, DATE_TYPE, NUMBER, POSITION, RUN_ID, TEXT, TIMESTAMP
+from storage import Store
+
+MATCHES = ("exact", "prefix", "contains")
+TEXT_KINDS = ("auto", CUSIP_ID, TICKER_ID, MESSAGE_ID_ID)
+MAX_PAGE_SIZE = 1000
+EXPORT_FORMATS = ("xlsx", "csv")
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """Everything a search asks, hashable and JSON-able (pages cache on it; saved searches store
+    to_dict()). `match` applies to tickers and MESSAGE_IDs; a CUSIP always matches exactly."""
+
+    text: str = ""
+    kind: str = "auto"
+    match: str = "prefix"
+    bulk: tuple[Identifier, ...] = ()
+    filters: Group | None = None
+    sort: str = RUN_ID
+    descending: bool = True
+    page: int = 1
+    page_size: int = 50
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bulk", tuple(self.bulk))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "kind": self.kind, "match": self.match,
+                "bulk": [i.to_dict() for i in self.bulk],
+                "filters": self.filters.to_dict() if self.filters else None, "sort": self.sort,
+                "descending": self.descending, "page": self.page, "page_size": self.page_size}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchQuery:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["bulk"] = tuple(Identifier.from_dict(i) for i in data.get("bulk") or ())
+        known["filters"] = Group.from_dict(data["filters"]) if data.get("filters") else None
+        return cls(**known)
+
+    def key(self) -> str:
+        """Canonical JSON: the cache and history key."""
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def with_page(self, page: int) -> SearchQuery:
+        return replace(self, page=page)
+
+
+@dataclass(frozen=True)
+class BulkEntry:
+    identifier: Identifier
+    status: str  # matched | unmatched | mangled
+    rows: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class BulkReport:
+    """Per pasted id: matched (with its rows), unmatched, or mangled (with why)."""
+
+    entries: tuple[BulkEntry, ...] = ()
+
+    def _with(self, status: str) -> list[Identifier]:
+        return [e.identifier for e in self.entries if e.status == status]
+
+    @property
+    def matched(self) -> list[Identifier]:
+        return self._with("matched")
+
+    @property
+    def unmatched(self) -> list[Identifier]:
+        return self._with("unmatched")
+
+    @property
+    def mangled(self) -> list[Identifier]:
+        return self._with("mangled")
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{"ID": e.identifier.text, "KIND": e.identifier.kind,
+                              "STATUS": e.status, "ROWS": e.rows, "REASON": e.reason}
+                             for e in self.entries], columns=["ID", "KIND", "STATUS", "ROWS",
+                                                              "REASON"])
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One page: `frame` holds the page's groups (a run's colors of one CUSIP that match), each in
+    ranked order, so a parent comes before its children. Totals count the whole result."""
+
+    frame: pd.DataFrame
+    total_parents: int
+    total_rows: int
+    page: int
+    page_size: int
+    text: Identifier | None = None
+    bulk: BulkReport | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total_parents // self.page_size))
+
+
+def filters_group(*, date_from: date | str | None = None, date_to: date | str | None = None,
+                  sectors: tuple[str, ...] = (), sources: tuple[str, ...] = (),
+                  biases: tuple[str, ...] = (), ranks: tuple[int, ...] = (),
+                  processing_types: tuple[str, ...] = (), px_min: float | None = None,
+                  px_max: float | None = None, parents_only: bool = False,
+                  run_ids: tuple[int, ...] = ()) -> Group:
+    """The search page's standard filters as one AND group of the shared condition model."""
+    items: list[Condition | Group] = []
+    if date_from is not None and date_to is not None:
+        items.append(Condition("DATE", BETWEEN, str(date_from), str(date_to)))
+    elif date_from is not None:  # on or after
+        items.append(Group("or", [Condition("DATE", "equal_to", str(date_from)),
+                                  Condition("DATE", "after", str(date_from))]))
+    elif date_to is not None:
+        items.append(Group("or", [Condition("DATE", "equal_to", str(date_to)),
+                                  Condition("DATE", "before", str(date_to))]))
+    for column, values in (("SECTOR", sectors), ("SOURCE", sources), ("BIAS", biases),
+                           ("RANK", ranks), ("PROCESSING_TYPE", processing_types),
+                           (RUN_ID, run_ids)):
+        if values:
+            items.append(Condition(column, "in_list", list(values)))
+    if px_min is not None and px_max is not None:
+        items.append(Condition("PX", BETWEEN, px_min, px_max))
+    elif px_min is not None:
+        items.append(Condition("PX", "greater_than_or_equal_to", px_min))
+    elif px_max is not None:
+        items.append(Condition("PX", "less_than_or_equal_to", px_max))
+    if parents_only:
+        items.append(Condition("IS_PARENT", "equal_to", True))
+    return Group("and", items)
+
+
+# -- SQL ------------------------------------------------------------------------------------------
+def quote(name: str) -> str:
+    """A whitelisted column name as a DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _duck_kind(duck_type: str) -> str:
+    upper = duck_type.upper()
+    if upper == "BOOLEAN":
+        return BOOLEAN
+    if upper == "DATE":
+        return DATE_TYPE
+    if upper.startswith("TIMESTAMP"):
+        return TIMESTAMP
+    if upper in ("VARCHAR", "BLOB", "UUID") or upper.endswith("[]"):
+        return TEXT
+    return NUMBER
+
+
+def column_types(described: list[tuple[str, str]], actor: Actor) -> dict[str, str]:
+    """Columns (from published_columns) the actor may see, filter and sort on → schema type."""
+    allowed = None if actor.columns is None else set(actor.columns)
+    return {name: COLUMN_TYPE.get(name) or _duck_kind(kind) for name, kind in described
+            if allowed is None or name in allowed}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[D]").astype(object)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _condition_sql(cond: Condition, columns: Mapping[str, str], number: int, params: list[Any]
+                   ) -> str:
+    try:
+        if cond.column not in columns:
+            raise _BadValue(f"unknown column {cond.column}")
+        column_type = columns[cond.column]
+        kind = column_kind(column_type)
+        operator = _resolve(cond.operator, kind)
+        _check_operator(cond, operator, kind, column_type)
+        operand = _plain(_operand(cond, operator, kind))
+    except _BadValue as bad:
+        raise invalid_rule("", f"{_where(number, cond, columns)}: {bad}") from None
+    col = quote(cond.column)
+    if kind == "text":
+        value = f"lower(trim(CAST({col} AS VARCHAR)))"
+        valid = f"({col} IS NOT NULL AND trim(CAST({col} AS VARCHAR)) <> '')"
+        cast = "VARCHAR"
+    elif kind == "date":
+        value, valid, cast = f"TRY_CAST({col} AS DATE)", f"{col} IS NOT NULL", "DATE"
+    else:
+        value, valid, cast = f"round(TRY_CAST({col} AS DOUBLE), 9)", f"{col} IS NOT NULL", "DOUBLE"
+    if operator in _EMPTIES:
+        return f"(NOT {valid})" if operator == IS_EMPTY else valid
+    if operator == BETWEEN:
+        params.extend(operand)
+        return f"COALESCE({value} BETWEEN ? AND ?, FALSE)"
+    params.append(operand)
+    tests = {"equal_to": f"{value} = ?", "not_equal_to": f"{value} <> ?",
+             "less_than": f"{value} < ?", "greater_than": f"{value} > ?",
+             "less_than_or_equal_to": f"{value} <= ?", "greater_than_or_equal_to": f"{value} >= ?",
+             "before": f"{value} < ?", "after": f"{value} > ?",
+             "contains": f"contains({value}, ?)", "not_contains": f"contains({value}, ?)",
+             "starts_with": f"starts_with({value}, ?)", "ends_with": f"ends_with({value}, ?)",
+             "in_list": f"list_contains(?::{cast}[], {value})",
+             "not_in_list": f"list_contains(?::{cast}[], {value})"}
+    test = tests[operator]
+    if operator in (NOT_CONTAINS, NOT_IN_LIST) or (operator == NOT_EQUAL_TO and kind == "text"):
+        return f"COALESCE({valid} AND NOT ({test.replace('<>', '=')}), FALSE)"
+    return f"COALESCE({test}, FALSE)"
+
+
+def condition_sql(node: Condition | Group, columns: Mapping[str, str]) -> tuple[str, list[Any]]:
+    """A WHERE expression for a condition tree (semantics of core.condition_masks: null cells never
+    match) and its bound parameters; columns (name → type) is the whitelist. Raises InvalidRule
+    naming the failing condition."""
+    numbers, params = itertools.count(1), []
+
+    def visit(item: Condition | Group) -> str:
+        if isinstance(item, Condition):
+            return _condition_sql(item, columns, next(numbers), params)
+        parts = [visit(i) for i in item.items]
+        if not parts:  # the empty AND is true, the empty OR false
+            return "TRUE" if item.join == "and" else "FALSE"
+        return "(" + f" {item.join.upper()} ".join(parts) + ")"
+
+    return visit(node), params
+
+
+def entitlement_sql(actor: Actor) -> tuple[str, list[Any]]:
+    """The actor's sectors as a WHERE expression (the SQL twin of access.entitled_rows)."""
+    if actor.sectors is None:
+        return "TRUE", []
+    if not actor.sectors:
+        return "FALSE", []
+    return "SECTOR IN (SELECT unnest(?::VARCHAR[]))", [list(actor.sectors)]
+
+
+def _text_sql(ident: Identifier, match: str) -> tuple[str, list[Any]]:
+    if ident.kind == CUSIP_ID:
+        return "CUSIP = ?", [ident.value]
+    if ident.kind == MANGLED:
+        return "FALSE", []
+    column = "MESSAGE_ID" if ident.kind == MESSAGE_ID_ID else "lower(TICKER)"
+    value = ident.value if ident.kind == MESSAGE_ID_ID else ident.value.lower()
+    test = {"exact": f"{column} = ?", "prefix": f"starts_with({column}, ?)",
+            "contains": f"contains({column}, ?)"}[match]
+    return f"COALESCE({test}, FALSE)", [value]
+
+
+def _bulk_sql(ids: tuple[Identifier, ...]) -> tuple[str, list[Any]]:
+    parts, params = [], []
+    for kind, column in ((CUSIP_ID, "CUSIP"), (MESSAGE_ID_ID, "MESSAGE_ID"),
+                         (TICKER_ID, "lower(TICKER)")):
+        values = [i.value.lower() if kind == TICKER_ID else i.value for i in ids if i.kind == kind]
+        if values:
+            parts.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(values)
+    return ("(" + " OR ".join(parts) + ")" if parts else "FALSE"), params
+
+
+def text_identifier(query: SearchQuery) -> Identifier | None:
+    """What the search box holds, as the search reads it."""
+    if not query.text.strip():
+        return None
+    forced = None if query.kind == "auto" else query.kind
+    return classify(query.text, forced, partial=query.match != "exact")
+
+
+def where_sql(actor: Actor, query: SearchQuery, columns: Mapping[str, str]
+              ) -> tuple[str, list[Any]]:
+    """The whole query (entitlements, box, bulk ids, filters) as one WHERE expression."""
+    if query.match not in MATCHES:
+        raise InvalidInput("match", f"use one of {', '.join(MATCHES)}")
+    if query.kind not in TEXT_KINDS:
+        raise InvalidInput("kind", f"use one of {', '.join(TEXT_KINDS)}")
+    parts = [entitlement_sql(actor)]
+    ident = text_identifier(query)
+    if ident is not None:
+        parts.append(_text_sql(ident, query.match))
+    if query.bulk:
+        parts.append(_bulk_sql(query.bulk))
+    if query.filters is not None and query.filters.items:
+        parts.append(condition_sql(query.filters, columns))
+    return " AND ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
+
+
+# -- running a search -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Plan:
+    """A query made SQL: the published FROM item, WHERE with its params, and the orders."""
+
+    src: str
+    where: str
+    params: list[Any]
+    position: str
+    sort: str
+    groups_order: str
+
+
+def _plan(store: Store, con: duckdb.DuckDBPyConnection, src: str, actor: Actor,
+          query: SearchQuery) -> _Plan:
+    described = published_columns(store, con, src)
+    columns = column_types(described, actor)
+    if query.sort not in columns and query.sort != RUN_ID:  # runs order every result anyway
+        raise InvalidInput("sort", f"{query.sort or '(none)'} is not a column you can sort on")
+    where, params = where_sql(actor, query, columns)
+    names = {name for name, _ in described}
+    position = POSITION if POSITION in names else "(CASE WHEN IS_PARENT THEN 0 ELSE 1 END)"
+    direction = "DESC" if query.descending else "ASC"
+    return _Plan(f"{src} AS published", where, params, position, quote(query.sort),
+                 f"SORT_VALUE {direction} NULLS LAST, RUN_ID DESC, CUSIP")
+
+
+def _groups_sql(plan: _Plan) -> str:
+    """One row per (RUN_ID, CUSIP) with matching rows: the sort value of its best-ranked matching
+    row and its row count."""
+    return (f"SELECT RUN_ID, CUSIP, arg_min({plan.sort}, {plan.position}) AS SORT_VALUE, "
+            f"count(*) AS N FROM {plan.src} WHERE {plan.where} GROUP BY RUN_ID, CUSIP")
+
+
+def _bulk_report(con: duckdb.DuckDBPyConnection, plan: _Plan, query: SearchQuery) -> BulkReport:
+    counts: dict[tuple[str, str], int] = {}
+    for kind, column in ((CUSIP_ID, "CUSIP"), (MESSAGE_ID_ID, "MESSAGE_ID"),
+                         (TICKER_ID, "lower(TICKER)")):
+        if any(i.kind == kind for i in query.bulk):
+            found = con.execute(f"SELECT {column}, count(*) FROM {plan.src} WHERE {plan.where} "
+                                "GROUP BY 1", plan.params).fetchall()
+            counts.update({(kind, str(value)): int(n) for value, n in found})
+    entries = []
+    for ident in query.bulk:
+        value = ident.value.lower() if ident.kind == TICKER_ID else ident.value
+        rows = counts.get((ident.kind, value), 0)
+        if ident.kind == MANGLED or (rows == 0 and ident.suspect):
+            entries.append(BulkEntry(ident, "mangled", 0, ident.reason))
+        else:
+            entries.append(BulkEntry(ident, "matched" if rows else "unmatched", rows, ident.reason))
+    return BulkReport(tuple(entries))
+
+
+def _empty_result(query: SearchQuery) -> SearchResult:
+    bulk = BulkReport(tuple(BulkEntry(i, "mangled" if i.kind == MANGLED or i.suspect
+                                      else "unmatched", 0, i.reason) for i in query.bulk))
+    return SearchResult(pd.DataFrame(), 0, 0, query.page, query.page_size,
+                        text_identifier(query), bulk if query.bulk else None)
+
+
+def _check_page(query: SearchQuery) -> None:
+    if query.page < 1 or not 1 <= query.page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput("page", f"pages start at 1 and hold 1–{MAX_PAGE_SIZE} parents")
+
+
+def search_colors(store: Store, actor: Actor, query: SearchQuery) -> SearchResult:
+    """One page of the search: groups (a run's matching colors of one CUSIP, ranked) ordered by the
+    sort column of each group's best-ranked matching row, then newest run, then CUSIP. Totals
+    count every group ("parents") and row of the result."""
+    require(actor, VIEW)
+    _check_page(query)
+    with duckdb_session() as con:
+        src = open_colors(store, con)
+        if src is None:
+            return _empty_result(query)
+        plan = _plan(store, con, src, actor, query)
+        offset = (query.page - 1) * query.page_size
+        if _selective(query):
+            frame, totals = _one_pass(con, plan, offset, query.page_size)
+        else:
+            keys = con.execute(
+                f"SELECT RUN_ID, CUSIP, count(*) OVER (), sum(N) OVER () FROM "
+                f"({_groups_sql(plan)}) ORDER BY {plan.groups_order} LIMIT ? OFFSET ?",
+                [*plan.params, query.page_size, offset]).fetchall()
+            totals = (keys[0][2], keys[0][3]) if keys else None
+            frame = _page_rows(con, plan, [(k[0], k[1]) for k in keys])
+        if totals is None:  # past the last page (or nothing matched): count without a page
+            totals = con.execute(f"SELECT count(*), coalesce(sum(N), 0) FROM "
+                                 f"({_groups_sql(plan)})", plan.params).fetchall()[0]
+        bulk = _bulk_report(con, plan, query) if query.bulk else None
+    ident = text_identifier(query)
+    notes = (ident.reason,) if ident is not None and ident.reason else ()
+    return SearchResult(entitled_columns(frame, actor), int(totals[0]), int(totals[1]),
+                        query.page, query.page_size, ident, bulk, notes)
+
+
+def _selective(query: SearchQuery) -> bool:
+    """A query that matches few rows (one CUSIP, one MESSAGE_ID): read them once, whole."""
+    ident = text_identifier(query)
+    return not query.bulk and ident is not None and (
+        ident.kind == CUSIP_ID or (ident.kind == MESSAGE_ID_ID and query.match == "exact"))
+
+
+def _one_pass(con: duckdb.DuckDBPyConnection, plan: _Plan, offset: int, size: int
+              ) -> tuple[pd.DataFrame, tuple[int, int] | None]:
+    """The page and the totals in one scan (every column of the matching rows is read once)."""
+    frame = fetch_frame(
+        con, f"WITH hits AS MATERIALIZED (SELECT *, {plan.position} AS _POS, {plan.sort} AS _SORT "
+             f"FROM {plan.src} WHERE {plan.where}), grouped AS (SELECT RUN_ID, CUSIP, "
+             "arg_min(_SORT, _POS) AS SORT_VALUE, count(*) AS N FROM hits GROUP BY RUN_ID, CUSIP), "
+             f"page AS (SELECT RUN_ID, CUSIP, row_number() OVER (ORDER BY {plan.groups_order}) "
+             "AS _GROUP, count(*) OVER () AS _GROUPS, sum(N) OVER () AS _ROWS FROM grouped) "
+             "SELECT hits.* EXCLUDE (_POS, _SORT), page._GROUPS, page._ROWS FROM hits "
+             "JOIN page USING (RUN_ID, CUSIP) WHERE page._GROUP > ? AND page._GROUP <= ? "
+             "ORDER BY page._GROUP, hits._POS", [*plan.params, offset, offset + size])
+    totals = (int(frame["_GROUPS"].iloc[0]), int(frame["_ROWS"].iloc[0])) if len(frame) else None
+    return frame.drop(columns=["_GROUPS", "_ROWS"]), totals
+
+
+def _page_rows(con: duckdb.DuckDBPyConnection, plan: _Plan, keys: list[tuple[int, str]]
+               ) -> pd.DataFrame:
+    """The matching rows of the page's groups, group by group, each in ranked order. The CUSIP
+    list lets DuckDB skip the row groups of other CUSIPs."""
+    if not keys:
+        return fetch_frame(con, f"SELECT * FROM {plan.src} LIMIT 0")
+    return fetch_frame(
+        con, f"SELECT hits.* FROM (SELECT *, {plan.position} AS _POS FROM {plan.src} "
+             f"WHERE {plan.where} AND CUSIP IN (SELECT unnest(?::VARCHAR[]))) AS hits "
+             "JOIN (SELECT unnest(?::BIGINT[]) AS RUN_ID, unnest(?::VARCHAR[]) AS CUSIP, "
+             "unnest(?::BIGINT[]) AS _GROUP) AS page USING (RUN_ID, CUSIP) "
+             "ORDER BY page._GROUP, hits._POS",
+        [*plan.params, sorted({k[1] for k in keys}), [k[0] for k in keys], [k[1] for k in keys],
+         list(range(len(keys)))]).drop(columns="_POS")
+
+
+def search_rows(store: Store, actor: Actor, query: SearchQuery) -> pd.DataFrame:
+    """Every row of the result (all pages) in result order, columns as the actor may see them."""
+    require(actor, VIEW)
+    with duckdb_session() as con:
+        src = open_colors(store, con)
+        if src is None:
+            return pd.DataFrame()
+        plan = _plan(store, con, src, actor, query)
+        frame = fetch_frame(
+            con, f"SELECT hits.* FROM (SELECT *, {plan.position} AS _POS FROM {plan.src} "
+                 f"WHERE {plan.where}) AS hits JOIN ({_groups_sql(plan)}) AS groups "
+                 f"USING (RUN_ID, CUSIP) ORDER BY {plan.groups_order}, hits._POS",
+            [*plan.params, *plan.params]).drop(columns="_POS")
+    return entitled_columns(frame, actor)
+
+
+def export_search(store: Store, actor: Actor, query: SearchQuery, fmt: str = "xlsx") -> bytes:
+    """The whole result (not only the page) as .xlsx or .csv bytes (core.exports formatting)."""
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidInput("format", f"use one of {', '.join(EXPORT_FORMATS)}")
+    frame = search_rows(store, actor, query)
+    return write_xlsx(frame, sheet_name="Search") if fmt == "xlsx" else write_csv(frame)
+
+
+# -- the security page ----------------------------------------------------------------------------
+_SIDES = {1: "trade", 2: "cover", 3: "bid", 4: "offer", 5: "talk", 6: "valuation"}
+_IDENTITY = ("MESSAGE_ID", "SOURCE", "BIAS", "PX")  # a parent "changes" when one of these does
+
+
+def _security_frame(store: Store, actor: Actor, cusip: str, extra: str = "",
+                    extra_params: list[Any] | None = None) -> pd.DataFrame:
+    require(actor, VIEW)
+    rule, params = entitlement_sql(actor)
+    with duckdb_session() as con:
+        src = open_colors(store, con)
+        if src is None:
+            return pd.DataFrame()
+        names = {name for name, _ in published_columns(store, con, src)}
+        position = POSITION if POSITION in names else "(CASE WHEN IS_PARENT THEN 0 ELSE 1 END)"
+        return fetch_frame(con, f"SELECT * FROM {src} AS published WHERE CUSIP = ? AND ({rule})"
+                                f"{extra} ORDER BY RUN_ID DESC, {position}",
+                           [cusip.strip().upper(), *params, *(extra_params or [])])
+
+
+def security_history(store: Store, actor: Actor, cusip: str) -> pd.DataFrame:
+    """Every color of the security across visible runs: newest run first, ranked within a run."""
+    return entitled_columns(_security_frame(store, actor, cusip), actor)
+
+
+@dataclass(frozen=True)
+class SecuritySummary:
+    """The security page header: who it is, its latest parent color, since when that parent has
+    stood (the first run of the current streak), and one row per run it appeared in."""
+
+    cusip: str
+    ticker: str | None
+    sector: str | None
+    colors: int
+    latest_parent: dict[str, Any] | None
+    parent_since: str | None
+    parent_since_run: int | None
+    runs: pd.DataFrame
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
+
+
+def security_summary(store: Store, actor: Actor, cusip: str) -> SecuritySummary:
+    """Header facts of one security as the actor may see them (see SecuritySummary)."""
+    frame = _security_frame(store, actor, cusip)
+    cusip = cusip.strip().upper()
+    if frame.empty:
+        return SecuritySummary(cusip, None, None, 0, None, None, None, pd.DataFrame())
+    parents = frame[frame["IS_PARENT"].fillna(False).astype(bool)]
+    chrono = parents.sort_values(RUN_ID, kind="stable")
+    since = None
+    if len(chrono):
+        keys = chrono[[c for c in _IDENTITY if c in chrono.columns]].astype("string").fillna("")
+        same = (keys == keys.iloc[-1]).all(axis=1).to_numpy()
+        start = len(same) - int(np.argmin(same[::-1])) if not same.all() else 0
+        since = chrono.iloc[start]
+    shown = entitled_columns(parents, actor)
+    latest = shown.iloc[0].to_dict() if len(shown) else None
+    run_columns = [RUN_ID, "PROCESSED_AT", "PROCESSING_TYPE", "DATE", "PX", "BIAS", "RANK",
+                   "SOURCE", "CHILDREN_COUNT"]
+    runs_frame = shown[[c for c in run_columns if c in shown.columns]].reset_index(drop=True)
+    head = frame.iloc[0]
+    return SecuritySummary(
+        cusip, _text(head.get("TICKER")) if _visible(actor, "TICKER") else None,
+        _text(head.get("SECTOR")) if _visible(actor, "SECTOR") else None, len(frame), latest,
+        None if since is None else str(pd.Timestamp(since["PROCESSED_AT"]).isoformat()),
+        None if since is None else int(since[RUN_ID]), runs_frame)
+
+
+def _visible(actor: Actor, column: str) -> bool:
+    return actor.columns is None or column in actor.columns
+
+
+def dealer_dispersion(store: Store, actor: Actor, cusip: str, day: date | str) -> pd.DataFrame:
+    """The distinct quotes of one security on one DATE (coverage repeats dropped), with SIDE
+    (trade, cover, bid, offer, talk, valuation from RANK), best first within each side."""
+    frame = _security_frame(store, actor, cusip, " AND TRY_CAST(DATE AS DATE) = ?",
+                            [pd.Timestamp(day).date()])
+    if frame.empty:
+        return frame
+    frame = frame.drop_duplicates(["SOURCE", "BIAS", "BID", "ASK", "PX", "MESSAGE_ID"])
+    frame.insert(0, "SIDE", frame["RANK"].map(_SIDES).astype("string"))
+    frame = frame.sort_values(["RANK", "PX"], ascending=[True, False], kind="stable")
+    columns = ["SIDE", "SOURCE", "BIAS", "RANK", "PX", "BID", "ASK", "MESSAGE_ID", "DATE_1",
+               RUN_ID, "IS_PARENT"]
+    return entitled_columns(frame[[c for c in columns if c in frame.columns]], actor
+                            ).reset_index(drop=True)

@@ -1,0 +1,120 @@
+"""st.cache_data wrappers around core's pure reads for Search, Security and the Dashboard.
+
+Each entry is keyed by the store's url and data version (a published or removed run refreshes it)
+and by what the actor may see (role, sectors, columns), so users with the same entitlements share
+entries and nobody is served rows of a sector they may not see. The store and actor themselves are
+passed unhashed (leading underscore): the key says everything they contribute."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import streamlit as st
+
+from core import analytics, runs, search
+from core.access import Actor
+from core.search import SearchQuery, SearchResult, SecuritySummary
+from storage import Store
+
+_ENTRIES = 256
+
+
+def _seen(actor: Actor) -> tuple:
+    return actor.role, actor.sectors, actor.columns
+
+
+def _version(store: Store) -> str:
+    return runs.data_version(store)
+
+
+def _query(key: str) -> SearchQuery:
+    return SearchQuery.from_dict(json.loads(key))
+
+
+# -- search -----------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=_ENTRIES)
+def _search(_store: Store, _actor: Actor, url: str, version: str, seen: tuple,
+            query: str) -> SearchResult:
+    return search.search_colors(_store, _actor, _query(query))
+
+
+def search_page(store: Store, actor: Actor, query: SearchQuery) -> SearchResult:
+    """core.search.search_colors, cached."""
+    return _search(store, actor, store.url, _version(store), _seen(actor), query.key())
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _export(_store: Store, _actor: Actor, url: str, version: str, seen: tuple, query: str,
+            fmt: str) -> bytes:
+    return search.export_search(_store, _actor, _query(query), fmt)
+
+
+def search_export(store: Store, actor: Actor, query: SearchQuery, fmt: str) -> bytes:
+    """core.search.export_search (the whole result, every page), cached."""
+    return _export(store, actor, store.url, _version(store), _seen(actor),
+                   query.with_page(1).key(), fmt)
+
+
+# -- the security page ------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=_ENTRIES)
+def _summary(_store: Store, _actor: Actor, url: str, version: str, seen: tuple,
+             cusip: str) -> SecuritySummary:
+    return search.security_summary(_store, _actor, cusip)
+
+
+def security_summary(store: Store, actor: Actor, cusip: str) -> SecuritySummary:
+    return _summary(store, actor, store.url, _version(store), _seen(actor), cusip)
+
+
+@st.cache_data(show_spinner=False, max_entries=_ENTRIES)
+def _history(_store: Store, _actor: Actor, url: str, version: str, seen: tuple,
+             cusip: str) -> pd.DataFrame:
+    return search.security_history(_store, _actor, cusip)
+
+
+def security_history(store: Store, actor: Actor, cusip: str) -> pd.DataFrame:
+    return _history(store, actor, store.url, _version(store), _seen(actor), cusip)
+
+
+@st.cache_data(show_spinner=False, max_entries=_ENTRIES)
+def _dispersion(_store: Store, _actor: Actor, url: str, version: str, seen: tuple, cusip: str,
+                day: date) -> pd.DataFrame:
+    return search.dealer_dispersion(_store, _actor, cusip, day)
+
+
+def dealer_dispersion(store: Store, actor: Actor, cusip: str, day: date) -> pd.DataFrame:
+    return _dispersion(store, actor, store.url, _version(store), _seen(actor), cusip, day)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_ids(_store: Store, url: str, version: str) -> list[int]:
+    return runs.visible_run_ids(_store)
+
+
+def visible_run_ids(store: Store) -> list[int]:
+    """core.runs.visible_run_ids, cached (it reads every run record)."""
+    return _run_ids(store, store.url, _version(store))
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=64)
+def _dashboard(_store: Store, _actor: Actor, _filters: analytics.DashboardFilters, url: str,
+               version: str, latest_run: tuple, seen: tuple, filters: str, today: date,
+               tz: str) -> analytics.DashboardData:
+    # The KPIs read only the day and month of `now` in its timezone (analytics._day_bounds).
+    now = datetime.combine(today, time(), tzinfo=ZoneInfo(tz))
+    return analytics.dashboard_data(_store, _actor, _filters, now)
+
+
+def dashboard(store: Store, actor: Actor, filters: analytics.DashboardFilters,
+              now: datetime) -> analytics.DashboardData:
+    """core.analytics.dashboard_data, cached for the day of `now` (an aware time in the desk's
+    timezone). The newest run's id and status are in the key too: a failed run changes the
+    "last run" KPI without changing the data version."""
+    newest = runs.load_runs(store, limit=1)
+    latest = (newest[0].run_id, newest[0].status) if newest else ()
+    return _dashboard(store, actor, filters, store.url, _version(store), latest, _seen(actor),
+                      repr(filters), now.date(), str(now.tzinfo))

@@ -1,0 +1,548 @@
+"""Search page pieces: the query form (box, bulk ids, filters, order), the page and the access
+record of a query, results as parent groups with their children, the bulk report, the export,
+saved searches and history. Core parses, searches, checks and records; this draws and collects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import streamlit as st
+
+from core.access import Actor
+from core.access_log import log_export, log_search
+from core.analytics import DashboardFilters
+from core.conditions import (
+    AFTER,
+    BEFORE,
+    BETWEEN,
+    EQUAL_TO,
+    GREATER_THAN_OR_EQUAL_TO,
+    IN_LIST,
+    LESS_THAN_OR_EQUAL_TO,
+    Condition,
+    Group,
+)
+from core.identifiers import CUSIP_ID, MANGLED, MESSAGE_ID_ID, TICKER_ID, parse_bulk, read_id_file
+from core.saved_searches import (
+    SavedSearch,
+    delete_saved_search,
+    list_saved_searches,
+    load_search_history,
+    record_search_history,
+    save_search,
+)
+from core.schema import (
+    ASK,
+    BIAS,
+    BIAS_ALIASES,
+    BIAS_RANK,
+    BID,
+    COLUMN_TYPE,
+    CUSIP,
+    DATE,
+    DATE_1,
+    IS_PARENT,
+    OUTPUT_COLUMNS,
+    PROCESSING_TYPE,
+    PROCESSING_TYPES,
+    PX,
+    RANK,
+    RUN_ID,
+    SECTOR,
+    SOURCE,
+)
+from core.search import SearchQuery, SearchResult, filters_group, text_identifier
+from core.watchlists import WatchItem, list_alerts, load_watchlist, unwatch, watch
+from pages._ui import cached
+from pages._ui.automation_views import flash
+from pages._ui.rule_builder import load_builder, render_builder
+from pages._ui.services import error_boundary
+from pages._ui.widgets import SUMMARY_COLUMNS
+from storage import Store
+
+SECURITY_PAGE = "pages/security.py"
+TEXT, KIND, MATCH = "search.text", "search.kind", "search.match"
+BULK_TEXT, BULK_FILE, UPLOADS = "search.bulk_text", "search.bulk_file", "search.uploads_state"
+MORE, CONDITIONS = "search.more", "search.conditions"
+SORT, DESCENDING, PAGE_SIZE, PAGE = "search.sort", "search.descending", "search.page_size", \
+    "search.page"
+RESULTS, OPEN = "search.results", "search.open"
+EXPORT_FORMAT, EXPORT, DOWNLOAD = "search.export_format", "search.export", "search.download"
+EXPORTED = "search.export_state"  # (query key, format, bytes) of the last prepared export
+SHOWN_QUERY = "search.query_state"  # the query (page 1) the page is showing
+LOGGED = "search.logged_state"  # the last query recorded in the access log and history
+KIND_WORDS = {"auto": "Detect", CUSIP_ID: "CUSIP", TICKER_ID: "Ticker", MESSAGE_ID_ID: "MESSAGE_ID"}
+MATCH_WORDS = {"prefix": "starts with", "contains": "contains", "exact": "is exactly"}
+PAGE_SIZES = (10, 25, 50, 100, 200)
+FORMATS = {"xlsx": "Excel (.xlsx)", "csv": "CSV"}
+MIME = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "csv": "text/csv"}
+BIASES = [b for b in sorted(BIAS_RANK, key=lambda b: (BIAS_RANK[b], b)) if b not in BIAS_ALIASES]
+# widget name → (column, key) of the list filters, in filters_group's argument order
+LISTS = {"sectors": (SECTOR, "search.sectors"), "sources": (SOURCE, "search.sources"),
+         "biases": (BIAS, "search.biases"), "ranks": (RANK, "search.ranks"),
+         "processing_types": (PROCESSING_TYPE, "search.types"),
+         "run_ids": (RUN_ID, "search.runs")}
+SCALARS = {"date_from": "search.date_from", "date_to": "search.date_to",
+           "px_min": "search.px_min", "px_max": "search.px_max",
+           "parents_only": "search.parents_only"}
+
+
+COLUMN_CONFIG = {PX: st.column_config.NumberColumn("PX", format="%.3f"),
+                 BID: st.column_config.NumberColumn("BID", format="%.3f"),
+                 ASK: st.column_config.NumberColumn("ASK", format="%.3f"),
+                 DATE: st.column_config.DateColumn("DATE"),
+                 DATE_1: st.column_config.DateColumn("DATE_1"),
+                 "ROWS": st.column_config.NumberColumn("Rows")}
+
+
+def visible(actor: Actor, column: str) -> bool:
+    return actor.columns is None or column in actor.columns
+
+
+def condition_columns(actor: Actor) -> dict[str, str]:
+    """The columns the actor may filter and sort on → core.schema type."""
+    return {c: COLUMN_TYPE[c] for c in OUTPUT_COLUMNS if visible(actor, c)}
+
+
+def describe_query(query: SearchQuery) -> str:
+    """A search in a few words (history and saved-search lists)."""
+    parts = []
+    ident = text_identifier(query)
+    if ident is not None:
+        how = f" ({MATCH_WORDS[query.match]})" if ident.kind in (TICKER_ID, MESSAGE_ID_ID) else ""
+        parts.append(f"{KIND_WORDS.get(ident.kind, 'Mangled id')} {query.text.strip()}{how}")
+    if query.bulk:
+        parts.append(f"{len(query.bulk)} ids")
+    if query.filters is not None and query.filters.items:
+        parts.append(f"{len(query.filters.items)} filter(s)")
+    return " · ".join(parts) or "all colors"
+
+
+# -- the form -----------------------------------------------------------------------------------
+def render_box() -> tuple[str, str, str]:
+    """The one box: text, how to read it, how to match it."""
+    box, kind, match = st.columns([4, 1, 1])
+    text = box.text_input("CUSIP, ticker or MESSAGE_ID", key=TEXT,
+                          placeholder="97988RBL5 · ARES 2025 · 17734072432755618")
+    how = kind.selectbox("Read as", list(KIND_WORDS), format_func=KIND_WORDS.get, key=KIND)
+    matching = match.selectbox("Tickers and ids", list(MATCH_WORDS), format_func=MATCH_WORDS.get,
+                               key=MATCH)
+    return text, how, matching
+
+
+def render_bulk() -> tuple:
+    """Identifiers pasted or uploaded (one per line or cell), parsed by core.identifiers."""
+    pasted = st.text_area("Paste identifiers (CUSIPs, MESSAGE_IDs or tickers, one per line)",
+                          key=BULK_TEXT, height=120)
+    upload = st.file_uploader("…or upload a file of them (.xlsx, .csv, .txt)",
+                              type=["xlsx", "xls", "csv", "txt"],
+                              key=f"{BULK_FILE}.{st.session_state.get(UPLOADS, 0)}")
+    found = list(parse_bulk(pasted)) if pasted.strip() else []
+    if upload is not None:
+        with error_boundary(f"Reading {upload.name}"):
+            found += read_id_file(upload.name, upload.getvalue())
+    seen, ids = set(), []
+    for ident in found:  # pasted and uploaded: each id once
+        mark = (ident.kind, ident.value.lower() if ident.kind != MANGLED else ident.text)
+        if mark not in seen:
+            seen.add(mark)
+            ids.append(ident)
+    return tuple(ids)
+
+
+def rank_label(rank: int) -> str:
+    return f"{rank} ({', '.join(b for b in BIASES if BIAS_RANK[b] == rank)})"
+
+
+def _with_current(options: list[Any], key: str) -> list[Any]:
+    """Options plus whatever the widget holds (a loaded search may name other values)."""
+    held = [v for v in st.session_state.get(key) or [] if v not in options]
+    return [*options, *held]
+
+
+def render_filters(actor: Actor, options: dict[str, list[Any]]) -> Group | None:
+    """The standard filters (core.search.filters_group) plus, optionally, conditions on any
+    visible column (the shared condition builder). None when nothing is set."""
+    values: dict[str, Any] = {}
+    left, right = st.columns(2)
+    if visible(actor, DATE):
+        values["date_from"] = left.date_input("DATE from", value=None, key=SCALARS["date_from"])
+        values["date_to"] = right.date_input("DATE to", value=None, key=SCALARS["date_to"])
+    if visible(actor, PX):
+        values["px_min"] = left.number_input("PX at least", value=None, step=0.25,
+                                             key=SCALARS["px_min"])
+        values["px_max"] = right.number_input("PX at most", value=None, step=0.25,
+                                              key=SCALARS["px_max"])
+    labels = {"sectors": "Sector", "sources": "Source (dealer)", "biases": "BIAS",
+              "ranks": "RANK", "processing_types": "Processing type", "run_ids": "Run"}
+    for i, (name, (column, key)) in enumerate(LISTS.items()):
+        if visible(actor, column):
+            column_box = (left, right)[i % 2]
+            values[name] = tuple(column_box.multiselect(
+                labels[name], _with_current(options[name], key), key=key,
+                format_func=rank_label if name == "ranks" else str))
+    if visible(actor, IS_PARENT):
+        values["parents_only"] = st.checkbox("Parents only", key=SCALARS["parents_only"])
+    group = filters_group(**values)
+    if st.toggle("Conditions on any column", key=MORE):
+        more = render_builder(CONDITIONS, condition_columns(actor))
+        if more.items:
+            group = Group("and", [*group.items, more])
+    return group if group.items else None
+
+
+def render_order(actor: Actor) -> tuple[str, bool, int]:
+    sort, direction, size = st.columns([2, 1, 1], vertical_alignment="bottom")
+    columns = list(condition_columns(actor))
+    column = sort.selectbox("Sort by", columns, index=columns.index(RUN_ID) if RUN_ID in columns
+                            else 0, key=SORT)
+    descending = direction.toggle("Descending", value=True, key=DESCENDING)
+    page_size = size.selectbox("Parents per page", PAGE_SIZES, index=1, key=PAGE_SIZE)
+    return column, descending, int(page_size)
+
+
+def filter_options(store: Store, actor: Actor) -> dict[str, list[Any]]:
+    """Values to offer in the list filters: the sectors and sources the actor's colors have."""
+    overview = cached.dashboard(store, actor, DashboardFilters(latest_limit=0),
+                                datetime.now(ZoneInfo("UTC")))
+    return {"sectors": sorted(overview.volume_by_sector[SECTOR].dropna().unique().tolist()),
+            "sources": sorted(overview.volume_by_source[SOURCE].dropna().unique().tolist()),
+            "biases": BIASES, "ranks": list(range(1, 7)),
+            "processing_types": list(PROCESSING_TYPES),
+            "run_ids": sorted(cached.visible_run_ids(store), reverse=True)}
+
+
+# -- loading a saved or earlier search into the form ---------------------------------------------
+def _day(value: Any) -> date | None:
+    return None if value in (None, "") else pd.Timestamp(value).date()
+
+
+def _date_side(item: Group) -> tuple[str, date] | None:
+    """filters_group's "on or after" / "on or before" a day, read back."""
+    conds = [i for i in item.items if isinstance(i, Condition) and i.column == DATE]
+    if item.join != "or" or len(conds) != 2 or len(item.items) != 2:
+        return None
+    ops = {c.operator for c in conds}
+    if conds[0].value != conds[1].value or EQUAL_TO not in ops:
+        return None
+    side = {AFTER: "date_from", BEFORE: "date_to"}.get(next(iter(ops - {EQUAL_TO}), ""))
+    return (side, _day(conds[0].value)) if side else None
+
+
+def split_filters(group: Group | None) -> tuple[dict[str, Any], Group | None]:
+    """A query's filters as the standard widgets' values and the rest (for the builder)."""
+    values: dict[str, Any] = {}
+    rest: list[Condition | Group] = []
+    by_column = {column: name for name, (column, _) in LISTS.items()}
+    for item in group.items if group is not None else []:
+        found: dict[str, Any] = {}
+        if isinstance(item, Group):
+            side = _date_side(item)
+            found = dict([side]) if side else {}
+        elif item.column == DATE and item.operator == BETWEEN:
+            found = {"date_from": _day(item.value), "date_to": _day(item.value2)}
+        elif item.operator == IN_LIST and item.column in by_column:
+            found = {by_column[item.column]: list(item.value)}
+        elif item.column == PX and item.operator == BETWEEN:
+            found = {"px_min": float(item.value), "px_max": float(item.value2)}
+        elif item.column == PX and item.operator in (GREATER_THAN_OR_EQUAL_TO,
+                                                       LESS_THAN_OR_EQUAL_TO):
+            found = {"px_min" if item.operator == GREATER_THAN_OR_EQUAL_TO else "px_max":
+                     float(item.value)}
+        elif item.column == IS_PARENT and item.operator == EQUAL_TO and item.value is True:
+            found = {"parents_only": True}
+        if found and not set(found) & set(values):
+            values.update(found)
+        else:
+            rest.append(item)
+    if not rest:
+        return values, None
+    return values, rest[0] if len(rest) == 1 and isinstance(rest[0], Group) else Group("and", rest)
+
+
+def load_query(query: SearchQuery, actor: Actor) -> None:
+    """Put a query in the form (an on_click callback: it runs before the widgets are drawn)."""
+    state = st.session_state
+    state.update({TEXT: query.text, KIND: query.kind, MATCH: query.match,
+                  BULK_TEXT: "\n".join(i.text for i in query.bulk), SORT: query.sort,
+                  DESCENDING: query.descending, PAGE: 1})
+    state[PAGE_SIZE] = query.page_size if query.page_size in PAGE_SIZES else PAGE_SIZES[1]
+    state[UPLOADS] = state.get(UPLOADS, 0) + 1  # a new, empty uploader
+    values, rest = split_filters(query.filters)
+    for name, (_, key) in LISTS.items():
+        state[key] = list(values.get(name, []))
+    for name, key in SCALARS.items():
+        state[key] = values.get(name, False if name == "parents_only" else None)
+    state[MORE] = rest is not None
+    load_builder(CONDITIONS, rest, condition_columns(actor))
+
+
+# -- a query's page and its record ----------------------------------------------------------------
+def _page_key(query: SearchQuery) -> str:
+    return query.with_page(1).key()
+
+
+def current_page(query: SearchQuery) -> int:
+    """The page to show: page 1 (and no selected row) whenever the query changes."""
+    if st.session_state.get(SHOWN_QUERY) != _page_key(query):
+        st.session_state[SHOWN_QUERY] = _page_key(query)
+        st.session_state[PAGE] = 1
+        st.session_state.pop(RESULTS, None)
+    return int(st.session_state.get(PAGE) or 1)
+
+
+def search(store: Store, actor: Actor, query: SearchQuery) -> SearchResult:
+    """One page of the result (cached); a page past the end shows the last one."""
+    result = cached.search_page(store, actor, query.with_page(current_page(query)))
+    if result.total_parents and result.page > result.pages:
+        st.session_state[PAGE] = result.pages
+        result = cached.search_page(store, actor, query.with_page(result.pages))
+    return result
+
+
+def record(store: Store, actor: Actor, query: SearchQuery, result: SearchResult) -> None:
+    """A new query (not a new page of it) goes to the access log and the user's history."""
+    if st.session_state.get(LOGGED) != _page_key(query):
+        log_search(store, actor, query, result.total_rows)
+        record_search_history(store, actor, query)
+        st.session_state[LOGGED] = _page_key(query)
+
+
+# -- results ------------------------------------------------------------------------------------
+def render_notes(result: SearchResult) -> None:
+    ident = result.text
+    if ident is not None and ident.kind == MANGLED:
+        st.warning(f"{ident.text!r} cannot match anything: {ident.reason}.")
+    for note in result.notes:
+        if ident is None or ident.kind != MANGLED:
+            st.caption(f"{ident.text if ident else ''}: {note}")
+
+
+def render_bulk_report(result: SearchResult) -> None:
+    report = result.bulk
+    if report is None:
+        return
+    st.markdown(f"**Bulk lookup:** {len(report.matched)} matched, {len(report.unmatched)} not "
+                f"found, {len(report.mangled)} Excel-mangled.")
+    if report.mangled:
+        st.warning("Excel-mangled ids cannot be matched: " + "; ".join(
+            f"{e.identifier.text} ({e.reason})" for e in report.entries if e.status == "mangled"))
+    st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+
+
+def render_results(result: SearchResult) -> str | None:
+    """Each group's head (its parent, or its best matching color when filters left the parent
+    out) in a table; selecting one shows its other colors. Returns the selected CUSIP."""
+    frame = result.frame
+    st.caption(f"{result.total_parents:,} parents · {result.total_rows:,} colors · page "
+               f"{result.page} of {result.pages}")
+    if frame.empty:
+        st.info("No colors match this search.")
+        return None
+    if not {RUN_ID, CUSIP}.issubset(frame.columns):  # a column profile hides the group keys
+        st.dataframe(frame, hide_index=True, width="stretch")
+        return None
+    first = ~frame.duplicated([RUN_ID, CUSIP])
+    group = first.cumsum()
+    heads = frame[first].assign(ROWS=group.value_counts().sort_index().to_numpy())
+    shown = [c for c in [*SUMMARY_COLUMNS, IS_PARENT] if c in heads.columns] + ["ROWS"]
+    event = st.dataframe(heads[shown], key=RESULTS, hide_index=True, width="stretch",
+                         on_select="rerun", selection_mode="single-row",
+                         column_config=COLUMN_CONFIG)
+    rows = [r for r in (event.selection.rows if event is not None else []) if r < len(heads)]
+    if not rows:
+        st.caption("Select a row to see its children and open the security.")
+        return None
+    children = frame[(group == rows[0] + 1).to_numpy()].iloc[1:]  # groups are numbered from 1
+    head = heads.iloc[rows[0]]
+    st.markdown(f"**{head[CUSIP]}** run {head[RUN_ID]}: {len(children)} other color(s)")
+    if len(children):
+        st.dataframe(children[[c for c in shown if c != "ROWS"]], hide_index=True,
+                     width="stretch", column_config=COLUMN_CONFIG)
+    return str(head[CUSIP])
+
+
+def open_security(cusip: str | None) -> None:
+    if cusip and st.button(f"Open security {cusip}", key=OPEN):
+        st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
+
+
+def _what(query: SearchQuery) -> str:
+    """What an export names: the query's canonical JSON without the page (as log_search)."""
+    return json.dumps({k: v for k, v in query.to_dict().items() if k != "page"}, sort_keys=True)
+
+
+def render_export(store: Store, actor: Actor, query: SearchQuery, result: SearchResult) -> None:
+    """Export the whole result (every page): prepare (logged), then download."""
+    if not result.total_rows:
+        return
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    fmt = left.radio("Format", list(FORMATS), format_func=FORMATS.get, key=EXPORT_FORMAT,
+                     horizontal=True)
+    if right.button(f"Export all {result.total_rows:,} colors", key=EXPORT):
+        with error_boundary("Exporting the search"):
+            data = cached.search_export(store, actor, query, fmt)
+            log_export(store, actor, _what(query), fmt, result.total_rows)
+            st.session_state[EXPORTED] = (_page_key(query), fmt, data)
+    ready = st.session_state.get(EXPORTED)
+    if ready and ready[:2] == (_page_key(query), fmt):
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+        st.download_button(f"Download {FORMATS[fmt]}", ready[2],
+                           file_name=f"marketpulse-search-{stamp}.{fmt}", mime=MIME[fmt],
+                           key=DOWNLOAD, on_click="ignore")
+
+
+def query_from_form(text: str, kind: str, match: str, bulk: tuple, filters: Group | None,
+                    order: tuple[str, bool, int]) -> SearchQuery | None:
+    """The form as a SearchQuery (page 1); None while it asks nothing."""
+    if not text.strip() and not bulk and filters is None:
+        return None
+    sort, descending, size = order
+    return replace(SearchQuery(), text=text.strip(), kind=kind, match=match, bulk=bulk,
+                   filters=filters, sort=sort, descending=descending, page_size=size)
+
+
+# -- saved searches and history -----------------------------------------------------------------
+SAVE_NAME, SAVE_SHARED, SAVE = "search.save_name", "search.save_shared", "search.save"
+SAVED, LOAD, DELETE = "search.saved", "search.load", "search.delete"
+HISTORY, HISTORY_LOAD = "search.history", "search.history_load"
+
+
+def saved_label(saved: SavedSearch, actor: Actor) -> str:
+    if saved.owner != actor.username:
+        return f"{saved.name} (shared by {saved.owner})"
+    return f"{saved.name} (shared)" if saved.shared else saved.name
+
+
+def history_label(at: str, query: SearchQuery) -> str:
+    return f"{pd.Timestamp(at).tz_convert('UTC'):%Y-%m-%d %H:%M} UTC · {describe_query(query)}"
+
+
+def render_saved(store: Store, actor: Actor, query: SearchQuery | None) -> None:
+    """Save the current search; load or delete a saved one (own, or shared by others)."""
+    name, shared, save = st.columns([3, 1, 1], vertical_alignment="bottom")
+    title = name.text_input("Save this search as", key=SAVE_NAME, max_chars=80)
+    share = shared.checkbox("Shared", key=SAVE_SHARED, help="Everyone can load a shared search")
+    if save.button("Save", key=SAVE, disabled=query is None):
+        with error_boundary("Saving the search"):
+            saved = save_search(store, actor, title, query, shared=share)
+            flash("search", f"Saved the search {saved.name!r}")
+            st.rerun()
+    found = list_saved_searches(store, actor)
+    if not found:
+        st.caption("No saved searches yet.")
+        return
+    pick, load, delete = st.columns([3, 1, 1], vertical_alignment="bottom")
+    index = pick.selectbox("Saved searches", range(len(found)), key=SAVED,
+                           format_func=lambda i: saved_label(found[i], actor))
+    chosen = found[min(index or 0, len(found) - 1)]
+    load.button("Load", key=LOAD, on_click=load_query, args=(chosen.query, actor))
+    if delete.button("Delete", key=DELETE, disabled=chosen.owner != actor.username):
+        with error_boundary(f"Deleting {chosen.name!r}"):
+            delete_saved_search(store, actor, chosen.name)
+            flash("search", f"Deleted the search {chosen.name!r}")
+            st.rerun()
+
+
+def render_history(store: Store, actor: Actor) -> None:
+    """The user's last searches (core keeps 20), newest first, each can run again."""
+    history = load_search_history(store, actor)
+    if not history:
+        st.caption("No searches yet.")
+        return
+    pick, again = st.columns([4, 1], vertical_alignment="bottom")
+    index = pick.selectbox("Your last searches", range(len(history)), key=HISTORY,
+                           format_func=lambda i: history_label(*history[i]))
+    again.button("Run again", key=HISTORY_LOAD, on_click=load_query,
+                 args=(history[min(index or 0, len(history) - 1)][1], actor))
+
+
+# -- watchlists (Search and Security) --------------------------------------------------------
+WATCH_ADD, WATCH_ADD_BUTTON, WATCH_ITEM = "search.watch_add", "search.watch_add_button", \
+    "search.watch_item"
+
+
+def _seed_watch(prefix: str, cusip: str, current: WatchItem | None) -> None:
+    """Fill the alert widgets from the stored item when the CUSIP or the item changes."""
+    marker = f"{prefix}.watch_for_state"
+    if st.session_state.get(marker) == (cusip, current):
+        return
+    base = current or WatchItem(cusip)
+    st.session_state.update({f"{prefix}.watch_new_color": base.new_color,
+                             f"{prefix}.watch_px_on": base.px_move is not None,
+                             f"{prefix}.watch_px": float(base.px_move or 1.0),
+                             f"{prefix}.watch_better_rank": base.better_rank,
+                             marker: (cusip, current)})
+
+
+def render_watch(store: Store, actor: Actor, cusip: str, prefix: str,
+                 items: list[WatchItem]) -> None:
+    """Watch a CUSIP or change its alerts (new color, PX move beyond a threshold, a better-rank
+    new parent), or stop watching it. Alerts arrive in the bell after each run."""
+    current = next((i for i in items if i.cusip == cusip), None)
+    _seed_watch(prefix, cusip, current)
+    new, better, move, points = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
+    new_color = new.checkbox("Alert on a new color", key=f"{prefix}.watch_new_color")
+    better_rank = better.checkbox("Alert on a better-rank parent",
+                                  key=f"{prefix}.watch_better_rank")
+    px_on = move.checkbox("Alert on a PX move", key=f"{prefix}.watch_px_on")
+    px_move = points.number_input("of at least (points)", min_value=0.01, step=0.25,
+                                  key=f"{prefix}.watch_px", disabled=not px_on)
+    save, stop = st.columns([1, 3])
+    if save.button("Save alert settings" if current else "Watch this CUSIP",
+                   key=f"{prefix}.watch"):
+        with error_boundary(f"Watching {cusip}"):
+            watch(store, actor, WatchItem(cusip, new_color, px_move if px_on else None,
+                                          better_rank))
+            flash(prefix, f"Saved the alerts of {cusip}" if current else f"Watching {cusip}")
+            st.rerun()
+    if current is not None and stop.button("Stop watching", key=f"{prefix}.unwatch"):
+        with error_boundary(f"Removing {cusip} from your watchlist"):
+            unwatch(store, actor, cusip)
+            flash(prefix, f"Stopped watching {cusip}")
+            st.rerun()
+
+
+def watchlist_table(items: list[WatchItem]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"CUSIP": i.cusip, "New color": i.new_color, "PX move (points)": i.px_move,
+          "Better rank": i.better_rank, "Since (UTC)": i.added_at[:16].replace("T", " ")}
+         for i in items],
+        columns=["CUSIP", "New color", "PX move (points)", "Better rank", "Since (UTC)"])
+
+
+def alerts_table(store: Store, actor: Actor, limit: int = 20) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"When (UTC)": n.at[:16].replace("T", " "), "Alert": n.title, "Detail": n.body,
+          "Read": n.read} for n in list_alerts(store, actor, limit=limit)],
+        columns=["When (UTC)", "Alert", "Detail", "Read"])
+
+
+def render_watchlist(store: Store, actor: Actor) -> None:
+    """My watchlist: add a CUSIP, the list, one item's alerts or removal, the recent alerts."""
+    items = load_watchlist(store, actor)
+    box, add = st.columns([3, 1], vertical_alignment="bottom")
+    typed = box.text_input("Watch a CUSIP", key=WATCH_ADD, placeholder="97988RBL5")
+    if add.button("Add", key=WATCH_ADD_BUTTON):
+        with error_boundary(f"Watching {typed.strip()}"):
+            watch(store, actor, WatchItem(typed))
+            flash("search", f"Watching {typed.strip().upper()}")
+            st.rerun()
+    if not items:
+        st.caption("You watch no CUSIPs yet: add one here or from its security page.")
+    else:
+        st.dataframe(watchlist_table(items), hide_index=True, width="stretch")
+        chosen = st.selectbox("Alerts of", [i.cusip for i in items], key=WATCH_ITEM)
+        render_watch(store, actor, chosen, "search", items)
+    alerts = alerts_table(store, actor)
+    st.markdown("**Recent alerts**")
+    if alerts.empty:
+        st.caption("No watchlist alerts yet.")
+    else:
+        st.dataframe(alerts, hide_index=True, width="stretch")

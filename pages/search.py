@@ -1,0 +1,47 @@
+"""Search: one box (CUSIP, ticker, MESSAGE_ID), bulk ids, filters, sort and pages over parent
+groups, the whole result to Excel or CSV, saved searches, the last 20 searches, and My watchlist.
+Every query goes through core.search under the user's sectors and columns."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._ui import search_views as views
+from pages._ui.automation_views import show_flashes
+from pages._ui.services import current_actor, error_boundary, store
+
+st.title("Search")
+st_store = store()
+actor = current_actor()
+show_flashes("search")
+
+text, kind, match = views.render_box()
+with st.expander("Bulk lookup: paste or upload a list of identifiers"):
+    bulk = views.render_bulk()
+filters = None
+with st.expander("Filters"), error_boundary("Loading the filter values"):
+    filters = views.render_filters(actor, views.filter_options(st_store, actor))
+order = views.render_order(actor)
+query = views.query_from_form(text, kind, match, bulk, filters, order)
+
+if query is None:
+    st.info("Type a CUSIP, a ticker or a MESSAGE_ID, paste a list of them, or set a filter.")
+else:
+    with error_boundary("Searching"):
+        result = views.search(st_store, actor, query)
+        views.record(st_store, actor, query, result)
+        views.render_notes(result)
+        views.render_bulk_report(result)
+        views.open_security(views.render_results(result))
+        if result.pages > 1:
+            st.pagination(result.pages, key=views.PAGE)
+        views.render_export(st_store, actor, query, result)
+
+st.subheader("Saved searches")
+with error_boundary("Loading saved searches"):
+    views.render_saved(st_store, actor, query)
+    views.render_history(st_store, actor)
+
+st.subheader("My watchlist")
+with error_boundary("Loading your watchlist"):
+    views.render_watchlist(st_store, actor)

@@ -1,0 +1,192 @@
+"""Dashboard data: KPIs, chart frames, runs and latest parents, driven by the filters and limited to
+the reader's sectors and columns."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+
+from core import pipeline
+from core.access import SYSTEM, Actor
+from core.analytics import DashboardFilters, dashboard_data, export_dashboard
+from core.config import load_settings
+from core.errors import PermissionDenied
+from core.exports import write_csv
+from core.rules import Condition, Group, Rule
+from storage import open_store
+from tests.factories import make_colors
+
+SETTINGS = load_settings({}, {})
+A, B, C, D = "97988RBL5", "000840AG3", "037833100", "94958LAG3"
+MEZZ, MM, EQ = "2.0_Mezz", "MM-CLO", "US_Equity_2.0"
+RUN1 = [  # CUSIP, SECTOR, TICKER, BIAS, PX, SOURCE, MESSAGE_ID (COV_PRICE is 99 on every row)
+    (A, MEZZ, "WDMNT 2022-9A ER", "BID", 99.0, "JPM", "17734072432755611"),
+    (A, MEZZ, "WDMNT 2022-9A ER", "OFFER", 99.5, "GS", "17734072432755612"),
+    (A, MEZZ, "WDMNT 2022-9A ER", "BWIC TALK", 98.0, "BOA", "17734072432755613"),
+    (B, MM, "ARES 2025-78A A2", "BID", 95.0, "MS", "17734072432755614"),
+    (B, MM, "ARES 2025-78A A2", "OFFER", 96.0, "JPM", "17734072432755615"),
+    (C, MEZZ, "ARES 2024-1A B", "BWIC COVER", 97.0, "CITI", "17734072432755616"),
+]
+RUN2 = [
+    (A, MEZZ, "WDMNT 2022-9A ER", "BID", 99.25, "JPM", "17734072432755621"),
+    (A, MEZZ, "WDMNT 2022-9A ER", "VALUATION", 90.0, "DB", "17734072432755622"),  # excluded
+    (B, MM, "ARES 2025-78A A2", "TRADE CONFIRM", 95.5, "BARCAP", "17734072432755623"),
+    (D, EQ, "OCT 2020-1A SUB", "OFFER", 40.0, "GS", "17734072432755624"),
+    ("", MM, "ARES 2025-78A A2", "BID", 94.0, "MS", "17734072432755625"),  # quarantined
+]
+NO_DB = Rule(name="No DB", conditions=Group("and", [Condition("SOURCE", "equal_to", "DB")]))
+NOW = datetime(2026, 3, 13, 20, tzinfo=UTC)
+MARCH = pd.Timestamp("2026-03-01")
+D12, D13 = pd.Timestamp("2026-03-12"), pd.Timestamp("2026-03-13")
+
+
+def publish(store, rows, *, day, at, kind=pipeline.MANUAL, rules=()):
+    cusip, sector, ticker, bias, px, source, message = (list(c) for c in zip(*rows, strict=True))
+    frame = make_colors(CUSIP=cusip, SECTOR=sector, TICKER=ticker, BIAS=bias, PX=px,
+                        SOURCE=source, MESSAGE_ID=message, DATE=[day] * len(rows))
+    return pipeline.process_files(store, SYSTEM, [("colors.csv", write_csv(frame))],
+                                  settings=SETTINGS, kind=kind, rules=list(rules), now=at).record
+
+
+@pytest.fixture(params=["memory", "local"])
+def store(request, tmp_path):
+    store = (open_store("memory://analytics") if request.param == "memory"
+             else open_store(str(tmp_path / "store")))
+    publish(store, RUN1, day="2026-03-12", at=datetime(2026, 3, 12, 18, tzinfo=UTC))
+    publish(store, RUN2, day="2026-03-13", at=datetime(2026, 3, 13, 18, tzinfo=UTC),
+            kind=pipeline.AUTOMATED, rules=[NO_DB])
+    return store
+
+
+def rows(frame: pd.DataFrame, *columns: str) -> list[tuple]:
+    return [tuple(r) for r in frame[list(columns or frame.columns)].itertuples(index=False)]
+
+
+def kpis(data) -> tuple:
+    k = data.kpis
+    return (k["today_colors"], k["month_colors"], k["today_parents"], k["today_excluded"],
+            k["today_quarantined"])
+
+
+def test_kpis_count_today_and_this_month_and_name_the_last_run(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
+    assert kpis(data) == (3, 9, 3, 1, 1)
+    assert (data.kpis["last_run_id"], data.kpis["last_run_status"],
+            data.kpis["last_run_kind"], data.kpis["next_run_at"]) == (2, "success", "AUTOMATED",
+                                                                      None)
+
+
+def test_today_is_the_day_in_now_s_timezone(store):
+    karachi = NOW.astimezone(ZoneInfo("Asia/Karachi"))  # already 14 March there
+    assert kpis(dashboard_data(store, SYSTEM, DashboardFilters(), karachi)) == (0, 9, 0, 0, 0)
+
+
+def test_colors_by_month_and_bias(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
+    assert rows(data.colors_by_month_bias) == [
+        (MARCH, "BID", 3), (MARCH, "BWIC COVER", 1), (MARCH, "BWIC TALK", 1),
+        (MARCH, "OFFER", 3), (MARCH, "TRADE CONFIRM", 1)]
+
+
+def test_volume_by_day_by_sector_and_by_source(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
+    assert rows(data.volume_by_sector) == [
+        (D12, MEZZ, 4), (D12, MM, 2), (D13, MEZZ, 1), (D13, MM, 1), (D13, EQ, 1)]
+    assert rows(data.volume_by_source) == [
+        (D12, "BOA", 1), (D12, "CITI", 1), (D12, "GS", 1), (D12, "JPM", 2), (D12, "MS", 1),
+        (D13, "BARCAP", 1), (D13, "GS", 1), (D13, "JPM", 1)]
+
+
+def test_the_px_minus_coverage_histogram_by_diff_status(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
+    significant, small = "Significant Difference", "Small Difference"
+    assert rows(data.diff_distribution) == [  # -59 points lands in the edge bin at -5
+        (significant, -5.0, -4.75, 1), (significant, -4.0, -3.75, 1),
+        (significant, -3.5, -3.25, 1), (significant, -3.0, -2.75, 1),
+        (significant, -2.0, -1.75, 1), (small, -1.0, -0.75, 1), (small, 0.0, 0.25, 1),
+        (small, 0.25, 0.5, 1), (small, 0.5, 0.75, 1)]
+
+
+def test_price_trends_of_the_chosen_cusips_follow_the_newest_parent_per_day(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(cusips=(A, C.lower())), NOW)
+    assert rows(data.price_trend, "CUSIP", "DATE", "PX", "SOURCE") == [
+        (C, D12, 97.0, "CITI"), (A, D12, 99.0, "JPM"), (A, D13, 99.25, "JPM")]
+    assert dashboard_data(store, SYSTEM, DashboardFilters(), NOW).price_trend.empty
+
+
+def test_runs_with_duration_speed_and_quality(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
+    assert rows(data.runs, "RUN_ID", "KIND", "STATUS", "READ", "QUALITY") == [
+        (1, "MANUAL", "success", 6, 100.0), (2, "AUTOMATED", "success", 5, 80.0)]
+    assert (data.runs["ROWS_PER_S"] > 0).all()
+
+
+def test_the_latest_parents_newest_run_first_in_ranked_order(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(latest_limit=4), NOW)
+    assert rows(data.latest_parents, "RUN_ID", "CUSIP", "PX") == [
+        (2, A, 99.25), (2, B, 95.5), (2, D, 40.0), (1, A, 99.0)]
+    assert "run" not in data.latest_parents.columns
+
+
+def test_filters_drive_every_element(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(
+        date_from=date(2026, 3, 13), date_to=date(2026, 3, 13)), NOW)
+    assert rows(data.colors_by_month_bias) == [
+        (MARCH, "BID", 1), (MARCH, "OFFER", 1), (MARCH, "TRADE CONFIRM", 1)]
+    assert {r[0] for r in rows(data.volume_by_source)} == {D13}
+    assert data.runs["RUN_ID"].tolist() == [2]
+    assert data.latest_parents["RUN_ID"].unique().tolist() == [2]
+    sector = dashboard_data(store, SYSTEM, DashboardFilters(sectors=(MM,)), NOW)
+    assert kpis(sector) == (1, 3, 1, 0, 1)
+    assert rows(sector.volume_by_sector) == [(D12, MM, 2), (D13, MM, 1)]
+    manual = dashboard_data(store, SYSTEM, DashboardFilters(processing_types=("MANUAL",)), NOW)
+    assert kpis(manual) == (0, 6, 0, 0, 0)
+    assert manual.runs["RUN_ID"].tolist() == [1]
+
+
+def test_a_sector_limited_user_sees_only_their_sector_on_the_dashboard(store):
+    mia = Actor("mia", "viewer", (MM,))
+    data = dashboard_data(store, mia, DashboardFilters(cusips=(A, B)), NOW)
+    assert kpis(data) == (1, 3, 1, 0, 1)
+    assert {r[1] for r in rows(data.volume_by_sector)} == {MM}
+    assert data.latest_parents["SECTOR"].unique().tolist() == [MM]
+    assert data.price_trend["CUSIP"].unique().tolist() == [B]
+    assert sum(c for *_, c in rows(data.diff_distribution)) == 3
+    sheets = pd.read_excel(io.BytesIO(export_dashboard(store, mia, DashboardFilters(), NOW)),
+                           sheet_name=None, engine="calamine")
+    assert sheets["Latest parents"]["SECTOR"].unique().tolist() == [MM]
+
+
+def test_a_column_profile_trims_the_latest_parents(store):
+    cal = Actor("cal", "viewer", None, ("RUN_ID", "CUSIP", "PX"))
+    data = dashboard_data(store, cal, DashboardFilters(cusips=(A,)), NOW)
+    assert data.latest_parents.columns.tolist() == ["RUN_ID", "CUSIP", "PX"]
+    assert data.price_trend.columns.tolist() == ["CUSIP", "PX"]
+
+
+def test_the_export_has_a_sheet_per_element(store):
+    sheets = pd.read_excel(io.BytesIO(export_dashboard(store, SYSTEM, DashboardFilters(), NOW)),
+                           sheet_name=None, engine="calamine")
+    assert list(sheets) == ["KPIs", "Colors by month x bias", "Volume by sector",
+                            "Volume by source", "Price trend", "PX - COV distribution", "Runs",
+                            "Latest parents"]
+    assert sheets["KPIs"].set_index("KPI").loc["month_colors", "VALUE"] == "9"
+    assert sheets["Colors by month x bias"]["COLORS"].sum() == 9
+
+
+def test_an_empty_store_gives_an_empty_dashboard(memory_store):
+    data = dashboard_data(memory_store, SYSTEM, DashboardFilters(cusips=(A,)), NOW)
+    assert kpis(data) == (0, 0, 0, 0, 0)
+    assert data.kpis["last_run_id"] is None
+    assert data.colors_by_month_bias.empty
+    assert data.latest_parents.empty
+    assert data.runs.empty
+
+
+def test_the_dashboard_needs_view_permission(store):
+    with pytest.raises(PermissionDenied):
+        dashboard_data(store, Actor("x", "nobody"), DashboardFilters(), NOW)
