@@ -83,8 +83,8 @@ COLUMN_TYPE: dict[str, str] = {
     CONFIDENCE: INTEGER, DATE_1: DATE_TYPE, DIFF_STATUS: TEXT,
     COLOR_ID: TEXT, RUN_ID: INTEGER, PROCESSED_AT: TIMESTAMP, PROCESSING_TYPE: TEXT,
     IS_PARENT: BOOLEAN, PARENT_COLOR_ID: TEXT, PARENT_MESSAGE_ID: TEXT, CHILDREN_COUNT: INTEGER,
-    SOURCE_FILE: TEXT, SOURCE_ROW: INTEGER, POSITION: INTEGER, SOURCE_SHEET: TEXT, EXCLUDED_BY: TEXT,
-    QUARANTINE_REASON: TEXT,
+    SOURCE_FILE: TEXT, SOURCE_ROW: INTEGER, POSITION: INTEGER, SOURCE_SHEET: TEXT,
+    EXCLUDED_BY: TEXT, QUARANTINE_REASON: TEXT,
 }
 
 # Required per DOMAIN.md §1.1. RANK and PX are required but derivable (from BIAS, from BID/ASK),
@@ -118,7 +118,7 @@ def normalise_header(name: Any) -> str:
 
 
 def cusip_check_digit(first8: str) -> int | None:
-    """Check digit of the first 8 CUSIP characters (DOMAIN.md §1.3); None if a character is invalid."""
+    """Check digit of the first 8 CUSIP characters (DOMAIN.md §1.3); None for an invalid one."""
     total = 0
     for i, ch in enumerate(first8.upper(), start=1):
         if ch.isdigit():
