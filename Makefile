@@ -25,6 +25,7 @@ run: $(VENV)/.run-deps
 		--browser.gatherUsageStats false
 
 test: $(VENV)/.dev-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev-deps
@@ -32,6 +33,7 @@ lint: $(VENV)/.dev-deps
 
 bench: $(VENV)/.run-deps
 	$(PY) bench/pipeline.py
+	$(PY) bench/search.py
 
 clean-venv:
 	rm -rf $(VENV)
