@@ -6,6 +6,7 @@ since) and `python -m core compact`, which rewrites the visible runs into that c
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -46,7 +47,7 @@ def _database() -> duckdb.DuckDBPyConnection:
     global _db
     with _db_lock:
         if _db is None:
-            spill = f"{tempfile.gettempdir()}/marketpulse-duckdb"
+            spill = f"{tempfile.gettempdir()}/marketpulse-duckdb-{os.getpid()}"  # one per process
             db = duckdb.connect(config={"memory_limit": _MEMORY_LIMIT, "temp_directory": spill})
             db.execute("SET GLOBAL parquet_metadata_cache = true")  # files are never rewritten
             # DuckDB's profiler: on a file of ~500 row groups these two optimizers spend ~25 ms per
@@ -255,10 +256,10 @@ def plan_compaction(store: Store) -> CompactionReport:
 def compact_colors(store: Store, *, force: bool = False, now: datetime | None = None
                    ) -> CompactionReport:
     """Rewrite every visible run into a new compacted copy (one file sorted by CUSIP, written by
-    DuckDB through Store.append_query: streamed, lookup-sized row groups) plus its rollups, then
-    switch readers to it by writing the manifest (the commit point); copies older than the previous
-    one are deleted. Per-run partitions stay: they are the record, the copy is derived. Returns
-    what was done (nothing unless needed or forced)."""
+    DuckDB through Store.append_query: streamed, lookup-sized row groups, fast to decode) plus its
+    rollups, then switch readers to it by writing the manifest (the commit point); copies older
+    than the previous one are deleted. Per-run partitions stay: they are the record, the copy is
+    derived. Returns what was done (nothing unless needed or forced)."""
     plan = plan_compaction(store)
     layout = read_layout(store)
     if not layout.visible or not (plan.needed or force):

@@ -38,8 +38,9 @@ from storage.base import (
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
 
 ROW_GROUP_SIZE = 100_000  # rows per Parquet row group: small enough to prune, big enough to scan
-# append_query's row groups: a CUSIP lookup decodes one group of every column, and at 10M rows
-# 20k-row groups cut that ~40% against 100k (bench/search.py); 8k and less cost more than they save.
+# append_query writes read-optimised copies. A CUSIP lookup decodes one row group of every column:
+# at 10M rows 20k-row groups cost ~40% less than 100k, while 8k and 4k cost more (per-group
+# overhead), and snappy decodes in half zstd's time for 1.5x the bytes (bench/search.py).
 QUERY_ROW_GROUP_SIZE = 20_480  # a multiple of DuckDB's 2,048-row vectors, as DuckDB rounds up
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's document write before giving up
 _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
@@ -192,7 +193,7 @@ class LocalStore:
             try:
                 try:
                     written = con.execute(
-                        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, "
+                        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION snappy, "
                         f"ROW_GROUP_SIZE {QUERY_ROW_GROUP_SIZE})", params or None).fetchall()
                 except duckdb.IOException as exc:
                     raise StoreUnavailable(f"{self.root}: cannot write {folder}") from exc
