@@ -58,11 +58,6 @@ except metadata.PackageNotFoundError:
     VERSION = "dev"
 
 
-def setting(settings: Settings, key: str) -> Any:
-    """settings[key]; kept only because pages/automation.py imports it (read settings[key])."""
-    return settings[key]
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 

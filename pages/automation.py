@@ -26,7 +26,7 @@ from core.jobs import (
     toggle_job,
 )
 from core.runs import load_runs
-from core.scheduler import run_in_app, scheduler_health, setting
+from core.scheduler import run_in_app, scheduler_health
 from pages._ui import automation_views as views
 from pages._ui.run_history import render_run_history
 from pages._ui.services import current_actor, error_boundary, settings, store
@@ -219,7 +219,7 @@ jobs, editor, history, changes = st.tabs(["Jobs", "Edit job", "Run history", "Re
 with jobs, error_boundary("Loading the jobs"):
     jobs_tab(st_store, actor)
 with editor, error_boundary("Loading the job editor"):
-    views.render_job_editor(st_store, actor, str(setting(cfg, "scheduler.timezone")))
+    views.render_job_editor(st_store, actor, str(cfg["scheduler.timezone"]))
 with history, error_boundary("Loading the run history"):
     render_run_history(st_store, actor)
 with changes, error_boundary("Loading the job changes"):
