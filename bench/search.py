@@ -162,7 +162,8 @@ def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
     from core.access import SYSTEM
     from core.analytics import DashboardFilters, dashboard_data
     from core.identifiers import classify
-    from core.search import SearchQuery, search_colors, security_history, security_summary
+    from core.search import SearchQuery, search_colors
+    from core.security import security_history, security_summary
     from storage import open_store
 
     if layout == "raw":  # read every run from its own partition, as before any compaction

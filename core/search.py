@@ -4,7 +4,6 @@ query bound-parameterised and limited to the reader's sectors and columns."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -12,32 +11,23 @@ from datetime import date
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from core.access import VIEW, Actor, entitled_columns, require
 from core.compaction import duckdb_session, fetch_frame, open_colors, published_columns
-from core.conditions import (
-    _EMPTIES,
-    BETWEEN,
-    IS_EMPTY,
-    NOT_CONTAINS,
-    NOT_EQUAL_TO,
-    NOT_IN_LIST,
-    Condition,
-    Group,
-    _BadValue,
-    _check_operator,
-    _operand,
-    _resolve,
-    _where,
-    column_kind,
-    invalid_rule,
-)
+from core.conditions import BETWEEN, Condition, Group
 from core.errors import InvalidInput
 from core.exports import write_csv, write_xlsx
 from core.identifiers import CUSIP_ID, MANGLED, MESSAGE_ID_ID, TICKER_ID, Identifier, classify
-from core.schema import BOOLEAN, COLUMN_TYPE, DATE_TYPE, NUMBER, POSITION, RUN_ID, TEXT, TIMESTAMP
+from core.schema import POSITION, RUN_ID
+from core.search_sql import (
+    bulk_sql,
+    column_types,
+    condition_sql,
+    entitlement_sql,
+    quote,
+    text_sql,
+)
 from storage import Store
 
 MATCHES = ("exact", "prefix", "contains")
@@ -175,130 +165,8 @@ def filters_group(*, date_from: date | str | None = None, date_to: date | str | 
     return Group("and", items)
 
 
-# -- SQL ------------------------------------------------------------------------------------------
-def quote(name: str) -> str:
-    """A whitelisted column name as a DuckDB identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
-
-def _duck_kind(duck_type: str) -> str:
-    upper = duck_type.upper()
-    if upper == "BOOLEAN":
-        return BOOLEAN
-    if upper == "DATE":
-        return DATE_TYPE
-    if upper.startswith("TIMESTAMP"):
-        return TIMESTAMP
-    if upper in ("VARCHAR", "BLOB", "UUID") or upper.endswith("[]"):
-        return TEXT
-    return NUMBER
-
-
-def column_types(described: list[tuple[str, str]], actor: Actor) -> dict[str, str]:
-    """Columns (from published_columns) the actor may see, filter and sort on → schema type."""
-    allowed = None if actor.columns is None else set(actor.columns)
-    return {name: COLUMN_TYPE.get(name) or _duck_kind(kind) for name, kind in described
-            if allowed is None or name in allowed}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[D]").astype(object)
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _condition_sql(cond: Condition, columns: Mapping[str, str], number: int, params: list[Any]
-                   ) -> str:
-    try:
-        if cond.column not in columns:
-            raise _BadValue(f"unknown column {cond.column}")
-        column_type = columns[cond.column]
-        kind = column_kind(column_type)
-        operator = _resolve(cond.operator, kind)
-        _check_operator(cond, operator, kind, column_type)
-        operand = _plain(_operand(cond, operator, kind))
-    except _BadValue as bad:
-        raise invalid_rule("", f"{_where(number, cond, columns)}: {bad}") from None
-    col = quote(cond.column)
-    if kind == "text":
-        value = f"lower(trim(CAST({col} AS VARCHAR)))"
-        valid = f"({col} IS NOT NULL AND trim(CAST({col} AS VARCHAR)) <> '')"
-        cast = "VARCHAR"
-    elif kind == "date":
-        value, valid, cast = f"TRY_CAST({col} AS DATE)", f"{col} IS NOT NULL", "DATE"
-    else:
-        value, valid, cast = f"round(TRY_CAST({col} AS DOUBLE), 9)", f"{col} IS NOT NULL", "DOUBLE"
-    if operator in _EMPTIES:
-        return f"(NOT {valid})" if operator == IS_EMPTY else valid
-    if operator == BETWEEN:
-        params.extend(operand)
-        return f"COALESCE({value} BETWEEN ? AND ?, FALSE)"
-    params.append(operand)
-    tests = {"equal_to": f"{value} = ?", "not_equal_to": f"{value} <> ?",
-             "less_than": f"{value} < ?", "greater_than": f"{value} > ?",
-             "less_than_or_equal_to": f"{value} <= ?", "greater_than_or_equal_to": f"{value} >= ?",
-             "before": f"{value} < ?", "after": f"{value} > ?",
-             "contains": f"contains({value}, ?)", "not_contains": f"contains({value}, ?)",
-             "starts_with": f"starts_with({value}, ?)", "ends_with": f"ends_with({value}, ?)",
-             "in_list": f"list_contains(?::{cast}[], {value})",
-             "not_in_list": f"list_contains(?::{cast}[], {value})"}
-    test = tests[operator]
-    if operator in (NOT_CONTAINS, NOT_IN_LIST) or (operator == NOT_EQUAL_TO and kind == "text"):
-        return f"COALESCE({valid} AND NOT ({test.replace('<>', '=')}), FALSE)"
-    return f"COALESCE({test}, FALSE)"
-
-
-def condition_sql(node: Condition | Group, columns: Mapping[str, str]) -> tuple[str, list[Any]]:
-    """A WHERE expression for a condition tree (semantics of core.condition_masks: null cells never
-    match) and its bound parameters; columns (name → type) is the whitelist. Raises InvalidRule
-    naming the failing condition."""
-    numbers, params = itertools.count(1), []
-
-    def visit(item: Condition | Group) -> str:
-        if isinstance(item, Condition):
-            return _condition_sql(item, columns, next(numbers), params)
-        parts = [visit(i) for i in item.items]
-        if not parts:  # the empty AND is true, the empty OR false
-            return "TRUE" if item.join == "and" else "FALSE"
-        return "(" + f" {item.join.upper()} ".join(parts) + ")"
-
-    return visit(node), params
-
-
-def entitlement_sql(actor: Actor) -> tuple[str, list[Any]]:
-    """The actor's sectors as a WHERE expression (the SQL twin of access.entitled_rows)."""
-    if actor.sectors is None:
-        return "TRUE", []
-    if not actor.sectors:
-        return "FALSE", []
-    return "SECTOR IN (SELECT unnest(?::VARCHAR[]))", [list(actor.sectors)]
-
-
-def _text_sql(ident: Identifier, match: str) -> tuple[str, list[Any]]:
-    if ident.kind == CUSIP_ID:
-        return "CUSIP = ?", [ident.value]
-    if ident.kind == MANGLED:
-        return "FALSE", []
-    column = "MESSAGE_ID" if ident.kind == MESSAGE_ID_ID else "lower(TICKER)"
-    value = ident.value if ident.kind == MESSAGE_ID_ID else ident.value.lower()
-    test = {"exact": f"{column} = ?", "prefix": f"starts_with({column}, ?)",
-            "contains": f"contains({column}, ?)"}[match]
-    return f"COALESCE({test}, FALSE)", [value]
-
-
-def _bulk_sql(ids: tuple[Identifier, ...]) -> tuple[str, list[Any]]:
-    parts, params = [], []
-    for kind, column in ((CUSIP_ID, "CUSIP"), (MESSAGE_ID_ID, "MESSAGE_ID"),
-                         (TICKER_ID, "lower(TICKER)")):
-        values = [i.value.lower() if kind == TICKER_ID else i.value for i in ids if i.kind == kind]
-        if values:
-            parts.append(f"{column} IN (SELECT unnest(?::VARCHAR[]))")
-            params.append(values)
-    return ("(" + " OR ".join(parts) + ")" if parts else "FALSE"), params
-
-
+# -- the query as SQL ------------------------------------------------------------------------------
 def text_identifier(query: SearchQuery) -> Identifier | None:
     """What the search box holds, as the search reads it."""
     if not query.text.strip():
@@ -317,9 +185,9 @@ def where_sql(actor: Actor, query: SearchQuery, columns: Mapping[str, str]
     parts = [entitlement_sql(actor)]
     ident = text_identifier(query)
     if ident is not None:
-        parts.append(_text_sql(ident, query.match))
+        parts.append(text_sql(ident, query.match))
     if query.bulk:
-        parts.append(_bulk_sql(query.bulk))
+        parts.append(bulk_sql(query.bulk))
     if query.filters is not None and query.filters.items:
         parts.append(condition_sql(query.filters, columns))
     return " AND ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
@@ -482,94 +350,3 @@ def export_search(store: Store, actor: Actor, query: SearchQuery, fmt: str = "xl
         raise InvalidInput("format", f"use one of {', '.join(EXPORT_FORMATS)}")
     frame = search_rows(store, actor, query)
     return write_xlsx(frame, sheet_name="Search") if fmt == "xlsx" else write_csv(frame)
-
-
-# -- the security page ----------------------------------------------------------------------------
-_SIDES = {1: "trade", 2: "cover", 3: "bid", 4: "offer", 5: "talk", 6: "valuation"}
-_IDENTITY = ("MESSAGE_ID", "SOURCE", "BIAS", "PX")  # a parent "changes" when one of these does
-
-
-def _security_frame(store: Store, actor: Actor, cusip: str, extra: str = "",
-                    extra_params: list[Any] | None = None) -> pd.DataFrame:
-    require(actor, VIEW)
-    rule, params = entitlement_sql(actor)
-    with duckdb_session() as con:
-        src = open_colors(store, con)
-        if src is None:
-            return pd.DataFrame()
-        names = {name for name, _ in published_columns(store, con, src)}
-        position = POSITION if POSITION in names else "(CASE WHEN IS_PARENT THEN 0 ELSE 1 END)"
-        return fetch_frame(con, f"SELECT * FROM {src} AS published WHERE CUSIP = ? AND ({rule})"
-                                f"{extra} ORDER BY RUN_ID DESC, {position}",
-                           [cusip.strip().upper(), *params, *(extra_params or [])])
-
-
-def security_history(store: Store, actor: Actor, cusip: str) -> pd.DataFrame:
-    """Every color of the security across visible runs: newest run first, ranked within a run."""
-    return entitled_columns(_security_frame(store, actor, cusip), actor)
-
-
-@dataclass(frozen=True)
-class SecuritySummary:
-    """The security page header: who it is, its latest parent color, since when that parent has
-    stood (the first run of the current streak), and one row per run it appeared in."""
-
-    cusip: str
-    ticker: str | None
-    sector: str | None
-    colors: int
-    latest_parent: dict[str, Any] | None
-    parent_since: str | None
-    parent_since_run: int | None
-    runs: pd.DataFrame
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or pd.isna(value) else str(value)
-
-
-def security_summary(store: Store, actor: Actor, cusip: str) -> SecuritySummary:
-    """Header facts of one security as the actor may see them (see SecuritySummary)."""
-    frame = _security_frame(store, actor, cusip)
-    cusip = cusip.strip().upper()
-    if frame.empty:
-        return SecuritySummary(cusip, None, None, 0, None, None, None, pd.DataFrame())
-    parents = frame[frame["IS_PARENT"].fillna(False).astype(bool)]
-    chrono = parents.sort_values(RUN_ID, kind="stable")
-    since = None
-    if len(chrono):
-        keys = chrono[[c for c in _IDENTITY if c in chrono.columns]].astype("string").fillna("")
-        same = (keys == keys.iloc[-1]).all(axis=1).to_numpy()
-        start = len(same) - int(np.argmin(same[::-1])) if not same.all() else 0
-        since = chrono.iloc[start]
-    shown = entitled_columns(parents, actor)
-    latest = shown.iloc[0].to_dict() if len(shown) else None
-    run_columns = [RUN_ID, "PROCESSED_AT", "PROCESSING_TYPE", "DATE", "PX", "BIAS", "RANK",
-                   "SOURCE", "CHILDREN_COUNT"]
-    runs_frame = shown[[c for c in run_columns if c in shown.columns]].reset_index(drop=True)
-    head = frame.iloc[0]
-    return SecuritySummary(
-        cusip, _text(head.get("TICKER")) if _visible(actor, "TICKER") else None,
-        _text(head.get("SECTOR")) if _visible(actor, "SECTOR") else None, len(frame), latest,
-        None if since is None else str(pd.Timestamp(since["PROCESSED_AT"]).isoformat()),
-        None if since is None else int(since[RUN_ID]), runs_frame)
-
-
-def _visible(actor: Actor, column: str) -> bool:
-    return actor.columns is None or column in actor.columns
-
-
-def dealer_dispersion(store: Store, actor: Actor, cusip: str, day: date | str) -> pd.DataFrame:
-    """The distinct quotes of one security on one DATE (coverage repeats dropped), with SIDE
-    (trade, cover, bid, offer, talk, valuation from RANK), best first within each side."""
-    frame = _security_frame(store, actor, cusip, " AND TRY_CAST(DATE AS DATE) = ?",
-                            [pd.Timestamp(day).date()])
-    if frame.empty:
-        return frame
-    frame = frame.drop_duplicates(["SOURCE", "BIAS", "BID", "ASK", "PX", "MESSAGE_ID"])
-    frame.insert(0, "SIDE", frame["RANK"].map(_SIDES).astype("string"))
-    frame = frame.sort_values(["RANK", "PX"], ascending=[True, False], kind="stable")
-    columns = ["SIDE", "SOURCE", "BIAS", "RANK", "PX", "BID", "ASK", "MESSAGE_ID", "DATE_1",
-               RUN_ID, "IS_PARENT"]
-    return entitled_columns(frame[[c for c in columns if c in frame.columns]], actor
-                            ).reset_index(drop=True)

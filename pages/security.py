@@ -12,7 +12,7 @@ import streamlit as st
 from core.access import Actor
 from core.access_log import log_security_view
 from core.schema import BIAS, DATE, PX, RUN_ID, SOURCE
-from core.search import SecuritySummary
+from core.security import SecuritySummary
 from core.watchlists import load_watchlist
 from pages._ui import cached, charts
 from pages._ui.automation_views import show_flashes

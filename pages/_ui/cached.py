@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from core import analytics, runs, search
+from core import analytics, runs, search, security
 from core.access import Actor
-from core.search import SearchQuery, SearchResult, SecuritySummary
+from core.search import SearchQuery, SearchResult
+from core.security import SecuritySummary
 from storage import Store
 
 _ENTRIES = 256
@@ -62,7 +63,7 @@ def search_export(store: Store, actor: Actor, query: SearchQuery, fmt: str) -> b
 @st.cache_data(show_spinner=False, max_entries=_ENTRIES)
 def _summary(_store: Store, _actor: Actor, url: str, version: str, seen: tuple,
              cusip: str) -> SecuritySummary:
-    return search.security_summary(_store, _actor, cusip)
+    return security.security_summary(_store, _actor, cusip)
 
 
 def security_summary(store: Store, actor: Actor, cusip: str) -> SecuritySummary:
@@ -72,7 +73,7 @@ def security_summary(store: Store, actor: Actor, cusip: str) -> SecuritySummary:
 @st.cache_data(show_spinner=False, max_entries=_ENTRIES)
 def _history(_store: Store, _actor: Actor, url: str, version: str, seen: tuple,
              cusip: str) -> pd.DataFrame:
-    return search.security_history(_store, _actor, cusip)
+    return security.security_history(_store, _actor, cusip)
 
 
 def security_history(store: Store, actor: Actor, cusip: str) -> pd.DataFrame:
@@ -82,7 +83,7 @@ def security_history(store: Store, actor: Actor, cusip: str) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=_ENTRIES)
 def _dispersion(_store: Store, _actor: Actor, url: str, version: str, seen: tuple, cusip: str,
                 day: date) -> pd.DataFrame:
-    return search.dealer_dispersion(_store, _actor, cusip, day)
+    return security.dealer_dispersion(_store, _actor, cusip, day)
 
 
 def dealer_dispersion(store: Store, actor: Actor, cusip: str, day: date) -> pd.DataFrame:

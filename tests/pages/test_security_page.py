@@ -10,7 +10,7 @@ import pytest
 from core.access import SYSTEM
 from core.access_log import load_access_log
 from core.schema import COLOR_ID, RUN_ID, SECTOR
-from core.search import dealer_dispersion, security_history
+from core.security import dealer_dispersion, security_history
 from core.user_records import get_user
 from core.watchlists import NEW_COLOR, PX_MOVE, check_watchlists, load_watchlist
 from tests.pages.test_search_page import (

@@ -24,7 +24,8 @@ from core.config import load_settings
 from core.demo import generate_colors
 from core.exports import write_csv
 from core.schema import INPUT_COLUMNS
-from core.search import SearchQuery, search_colors, search_rows, security_history
+from core.search import SearchQuery, search_colors, search_rows
+from core.security import security_history
 from storage import WriteConflict, open_store
 
 SETTINGS = load_settings({}, {})

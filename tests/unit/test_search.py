@@ -29,15 +29,13 @@ from core.identifiers import MANGLED, SCIENTIFIC_REASON, parse_bulk
 from core.rules import Condition, Group
 from core.search import (
     SearchQuery,
-    condition_sql,
-    dealer_dispersion,
     export_search,
     filters_group,
     search_colors,
     search_rows,
-    security_history,
-    security_summary,
 )
+from core.search_sql import condition_sql
+from core.security import dealer_dispersion, security_history, security_summary
 from storage import open_store
 from tests.factories import make_colors
 
