@@ -51,7 +51,7 @@ class DashboardData:
     volume_by_source: pd.DataFrame  # DAY, SOURCE, COLORS
     price_trend: pd.DataFrame  # CUSIP, DATE, PX, COV_PRICE, SOURCE, BIAS (newest run's parent)
     diff_distribution: pd.DataFrame  # DIFF_STATUS, BIN_LOW, BIN_HIGH, COLORS (points, PX − COV)
-    runs: pd.DataFrame  # RUN_ID, KIND, STATUS, STARTED_AT, DURATION_S, READ, ROWS_PER_S, QUALITY
+    runs: pd.DataFrame  # RUN_COLUMNS; without WHOLE_RUN for a sector-limited reader
     latest_parents: pd.DataFrame
 
 
@@ -155,7 +155,32 @@ def _utc_text(stamp: str) -> str:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
-def _run_stats(store: Store, filters: DashboardFilters) -> pd.DataFrame:
+RUN_COLUMNS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT", "DURATION_S", "READ",
+               "ROWS_PER_S", "PUBLISHED", "PARENTS", "EXCLUDED", "QUARANTINED", "QUALITY", "ERROR"]
+# Counts over every sector of a run: a user limited to some sectors never receives them.
+WHOLE_RUN = ("READ", "ROWS_PER_S", "EXCLUDED", "QUARANTINED")
+
+
+def _sector_counts(con: duckdb.DuckDBPyConnection, rollups: str | None, actor: Actor
+                   ) -> dict[int, tuple[int, int]]:
+    """RUN_ID → (colors, parents) published in the actor's sectors, from the rollups."""
+    if rollups is None:
+        return {}
+    rule, params = entitlement_sql(actor)
+    found = con.execute(
+        "SELECT RUN_ID, sum(COLORS)::BIGINT, coalesce(sum(COLORS) FILTER (WHERE IS_PARENT), 0)"
+        f"::BIGINT FROM {rollups} AS rollups WHERE KIND = 'count' AND ({rule}) GROUP BY RUN_ID",
+        params).fetchall()
+    return {int(run): (int(colors), int(parents)) for run, colors, parents in found}
+
+
+def _run_stats(store: Store, actor: Actor, filters: DashboardFilters,
+               con: duckdb.DuckDBPyConnection, rollups: str | None) -> pd.DataFrame:
+    """One row per run under the date and processing-type filters, oldest first. A user limited
+    to some sectors gets no whole-run counts (WHOLE_RUN): PUBLISHED and PARENTS count the colors
+    of their sectors still visible; duration, status and quality are theirs to see."""
+    limited = actor.sectors is not None
+    mine = _sector_counts(con, rollups, actor) if limited else {}
     rows = []
     for record in runs.load_runs(store):
         day = _utc_text(record.started_at)[:10]
@@ -164,14 +189,21 @@ def _run_stats(store: Store, filters: DashboardFilters) -> pd.DataFrame:
         if (filters.date_from and day < filters.date_from.isoformat()) or (
                 filters.date_to and day > filters.date_to.isoformat()):
             continue
-        read = record.counts.get("read", 0)
+        counts = record.counts
+        read = counts.get("read", 0)
+        published, parents = (mine.get(record.run_id, (0, 0)) if limited else
+                              (counts.get("published", 0), counts.get("parents", 0)))
         rows.append({"RUN_ID": record.run_id, "KIND": record.kind, "STATUS": record.status,
+                     "TRIGGER": record.trigger, "ACTOR": record.actor,
                      "STARTED_AT": record.started_at, "DURATION_S": record.duration_s,
                      "READ": read, "ROWS_PER_S": round(read / record.duration_s)
-                     if record.duration_s else None, "QUALITY": record.quality_score})
-    columns = ["RUN_ID", "KIND", "STATUS", "STARTED_AT", "DURATION_S", "READ", "ROWS_PER_S",
-               "QUALITY"]
-    return pd.DataFrame(rows, columns=columns).sort_values("RUN_ID").reset_index(drop=True)
+                     if record.duration_s else None, "PUBLISHED": published, "PARENTS": parents,
+                     "EXCLUDED": counts.get("excluded", 0),
+                     "QUARANTINED": counts.get("quarantined", 0),
+                     "QUALITY": record.quality_score, "ERROR": record.error})
+    columns = [c for c in RUN_COLUMNS if not (limited and c in WHOLE_RUN)]
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)[columns]
+    return frame.sort_values("RUN_ID").reset_index(drop=True)
 
 
 def _latest_parents(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor,
@@ -223,8 +255,9 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
         trend = (_price_trend(con, src, actor, filters) if src is not None and filters.cusips
                  else _empty("CUSIP", "DATE", "PX", "COV_PRICE", "SOURCE", "BIAS"))
         kpis = _kpis(con, store, actor, filters, now, rollups)
-    return DashboardData(kpis=kpis, price_trend=trend, runs=_run_stats(store, filters),
-                         latest_parents=latest, **charts)
+        stats = _run_stats(store, actor, filters, con, rollups)
+    return DashboardData(kpis=kpis, price_trend=trend, runs=stats, latest_parents=latest,
+                         **charts)
 
 
 _SHEETS = {"colors_by_month_bias": "Colors by month x bias", "volume_by_sector": "Volume by sector",

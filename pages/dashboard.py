@@ -28,9 +28,11 @@ from storage import Store
 NO_RUNS = ("No runs yet. Publish colors from the Manual Color page, or run "
            "`python -m core process FILE`.")
 LATEST = 50  # parents in the latest parents table
-WHOLE_RUN = ["READ", "ROWS_PER_S"]  # counts over every sector of a run
-RUN_COLUMNS = ["Run", "Kind", "Status", "Trigger", "By", "Started (UTC)", "Seconds", "Read",
-               "Published", "Parents", "Excluded", "Quarantined", "Error"]
+SHOWN_RUNS = 200  # newest runs in the runs table
+RUN_LABELS = {"RUN_ID": "Run", "KIND": "Kind", "STATUS": "Status", "TRIGGER": "Trigger",
+              "ACTOR": "By", "STARTED_AT": "Started (UTC)", "DURATION_S": "Seconds",
+              "READ": "Read", "PUBLISHED": "Published", "PARENTS": "Parents",
+              "EXCLUDED": "Excluded", "QUARANTINED": "Quarantined", "ERROR": "Error"}
 EXPORTED = "dashboard.export_state"  # (filters, bytes) of the last prepared export
 
 
@@ -60,13 +62,6 @@ def when(stamp: str | None) -> str:
     return f"{(at.tz_convert('UTC') if at.tzinfo else at):%d %b %H:%M}"
 
 
-def seen_by(data: DashboardData, actor: Actor) -> DashboardData:
-    """Whole-run counts (all sectors) are not shown to a user limited to some sectors."""
-    if actor.sectors is None:
-        return data
-    return replace(data, runs=data.runs.drop(columns=WHOLE_RUN, errors="ignore"))
-
-
 def render_kpis(data: DashboardData, upcoming: tuple[datetime, str] | None,
                 now: datetime) -> None:
     k = data.kpis
@@ -87,14 +82,14 @@ def render_kpis(data: DashboardData, upcoming: tuple[datetime, str] | None,
                "time and follow the sector and processing-type filters.")
 
 
-def render_charts(data: DashboardData, actor: Actor) -> None:
+def render_charts(data: DashboardData) -> None:
     left, right = st.columns(2)
     with left:
         charts.show(charts.colors_by_month_bias(data.colors_by_month_bias),
                     "dashboard.chart_month_bias", "No colors for these filters.")
         charts.show(charts.volume_by_day(data.volume_by_source, "SOURCE"),
                     "dashboard.chart_source", "No colors for these filters.")
-        charts.show(charts.run_performance(data.runs, throughput=actor.sectors is None),
+        charts.show(charts.run_performance(data.runs, throughput="ROWS_PER_S" in data.runs),
                     "dashboard.chart_runs", "No finished runs for these filters.")
     with right:
         charts.show(charts.volume_by_day(data.volume_by_sector, SECTOR),
@@ -122,25 +117,17 @@ def render_latest(data: DashboardData) -> None:
             st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
 
 
-def render_runs(st_store: Store, actor: Actor, data: DashboardData) -> None:
+def render_runs(actor: Actor, data: DashboardData) -> None:
     st.subheader("Runs")
-    shown = set(data.runs["RUN_ID"].tolist())
-    records = [r for r in runs.load_runs(st_store, limit=200) if r.run_id in shown]
-    table = pd.DataFrame(
-        [{"Run": r.run_id, "Kind": r.kind, "Status": r.status, "Trigger": r.trigger,
-          "By": r.actor, "Started (UTC)": r.started_at[:19].replace("T", " "),
-          "Seconds": r.duration_s, "Read": r.counts.get("read", 0),
-          "Published": r.counts.get("published", 0), "Parents": r.counts.get("parents", 0),
-          "Excluded": r.counts.get("excluded", 0),
-          "Quarantined": r.counts.get("quarantined", 0), "Error": r.error}
-         for r in records], columns=RUN_COLUMNS)
-    if actor.sectors is not None:
-        # Whole-run counts include sectors this user may not see.
-        table = table.drop(columns=["Read", "Published", "Parents", "Excluded", "Quarantined"])
-        st.caption("Run totals are shown to users who see every sector.")
+    newest = data.runs.sort_values("RUN_ID", ascending=False).head(SHOWN_RUNS)
+    table = newest[[c for c in RUN_LABELS if c in newest.columns]].rename(columns=RUN_LABELS)
+    table["Started (UTC)"] = table["Started (UTC)"].str[:19].str.replace("T", " ")
+    if "Read" not in table.columns:  # core left out the whole-run counts
+        st.caption("Published and Parents count your sectors' colors; run totals are shown to "
+                   "users who see every sector.")
     if actor.can(TRIGGER_RUN):
         st.caption("The Automation page has the full run history, with filters and downloads.")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table.reset_index(drop=True), hide_index=True, width="stretch")
 
 
 def render_export(st_store: Store, actor: Actor, data: DashboardData,
@@ -184,13 +171,13 @@ with error_boundary("Loading the dashboard"):
     # The price-trend picker sits by its chart; its value is in the session before it is drawn.
     picked = tuple(st.session_state.get("dashboard.cusips") or ())
     filters = DashboardFilters(date_from, date_to, tuple(sectors), tuple(types), picked, LATEST)
-    data = seen_by(cached.dashboard(st_store, actor, filters, now), actor)
+    data = cached.dashboard(st_store, actor, filters, now)
 
     upcoming = next_run(st_store, now)
     data = replace(data, kpis={**data.kpis,
                                "next_run_at": upcoming[0].isoformat() if upcoming else None})
     render_kpis(data, upcoming, now)
-    render_charts(data, actor)
+    render_charts(data)
     st.subheader("Price trends")
     choices = sorted(set(everything.latest_parents.get(CUSIP, pd.Series(dtype=str))) | set(picked))
     st.multiselect("CUSIPs", choices, key="dashboard.cusips", accept_new_options=True,
@@ -199,4 +186,4 @@ with error_boundary("Loading the dashboard"):
                 "Choose CUSIPs to compare their parent prices.")
     render_latest(data)
     render_export(st_store, actor, data, filters)
-    render_runs(st_store, actor, data)
+    render_runs(actor, data)

@@ -38,6 +38,8 @@ RUN_TIMES = (("2026-03-02", datetime(2026, 3, 2, 10, tzinfo=UTC)),
              ("2026-03-13", datetime(2026, 3, 13, 10, tzinfo=UTC)))
 NO_RUNS = ("No runs yet. Publish colors from the Manual Color page, or run "
            "`python -m core process FILE`.")
+SECTOR_COUNTS = ("Published and Parents count your sectors' colors; run totals are shown to users "
+                 "who see every sector.")
 TITLES = {"dashboard.chart_month_bias": "Colors by month and BIAS",
           "dashboard.chart_source": "Daily volume by source",
           "dashboard.chart_runs": "Run duration and throughput",
@@ -273,7 +275,13 @@ def test_a_viewer_limited_to_one_sector_sees_only_its_colors(store, results, ser
     assert _totals(chart(at, "dashboard.chart_sector")) == {MM: len(mm)}
     assert [t["name"] for t in chart(at, "dashboard.chart_runs")["data"]] == ["duration (s)"]
     assert set(at.dataframe(key="dashboard.parents").value[SECTOR]) == {MM}
-    assert "Read" not in _table(at, "Run").columns
+    table = _table(at, "Run")
+    assert table.columns.tolist() == ["Run", "Kind", "Status", "Trigger", "By", "Started (UTC)",
+                                      "Seconds", "Published", "Parents", "Error"]
+    assert table[["Run", "Published", "Parents"]].values.tolist() == [  # MM-CLO's colors only
+        [r.record.run_id, len(_in(r.published, MM)),
+         int(_in(r.published, MM)[IS_PARENT].sum())] for r in reversed(results)]
+    assert SECTOR_COUNTS in [c.value for c in at.caption]
     _only_mm_clo(at, results)
 
     at = ok(at.multiselect(key="dashboard.cusips").set_value(["V4BS8NAG1"]).run())  # A_BSL
@@ -284,5 +292,6 @@ def test_a_viewer_limited_to_one_sector_sees_only_its_colors(store, results, ser
     sheets = _sheets(served(at.get("download_button")[0])[0])
     header, *body = sheets["Latest parents"]
     assert {row[header.index(SECTOR)] for row in body} == {MM}
-    assert "READ" not in sheets["Runs"][0]
+    assert sheets["Runs"][0] == ("RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT",
+                                 "DURATION_S", "PUBLISHED", "PARENTS", "QUALITY", "ERROR")
     assert not any(BSL in str(cell) for rows in sheets.values() for row in rows for cell in row)

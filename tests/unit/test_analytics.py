@@ -13,6 +13,7 @@ import pytest
 from core import pipeline
 from core.access import SYSTEM, Actor
 from core.analytics import DashboardFilters, dashboard_data, export_dashboard
+from core.compaction import compact_colors, read_layout
 from core.config import load_settings
 from core.errors import PermissionDenied
 from core.exports import write_csv
@@ -118,11 +119,51 @@ def test_price_trends_of_the_chosen_cusips_follow_the_newest_parent_per_day(stor
     assert dashboard_data(store, SYSTEM, DashboardFilters(), NOW).price_trend.empty
 
 
-def test_runs_with_duration_speed_and_quality(store):
+RUN_FACTS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT", "DURATION_S"]
+
+
+def test_runs_with_duration_speed_counts_and_quality(store):
     data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
-    assert rows(data.runs, "RUN_ID", "KIND", "STATUS", "READ", "QUALITY") == [
-        (1, "MANUAL", "success", 6, 100.0), (2, "AUTOMATED", "success", 5, 80.0)]
-    assert (data.runs["ROWS_PER_S"] > 0).all()
+    assert data.runs.columns.tolist() == [*RUN_FACTS, "READ", "ROWS_PER_S", "PUBLISHED",
+                                          "PARENTS", "EXCLUDED", "QUARANTINED", "QUALITY",
+                                          "ERROR"]
+    assert rows(data.runs, "RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT", "READ",
+                "PUBLISHED", "PARENTS", "EXCLUDED", "QUARANTINED", "QUALITY", "ERROR") == [
+        (1, "MANUAL", "success", "manual", "system", "2026-03-12T18:00:00+00:00", 6, 6, 3, 0, 0,
+         100.0, ""),
+        (2, "AUTOMATED", "success", "manual", "system", "2026-03-13T18:00:00+00:00", 5, 3, 3, 1,
+         1, 80.0, "")]
+    assert data.runs["ROWS_PER_S"].tolist() == [
+        round(read / seconds) for read, seconds in rows(data.runs, "READ", "DURATION_S")]
+
+
+def test_a_sector_limited_user_gets_no_whole_run_counts(store):
+    mia = Actor("mia", "viewer", (MM,))
+    data = dashboard_data(store, mia, DashboardFilters(), NOW)
+    assert data.runs.columns.tolist() == [*RUN_FACTS, "PUBLISHED", "PARENTS", "QUALITY",
+                                          "ERROR"]
+    # MM-CLO: run 1 published B's BID and OFFER (one parent); run 2 published B's TRADE
+    # CONFIRM and quarantined the MM row without a CUSIP, which no longer counts.
+    assert rows(data.runs, "RUN_ID", "STATUS", "PUBLISHED", "PARENTS", "QUALITY") == [
+        (1, "success", 2, 1, 100.0), (2, "success", 1, 1, 80.0)]
+    everyone = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
+    assert data.runs["DURATION_S"].tolist() == everyone.runs["DURATION_S"].tolist()
+    sheets = pd.read_excel(io.BytesIO(export_dashboard(store, mia, DashboardFilters(), NOW)),
+                           sheet_name=None, engine="calamine")
+    assert sheets["Runs"].columns.tolist() == data.runs.columns.tolist()
+
+
+def test_a_user_with_no_sectors_sees_runs_but_none_of_their_colors(store):
+    data = dashboard_data(store, Actor("ned", "viewer", ()), DashboardFilters(), NOW)
+    assert rows(data.runs, "RUN_ID", "PUBLISHED", "PARENTS") == [(1, 0, 0), (2, 0, 0)]
+    assert "READ" not in data.runs.columns
+
+
+def test_sector_run_counts_read_the_compacted_rollups_too(store):
+    compact_colors(store, force=True, now=NOW)
+    assert read_layout(store).covered == (1, 2)
+    data = dashboard_data(store, Actor("mia", "viewer", (MM, EQ)), DashboardFilters(), NOW)
+    assert rows(data.runs, "RUN_ID", "PUBLISHED", "PARENTS") == [(1, 2, 1), (2, 2, 2)]
 
 
 def test_the_latest_parents_newest_run_first_in_ranked_order(store):
