@@ -235,17 +235,32 @@ class CompactionReport:
         return asdict(self)
 
 
+_plans: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str | None], CompactionReport]] = (
+    weakref.WeakKeyDictionary())
+
+
 def plan_compaction(store: Store) -> CompactionReport:
     """Whether the layout needs compaction: many rows or runs outside the compacted copy, or removed
-    runs still inside it."""
+    runs still inside it. Kept per store until the data or the manifest changes (the scheduler asks
+    after every step)."""
     layout = read_layout(store)
+    key = _layouts[store][0]
+    cached = _plans.get(store)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    report = _plan(store, layout)
+    _plans[store] = (key, report)
+    return report
+
+
+def _plan(store: Store, layout: Layout) -> CompactionReport:
     if not layout.visible:
         return CompactionReport(False, "no published runs")
-    records = {r.run_id: r for r in runs.load_runs(store)}
-    rows = sum(records[r].counts.get("published", 0) for r in layout.uncovered if r in records)
     if layout.stale:
         return CompactionReport(True, f"{len(layout.stale)} removed run(s) are still in the copy")
     count = len(layout.uncovered)
+    rows = 0 if count < MIN_BIG_RUNS else sum(
+        runs.get_run(store, r).counts.get("published", 0) for r in layout.uncovered)
     if count >= MIN_UNCOVERED_RUNS or (count >= MIN_BIG_RUNS and rows >= MIN_UNCOVERED_ROWS):
         return CompactionReport(True, f"{count} run(s), {rows:,} rows are read from per-run files")
     return CompactionReport(False, f"{count} run(s), {rows:,} rows outside the copy (compacting "

@@ -25,6 +25,7 @@ from typing import Any
 
 from core.access import SYSTEM, TRIGGER_RUN, Actor, require
 from core.audit import record_change
+from core.compaction import compact_colors, plan_compaction
 from core.config import BY_KEY, Settings
 from core.errors import Conflict, MarketPulseError, NotFound
 from core.job_runs import (
@@ -49,6 +50,7 @@ log = logging.getLogger("core.scheduler")  # also when run as __main__
 LEASE = "scheduler"
 HEARTBEAT_KEY = "scheduler/heartbeat"
 STATE_PREFIX = "scheduler/state/"
+COMPACT_RETRY = timedelta(minutes=15)  # after a failed compaction
 MISSED_RECORDS_MAX = 10  # per job and catch-up; older missed slots are summed up in one note
 SKIPPED_TEXT = "skipped: 'Run now and skip the next scheduled run'"
 MISSED_TEXT = "missed: the scheduler was not running at {slot}"
@@ -83,6 +85,7 @@ class Context(RunContext):
         super().__init__(store, settings, owner, now=now, collect=collect, notify=notify,
                          stop=stop, clock=clock, errors=list(beat.get("last_errors", [])))
         self.tick_s, self.heartbeat = tick_s, heartbeat
+        self.compaction: dict[str, Any] | None = beat.get("compaction")
 
     def write_heartbeat(self) -> None:
         if not self.heartbeat:
@@ -92,7 +95,8 @@ class Context(RunContext):
             "host": socket.gethostname(), "version": VERSION, "tick_s": self.tick_s,
             "current": None if self.current is None else {k: self.current[k] for k in (
                 "run_id", "job", "stage", "rows", "started_at")},
-            "last_errors": self.errors, "stopped": False}, ANY_VERSION)
+            "last_errors": self.errors, "compaction": self.compaction, "stopped": False},
+            ANY_VERSION)
 
     @contextlib.contextmanager
     def keep(self) -> Iterator[None]:
@@ -249,8 +253,34 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
         if ctx.stopping():
             break
         records += run_trigger(ctx, trigger)
+    if settings["scheduler.compact"] and not ctx.stopping():
+        compact_if_needed(ctx)
     ctx.write_heartbeat()
     return records
+
+
+def compact_if_needed(ctx: Context) -> bool:
+    """Keep search fast as runs arrive: when core.compaction says the layout needs it, rewrite the
+    published colors into a new compacted copy (readers switch when it is complete), keeping the
+    lease meanwhile. A failure is recorded in the heartbeat and retried on a later step."""
+    failed = (ctx.compaction or {}).get("failed_at")
+    if failed and aware(ctx.clock()) - datetime.fromisoformat(failed) < COMPACT_RETRY:
+        return False
+    try:
+        plan = plan_compaction(ctx.store)
+        if not plan.needed:
+            return False
+        log.info("compacting published colors: %s", plan.reason)
+        with ctx.keep():
+            report = compact_colors(ctx.store, now=ctx.clock())
+    except Exception as exc:  # search stays correct on the old layout, only slower
+        log.exception("compaction failed")
+        ctx.error("compaction", f"failed: {exc}")
+        ctx.compaction = {**(ctx.compaction or {}), "failed_at": ctx.clock().isoformat()}
+        return False
+    ctx.compaction = {"at": ctx.clock().isoformat(), "runs": report.runs, "rows": report.rows,
+                      "seconds": report.seconds, "reason": report.reason}
+    return report.done
 
 
 def run_in_app(store: Store, settings: Settings, actor: Actor, job_id: str, now: datetime, *,

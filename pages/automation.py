@@ -99,6 +99,10 @@ def health_banner(st_store: Store, cfg: Settings, actor: Actor) -> None:
                     ok = record is not None and record.status == "success"
                     views.flash("automation", text, "success" if ok else "warning")
                     st.rerun()
+    done = (health["heartbeat"] or {}).get("compaction") or {}
+    if done.get("runs"):
+        st.caption(f"Search copy compacted {done['at'][:16].replace('T', ' ')} UTC: "
+                   f"{done['runs']:,} runs, {done['rows']:,} rows in {done['seconds']:.0f} s.")
     for error in health["last_errors"][::-1][:5]:
         st.caption(f"⚠️ {error['at'][:19].replace('T', ' ')} · {error['job']}: {error['error']}")
 

@@ -1,0 +1,94 @@
+"""The scheduler keeps search fast: it compacts published colors once enough runs arrived outside
+the compacted copy, reports it in its heartbeat, can be switched off, and pauses after a failure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pandas.testing import assert_frame_equal
+
+from core import compaction, pipeline, scheduler
+from core.access import SYSTEM
+from core.compaction import MANIFEST_KEY, MIN_UNCOVERED_RUNS, load_manifest, read_layout
+from core.config import load_settings
+from core.demo import generate_colors
+from core.exports import write_csv
+from core.scheduler import HEARTBEAT_KEY, run_once
+from core.schema import INPUT_COLUMNS
+from core.search import SearchQuery, search_rows
+from storage import ObjectNotFound, open_store
+
+SETTINGS = load_settings({}, {})
+NOW = datetime(2026, 3, 20, 20, tzinfo=UTC)
+
+
+def publish(store, n: int) -> None:
+    for i in range(n):
+        day = f"2026-03-{i + 1:02d}"
+        frame = generate_colors(40, date=day, cusips=12, seed=i)[list(INPUT_COLUMNS)]
+        pipeline.process_files(store, SYSTEM, [(f"{day}.csv", write_csv(frame))],
+                               settings=SETTINGS, rules=[],
+                               now=datetime.fromisoformat(f"{day}T18:00:00+00:00"))
+
+
+def step(store, now=NOW, settings=SETTINGS):
+    return run_once(store, settings, now, owner="sched-a", collect=lambda *a: None,
+                    notify=lambda *a: None)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return open_store(str(tmp_path / "store"))
+
+
+def test_the_scheduler_compacts_once_enough_runs_have_arrived(store):
+    publish(store, MIN_UNCOVERED_RUNS - 1)
+    step(store)
+    assert load_manifest(store) == (None, None)
+    assert store.get(HEARTBEAT_KEY)[0]["compaction"] is None
+
+    publish(store, 1)
+    before = search_rows(store, SYSTEM, SearchQuery())
+    step(store)
+    manifest, version = load_manifest(store)
+    assert manifest["runs"] == list(range(1, MIN_UNCOVERED_RUNS + 1))
+    assert read_layout(store).uncovered == ()
+    beat = store.get(HEARTBEAT_KEY)[0]["compaction"]
+    assert (beat["at"], beat["runs"], beat["rows"]) == (NOW.isoformat(), MIN_UNCOVERED_RUNS,
+                                                        len(before))
+    assert_frame_equal(search_rows(store, SYSTEM, SearchQuery()), before, check_dtype=False)
+
+    step(store, NOW + timedelta(seconds=1))  # nothing new: the copy stays
+    assert load_manifest(store)[1] == version
+
+
+def test_compaction_can_be_switched_off(store):
+    publish(store, MIN_UNCOVERED_RUNS)
+    step(store, settings=load_settings({}, {"MARKETPULSE_SCHEDULER_COMPACT": "false"}))
+    with pytest.raises(ObjectNotFound):
+        store.get(MANIFEST_KEY)
+    assert len(read_layout(store).uncovered) == MIN_UNCOVERED_RUNS
+
+
+def test_a_failed_compaction_is_reported_and_retried_after_a_pause(store, monkeypatch):
+    publish(store, MIN_UNCOVERED_RUNS)
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(kwargs["now"])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(scheduler, "compact_colors", broken)
+    step(store)
+    beat = store.get(HEARTBEAT_KEY)[0]
+    assert [(e["job"], e["error"]) for e in beat["last_errors"]] == [
+        ("compaction", "failed: disk full")]
+    assert beat["compaction"] == {"failed_at": NOW.isoformat()}
+
+    step(store, NOW + timedelta(minutes=14))
+    assert calls == [NOW]
+    monkeypatch.setattr(scheduler, "compact_colors", compaction.compact_colors)
+    step(store, NOW + timedelta(minutes=16))
+    assert load_manifest(store)[0]["runs"] == list(range(1, MIN_UNCOVERED_RUNS + 1))
+    assert store.get(HEARTBEAT_KEY)[0]["compaction"]["runs"] == MIN_UNCOVERED_RUNS
