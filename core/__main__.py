@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace, store, settings) -> int:
             rules=[] if args.no_rules else None,
         )
         _print_run(result)
-        alert_after_publish(store, result.record, datetime.now(UTC))
+        alert_after_publish(store, result.record, datetime.now(UTC), settings=settings)
         if args.out:
             write_output(result.published, args.out)
             print(f"Wrote {len(result.published)} rows to {args.out}")

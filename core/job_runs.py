@@ -72,7 +72,7 @@ def _default_notify(store: Store, settings: Settings, job: Job, record: RunRecor
         notify.notify_run(store, settings, record, workbook=None, excluded=None, now=now)
     webhooks.notify_webhooks(store, settings, record, now=now)
     notifications.notify_run_finished(store, record, now)
-    watchlists.alert_after_publish(store, record, now)
+    watchlists.alert_after_publish(store, record, now, settings=settings)
 
 
 class RunContext:

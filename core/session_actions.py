@@ -324,7 +324,7 @@ def save(store: Store, actor: Actor, settings: Settings, *, idempotency_key: str
                action="save_failed", now=now)
         raise
     _finish(store, actor, saving, result.record.run_id, idempotency_key, now)
-    alert_after_publish(store, result.record, datetime.now(UTC))
+    alert_after_publish(store, result.record, datetime.now(UTC), settings=settings)
     return result
 
 

@@ -1,10 +1,12 @@
 """Watchlists: a user's CUSIPs with alert rules (new color, PX move beyond a threshold against the
 previous parent, a new parent of better rank), checked after each published run and delivered as
-in-app notifications once per event (user, CUSIP, run, kind)."""
+in-app notifications once per event (user, CUSIP, run, kind), and by email (core.watch_email)."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +18,13 @@ from core.access import OWN_SEARCHES, Actor, require
 from core.audit import record_change
 from core.column_profiles import load_column_profiles
 from core.compaction import duckdb_session, fetch_frame, open_colors, published_columns
+from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identifiers import CUSIP_ID, classify
 from core.notifications import list_notifications, notify_users
+from core.notify import load_smtp_config
 from core.user_records import get_user
+from core.watch_email import WatchEmail, email_alerts
 from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
 
 log = logging.getLogger(__name__)
@@ -30,6 +35,7 @@ AREA = "watchlists"
 NEW_COLOR, PX_MOVE, BETTER_RANK = "watch_new_color", "watch_px_move", "watch_better_rank"
 ALERT_KINDS = (NEW_COLOR, PX_MOVE, BETTER_RANK)
 _ATTEMPTS = 20
+HIDDEN = "(hidden)"  # a value of a column the user may not see
 
 
 @dataclass(frozen=True)
@@ -68,39 +74,50 @@ class Alert:
 def load_watchlist(store: Store, actor: Actor) -> list[WatchItem]:
     """The actor's watched CUSIPs, in CUSIP order."""
     require(actor, OWN_SEARCHES)
-    return _items(store, actor.username)
+    return [WatchItem.from_dict(i) for i in _document(store, actor.username)["items"]]
 
 
-def _items(store: Store, username: str) -> list[WatchItem]:
+def _document(store: Store, username: str) -> dict[str, Any]:
+    """{"items": [...], "email": bool}; documents written before the email switch lack "email"."""
     try:
-        value, _ = store.get(PREFIX + username)
+        return dict(store.get(PREFIX + username)[0])
     except ObjectNotFound:
-        return []
-    return [WatchItem.from_dict(i) for i in value["items"]]
+        return {"items": []}
 
 
-def _write(store: Store, actor: Actor, cusip: str, item: WatchItem | None,
-           now: datetime | None) -> list[WatchItem]:
-    key = PREFIX + actor.username
+def _update(store: Store, username: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write change(document) unless someone wrote in between (then again); (before, after)."""
+    key = PREFIX + username
     for _ in range(_ATTEMPTS):
         try:
             value, version = store.get(key)
         except ObjectNotFound:
             value, version = {"items": []}, None
+        updated = change(value)
+        try:
+            store.put(key, updated, expected_version=version)
+        except WriteConflict:
+            continue
+        return value, updated
+    raise Conflict(f"the watchlist of {username} kept changing; try again")
+
+
+def _write(store: Store, actor: Actor, cusip: str, item: WatchItem | None,
+           now: datetime | None) -> list[WatchItem]:
+    def change(value: dict[str, Any]) -> dict[str, Any]:
         items = [WatchItem.from_dict(i) for i in value["items"]]
-        before = next((i for i in items if i.cusip == cusip), None)
-        if item is None and before is None:
+        if item is None and all(i.cusip != cusip for i in items):
             raise NotFound(f"{cusip} is not on your watchlist")
         items = sorted([i for i in items if i.cusip != cusip] + ([item] if item else []),
                        key=lambda i: i.cusip)
-        try:
-            store.put(key, {"items": [i.to_dict() for i in items]}, expected_version=version)
-        except WriteConflict:
-            continue
-        record_change(store, actor, AREA, "watch_saved" if item else "watch_removed", cusip,
-                      before=before and before.to_dict(), after=item and item.to_dict(), now=now)
-        return items
-    raise Conflict(f"the watchlist of {actor.username} kept changing; try again")
+        return {**value, "items": [i.to_dict() for i in items]}
+
+    value, updated = _update(store, actor.username, change)
+    before = next((i for i in value["items"] if i["cusip"] == cusip), None)
+    record_change(store, actor, AREA, "watch_saved" if item else "watch_removed", cusip,
+                  before=before, after=item and item.to_dict(), now=now)
+    return [WatchItem.from_dict(i) for i in updated["items"]]
 
 
 def watch(store: Store, actor: Actor, item: WatchItem, *, now: datetime | None = None
@@ -124,10 +141,32 @@ def unwatch(store: Store, actor: Actor, cusip: str, *, now: datetime | None = No
     return _write(store, actor, cusip.strip().upper(), None, now)
 
 
-def _watchers(store: Store) -> dict[str, Actor]:
-    """Every enabled user with a watchlist, as the Actor their alerts are limited by."""
+def load_watch_email(store: Store, actor: Actor) -> WatchEmail:
+    """Whether the actor's alerts are also emailed: their switch (on unless turned off), their
+    account's address and whether an admin configured SMTP."""
+    require(actor, OWN_SEARCHES)
+    return WatchEmail(on=bool(_document(store, actor.username).get("email", True)),
+                      address=get_user(store, actor.username).email,
+                      smtp_configured=load_smtp_config(store) is not None)
+
+
+def save_watch_email(store: Store, actor: Actor, on: bool, *, now: datetime | None = None
+                     ) -> WatchEmail:
+    """Turn the emailing of the actor's own watchlist alerts on or off (audited)."""
+    require(actor, OWN_SEARCHES)
+    value, _ = _update(store, actor.username, lambda v: {**v, "email": bool(on)})
+    if bool(value.get("email", True)) != bool(on):
+        record_change(store, actor, AREA, "watch_email_changed", actor.username,
+                      before={"email": not on}, after={"email": bool(on)}, now=now)
+    return load_watch_email(store, actor)
+
+
+def _watchers(store: Store) -> tuple[dict[str, Actor], dict[str, str]]:
+    """Every enabled user with a watchlist, as the Actor their alerts are limited by, and the
+    email addresses of those who have one."""
     profiles = load_column_profiles(store)
-    found = {}
+    found: dict[str, Actor] = {}
+    addresses: dict[str, str] = {}
     for key in store.list(PREFIX):
         try:
             user = get_user(store, key[len(PREFIX):])
@@ -135,12 +174,14 @@ def _watchers(store: Store) -> dict[str, Actor]:
             continue
         if not user.disabled and not user.pending_approval:
             found[user.username] = user.actor(profiles)
-    return found
+            if user.email:
+                addresses[user.username] = user.email
+    return found, addresses
 
 
 def _fmt(value: Any, actor: Actor, column: str) -> str:
     if actor.columns is not None and column not in actor.columns:
-        return "(hidden)"
+        return HIDDEN
     return "?" if value is None or pd.isna(value) else str(value)
 
 
@@ -167,7 +208,8 @@ def _alerts(username: str, actor: Actor, item: WatchItem, rows: pd.DataFrame,
         return found
     last = before.iloc[-1]
     move = float(parent["PX"]) - float(last["PX"])
-    if item.px_move is not None and abs(move) >= item.px_move:
+    # No PX move for a user who may not see PX: the move would reveal the prices.
+    if item.px_move is not None and px != HIDDEN and abs(move) >= item.px_move:
         found.append(Alert(username, item.cusip, run_id, PX_MOVE,
                            f"{item.cusip}: PX moved {move:+.3f} in run {run_id}",
                            f"From {_fmt(last['PX'], actor, 'PX')} (run {int(last['RUN_ID'])}) "
@@ -175,22 +217,28 @@ def _alerts(username: str, actor: Actor, item: WatchItem, rows: pd.DataFrame,
     if item.better_rank and int(parent["RANK"]) < int(last["RANK"]):
         found.append(Alert(username, item.cusip, run_id, BETTER_RANK,
                            f"{item.cusip}: better parent in run {run_id}",
-                           f"{bias} (rank {int(parent['RANK'])}) replaces "
-                           f"{_fmt(last['BIAS'], actor, 'BIAS')} (rank {int(last['RANK'])})"))
+                           f"{bias} (rank {_fmt(int(parent['RANK']), actor, 'RANK')}) replaces "
+                           f"{_fmt(last['BIAS'], actor, 'BIAS')} "
+                           f"(rank {_fmt(int(last['RANK']), actor, 'RANK')})"))
     return found
 
 
-def alert_after_publish(store: Store, run_record: runs.RunRecord, now: datetime) -> None:
+def alert_after_publish(store: Store, run_record: runs.RunRecord, now: datetime, *,
+                        settings: Settings) -> None:
     """check_watchlists for a run just published; an alert failure never fails the run."""
     try:
-        check_watchlists(store, run_record, now)
+        check_watchlists(store, run_record, now, settings=settings)
     except Exception:
         log.exception("watchlist alerts for run %s failed", run_record.run_id)
 
 
-def check_watchlists(store: Store, run_record: runs.RunRecord, now: datetime) -> list[Alert]:
+def check_watchlists(store: Store, run_record: runs.RunRecord, now: datetime, *,
+                     settings: Settings | None = None,
+                     sleep: Callable[[float], None] = time.sleep) -> list[Alert]:
     """After a run publishes: raise every watcher's alerts for it and deliver each once (a second
-    check of the same run delivers nothing). Returns the alerts delivered now."""
+    check of the same run delivers nothing). With settings, the alerts delivered now are also
+    emailed, one message per watcher whose switch is on (core.watch_email; never raises).
+    Returns the alerts delivered now."""
     run_id = run_record.run_id
     if run_record.status != runs.SUCCESS:
         return []
@@ -200,13 +248,17 @@ def check_watchlists(store: Store, run_record: runs.RunRecord, now: datetime) ->
         return []  # checked before
     except ObjectNotFound:
         pass
-    watchers = _watchers(store)
-    items = {name: _items(store, name) for name in watchers}
+    watchers, addresses = _watchers(store)
+    documents = {name: _document(store, name) for name in watchers}
+    items = {n: [WatchItem.from_dict(i) for i in d["items"]] for n, d in documents.items()}
     cusips = sorted({i.cusip for watched in items.values() for i in watched})
     delivered = _deliver(store, run_id, watchers, items, cusips, now) if cusips else []
     # Written after delivery: a crash re-checks the run, and notification ids keep it to one.
     store.put(marker, {"at": now.isoformat(), "alerts": len(delivered)}, ANY_VERSION)
     log.info("run %s: %s watchlist alert(s) delivered", run_id, len(delivered))
+    if settings is not None and delivered:
+        opted_in = {n: a for n, a in addresses.items() if documents[n].get("email", True)}
+        email_alerts(store, settings, delivered, opted_in, now=now, sleep=sleep)
     return delivered
 
 

@@ -57,7 +57,16 @@ from core.schema import (
     SOURCE,
 )
 from core.search import SearchQuery, SearchResult, filters_group, text_identifier
-from core.watchlists import WatchItem, list_alerts, load_watchlist, unwatch, watch
+from core.watch_email import WatchEmail
+from core.watchlists import (
+    WatchItem,
+    list_alerts,
+    load_watch_email,
+    load_watchlist,
+    save_watch_email,
+    unwatch,
+    watch,
+)
 from pages._ui import cached
 from pages._ui.automation_views import flash
 from pages._ui.rule_builder import load_builder, render_builder
@@ -466,6 +475,7 @@ def render_history(store: Store, actor: Actor) -> None:
 # -- watchlists (Search and Security) --------------------------------------------------------
 WATCH_ADD, WATCH_ADD_BUTTON, WATCH_ITEM = "search.watch_add", "search.watch_add_button", \
     "search.watch_item"
+WATCH_EMAIL, WATCH_EMAIL_SEEN = "search.watch_email", "search.watch_email_state"
 
 
 def _seed_watch(prefix: str, cusip: str, current: WatchItem | None) -> None:
@@ -524,8 +534,33 @@ def alerts_table(store: Store, actor: Actor, limit: int = 20) -> pd.DataFrame:
         columns=["When (UTC)", "Alert", "Detail", "Read"])
 
 
+def watch_email_caption(status: WatchEmail) -> str:
+    """When the switch applies: an admin's SMTP server and the address of the account."""
+    where = (f"to {status.address}" if status.address
+             else "to your account's email address (it has none: ask an admin to add one)")
+    smtp = ("" if status.smtp_configured
+            else " Email is not set up yet: an admin configures the SMTP server in Settings.")
+    return f"After each run, one email with the alerts new to you, sent {where}.{smtp}"
+
+
+def render_watch_email(store: Store, actor: Actor) -> None:
+    """The switch for emailing my alerts, seeded from the store (again if changed elsewhere)."""
+    status = load_watch_email(store, actor)
+    if st.session_state.get(WATCH_EMAIL_SEEN) != status.on:
+        st.session_state.update({WATCH_EMAIL: status.on, WATCH_EMAIL_SEEN: status.on})
+    on = st.checkbox("Email me my watchlist alerts", key=WATCH_EMAIL)
+    st.caption(watch_email_caption(status))
+    if on != status.on:
+        with error_boundary("Saving your email choice"):
+            save_watch_email(store, actor, on)
+            st.session_state[WATCH_EMAIL_SEEN] = on
+            st.toast("Your watchlist alerts will be emailed" if on
+                     else "Your watchlist alerts will no longer be emailed")
+
+
 def render_watchlist(store: Store, actor: Actor) -> None:
-    """My watchlist: add a CUSIP, the list, one item's alerts or removal, the recent alerts."""
+    """My watchlist: add a CUSIP, the list, one item's alerts or removal, the email switch and
+    the recent alerts."""
     items = load_watchlist(store, actor)
     box, add = st.columns([3, 1], vertical_alignment="bottom")
     typed = box.text_input("Watch a CUSIP", key=WATCH_ADD, placeholder="97988RBL5")
@@ -540,6 +575,7 @@ def render_watchlist(store: Store, actor: Actor) -> None:
         st.dataframe(watchlist_table(items), hide_index=True, width="stretch")
         chosen = st.selectbox("Alerts of", [i.cusip for i in items], key=WATCH_ITEM)
         render_watch(store, actor, chosen, "search", items)
+    render_watch_email(store, actor)
     alerts = alerts_table(store, actor)
     st.markdown("**Recent alerts**")
     if alerts.empty:

@@ -31,7 +31,7 @@ from core.saved_searches import list_saved_searches, record_search_history
 from core.schema import BIAS, CUSIP, DATE, IS_PARENT, MESSAGE_ID, RUN_ID, SECTOR, TICKER
 from core.search import SearchQuery
 from core.user_records import get_user
-from core.watchlists import load_watchlist
+from core.watchlists import load_watch_email, load_watchlist
 from pages._ui.search_views import history_label
 from pages._ui.services import USER_KEY
 from storage import open_store
@@ -415,6 +415,26 @@ def test_my_watchlist_adds_changes_and_removes_a_cusip(shared):
     at = ok(at.button(key="search.unwatch").click().run())
     assert load_watchlist(shared, actor) == []
     assert "You watch no CUSIPs yet" in " ".join(c.value for c in at.caption)
+
+
+def test_the_email_switch_of_my_watchlist_changes_my_stored_choice(shared):
+    at = open_page(shared, PAGE, "mailer")
+    actor = get_user(shared, "mailer").actor()
+    assert at.checkbox(key="search.watch_email").value is True
+    assert ("After each run, one email with the alerts new to you, sent to mailer@desk.test. "
+            "Email is not set up yet: an admin configures the SMTP server in Settings."
+            ) in [c.value for c in at.caption]
+
+    at = ok(at.checkbox(key="search.watch_email").uncheck().run())
+    assert load_watch_email(shared, actor).on is False
+    assert [t.value for t in at.toast] == ["Your watchlist alerts will no longer be emailed"]
+    at = ok(at.run())
+    assert at.checkbox(key="search.watch_email").value is False
+    assert load_watch_email(shared, actor).on is False
+
+    at = ok(at.checkbox(key="search.watch_email").check().run())
+    assert load_watch_email(shared, actor).on is True
+    assert [t.value for t in at.toast] == ["Your watchlist alerts will be emailed"]
 
 
 # -- entitlements ---------------------------------------------------------------------------------
