@@ -14,10 +14,10 @@ import streamlit as st
 from core.access import EDIT_RULES
 from core.columns import custom_column_types, load_column_config
 from core.conditions import iter_conditions, validate_group
-from core.errors import InvalidInput, MarketPulseError, NotFound
 from core.history import latest_run, load_rows
 from core.ingest import read_colors
 from core.presets import Preset, delete_preset, list_presets, preset_columns, save_preset
+from core.rule_import import ADDED, REJECTED, UNCHANGED, UPDATED, import_rules
 from core.rules import (
     Rule,
     delete_rule,
@@ -46,6 +46,7 @@ PRESET_RESET = "rules.preset_reset_state"
 BUILDER, PRESET_BUILDER = "rules.builder", "rules.preset_builder"
 LATEST_RUN, UPLOADED = "Latest run", "Uploaded file"
 FILE_TYPES = ["xlsx", "xls", "csv", "parquet"]
+RESULTS = {ADDED: "imported", UPDATED: "updated", UNCHANGED: "unchanged", REJECTED: "refused"}
 
 st.title("Rules")
 st_store, actor = store(), current_actor()
@@ -240,32 +241,6 @@ def rules_list(rules: list[Rule]) -> None:
 
 
 # -- import and export -----------------------------------------------------------------------------
-def _same(a: Rule, b: Rule) -> bool:
-    fields = ("name", "description", "priority", "active")
-    return all(getattr(a, f) == getattr(b, f) for f in fields) and \
-        a.conditions.to_dict() == b.conditions.to_dict()
-
-
-def import_one(entry: Any, number: int) -> tuple[str, str, str]:
-    """(rule, result, detail): imported, updated (same id), unchanged or refused with the reason."""
-    label = str(entry.get("name") or f"entry {number}") if isinstance(entry, dict) \
-        else f"entry {number}"
-    try:
-        if not isinstance(entry, dict):
-            raise InvalidInput(f"entry {number}", "not a rule (a JSON object)")
-        rule = Rule.from_dict(entry)
-        try:
-            current = get_rule(st_store, rule.id)[0] if rule.id else None
-        except NotFound:
-            current = None
-        if current is not None and _same(current, rule):
-            return label, "unchanged", "the same rule is already here"
-        saved = save_rule(st_store, actor, rule, columns=custom)
-    except (MarketPulseError, ValueError, TypeError) as exc:
-        return label, "refused", str(exc)
-    return saved.name, "updated" if current else "imported", describe(saved.conditions, types)
-
-
 def import_export(rules: list[Rule]) -> None:
     st.download_button("Export all rules (JSON)",
                        json.dumps([r.to_dict() for r in rules], indent=2).encode(),
@@ -274,23 +249,17 @@ def import_export(rules: list[Rule]) -> None:
     upload = st.file_uploader("Import rules from a JSON file (a list of rules; the same id "
                               "updates a rule)", type=["json"], key="rules.import_file")
     if st.button("Import", key="rules.import", disabled=upload is None) and upload is not None:
-        try:
-            entries = json.loads(upload.getvalue())
-        except ValueError as exc:
-            st.error(f"Import: {upload.name} is not JSON ({exc})")
-            return
-        if isinstance(entries, dict):
-            entries = entries.get("rules", [entries])
-        if not isinstance(entries, list):
-            st.error(f"Import: {upload.name} holds no list of rules")
-            return
-        st.session_state[IMPORTED] = [import_one(e, n) for n, e in enumerate(entries, start=1)]
-        st.rerun()
+        with error_boundary("Import"):
+            st.session_state[IMPORTED] = import_rules(st_store, actor, upload.getvalue(),
+                                                      columns=custom, source=upload.name)
+            st.rerun()
     report = st.session_state.get(IMPORTED)
-    if report:
-        results = [r for _, r, _ in report]
-        st.caption(", ".join(f"{results.count(r)} {r}" for r in dict.fromkeys(results)))
-        st.dataframe(pd.DataFrame(report, columns=["Rule", "Result", "Detail"]),
+    if report is not None and not report.entries:
+        st.info("The imported file held no rules.")
+    elif report is not None:
+        st.caption(", ".join(f"{n} {RESULTS[r]}" for r, n in report.counts.items()))
+        st.dataframe(pd.DataFrame([(e.rule, RESULTS[e.result], e.detail) for e in report.entries],
+                                  columns=["Rule", "Result", "Detail"]),
                      hide_index=True, width="stretch")
 
 

@@ -325,6 +325,18 @@ def test_export_then_import_round_trips_and_reports_each_rule(app_as, app_store,
     assert [c.action for c in recent_changes(app_store, "rules", limit=10)] == ["create"] * 4
 
 
+def test_an_import_that_is_not_json_shows_the_reason_and_changes_nothing(app_as, app_store):
+    at = _page(app_as)
+    at.file_uploader(key="rules.import_file").set_value([("rules.json", b"{not json",
+                                                          "application/json")])
+    at = _ok(at).button(key="rules.import").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Import: rules.json: not JSON (Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1))"]
+    assert load_rules(app_store) == []
+
+
 def test_a_saved_filter_is_built_listed_and_deleted(app_as, app_store):
     at = _page(app_as)
     at.text_input(key="rules.preset_name").input("MM only")
