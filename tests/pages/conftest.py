@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,3 +79,15 @@ def app_as(app_store):
         return open_app(app_store, username, role, **kwargs)
 
     return _open
+
+
+def upload(at: AppTest, key: str, *files: tuple[str, bytes]) -> AppTest:
+    """Put `files` (name, bytes) in the file uploader keyed `key` and run the app, as choosing them
+    in the browser does; each file's MIME type follows its name. A page that empties its uploader
+    by renewing the key (`key.<n>`) is matched by the key's start."""
+    (uploader,) = [u for u in at.file_uploader if u.key == key or u.key.startswith(f"{key}.")]
+    chosen = [(name, data, mimetypes.guess_type(name)[0] or "application/octet-stream")
+              for name, data in files]
+    at = uploader.set_value(chosen).run()
+    assert not at.exception
+    return at

@@ -18,11 +18,11 @@ from core.config import load_settings
 from core.errors import FileProblem
 from core.schema import INPUT_COLUMNS
 from storage import open_store
+from tests.pages.conftest import upload
 
 PAGE = "pages/manual_color.py"
 SETTINGS = load_settings({}, {})
 SAMPLE = Path(__file__).resolve().parents[3] / "shared/samples/colors-2026-01-11.xlsx"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 BAD = ("notes.xlsx", bytes(range(256)) * 4)
 QUEUE_COLUMNS = ["ID", "File", "Uploaded by", "Uploaded (UTC)", "Rows", "Quarantined", "Quality",
                  "Status", "Claimed by"]
@@ -62,8 +62,7 @@ def _page(app_as, username="ana", role="analyst"):
 
 
 def _queue_files(at, *files: tuple[str, bytes]):
-    (uploader,) = [u for u in at.file_uploader if u.key.startswith("buffer.files")]
-    uploader.set_value([(name, data, XLSX) for name, data in files]).run()
+    at = upload(at, "buffer.files", *files)
     at.button(key="buffer.queue").click().run()
     assert not at.exception
     return at

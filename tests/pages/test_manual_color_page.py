@@ -34,11 +34,11 @@ from core.schema import (
     SECTOR,
     SOURCE,
 )
+from tests.pages.conftest import upload
 
 PAGE = "pages/manual_color.py"
 SETTINGS = load_settings({}, {})
 SAMPLE = Path(__file__).resolve().parents[3] / "shared/samples/colors-2026-01-11.xlsx"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 ANA = Actor("ana", "analyst")
 MEZZ = "2.0_Mezz"
 STALE = "the session changed in another window; reload"
@@ -94,8 +94,7 @@ def _session(app_as, *files, **kwargs):
     """The page with a started session and `files` loaded through the uploader."""
     at = _ok(_click(_page(app_as, **kwargs), "manual_color.start"))
     if files:
-        at.file_uploader(key="manual_color.files").set_value(
-            [(name, data, XLSX) for name, data in files]).run()
+        at = upload(at, "manual_color.files", *files)
         _ok(_click(at, "manual_color.load_files"))
     return at
 

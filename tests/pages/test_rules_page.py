@@ -20,10 +20,10 @@ from core.presets import list_presets
 from core.revert import recent_changes
 from core.rules import Rule, describe, load_rules, save_rule
 from core.schema import BIAS, CONFIDENCE, CUSIP, RANK, SOURCE
+from tests.pages.conftest import upload
 
 PAGE = "pages/rules.py"
 SETTINGS = load_settings({}, {})
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DONE_WHEN = Group("or", [
     Condition(SOURCE, "equal_to", "DZ BANK"),
     Group("and", [Condition(BIAS, "equal_to", "VALUATION"), Condition(CONFIDENCE, "less_than", 5)]),
@@ -108,11 +108,10 @@ def _build_done_when(at, confidence: str = "5"):
     return _ok(at)
 
 
-def _test_against(at, source: str, upload: tuple[str, bytes] | None = None):
-    _ok(at.radio(key="rules.test_source").set_value(source))
-    if upload:
-        at.file_uploader(key="rules.test_file").set_value([(*upload, XLSX)])
-        _ok(at)
+def _test_against(at, source: str, file: tuple[str, bytes] | None = None):
+    at = _ok(at.radio(key="rules.test_source").set_value(source))
+    if file:
+        at = upload(at, "rules.test_file", file)
     return _ok(at.button(key="rules.test").click())
 
 
@@ -302,11 +301,9 @@ def test_export_then_import_round_trips_and_reports_each_rule(app_as, app_store,
         app_store.delete(f"rules/{rule.id}")
     bad = {"name": "Bad", "conditions": {"join": "and", "items": [
         {"column": "PX", "operator": "greater_than", "value": "high"}]}}
-    upload = json.dumps([*json.loads(data), bad, "nonsense"]).encode()
-    at = _page(app_as)
-    at.file_uploader(key="rules.import_file").set_value([("rules.json", upload,
-                                                          "application/json")])
-    _ok(_ok(at).button(key="rules.import").click())
+    rules_file = ("rules.json", json.dumps([*json.loads(data), bad, "nonsense"]).encode())
+    at = upload(_page(app_as), "rules.import_file", rules_file)
+    _ok(at.button(key="rules.import").click())
     assert _table(at, "Result").values.tolist() == [
         ["No DZ", "imported", WORDS],
         ["Old", "imported", "DATE between '2026-01-01' and '2026-01-31' AND SOURCE not in list "
@@ -326,10 +323,8 @@ def test_export_then_import_round_trips_and_reports_each_rule(app_as, app_store,
 
 
 def test_an_import_that_is_not_json_shows_the_reason_and_changes_nothing(app_as, app_store):
-    at = _page(app_as)
-    at.file_uploader(key="rules.import_file").set_value([("rules.json", b"{not json",
-                                                          "application/json")])
-    at = _ok(at).button(key="rules.import").click().run()
+    at = upload(_page(app_as), "rules.import_file", ("rules.json", b"{not json"))
+    at = at.button(key="rules.import").click().run()
     assert not at.exception
     assert [e.value for e in at.error] == [
         "Import: rules.json: not JSON (Expecting property name enclosed in double quotes: line 1 "
