@@ -36,9 +36,9 @@ from storage import ANY_VERSION, ObjectNotFound, Store
 # The page and the scheduler import run-email settings from here, beside send_email.
 __all__ = [
     "SECURITY", "SMTP_KEY", "Delivery", "DeliveryFailed", "EmailSettings", "SmtpConfig",
-    "load_email_settings", "load_send_log", "load_smtp_config", "notify_run", "parse_addresses",
-    "run_switch", "save_email_settings", "save_smtp_config", "send_email", "send_test_email",
-    "template_problems",
+    "deliver_email", "load_email_settings", "load_send_log", "load_smtp_config", "notify_run",
+    "parse_addresses", "run_switch", "save_email_settings", "save_smtp_config", "send_email",
+    "send_test_email", "template_problems",
 ]
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def notify_run(
     except Exception as exc:  # notification must not fail the run
         log.exception("run %s: could not prepare the email", record.run_id)
         return Delivery("failed", error=str(exc) or type(exc).__name__)
-    return _deliver(store, settings, smtp, config, subject, body, attachments,
+    return deliver_email(store, settings, smtp, config, subject, body, attachments,
                     event="run", run_id=record.run_id, now=now, sleep=sleep)
 
 
@@ -206,8 +206,8 @@ def send_test_email(store: Store, settings: Settings, actor: Actor, to: str | Se
             "this with the current template (the numbers are made up):\n\n"
             + templates.render_template(config.body, values))
     test = EmailSettings(to=recipients)
-    delivery = _deliver(store, settings, smtp, test, subject, body, [], event="test", run_id=None,
-                        now=now, sleep=time.sleep, attempts=1)
+    delivery = deliver_email(store, settings, smtp, test, subject, body, [], event="test",
+                             run_id=None, now=now, sleep=time.sleep, attempts=1)
     if delivery.status != "sent":
         raise DeliveryFailed(delivery.error)
 
@@ -252,11 +252,12 @@ def _attachments(store: Store, config: EmailSettings, record: RunRecord, workboo
     return attachments, notes
 
 
-def _deliver(store: Store, settings: Settings, smtp: SmtpConfig, config: EmailSettings,
-             subject: str, body: str, attachments: list[tuple[str, bytes, str]], *, event: str,
-             run_id: int | None, now: datetime, sleep: Callable[[float], None],
-             attempts: int = ATTEMPTS) -> Delivery:
-    """Send with up to `attempts` tries and exponential backoff, logging each attempt."""
+def deliver_email(store: Store, settings: Settings, smtp: SmtpConfig, config: EmailSettings,
+                  subject: str, body: str, attachments: list[tuple[str, bytes, str]], *,
+                  event: str, run_id: int | None, now: datetime,
+                  sleep: Callable[[float], None], attempts: int = ATTEMPTS) -> Delivery:
+    """Send one message to config's to/cc/bcc with up to `attempts` tries and exponential
+    backoff, logging each attempt in the send log under `event`; never raises."""
     waited = 0.0
     for attempt in range(1, attempts + 1):
         retry = True

@@ -80,7 +80,7 @@ def email_alerts(store: Store, settings: Settings, alerts: Sequence[Alert],
     outcomes: dict[str, notify.Delivery] = {}
     for username, mine in by_user.items():
         try:
-            outcomes[username] = notify._deliver(
+            outcomes[username] = notify.deliver_email(
                 store, settings, smtp, EmailSettings(to=[addresses[username]]),
                 alert_subject(mine[0].run_id, len(mine)), alert_body(mine, base_url), [],
                 event=EVENT, run_id=mine[0].run_id, now=now, sleep=sleep, attempts=attempts)
