@@ -158,7 +158,7 @@ def _time(call) -> tuple[float, float, object]:
 
 
 def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
-    from core import compaction
+    from core import published
     from core.access import SYSTEM
     from core.analytics import DashboardFilters, dashboard_data
     from core.identifiers import classify
@@ -167,7 +167,7 @@ def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
     from storage import open_store
 
     if layout == "raw":  # read every run from its own partition, as before any compaction
-        compaction.load_manifest = lambda store: (None, None)
+        published.load_manifest = lambda store: (None, None)
     store = open_store(str(root / "store"))
     cusips, tickers, now = _samples(store, 600 + repeat * 500)
     calls = {

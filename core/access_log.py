@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 
 from core.access import Actor
-from core.compaction import duckdb_session, fetch_frame
+from core.published import duckdb_session, fetch_frame
 from storage import Store, StoreUnavailable
 
 if TYPE_CHECKING:

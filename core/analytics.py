@@ -1,5 +1,5 @@
 """Dashboard data (DOMAIN.md §6): KPIs, chart frames and the latest parents, computed in DuckDB from
-the per-run rollups (core.compaction) under the reader's sectors and the dashboard's filters."""
+the per-run rollups (core.published) under the reader's sectors and the dashboard's filters."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pandas as pd
 
 from core import runs
 from core.access import VIEW, Actor, entitled_columns, require
-from core.compaction import (
+from core.exports import write_xlsx
+from core.published import (
     DIFF_BIN,
     duckdb_session,
     fetch_frame,
@@ -20,8 +21,7 @@ from core.compaction import (
     open_rollups,
     read_layout,
 )
-from core.exports import write_xlsx
-from core.search import entitlement_sql
+from core.search_sql import entitlement_sql
 from storage import Store
 
 LATEST_RUNS_SCANNED = 5  # newest runs searched for the latest parents before giving up

@@ -276,7 +276,7 @@ def compact_if_needed(ctx: Context) -> bool:
     except Exception as exc:  # search stays correct on the old layout, only slower
         log.exception("compaction failed")
         ctx.error("compaction", f"failed: {exc}")
-        ctx.compaction = {**(ctx.compaction or {}), "failed_at": ctx.clock().isoformat()}
+        ctx.compaction = {**(ctx.compaction or {}), "failed_at": aware(ctx.clock()).isoformat()}
         return False
     ctx.compaction = {"at": ctx.clock().isoformat(), "runs": report.runs, "rows": report.rows,
                       "seconds": report.seconds, "reason": report.reason}

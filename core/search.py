@@ -14,11 +14,11 @@ import duckdb
 import pandas as pd
 
 from core.access import VIEW, Actor, entitled_columns, require
-from core.compaction import duckdb_session, fetch_frame, open_colors, published_columns
 from core.conditions import BETWEEN, Condition, Group
 from core.errors import InvalidInput
 from core.exports import write_csv, write_xlsx
 from core.identifiers import CUSIP_ID, MANGLED, MESSAGE_ID_ID, TICKER_ID, Identifier, classify
+from core.published import duckdb_session, fetch_frame, open_colors, published_columns
 from core.schema import POSITION, RUN_ID
 from core.search_sql import (
     bulk_sql,
@@ -175,6 +175,17 @@ def text_identifier(query: SearchQuery) -> Identifier | None:
     return classify(query.text, forced, partial=query.match != "exact")
 
 
+def query_cusips(query: SearchQuery) -> list[str] | None:
+    """The only CUSIPs a query can match (a CUSIP in the box, or bulk ids that are all CUSIPs),
+    so only the shards holding them are read; None when it can match any."""
+    ident = text_identifier(query)
+    if ident is not None and ident.kind == CUSIP_ID:
+        return [ident.value]
+    if ident is None and query.bulk and all(i.kind in (CUSIP_ID, MANGLED) for i in query.bulk):
+        return [i.value for i in query.bulk if i.kind == CUSIP_ID]
+    return None
+
+
 def where_sql(actor: Actor, query: SearchQuery, columns: Mapping[str, str]
               ) -> tuple[str, list[Any]]:
     """The whole query (entitlements, box, bulk ids, filters) as one WHERE expression."""
@@ -265,7 +276,7 @@ def search_colors(store: Store, actor: Actor, query: SearchQuery) -> SearchResul
     require(actor, VIEW)
     _check_page(query)
     with duckdb_session() as con:
-        src = open_colors(store, con)
+        src = open_colors(store, con, cusips=query_cusips(query))
         if src is None:
             return _empty_result(query)
         plan = _plan(store, con, src, actor, query)
@@ -332,7 +343,7 @@ def search_rows(store: Store, actor: Actor, query: SearchQuery) -> pd.DataFrame:
     """Every row of the result (all pages) in result order, columns as the actor may see them."""
     require(actor, VIEW)
     with duckdb_session() as con:
-        src = open_colors(store, con)
+        src = open_colors(store, con, cusips=query_cusips(query))
         if src is None:
             return pd.DataFrame()
         plan = _plan(store, con, src, actor, query)

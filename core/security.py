@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.access import VIEW, Actor, entitled_columns, require
-from core.compaction import duckdb_session, fetch_frame, open_colors, published_columns
+from core.published import duckdb_session, fetch_frame, open_colors, published_columns
 from core.schema import POSITION, RUN_ID
 from core.search_sql import entitlement_sql
 from storage import Store
@@ -26,7 +26,7 @@ def _security_frame(store: Store, actor: Actor, cusip: str, extra: str = "",
     require(actor, VIEW)
     rule, params = entitlement_sql(actor)
     with duckdb_session() as con:
-        src = open_colors(store, con)
+        src = open_colors(store, con, cusips=[cusip])
         if src is None:
             return pd.DataFrame()
         names = {name for name, _ in published_columns(store, con, src)}

@@ -17,12 +17,12 @@ from core import runs
 from core.access import OWN_SEARCHES, Actor, require
 from core.audit import record_change
 from core.column_profiles import load_column_profiles
-from core.compaction import duckdb_session, fetch_frame, open_colors, published_columns
 from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identifiers import CUSIP_ID, classify
 from core.notifications import list_notifications, notify_users
 from core.notify import load_smtp_config
+from core.published import duckdb_session, fetch_frame, open_colors, published_columns
 from core.user_records import get_user
 from core.watch_email import WatchEmail, email_alerts
 from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
@@ -265,7 +265,7 @@ def check_watchlists(store: Store, run_record: runs.RunRecord, now: datetime, *,
 def _deliver(store: Store, run_id: int, watchers: dict[str, Actor],
              items: dict[str, list[WatchItem]], cusips: list[str], now: datetime) -> list[Alert]:
     with duckdb_session() as con:
-        src = open_colors(store, con)
+        src = open_colors(store, con, cusips=cusips)
         if src is None:
             return []
         names = {name for name, _ in published_columns(store, con, src)}

@@ -13,10 +13,11 @@ import pytest
 from core import pipeline
 from core.access import SYSTEM, Actor
 from core.analytics import DashboardFilters, dashboard_data, export_dashboard
-from core.compaction import compact_colors, read_layout
+from core.compaction import compact_colors
 from core.config import load_settings
 from core.errors import PermissionDenied
 from core.exports import write_csv
+from core.published import read_layout
 from core.rules import Condition, Group, Rule
 from storage import open_store
 from tests.factories import make_colors

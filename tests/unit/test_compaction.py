@@ -4,6 +4,7 @@ file instead of one per run, follows runs published or removed since, and replac
 from __future__ import annotations
 
 import argparse
+import itertools
 from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
@@ -13,16 +14,11 @@ from pandas.testing import assert_frame_equal
 from core import cli_search, compaction, pipeline, runs
 from core.access import SYSTEM
 from core.analytics import DashboardFilters, dashboard_data
-from core.compaction import (
-    COMPACT_TABLE,
-    ROLLUP_TABLE,
-    compact_colors,
-    plan_compaction,
-    read_layout,
-)
+from core.compaction import compact_colors, plan_compaction
 from core.config import load_settings
 from core.demo import generate_colors
 from core.exports import write_csv
+from core.published import COMPACT_TABLE, ROLLUP_TABLE, Shard, manifest_shards, read_layout
 from core.schema import INPUT_COLUMNS
 from core.search import SearchQuery, search_colors, search_rows
 from core.security import security_history
@@ -94,7 +90,7 @@ def test_a_lookup_reads_one_file_after_compaction_instead_of_one_per_run(local_s
     assert (len(per_run), _row_groups_holding(per_run, cusip)) == (3, 3)
     compact_colors(local_store, force=True, now=NOW)
     layout = read_layout(local_store)
-    copied = sorted((tables / COMPACT_TABLE / layout.compact_partition).glob("*.parquet"))
+    copied = sorted((tables / COMPACT_TABLE).glob(f"{layout.compact_partition}-s*/*.parquet"))
     assert (len(copied), _row_groups_holding(copied, cusip)) == (1, 1)
     assert len(list((tables / ROLLUP_TABLE / layout.compact_partition).glob("*.parquet"))) == 1
 
@@ -142,7 +138,7 @@ def test_an_empty_store_has_nothing_to_compact(memory_store):
 
 def test_older_copies_are_deleted_but_the_previous_one_stays_for_readers(store):
     names = [compact_colors(store, force=True, now=NOW).partition for _ in range(3)]
-    assert sorted(store.partitions(COMPACT_TABLE)) == sorted(names[1:])
+    assert sorted(store.partitions(COMPACT_TABLE)) == sorted(f"{n}-s000" for n in names[1:])
     assert sorted(store.partitions(ROLLUP_TABLE)) == sorted(names[1:])
     assert read_layout(store).compact_partition == names[2]
 
@@ -154,8 +150,50 @@ def test_a_compaction_that_loses_the_race_leaves_no_copy_behind(store, monkeypat
     with pytest.raises(WriteConflict):
         compact_colors(store, force=True, now=NOW)
     monkeypatch.setattr(compaction, "load_manifest", real)
-    assert store.partitions(COMPACT_TABLE) == [first]
+    assert store.partitions(COMPACT_TABLE) == [f"{first}-s000"]
+    assert store.partitions(ROLLUP_TABLE) == [first]
     assert read_layout(store).compact_partition == first
+
+
+def test_a_big_copy_is_cut_into_cusip_range_shards_with_the_same_answers(store, monkeypatch):
+    before = answers(store)
+    total = len(before["rows"])
+    monkeypatch.setattr(compaction, "SHARD_ROWS", 100)
+    report = compact_colors(store, force=True, now=NOW)
+    shards = read_layout(store).shards
+    assert (report.files, len(shards)) == (-(-total // 100), -(-total // 100))
+    assert [s.partition for s in shards] == [f"{report.partition}-s{k:03d}"
+                                            for k in range(len(shards))]
+    assert sorted(store.partitions(COMPACT_TABLE)) == [s.partition for s in shards]  # no leftovers
+    assert (shards[0].low, shards[-1].high) == (None, None)
+    assert all(a.high == b.low for a, b in itertools.pairwise(shards))
+    for shard in shards:  # each shard holds exactly the CUSIPs of its range
+        cusips = store.scan(COMPACT_TABLE, [shard.partition], ["CUSIP"])["CUSIP"]
+        assert cusips.map(shard.holds).all()
+        assert cusips.is_monotonic_increasing
+    after = answers(store)
+    assert after.pop("kpis") == before.pop("kpis")
+    for name, frame in before.items():
+        assert_frame_equal(after[name], frame, check_dtype=False, obj=name)
+
+
+def test_a_lookup_opens_only_the_shard_holding_its_cusip(store, monkeypatch):
+    monkeypatch.setattr(compaction, "SHARD_ROWS", 100)
+    compact_colors(store, force=True, now=NOW)
+    opened = []
+    real = store.register
+    monkeypatch.setattr(store, "register", lambda con, table, partitions=None: (
+        opened.append((table, partitions)), real(con, table, partitions))[1])
+    cusip = store.scan(COMPACT_TABLE, [read_layout(store).shards[-1].partition])["CUSIP"].iloc[0]
+    result = search_colors(store, SYSTEM, SearchQuery(text=cusip))
+    assert opened == [(COMPACT_TABLE, [read_layout(store).shards[-1].partition])]
+    assert set(result.frame["CUSIP"]) == {cusip}
+    assert result.total_rows == len(security_history(store, SYSTEM, cusip))
+
+
+def test_a_copy_written_before_shards_reads_as_one_shard():
+    assert manifest_shards({"partition": "gen=000001-ab"}) == (Shard("gen=000001-ab"),)
+    assert manifest_shards(None) == ()
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:

@@ -10,10 +10,11 @@ from pandas.testing import assert_frame_equal
 
 from core import compaction, pipeline, scheduler
 from core.access import SYSTEM
-from core.compaction import MANIFEST_KEY, MIN_UNCOVERED_RUNS, load_manifest, read_layout
+from core.compaction import MIN_UNCOVERED_RUNS
 from core.config import load_settings
 from core.demo import generate_colors
 from core.exports import write_csv
+from core.published import MANIFEST_KEY, load_manifest, read_layout
 from core.scheduler import HEARTBEAT_KEY, run_once
 from core.schema import INPUT_COLUMNS
 from core.search import SearchQuery, search_rows
