@@ -17,7 +17,6 @@ import duckdb
 from core import runs
 from core.published import (
     COMPACT_TABLE,
-    DATA_COLUMNS,
     MANIFEST_KEY,
     ROLLUP_TABLE,
     Layout,
@@ -165,7 +164,7 @@ def _write_copy(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout, pa
             where = f"({where} OR CUSIP IS NULL)"
         rows += store.append_query(
             con, COMPACT_TABLE, shard.partition,
-            f"SELECT {DATA_COLUMNS} FROM {COMPACT_TABLE} WHERE {where} ORDER BY {order}",
+            f"SELECT * FROM {COMPACT_TABLE} WHERE {where} ORDER BY {order}",
             [b for b in (low, high) if b is not None])
         shards.append(shard)
     store.delete_partition(COMPACT_TABLE, whole)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-import uuid
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,28 +43,23 @@ def _database() -> duckdb.DuckDBPyConnection:
             # query merging row-group statistics, more than a CUSIP lookup itself. Our queries are
             # filtered scans whose few joins are written in a good order, so the plans lose nothing.
             db.execute("SET disabled_optimizers = 'statistics_propagation,join_order'")
+            db.execute("SET GLOBAL TimeZone = 'UTC'")  # days and months are UTC days and months
             _db = db
         return _db
 
 
 @contextmanager
 def duckdb_session() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A private connection for one query: its own schema (store.register's views cannot clash
-    with another thread's) and UTC days; everything it created is dropped on exit."""
+    """A private connection for one query (in UTC). What it registers is temporary (store.register
+    makes temporary views, we make temporary tables), so it cannot clash with another thread's
+    and is gone when the connection closes on exit."""
     db = _database()
     with _db_lock:
         con = db.cursor()
-    schema = f"q_{uuid.uuid4().hex}"  # generated here, never user input
     try:
-        con.execute(f'CREATE SCHEMA "{schema}"')
-        con.execute(f"SET schema = '{schema}'")
-        con.execute("SET TimeZone = 'UTC'")
         yield con
     finally:
-        try:
-            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            con.close()
+        con.close()
 
 
 _PANDAS_TYPES = {pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(),
@@ -83,10 +77,12 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
-                ) -> pd.DataFrame:
-    """Run a parameterised query and return its rows as a frame."""
-    return to_frame(con.sql(sql, params=params or None).to_arrow_table())
+def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None, *,
+                drop: Sequence[str] = ()) -> pd.DataFrame:
+    """Run a parameterised query and return its rows as a frame, without the `drop` columns
+    (dropped from the Arrow result: dropping from the frame costs more than converting it)."""
+    table = con.sql(sql, params=params or None).to_arrow_table()
+    return to_frame(table.drop_columns(list(drop)) if drop else table)
 
 
 # -- the layout readers see -----------------------------------------------------------------------
@@ -171,10 +167,6 @@ def _visible_filter(con: duckdb.DuckDBPyConnection, layout: Layout) -> str:
     return " WHERE RUN_ID IN (SELECT RUN_ID FROM visible_runs)"
 
 
-# DuckDB adds a column per partition folder (run=…, gen=…: hive partitioning); they are not data.
-DATA_COLUMNS = "COLUMNS(lambda c: c NOT IN ('run', 'gen'))"
-
-
 def open_colors(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout | None = None, *,
                 cusips: Iterable[str] | None = None) -> str | None:
     """Register every visible run's colors on con and return them as a FROM item
@@ -190,10 +182,10 @@ def open_colors(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout | N
     parts = []
     if layout.covered and shards and store.register(con, COMPACT_TABLE,
                                                     [s.partition for s in shards]):
-        parts.append(f"SELECT {DATA_COLUMNS} FROM {COMPACT_TABLE}{_visible_filter(con, layout)}")
+        parts.append(f"SELECT * FROM {COMPACT_TABLE}{_visible_filter(con, layout)}")
     partitions = [runs.run_partition(r) for r in layout.uncovered]
     if partitions and store.register(con, runs.COLORS_TABLE, partitions):
-        parts.append(f"SELECT {DATA_COLUMNS} FROM {runs.COLORS_TABLE}")
+        parts.append(f"SELECT * FROM {runs.COLORS_TABLE}")
     return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
 
 
@@ -231,7 +223,7 @@ def open_rollups(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout) -
     rollups computed now from the uncovered runs (call open_colors first); None when none."""
     parts = []
     if layout.covered and store.register(con, ROLLUP_TABLE, [layout.compact_partition]):
-        parts.append(f"SELECT {DATA_COLUMNS} FROM {ROLLUP_TABLE}{_visible_filter(con, layout)}")
+        parts.append(f"SELECT * FROM {ROLLUP_TABLE}{_visible_filter(con, layout)}")
     if layout.uncovered:
         live, live_params = rollup_sql(runs.COLORS_TABLE)
         con.execute(f"CREATE OR REPLACE TEMP TABLE live_rollups AS {live}", live_params)

@@ -150,8 +150,9 @@ class Store(Protocol):
     def register(
         self, con: duckdb.DuckDBPyConnection, table: str, partitions: list[str] | None = None
     ) -> bool:
-        """Expose table as a DuckDB view named `table` on con. Returns False (and registers
-        nothing) when the table has no rows, so callers can short-circuit."""
+        """Expose table as a DuckDB view named `table` on con only (temporary: other connections
+        of the same database never see it). Returns False (and registers nothing) when the table
+        has no rows, so callers can short-circuit."""
 
     def append_query(
         self,

@@ -157,8 +157,8 @@ class LocalStore:
     def register(
         self, con: duckdb.DuckDBPyConnection, table: str, partitions: list[str] | None = None
     ) -> bool:
-        """Expose the table as a DuckDB view named `table` over its current files (re-register
-        after writes); False (nothing registered) when there are no files."""
+        """Expose the table as a temporary DuckDB view named `table` (on con only) over its current
+        files (re-register after writes); False (nothing registered) when there are no files."""
         with self._guard():
             files = [f for p in self._chosen(table, partitions) for f in self._part_files(table, p)]
         if not files:
@@ -166,8 +166,9 @@ class LocalStore:
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
         try:
             con.execute(
-                f'CREATE OR REPLACE VIEW "{table}" AS '
-                f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+                f'CREATE OR REPLACE TEMP VIEW "{table}" AS '
+                f"SELECT * FROM read_parquet([{listing}], union_by_name = true, "
+                "hive_partitioning = false)"  # folder names (run=…) are not columns
             )
         except duckdb.IOException as exc:
             raise StoreUnavailable(str(self.root)) from exc

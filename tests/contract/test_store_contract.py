@@ -382,6 +382,14 @@ def test_register_exposes_the_table_as_a_duckdb_view(store: Store):
     assert rows == [("A", "2026-01-02", 99.25, None), ("A", "2026-01-07", 99.75, 2)]
 
 
+def test_a_registered_view_has_exactly_the_appended_columns(store: Store):
+    store.append("colors", JAN, "run=00000001")  # a partition name DuckDB could read as a column
+    con = duckdb.connect()
+    store.register(con, "colors")
+    described = [row[0] for row in con.execute("DESCRIBE SELECT * FROM colors").fetchall()]
+    assert sorted(described) == sorted(JAN.columns)
+
+
 def test_register_of_some_partitions_sees_only_them(store: Store):
     store.append("colors", JAN, "2026-01")
     store.append("colors", FEB, "2026-02")

@@ -4,6 +4,7 @@ exports, the security page and the access log, on a two-run store (memory and lo
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import duckdb
@@ -382,3 +383,27 @@ def test_merging_the_access_log_keeps_every_access_once(memory_store):
     assert_frame_equal(load_access_log(memory_store), before)
     with pytest.raises(ValueError, match="unknown access action"):
         record_access(memory_store, "ada", "delete", "x", rows=0)
+
+
+def test_a_cusip_search_pages_and_sorts_exactly_like_the_general_path(store):
+    """The box's CUSIP lookup reads its rows once and pages them in Arrow; the same rows reached
+    through a filter take the SQL path. Both must give the same pages for any sort, nulls last."""
+    for day, covs in (("2026-03-16", [None, 97.0]), ("2026-03-17", [101.0, None]),
+                      ("2026-03-18", [None, None])):
+        frame = make_colors(CUSIP=[A, A], SECTOR=["2.0_Mezz"] * 2, BIAS=["OFFER", "BID"],
+                            PX=[98.5, 97.5], COV_PRICE=covs, DATE=[day] * 2)
+        pipeline.process_files(store, SYSTEM, [("more.csv", write_csv(frame))],
+                               settings=SETTINGS, rules=[],
+                               now=datetime.fromisoformat(f"{day}T18:00:00+00:00"))
+    same_rows = Group("and", [Condition("CUSIP", "equal_to", A)])
+    for sort in ("COV_PRICE", "PX", "BIAS", "RUN_ID", "IS_PARENT"):
+        for descending in (True, False):
+            for page in (1, 2, 3):
+                query = SearchQuery(sort=sort, descending=descending, page=page, page_size=2)
+                fast = search_colors(store, SYSTEM, replace(query, text=A))
+                general = search_colors(store, SYSTEM, replace(query, filters=same_rows))
+                assert (fast.total_parents, fast.total_rows) == (5, 11)
+                assert (general.total_parents, general.total_rows) == (5, 11)
+                assert_frame_equal(fast.frame.reset_index(drop=True),
+                                   general.frame.reset_index(drop=True),
+                                   obj=f"{sort} {descending} page {page}")
