@@ -5,9 +5,10 @@
     .venv/bin/python bench/search.py --runs 10            # a quick 1M-row version
 
 Builds the rows straight into a local store (generated, ranked, one partition per run, success run
-records), then measures each query kind in its own process on two layouts: per-run partitions as
-published ("raw") and after `python -m core compact` ("compact"). Cold = the first call in a fresh
-process (DuckDB opened, no metadata cached); warm = later calls with other ids; cached = a Streamlit
+records), then measures each query kind in its own process on three layouts: per-run partitions as
+published ("raw"), after `python -m core compact` ("compact"), and the steady state between the
+scheduler's compactions: the compacted copy plus two newer 100k-row runs ("steady"). Cold = the
+first call in a fresh process (DuckDB opened, no metadata cached); warm = later calls with other ids; cached = a Streamlit
 cache hit (unpickling the cached value). Budgets: CUSIP lookup p50 ≤ 50 ms; dashboard ≤ 500 ms cold,
 ≤ 50 ms cached; peak RSS ≤ 1.5 GB. Wall times depend on what else the box runs: the load average
 is printed, and CPU time beside wall time.
@@ -80,7 +81,7 @@ def build(root: Path, n_runs: int, rows: int, cusips: int) -> float:
     from core import runs
     from storage import open_store
 
-    params = {"runs": n_runs, "rows": rows, "cusips": cusips, "format": 1}
+    params = {"runs": n_runs, "rows": rows, "cusips": cusips, "format": 2}
     meta = root / "bench.json"
     if meta.exists() and json.loads(meta.read_text()) == params:
         return 0.0
@@ -93,7 +94,16 @@ def build(root: Path, n_runs: int, rows: int, cusips: int) -> float:
     jobs = [(str(root / "store"), runs.next_run_id(store), day, rows, cusips) for day in days]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         parents = dict(pool.map(_build_run, jobs))
-    for _, run_id, day, *_ in jobs:
+    _record_runs(store, jobs, parents)
+    meta.write_text(json.dumps(params))
+    return time.perf_counter() - started
+
+
+def _record_runs(store, jobs: list[tuple], parents: dict[int, int]) -> None:
+    """Success run records for built runs (this makes them visible), then the new data version."""
+    from core import runs
+
+    for _, run_id, day, rows, _ in jobs:
         at = datetime.fromisoformat(f"{day}T18:00:00+00:00")
         runs.save_run(store, runs.RunRecord(
             run_id, "AUTOMATED", "bench", "system", status=runs.SUCCESS,
@@ -103,8 +113,30 @@ def build(root: Path, n_runs: int, rows: int, cusips: int) -> float:
                                     "children": rows - parents[run_id]},
             quality_score=100.0))
     runs.bump_data_version(store)
-    meta.write_text(json.dumps(params))
-    return time.perf_counter() - started
+
+
+def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> dict:
+    """The steady state between compactions: add `count` runs published after the compacted copy
+    (read from their own files until the scheduler compacts at MIN_BIG_RUNS), or remove them."""
+    from core import runs
+    from storage import open_store
+
+    store = open_store(str(root / "store"))
+    added = root / "newest.json"
+    if action == "remove":
+        for run_id in json.loads(added.read_text()) if added.exists() else []:
+            store.delete_partition(runs.COLORS_TABLE, runs.run_partition(run_id))
+            store.delete(runs.run_key(run_id))
+        runs.bump_data_version(store)
+        added.unlink(missing_ok=True)
+        return {"removed": True}
+    last = datetime.fromisoformat(runs.load_runs(store, limit=1)[0].started_at)
+    jobs = [(str(root / "store"), runs.next_run_id(store), str((last + timedelta(days=k)).date()),
+             rows, cusips) for k in range(1, count + 1)]
+    added.write_text(json.dumps([job[1] for job in jobs]))
+    parents = dict(_build_run(job) for job in jobs)
+    _record_runs(store, jobs, parents)
+    return {"added": [job[1] for job in jobs]}
 
 
 def reference(root: Path) -> dict:
@@ -254,6 +286,8 @@ def main() -> None:
         kind, root, *rest = args.child
         if kind in ("compact", "reference"):
             result = (compact_child if kind == "compact" else reference)(Path(root))
+        elif kind == "newest":
+            result = newest_runs(Path(root), rest[0], 2, args.rows, args.cusips)
         else:
             result = child(kind, Path(root), rest[0], int(rest[1]))
         print(json.dumps(result))
@@ -288,6 +322,17 @@ def main() -> None:
             f"peak {report['peak_mb']} MB" if report["done"] else "nothing to do"), flush=True)
         for kind in KINDS:
             _print(_run([kind, str(root), "compact", str(args.repeat)]))
+        added = _run(["newest", str(root), "add"])
+        if "error" in added:
+            print(f"newest runs FAILED: {added['error']}")
+            return
+        print(f"steady: the compacted copy plus runs {added['added']} read from their own files "
+              "(the scheduler compacts once 3 such runs hold 300k rows)", flush=True)
+        try:
+            for kind in KINDS:
+                _print(_run([kind, str(root), "steady", str(args.repeat)]))
+        finally:
+            _run(["newest", str(root), "remove"])
         print(f"load average now {os.getloadavg()[0]:.1f}")
 
 

@@ -37,11 +37,11 @@ from storage.base import (
 )
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
 
-ROW_GROUP_SIZE = 100_000  # rows per Parquet row group: small enough to prune, big enough to scan
-# append_query writes read-optimised copies. A CUSIP lookup decodes one row group of every column:
-# at 10M rows 20k-row groups cost ~40% less than 100k, while 8k and 4k cost more (per-group
-# overhead), and snappy decodes in half zstd's time for 1.5x the bytes (bench/search.py).
-QUERY_ROW_GROUP_SIZE = 20_480  # a multiple of DuckDB's 2,048-row vectors, as DuckDB rounds up
+# Rows per Parquet row group of every file: tables are sorted by CUSIP, so a lookup decodes one
+# group per file. At 10M rows 20k-row groups cost ~40% less than 100k, while 8k and 4k cost more
+# (DuckDB pays per row group and column), and snappy decodes in half zstd's time for 1.5x the
+# bytes (bench/search.py). A multiple of DuckDB's 2,048-row vectors, as DuckDB rounds up.
+ROW_GROUP_SIZE = QUERY_ROW_GROUP_SIZE = 20_480
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's document write before giving up
 _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
