@@ -8,10 +8,10 @@ Builds the rows straight into a local store (generated, ranked, one partition pe
 records), then measures each query kind in its own process on three layouts: per-run partitions as
 published ("raw"), after `python -m core compact` ("compact"), and the steady state between the
 scheduler's compactions: the compacted copy plus two newer 100k-row runs ("steady"). Cold = the
-first call in a fresh process (DuckDB opened, no metadata cached); warm = later calls with other ids; cached = a Streamlit
-cache hit (unpickling the cached value). Budgets: CUSIP lookup p50 ≤ 50 ms; dashboard ≤ 500 ms cold,
-≤ 50 ms cached; peak RSS ≤ 1.5 GB. Wall times depend on what else the box runs: the load average
-is printed, and CPU time beside wall time.
+first call in a fresh process (DuckDB opened, no metadata cached); warm = later calls with other
+ids; cached = a Streamlit cache hit (unpickling the cached value). Budgets: CUSIP lookup p50 ≤ 50
+ms; dashboard ≤ 500 ms cold, ≤ 50 ms cached; peak RSS ≤ 1.5 GB. Wall times depend on what else the
+box runs: the load average is printed, and CPU time beside wall time.
 """
 
 from __future__ import annotations
