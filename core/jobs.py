@@ -341,9 +341,9 @@ def request_run(store: Store, actor: Actor, job_id: str, *, skip_next: bool = Fa
                       requested_by=actor.username, requested_at=at.isoformat(),
                       override=override, skip_next=skip_next)
     key = f"{TRIGGERS}{at.astimezone(UTC):%Y%m%dT%H%M%S%f}-{trigger.id}"
-    version = store.put(key, trigger.to_dict(), None)
-    if skip_next:
+    if skip_next:  # first: if the job changed meanwhile, nothing is queued and the error says so
         skip_next_run(store, actor, job_id, now=at)
+    version = store.put(key, trigger.to_dict(), None)  # a new key: cannot conflict
     action = "run_without_rules" if override else "run_now"
     record_change(store, actor, TRIGGER_AREA, action, job.name, after=trigger.to_dict(), now=at,
                   detail="and skip the next scheduled run" if skip_next else "")

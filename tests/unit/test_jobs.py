@@ -35,6 +35,7 @@ from core.schedules import (
     previous_occurrences,
     upcoming_runs,
 )
+from storage import WriteConflict
 
 PKT = ZoneInfo("Asia/Karachi")
 NY = "America/New_York"
@@ -320,6 +321,22 @@ def test_run_now_and_skip_next_persists_the_next_occurrence(memory_store):
     assert stored.skip_next_at == "2026-11-30T09:30:00+05:00"
     assert iso(next_runs(stored, NOW, 1)) == ["2026-12-01T09:30:00+05:00"]
     assert load_changes(memory_store, area="jobs").iloc[0]["ACTION"] == "skip_next"
+
+
+def test_a_skip_that_cannot_be_saved_queues_no_run(memory_store, monkeypatch):
+    job = save_job(memory_store, BOSS, weekday_job(), now=NOW)
+    real_put = memory_store.put
+
+    def stale_job(key, value, expected_version):  # someone edits the job in between
+        if key.startswith("jobs/"):
+            raise WriteConflict(key, expected_version, "2")
+        return real_put(key, value, expected_version)
+
+    monkeypatch.setattr(memory_store, "put", stale_job)
+    with pytest.raises(Conflict, match="changed by someone else"):
+        request_run(memory_store, BOSS, job.id, skip_next=True, now=NOW)
+    assert pending_triggers(memory_store) == []
+    assert get_job(memory_store, job.id)[0].skip_next_at is None
 
 
 def test_cancel_a_queued_trigger(memory_store):
