@@ -256,3 +256,9 @@ def _read_csv_body(data: bytes, encoding: str, delimiter: str, skip: int, width:
         )
     except pd.errors.EmptyDataError:
         return pd.DataFrame(columns=columns, dtype=object)
+    except pd.errors.ParserError:  # every row shorter than the header: usecols names absent ones
+        body = pd.read_csv(
+            io.BytesIO(data), sep=delimiter, header=None, skiprows=skip, dtype=str,
+            na_filter=False, skip_blank_lines=False, encoding=encoding, engine="c",
+        )
+        return body.reindex(columns=columns, fill_value="")

@@ -297,6 +297,15 @@ def test_ragged_csv_rows_are_read(tmp_path):
     assert batch.frame[SOURCE].isna().tolist() == [False, True]
 
 
+def test_a_csv_whose_rows_all_stop_before_the_last_columns_is_read(tmp_path):
+    path = tmp_path / "short.csv"
+    body = ",".join(HEADER) + "\n" + "\n".join(",".join(color_row()[:6]) for _ in range(2))
+    batch = read(path, (body + "\n").encode())
+    assert batch.frame[SOURCE_ROW].tolist() == [2, 3]
+    assert batch.frame[PX].tolist() == [float(color_row()[5])] * 2
+    assert batch.frame[SOURCE].isna().tolist() == [True, True]
+
+
 def test_parquet_keeps_integer_message_ids_exact(tmp_path):
     path = tmp_path / "colors.parquet"
     frame = pd.DataFrame([color_row()], columns=HEADER)
