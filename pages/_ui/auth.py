@@ -3,6 +3,7 @@ password change, forgot password, self-registration and logout. Core decides; th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
@@ -95,6 +96,18 @@ def _stop_before_the_pages() -> None:
     st.stop()
 
 
+def _lazy_authenticator(store: Store, settings: Settings) -> Callable[[], stauth.Authenticate]:
+    """The run's authenticator, made on first use."""
+    made: list[stauth.Authenticate] = []
+
+    def authenticator() -> stauth.Authenticate:
+        if not made:
+            made.append(_authenticator(store, settings))
+        return made[0]
+
+    return authenticator
+
+
 def require_login(store: Store, settings: Settings) -> User:
     """Return the logged-in user, or render the login screens and stop the script."""
     if count_users(store) == 0:
@@ -103,8 +116,12 @@ def require_login(store: Store, settings: Settings) -> User:
     if st.query_params.get("reset"):
         _redeem_reset(store)
         _stop_before_the_pages()
-    auth = _authenticator(store, settings)
+    # The authenticator renders a cookie component, and each of its renders costs the browser a
+    # rerun (a click landing during one was lost): it is made only when a cookie is read, set or
+    # deleted, never on the runs of a logged-in user.
+    authenticator = _lazy_authenticator(store, settings)
     if not st.session_state.get("authentication_status"):
+        auth = authenticator()
         auth.login(location="unrendered")  # re-login from a valid cookie, if any
         if st.session_state.get("authentication_status"):
             expires = _cookie_expires(auth)
@@ -117,21 +134,22 @@ def require_login(store: Store, settings: Settings) -> User:
                 st.session_state[LAST_SEEN] = _now()
                 st.session_state[COOKIE_EXPIRES] = expires
     if not st.session_state.get("authentication_status") and not _login_screen(
-        store, settings, auth
+        store, settings, authenticator()
     ):
         _stop_before_the_pages()
     try:
         user = get_user(store, st.session_state["username"])
     except NotFound:
-        _sign_out(store, auth, "Your account no longer exists.")
+        _sign_out(store, authenticator(), "Your account no longer exists.")
         st.rerun()
     now = _now()
     login_at = st.session_state.get(LOGIN_AT) or now
     last_seen = st.session_state.get(LAST_SEEN) or now
     if not session_is_valid(user, login_at, last_seen, settings=settings, now=now):
-        _sign_out(store, auth, "Your session has ended (idle too long, password changed, or "
-                               "account disabled). Please log in again.")
-        _login_screen(store, settings, auth)  # same run: the cookie deletion must reach the browser
+        _sign_out(store, authenticator(), "Your session has ended (idle too long, password "
+                                          "changed, or account disabled). Please log in again.")
+        # Same run: the cookie deletion must reach the browser.
+        _login_screen(store, settings, authenticator())
         _stop_before_the_pages()
     st.session_state[LAST_SEEN] = now
     if user.must_change_password:
@@ -140,9 +158,9 @@ def require_login(store: Store, settings: Settings) -> User:
     with st.sidebar:
         st.markdown(f"**{user.name or user.username}**  \n{user.username} · {user.role}")
         if st.button("Log out", key="logout_btn"):
-            _sign_out(store, auth, "You have logged out.")
+            _sign_out(store, authenticator(), "You have logged out.")
             # No rerun: the cookie deletion must reach the browser in this run.
-            _login_screen(store, settings, auth)
+            _login_screen(store, settings, authenticator())
             _stop_before_the_pages()
     return user
 
