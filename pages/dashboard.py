@@ -89,7 +89,7 @@ def render_charts(data: DashboardData) -> None:
                     "dashboard.chart_month_bias", "No colors for these filters.")
         charts.show(charts.volume_by_day(data.volume_by_source, "SOURCE"),
                     "dashboard.chart_source", "No colors for these filters.")
-        charts.show(charts.run_performance(data.runs, throughput="ROWS_PER_S" in data.runs),
+        charts.show(charts.run_performance(data.runs, "ROWS_PER_S" in data.runs),
                     "dashboard.chart_runs", "No finished runs for these filters.")
     with right:
         charts.show(charts.volume_by_day(data.volume_by_sector, SECTOR),

@@ -4,6 +4,11 @@ Builders take core's frames and return a figure; `show` draws one, or says why t
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -46,6 +51,31 @@ RANGE_BUTTONS = [
 ]
 
 
+def _fingerprint(frame: pd.DataFrame) -> str:
+    """The frame's whole content as a key (Streamlit's own hashing samples big frames)."""
+    digest = hashlib.sha256(repr((list(frame.columns), [str(t) for t in frame.dtypes])).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+@st.cache_resource(max_entries=128, show_spinner=False)
+def _built(name: str, fingerprint: str, args: tuple[Any, ...], _build: Callable[..., Any],
+           _frame: pd.DataFrame) -> go.Figure | None:
+    return _build(_frame, *args)
+
+
+def _memoized(builder: Callable[..., go.Figure | None]) -> Callable[..., go.Figure | None]:
+    """Keep each built figure per builder, frame content and arguments: plotly express takes
+    10-150 ms a figure, which every rerun of a page would pay again. The figure is shared, not
+    copied (st.plotly_chart only reads it), and a user only gets a figure of a frame they hold."""
+
+    @functools.wraps(builder)
+    def memoized(frame: pd.DataFrame, *args: Any) -> go.Figure | None:
+        return _built(builder.__name__, _fingerprint(frame), args, builder, frame)
+
+    return memoized
+
+
 def show(figure: go.Figure | None, key: str, empty: str) -> None:
     """Draw a figure, or an st.info saying there is nothing to chart."""
     if figure is None:
@@ -67,6 +97,7 @@ def _biases(frame: pd.DataFrame) -> list[str]:
 
 
 # -- the security page ------------------------------------------------------------------------
+@_memoized
 def price_history(history: pd.DataFrame, cusip: str) -> go.Figure | None:
     """Every color's PX by DATE (colour = SOURCE, marker = BIAS), the COV_PRICE line (median of
     a day's coverage prices) and a range selector."""
@@ -94,6 +125,7 @@ def price_history(history: pd.DataFrame, cusip: str) -> go.Figure | None:
     return _layout(figure, f"{cusip}: price history", "date", PRICE, "SOURCE, BIAS")
 
 
+@_memoized
 def dispersion(quotes: pd.DataFrame, cusip: str, day: str) -> go.Figure | None:
     """A dot per dealer quote of one day: PX across, dealer down, colour by side."""
     if quotes.empty or not {PX, SOURCE, "SIDE"}.issubset(quotes.columns):
@@ -108,6 +140,7 @@ def dispersion(quotes: pd.DataFrame, cusip: str, day: str) -> go.Figure | None:
 
 
 # -- the dashboard ----------------------------------------------------------------------------
+@_memoized
 def colors_by_month_bias(frame: pd.DataFrame) -> go.Figure | None:
     if frame.empty:
         return None
@@ -117,6 +150,7 @@ def colors_by_month_bias(frame: pd.DataFrame) -> go.Figure | None:
     return _layout(figure, "Colors by month and BIAS", "month", "colors (rows)", "BIAS")
 
 
+@_memoized
 def volume_by_day(frame: pd.DataFrame, column: str) -> go.Figure | None:
     """Colors per DATE stacked by SECTOR or SOURCE."""
     if frame.empty:
@@ -127,6 +161,7 @@ def volume_by_day(frame: pd.DataFrame, column: str) -> go.Figure | None:
     return _layout(figure, f"Daily volume by {column.lower()}", "date", "colors (rows)", column)
 
 
+@_memoized
 def price_trend(frame: pd.DataFrame) -> go.Figure | None:
     """Each chosen CUSIP's parent PX by DATE (solid) and its COV_PRICE (dashed)."""
     if frame.empty:
@@ -144,6 +179,7 @@ def price_trend(frame: pd.DataFrame) -> go.Figure | None:
     return _layout(figure, "Price trends (parent colors)", "date", PRICE, "CUSIP")
 
 
+@_memoized
 def diff_distribution(frame: pd.DataFrame) -> go.Figure | None:
     """The PX − COV_PRICE histogram (core's bins) with one colour per DIFF_STATUS."""
     if frame.empty:
@@ -159,7 +195,8 @@ def diff_distribution(frame: pd.DataFrame) -> go.Figure | None:
                    "PX − COV_PRICE (points of par)", "colors (rows)", "DIFF_STATUS")
 
 
-def run_performance(frame: pd.DataFrame, *, throughput: bool = True) -> go.Figure | None:
+@_memoized
+def run_performance(frame: pd.DataFrame, throughput: bool = True) -> go.Figure | None:
     """Duration per run (bars) and, when shown, rows read per second (line, right axis)."""
     done = frame[frame["DURATION_S"].fillna(0) > 0] if len(frame) else frame
     if done.empty:
@@ -180,6 +217,7 @@ def run_performance(frame: pd.DataFrame, *, throughput: bool = True) -> go.Figur
     return _layout(figure, title, "run", "duration (seconds)")
 
 
+@_memoized
 def quality(frame: pd.DataFrame) -> go.Figure | None:
     """The data quality score (0–100) of each run's input."""
     scored = frame[frame["QUALITY"].notna()] if len(frame) else frame
