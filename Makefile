@@ -34,6 +34,7 @@ lint: $(VENV)/.dev-deps
 bench: $(VENV)/.run-deps
 	$(PY) bench/pipeline.py
 	$(PY) bench/search.py
+	$(PY) bench/page_reruns.py
 
 clean-venv:
 	rm -rf $(VENV)
