@@ -1,7 +1,7 @@
 """One real-browser smoke test: `streamlit run app.py` in Debian's Chromium through Playwright.
 
 Log in through the real form, reload (the cookie keeps you in), visit every page, log out; a wrong
-password shows an error."""
+password shows an error; an analyst finds a demo CUSIP in Search and opens its price chart."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 
 from core.access import SYSTEM
+from core.config import load_settings
+from core.demo import load_demo
+from core.history import published_colors
+from core.schema import CUSIP, RUN_ID, TICKER
 from core.users import create_first_admin, create_user
 from storage import open_store
 
@@ -42,12 +46,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def store_dir(tmp_path_factory) -> Path:
+    """The served store: an admin and a viewer, no colors (a test may publish some)."""
     store_dir = tmp_path_factory.mktemp("e2e") / "store"
     store = open_store(str(store_dir))
     create_first_admin(store, "admin", "Ada Admin", "admin@desk.test", PASSWORD)
     create_user(store, SYSTEM, "vera", name="Vera Viewer", email="vera@desk.test", role="viewer",
                 password=PASSWORD, temporary=False)
+    return store_dir
+
+
+@pytest.fixture(scope="module")
+def server(store_dir):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
     env.update(MARKETPULSE_STORE_URL=str(store_dir), MARKETPULSE_DEMO="0")
@@ -90,7 +100,9 @@ def _open_page(page, title: str) -> None:
     """Click a sidebar link until the page's heading shows. A click that lands while a rerun
     triggered by a custom component (the cookie manager) is in flight can be dropped by the
     browser client, so a person would click again; the test does the same, at most 3 times."""
-    heading = page.get_by_role("heading", name=title)
+    # exact: "Search" is not "Saved searches"; .first: a rerun in flight can briefly show the
+    # previous run's heading beside the new one.
+    heading = page.get_by_role("heading", name=title, exact=True).first
     for _ in range(3):
         page.get_by_role("link", name=title).click()
         try:
@@ -161,4 +173,66 @@ def test_viewer_sees_only_viewer_pages(server, browser):
     expect(page.get_by_role("link", name="Account")).to_be_visible()
     expect(page.get_by_role("link", name="Manual Color")).to_have_count(0)
     expect(page.get_by_role("link", name="Settings")).to_have_count(0)
+    context.close()
+
+
+def _until_visible(action, target, tries: int = 3) -> None:
+    """Do `action` until `target` shows (the click-again guard of _open_page, for any action)."""
+    for _ in range(tries):
+        if target.count() == 0:
+            action()
+        try:
+            expect(target).to_be_visible(timeout=10_000)
+            return
+        except AssertionError:
+            continue
+    expect(target).to_be_visible(timeout=10_000)
+
+
+def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, store_dir, browser):
+    store = open_store(str(store_dir))
+    create_user(store, SYSTEM, "ana", name="Ana Analyst", email="ana@desk.test", role="analyst",
+                password=PASSWORD, temporary=False)
+    assert load_demo(store, load_settings({}, {})) == 5  # what `make run` loads
+    colors = published_colors(store, SYSTEM)
+    cusip = colors[CUSIP].value_counts().index[0]
+    mine = colors[colors[CUSIP] == cusip]
+    newest = mine[mine[RUN_ID] == mine[RUN_ID].max()]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server)
+    _login(page, "ana", PASSWORD)
+    # .first: with demo data a rerun in flight can briefly show the previous run's heading too.
+    expect(page.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=20_000)
+    _open_page(page, "Search")
+
+    # The CUSIP's rows: a parent per run (the table is a canvas: its caption says what it holds).
+    box = page.get_by_role("textbox", name="CUSIP, ticker or MESSAGE_ID")
+    found = page.get_by_text(f"{mine[RUN_ID].nunique()} parents · {len(mine)} colors · "
+                             "page 1 of 1").first
+
+    def search() -> None:
+        box.fill(cusip.lower())
+        box.press("Enter")
+
+    _until_visible(search, found)
+
+    # Select the newest run's row (its checkbox, first in the grid) and open the security.
+    grid = page.get_by_test_id("stDataFrame").first
+    expect(grid).to_be_visible()
+    opener = page.get_by_role("button", name=f"Open security {cusip}").first
+
+    def select_first_row() -> None:
+        corner = grid.bounding_box()
+        page.mouse.click(corner["x"] + 17, corner["y"] + 35 + 17)  # under the 35 px header
+
+    _until_visible(select_first_row, opener)
+    expect(page.get_by_text(f"{cusip} run {newest[RUN_ID].iloc[0]}: {len(newest) - 1} other "
+                            "color(s)").first).to_be_visible()
+    _until_visible(opener.click, page.get_by_role("heading", name="Security", exact=True).first)
+    assert page.url.endswith(f"/security?cusip={cusip}")
+    ticker = newest[TICKER].iloc[0]
+    expect(page.get_by_role("heading", name=f"{cusip} · {ticker}").first).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=20_000)
+    expect(page.get_by_text(f"{cusip}: price history").first).to_be_visible()
     context.close()
