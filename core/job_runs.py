@@ -66,7 +66,8 @@ def _default_notify(store: Store, settings: Settings, job: Job, record: RunRecor
     """Email (when the job asks for it and the email switches agree), webhooks, in-app bell."""
     from core import notifications, notify, watchlists, webhooks
 
-    now = datetime.now(UTC)
+    # Stamped when the run ended (the scheduler's clock; the wall clock only for a record without).
+    now = datetime.fromisoformat(record.finished_at) if record.finished_at else datetime.now(UTC)
     wants_email = job.email_on_success if record.status == SUCCESS else job.email_on_failure
     if wants_email:
         notify.notify_run(store, settings, record, workbook=None, excluded=None, now=now)

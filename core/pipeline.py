@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -156,8 +156,9 @@ def publish_run(
         _abandon(store, record, exc)
         raise
     record.status = runs.SUCCESS
-    record.finished_at = datetime.now(UTC).isoformat()
     record.duration_s = round(time.perf_counter() - clock, 3)
+    # On the caller's clock (a scheduler step's `now`), like started_at.
+    record.finished_at = (started_at + timedelta(seconds=record.duration_s)).isoformat()
     runs.save_run(store, record)  # the visibility point
     runs.bump_data_version(store)
     record_change(store, actor, "runs", "run_published", f"run {run_id}",

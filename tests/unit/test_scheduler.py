@@ -339,6 +339,19 @@ def test_a_failure_while_publishing_keeps_the_pipelines_record(memory_store, mon
     assert memory_store.partitions("colors") == []
 
 
+def test_run_notifications_are_stamped_with_the_scheduler_s_time(memory_store):
+    from core.notifications import list_notifications
+    from core.users import create_first_admin
+
+    create_first_admin(memory_store, "ayesha", "Ayesha", "ayesha@desk.test", "a long passphrase 1")
+    add_job(memory_store)
+    [record] = run_once(memory_store, SETTINGS, MON_0930, owner="sched-a", collect=FakeSources())
+    [note] = list_notifications(memory_store, "ayesha")
+    assert (note.run_id, note.at) == (record.run_id, record.finished_at)
+    finished = datetime.fromisoformat(record.finished_at)
+    assert finished - MON_0930 == timedelta(seconds=record.duration_s)
+
+
 def test_a_failing_notification_never_fails_the_run(memory_store):
     add_job(memory_store)
 
