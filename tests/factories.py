@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +32,8 @@ from core.schema import (
     TICKER,
 )
 
+# The real 50-row color file (a copy of ../shared/samples/, so every clone has it).
+SAMPLE = Path(__file__).resolve().parent / "data" / "colors-2026-01-11.xlsx"
 VALID_CUSIPS = ["97988RBL5", "000840AG3", "037833100", "94958LAG3", "04020VAA7", "03665ABA4"]
 
 

@@ -4,7 +4,6 @@ clear all (confirmed), the history by status and the template workbook."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import openpyxl
 import pandas as pd
@@ -18,11 +17,11 @@ from core.config import load_settings
 from core.errors import FileProblem
 from core.schema import INPUT_COLUMNS
 from storage import open_store
+from tests.factories import SAMPLE
 from tests.pages.conftest import upload
 
 PAGE = "pages/manual_color.py"
 SETTINGS = load_settings({}, {})
-SAMPLE = Path(__file__).resolve().parents[3] / "shared/samples/colors-2026-01-11.xlsx"
 BAD = ("notes.xlsx", bytes(range(256)) * 4)
 QUEUE_COLUMNS = ["ID", "File", "Uploaded by", "Uploaded (UTC)", "Rows", "Quarantined", "Quality",
                  "Status", "Claimed by"]
@@ -30,8 +29,6 @@ QUEUE_COLUMNS = ["ID", "File", "Uploaded by", "Uploaded (UTC)", "Rows", "Quarant
 
 @pytest.fixture
 def sample() -> tuple[str, bytes]:
-    if not SAMPLE.exists():
-        pytest.skip(f"the shared sample {SAMPLE} is not here")
     return SAMPLE.name, SAMPLE.read_bytes()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import sqlite3
 from dataclasses import replace
-from pathlib import Path
 
 import openpyxl
 import pandas as pd
@@ -34,11 +33,11 @@ from core.schema import (
     SECTOR,
     SOURCE,
 )
+from tests.factories import SAMPLE
 from tests.pages.conftest import upload
 
 PAGE = "pages/manual_color.py"
 SETTINGS = load_settings({}, {})
-SAMPLE = Path(__file__).resolve().parents[3] / "shared/samples/colors-2026-01-11.xlsx"
 ANA = Actor("ana", "analyst")
 MEZZ = "2.0_Mezz"
 STALE = "the session changed in another window; reload"
@@ -46,8 +45,6 @@ STALE = "the session changed in another window; reload"
 
 @pytest.fixture
 def sample() -> tuple[str, bytes]:
-    if not SAMPLE.exists():
-        pytest.skip(f"the shared sample {SAMPLE} is not here")
     return SAMPLE.name, SAMPLE.read_bytes()
 
 

@@ -15,9 +15,9 @@ from core.demo import generate_colors
 from core.exports import write_csv
 from core.schema import CUSIP, INPUT_COLUMNS, IS_PARENT, RUN_ID
 from storage import open_store
+from tests.factories import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT.parent / "shared" / "samples" / "colors-2026-01-11.xlsx"
 
 
 @pytest.fixture
@@ -33,7 +33,6 @@ def _csv(tmp_path: Path, n: int, name: str = "colors.csv", **kwargs) -> Path:
     return path
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
 def test_process_prints_the_summary_and_writes_the_output(store_dir, tmp_path, capsys):
     out = tmp_path / "run.xlsx"
     assert main(["process", str(SAMPLE), "--out", str(out)]) == 0

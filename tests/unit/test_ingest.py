@@ -38,9 +38,8 @@ from core.schema import (
 )
 from core.spreadsheet import ENCRYPTED, NOT_COLORS, NOT_READABLE
 from core.validation import Problem, validate_colors
-from tests.factories import make_colors
+from tests.factories import SAMPLE, make_colors
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared/samples/colors-2026-01-11.xlsx"
 HEADER = ["MESSAGE_ID", "TICKER", "SECTOR", "CUSIP", "DATE", "PX", "SOURCE", "BIAS"]
 BOOKKEEPING = [SOURCE_FILE, SOURCE_SHEET, SOURCE_ROW]
 MARCH_13 = pd.Timestamp("2026-03-13")
@@ -485,7 +484,6 @@ def test_a_file_over_the_size_limit_is_refused(tmp_path):
 
 # -- the real sample -----------------------------------------------------------------------------
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not available")
 def test_the_shared_sample_reads_fifty_rows_without_blocking_problems():
     batch = read_colors(SAMPLE.read_bytes(), SAMPLE.name)
     assert len(batch.frame) == 50

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -28,8 +27,8 @@ from core.schema import (
     SECTOR,
     SOURCE,
 )
+from tests.factories import SAMPLE
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "colors-2026-01-11.xlsx"
 SETTINGS = load_settings({}, {})
 
 
@@ -45,7 +44,6 @@ def _store_state(store) -> tuple:
     )
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
 def test_shared_sample_publishes_ten_parents(memory_store):
     result = pipeline.process_files(memory_store, SYSTEM, [(SAMPLE.name, SAMPLE.read_bytes())],
                                     settings=SETTINGS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -45,9 +44,8 @@ from core.schema import (
     SOURCE_FILE,
 )
 from storage import open_store
-from tests.factories import make_colors
+from tests.factories import SAMPLE, make_colors
 
-SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "colors-2026-01-11.xlsx"
 SETTINGS = load_settings({}, {})
 NOW = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
 ANN = Actor("ann", "analyst")
@@ -55,7 +53,6 @@ BOB = Actor("bob", "analyst")
 VIEWER = Actor("vic", "viewer")
 BIG = "97988RBL5"  # the sample's largest group: 8 colors, all DATE 2026-01-11, PX 101.7
 
-needs_sample = pytest.mark.skipif(not SAMPLE.exists(), reason="shared sample not present")
 
 
 def _csv(n: int = 3, **columns) -> bytes:
@@ -92,7 +89,6 @@ def _undo_redo_round_trip(store, before: sessions.SessionView) -> None:
     assert_frame_equal(_view(store).ranked, after.ranked)
 
 
-@needs_sample
 def test_the_sample_previews_ten_parents(sample_session):
     view = _view(sample_session)
     assert view.counts == {"rows": 50, "kept": 50, "parents": 10, "children": 40, "excluded": 0,
@@ -104,7 +100,6 @@ def test_the_sample_previews_ten_parents(sample_session):
                                    "quarantined": 0}]
 
 
-@needs_sample
 def test_deleting_the_parent_promotes_a_child(sample_session):
     before = _view(sample_session)
     old = _parent(before)
@@ -122,7 +117,6 @@ def test_deleting_the_parent_promotes_a_child(sample_session):
     assert _view(sample_session).counts["rows"] == 49
 
 
-@needs_sample
 def test_raising_a_childs_px_above_the_parent_makes_it_the_parent(sample_session):
     before = _view(sample_session)
     child = _group(before).iloc[3]
@@ -134,7 +128,6 @@ def test_raising_a_childs_px_above_the_parent_makes_it_the_parent(sample_session
     _undo_redo_round_trip(sample_session, before)
 
 
-@needs_sample
 def test_a_new_row_with_a_newer_date_becomes_the_parent(sample_session):
     before = _view(sample_session)
     template = _parent(before)
@@ -151,7 +144,6 @@ def test_a_new_row_with_a_newer_date_becomes_the_parent(sample_session):
     _undo_redo_round_trip(sample_session, before)
 
 
-@needs_sample
 def test_a_pinned_child_is_the_parent_until_unpinned(sample_session):
     before = _view(sample_session)
     child = _group(before).iloc[-1]
@@ -169,7 +161,6 @@ def test_a_pinned_child_is_the_parent_until_unpinned(sample_session):
         session_actions.unpin(sample_session, ANN, other)
 
 
-@needs_sample
 def test_a_selected_rule_excludes_rows_and_ranks_the_rest(sample_session):
     rule = save_rule(sample_session, SYSTEM, Rule(
         "No valuations", Group("and", [Condition(BIAS, "equal_to", "valuation")]), active=False))
@@ -195,7 +186,6 @@ def test_active_rules_are_selected_when_a_session_opens(memory_store):
     assert sessions.open_session(memory_store, ANN, SETTINGS, NOW).rule_ids == [rule.id]
 
 
-@needs_sample
 def test_filters_narrow_the_rows_shown_not_the_ranking(sample_session):
     view = _view(sample_session, filters=Group("and", [Condition(CUSIP, "equal_to", BIG)]))
     assert view.counts["shown"] == 8
@@ -260,7 +250,6 @@ def test_undo_keeps_twenty_steps_and_drops_the_blobs_that_fall_off(memory_store)
         memory_store, ANN).blobs()
 
 
-@needs_sample
 def test_save_publishes_one_run_exactly_once(sample_session):
     rule = save_rule(sample_session, SYSTEM, Rule(
         "No valuations", Group("and", [Condition(BIAS, "equal_to", "VALUATION")]), active=False))
