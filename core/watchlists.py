@@ -288,11 +288,15 @@ def _deliver(store: Store, run_id: int, watchers: dict[str, Actor],
     return delivered
 
 
-def list_alerts(store: Store, actor: Actor, *, limit: int = 50) -> list[Any]:
-    """The actor's watchlist alerts (core.notifications entries), newest first."""
+def list_alerts(store: Store, actor: Actor, *, limit: int = 50, cusip: str | None = None
+                ) -> list[Any]:
+    """The actor's watchlist alerts (core.notifications entries), newest first; only one CUSIP's
+    when given (an alert's id ends with its CUSIP, see Alert.key)."""
     require(actor, OWN_SEARCHES)
     found = list_notifications(store, actor.username, limit=10_000)
-    return [n for n in found if n.kind in ALERT_KINDS][:limit]
+    suffix = None if cusip is None else f"-{cusip.strip().upper()}"
+    return [n for n in found if n.kind in ALERT_KINDS
+            and (suffix is None or n.id.endswith(suffix))][:limit]
 
 
 def forget_check(store: Store, run_id: int) -> None:

@@ -16,7 +16,7 @@ from core.security import SecuritySummary
 from core.watchlists import load_watchlist
 from pages._ui import cached, charts
 from pages._ui.automation_views import show_flashes
-from pages._ui.search_views import COLUMN_CONFIG, render_watch
+from pages._ui.search_views import COLUMN_CONFIG, alerts_table, render_watch
 from pages._ui.services import current_actor, error_boundary, store
 from storage import Store
 
@@ -125,3 +125,9 @@ with error_boundary(f"Loading {cusip}"):
 st.subheader("Watchlist")
 with error_boundary("Loading your watchlist"):
     render_watch(st_store, actor, cusip, "security", load_watchlist(st_store, actor))
+    alerts = alerts_table(st_store, actor, cusip=cusip)
+    if alerts.empty:
+        st.caption(f"No watchlist alerts of {cusip} yet.")
+    else:
+        st.markdown(f"**Your alerts of {cusip}**")
+        st.dataframe(alerts, hide_index=True, width="stretch", key="security.alerts")

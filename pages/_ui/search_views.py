@@ -527,10 +527,11 @@ def watchlist_table(items: list[WatchItem]) -> pd.DataFrame:
         columns=["CUSIP", "New color", "PX move (points)", "Better rank", "Since (UTC)"])
 
 
-def alerts_table(store: Store, actor: Actor, limit: int = 20) -> pd.DataFrame:
+def alerts_table(store: Store, actor: Actor, limit: int = 20, cusip: str | None = None
+                 ) -> pd.DataFrame:
     return pd.DataFrame(
         [{"When (UTC)": n.at[:16].replace("T", " "), "Alert": n.title, "Detail": n.body,
-          "Read": n.read} for n in list_alerts(store, actor, limit=limit)],
+          "Read": n.read} for n in list_alerts(store, actor, limit=limit, cusip=cusip)],
         columns=["When (UTC)", "Alert", "Detail", "Read"])
 
 

@@ -132,6 +132,7 @@ def test_a_watched_cusip_raises_its_alert_once_after_the_next_run(app_store):
     publish(app_store, day1, at1)
     at = _open(app_store, "V4BS8NAG1")
     assert at.button(key="security.watch").label == "Watch this CUSIP"
+    assert "No watchlist alerts of V4BS8NAG1 yet." in [c.value for c in at.caption]
     at = ok(at.checkbox(key="security.watch_px_on").check().run())
     at.number_input(key="security.watch_px").set_value(0.1)
     at = ok(at.button(key="security.watch").click().run())
@@ -152,6 +153,9 @@ def test_a_watched_cusip_raises_its_alert_once_after_the_next_run(app_store):
     search = open_page(app_store, "pages/search.py", "ana")
     shown = next(d.value for d in search.dataframe if "Alert" in d.value.columns)
     assert shown["Alert"].tolist() == [a.title for a in reversed(alerts)]
+    at = _open(app_store, "V4BS8NAG1")  # the security page lists its own alerts
+    shown = next(d.value for d in at.dataframe if "Alert" in d.value.columns)
+    assert shown["Alert"].tolist() == [a.title for a in reversed(alerts)]
 
-    at = ok(_open(app_store, "V4BS8NAG1").button(key="security.unwatch").click().run())
+    at = ok(at.button(key="security.unwatch").click().run())
     assert load_watchlist(app_store, actor) == []

@@ -103,6 +103,9 @@ def test_alerts_fire_once_per_user_cusip_run_and_kind(people):
     assert len(list_notifications(store, "ana")) == 4
     assert sorted(n.title for n in list_alerts(store, mia)) == [
         f"{B}: PX moved +0.500 in run 2", f"{B}: better parent in run 2"]
+    assert sorted(n.title for n in list_alerts(store, ana, cusip=A.lower())) == [
+        f"{A}: 2 new color(s) in run 2", f"{A}: PX moved +0.250 in run 2"]
+    assert list_alerts(store, mia, cusip=A) == []
 
 
 def test_a_run_without_the_cusip_or_a_failed_run_raises_nothing(people):
