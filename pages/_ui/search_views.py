@@ -295,6 +295,7 @@ def load_query(query: SearchQuery, actor: Actor) -> None:
     for name, key in SCALARS.items():
         state[key] = values.get(name, False if name == "parents_only" else None)
     state[MORE] = rest is not None
+    state.pop(LOGGED, None)  # running a search again is a search: logged again
     load_builder(CONDITIONS, rest, condition_columns(actor))
 
 

@@ -337,13 +337,14 @@ def test_an_analyst_finds_charts_saves_exports_and_watches_a_cusip_until_its_ale
     assert recent[["Alert", "Detail", "Read"]].values.tolist() == [
         [title, body, False] for _, title, body, _ in expected]
 
-    # The access log names the analyst: the search, the security view, both exports. Running the
-    # same search again in the session (from the history) is not a new search: logged once.
+    # The access log names the analyst: the search, the security view, the search run again from
+    # the history, both exports.
     what = json.dumps({k: v for k, v in query.to_dict().items() if k != "page"}, sort_keys=True)
     log = load_access_log(app_store, username="ana")
     assert log[["ACTOR", "ACTION", "WHAT", "ROWS", "DETAIL"]].values.tolist() == [
         ["ana", "export", what, len(rows), "csv"],
         ["ana", "export", what, len(rows), "xlsx"],
+        ["ana", "search", what, len(rows), ""],
         ["ana", "security_view", cusip, len(rows), ""],
         ["ana", "search", what, len(rows), ""],
     ]
