@@ -75,7 +75,7 @@ def render_kpis(data: DashboardData, upcoming: tuple[datetime, str] | None,
     last = f"Run {k['last_run_id']}: {k['last_run_status']}" if k["last_run_id"] else "—"
     row[1].metric("Last run", last)
     row[2].metric("Last run at (UTC)", when(k["last_run_at"]), help=k["last_run_at"] or None)
-    row[3].metric("Next run", countdown(upcoming[0], now) if upcoming else "none scheduled",
+    row[3].metric("Next run", countdown(upcoming[0], now) if upcoming else "—",
                   help=f"{upcoming[1]} at {upcoming[0]:%a %d %b %Y %H:%M %Z}" if upcoming
                   else "No active job")
     st.caption(f"Today is {now:%a %d %b %Y} ({now.tzinfo}); KPIs count colors by processing "
