@@ -8,13 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import pipeline
 from core.access import SYSTEM, Actor
 from core.audit import load_changes
 from core.column_profiles import save_column_profile
 from core.config import load_settings
 from core.errors import PermissionDenied
-from core.exports import write_csv
 from core.notifications import list_notifications
 from core.notify import SmtpConfig, load_send_log, save_smtp_config
 from core.users import create_user
@@ -31,7 +29,7 @@ from core.watchlists import (
     watch,
 )
 from storage import ANY_VERSION
-from tests.factories import make_colors
+from tests.unit.test_watchlists import publish  # one run of (CUSIP, SECTOR, BIAS, PX, SOURCE)
 
 SETTINGS = load_settings({}, {"MARKETPULSE_APP_BASE_URL": "https://mp.desk.example/"})
 A, B = "97988RBL5", "000840AG3"  # A in 2.0_Mezz, B in MM-CLO
@@ -54,15 +52,6 @@ MIA_BODY = (
     f"{B}: PX moved +0.500 in run 2\n  From 95.0 (run 1) to 95.5\n"
     f"{B}: better parent in run 2\n  TRADE CONFIRM (rank 1) replaces BID (rank 3)\n"
     f"  Open {B}: https://mp.desk.example/security?cusip={B}\n\n" + FOOTER)
-
-
-def publish(store, rows, day):
-    cusip, sector, bias, px, source = (list(c) for c in zip(*rows, strict=True))
-    frame = make_colors(CUSIP=cusip, SECTOR=sector, BIAS=bias, PX=px, SOURCE=source,
-                        DATE=[day] * len(rows))
-    return pipeline.process_files(store, SYSTEM, [("c.csv", write_csv(frame))],
-                                  settings=SETTINGS, rules=[],
-                                  now=datetime.fromisoformat(f"{day}T18:00:00+00:00")).record
 
 
 def configure_smtp(store, port: int) -> None:
