@@ -9,6 +9,7 @@ import streamlit as st
 from pages._ui import search_views as views
 from pages._ui.automation_views import show_flashes
 from pages._ui.services import current_actor, error_boundary, store
+from pages._ui.watch_views import render_watchlist
 
 st.title("Search")
 st_store = store()
@@ -44,4 +45,4 @@ with error_boundary("Loading saved searches"):
 
 st.subheader("My watchlist")
 with error_boundary("Loading your watchlist"):
-    views.render_watchlist(st_store, actor)
+    render_watchlist(st_store, actor)

@@ -16,8 +16,9 @@ from core.security import SecuritySummary
 from core.watchlists import load_watchlist
 from pages._ui import cached, charts
 from pages._ui.automation_views import show_flashes
-from pages._ui.search_views import COLUMN_CONFIG, alerts_table, render_watch
+from pages._ui.search_views import COLUMN_CONFIG
 from pages._ui.services import current_actor, error_boundary, store
+from pages._ui.watch_views import alerts_table, render_watch
 from storage import Store
 
 CUSIP_BOX, PARAM, VIEWED = "security.cusip", "security.param_state", "security.viewed_state"
