@@ -5,13 +5,14 @@
     .venv/bin/python bench/search.py --runs 10            # a quick 1M-row version
 
 Builds the rows straight into a local store (generated, ranked, one partition per run, success run
-records), then measures each query kind in its own process on three layouts: per-run partitions as
-published ("raw"), after `python -m core compact` ("compact"), and the steady state between the
-scheduler's compactions: the compacted copy plus two newer 100k-row runs ("steady"). Cold = the
-first call in a fresh process (DuckDB opened, no metadata cached); warm = later calls with other
-ids; cached = a Streamlit cache hit (unpickling the cached value). Budgets: CUSIP lookup p50 ≤ 50
-ms; dashboard ≤ 500 ms cold, ≤ 50 ms cached; peak RSS ≤ 1.5 GB. Wall times depend on what else the
-box runs: the load average is printed, and CPU time beside wall time.
+records), then measures each query kind in its own process on four layouts: per-run partitions as
+published ("raw"), after `python -m core compact` ("compact"), with two newer 100k-row runs just
+published ("fresh"), and once the scheduler's next step put them in the copy's delta ("steady",
+what searches read between publishes). Cold = the first call in a fresh process (DuckDB opened,
+no metadata cached); warm = later calls with other ids; cached = a Streamlit cache hit (unpickling
+the cached value). Budgets: CUSIP lookup p50 ≤ 50 ms; dashboard ≤ 500 ms cold, ≤ 50 ms cached;
+peak RSS ≤ 1.5 GB. Wall times depend on what else the box runs: the load average is printed, and
+CPU time beside wall time.
 """
 
 from __future__ import annotations
@@ -116,14 +117,21 @@ def _record_runs(store, jobs: list[tuple], parents: dict[int, int]) -> None:
 
 
 def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> dict:
-    """The steady state between compactions: add `count` runs published after the compacted copy
-    (read from their own files until the scheduler compacts at MIN_BIG_RUNS), or remove them."""
+    """Runs published after the compacted copy: add `count` of them (read from their own files
+    until the scheduler's next step puts them in the copy's delta), or remove them and the delta
+    again (so a reused build starts from the full copy)."""
     from core import runs
+    from core.published import COMPACT_TABLE, MANIFEST_KEY, ROLLUP_TABLE, load_manifest
     from storage import open_store
 
     store = open_store(str(root / "store"))
     added = root / "newest.json"
     if action == "remove":
+        manifest, version = load_manifest(store)
+        if manifest and manifest.get("delta"):
+            store.put(MANIFEST_KEY, {k: v for k, v in manifest.items() if k != "delta"}, version)
+            for table in (COMPACT_TABLE, ROLLUP_TABLE):
+                store.delete_partition(table, manifest["delta"]["partition"])
         for run_id in json.loads(added.read_text()) if added.exists() else []:
             store.delete_partition(runs.COLORS_TABLE, runs.run_partition(run_id))
             store.delete(runs.run_key(run_id))
@@ -326,9 +334,18 @@ def main() -> None:
         if "error" in added:
             print(f"newest runs FAILED: {added['error']}")
             return
-        print(f"steady: the compacted copy plus runs {added['added']} read from their own files "
-              "(the scheduler compacts once 3 such runs hold 300k rows)", flush=True)
+        print(f"fresh: the compacted copy plus runs {added['added']} just published, read from "
+              "their own files until the scheduler's next step", flush=True)
         try:
+            for kind in KINDS:
+                _print(_run([kind, str(root), "fresh", str(args.repeat)]))
+            delta = _run(["compact", str(root)])
+            if "error" in delta:
+                print(f"delta FAILED: {delta['error']}")
+                return
+            print(f"steady: the scheduler's step put them in the copy's delta ({delta['mode']}): "
+                  f"{delta['rows']:,} rows in {delta['seconds']:.1f} s, peak {delta['peak_mb']} MB",
+                  flush=True)
             for kind in KINDS:
                 _print(_run([kind, str(root), "steady", str(args.repeat)]))
         finally:

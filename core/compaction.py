@@ -41,6 +41,12 @@ MIN_BIG_RUNS, MIN_UNCOVERED_ROWS = 3, 300_000
 # for row groups its statistics skip: a CUSIP lookup in one 10M-row file (489 row groups × 27
 # columns) spent ~15 ms on that alone; opening only the CUSIP's ~500k-row shard leaves ~1 ms.
 SHARD_ROWS = 500_000
+# Once a copy exists, the runs published since go into its delta (one CUSIP-sorted file, rewritten
+# with each new run: seconds, where the full copy takes a minute at 10M rows), so a lookup opens a
+# shard and the delta instead of one file per run. A delta beyond this share of the copy (and at
+# least DELTA_MIN_ROWS) is folded into a new full copy instead.
+DELTA_MAX_SHARE, DELTA_MIN_ROWS = 0.2, 1_000_000
+FULL, DELTA = "full", "delta"
 
 
 # -- compaction -----------------------------------------------------------------------------------
@@ -56,6 +62,7 @@ class CompactionReport:
     rows: int = 0
     files: int = 0
     seconds: float = 0.0
+    mode: str = FULL  # full: a new copy of every visible run; delta: the new runs beside it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,20 +72,38 @@ _uncovered_rows: weakref.WeakKeyDictionary[Any, tuple[Layout, int]] = weakref.We
 
 
 def plan_compaction(store: Store) -> CompactionReport:
-    """Whether the layout needs compaction: many rows or runs outside the compacted copy, or removed
-    runs still inside it."""
+    """Whether the layout needs compaction, and which: full when removed runs are still in the
+    copy, when there is no copy yet and many rows or runs are outside it, or when the delta would
+    outgrow its share; delta when a copy exists and runs were published since."""
     layout = read_layout(store)
     if not layout.visible:
         return CompactionReport(False, "no published runs")
     if layout.stale:
         return CompactionReport(True, f"{len(layout.stale)} removed run(s) are still in the copy")
     count = len(layout.uncovered)
+    manifest, _ = load_manifest(store)
+    if manifest is not None:
+        return _plan_delta(store, layout, manifest)
     rows = _rows_outside(store, layout) if count >= MIN_BIG_RUNS else 0
     if count >= MIN_UNCOVERED_RUNS or (count >= MIN_BIG_RUNS and rows >= MIN_UNCOVERED_ROWS):
         return CompactionReport(True, f"{count} run(s), {rows:,} rows are read from per-run files")
     return CompactionReport(False, f"{count} run(s), {rows:,} rows outside the copy (compacting "
                                    f"from {MIN_UNCOVERED_RUNS} runs, or {MIN_BIG_RUNS} runs of "
                                    f"{MIN_UNCOVERED_ROWS:,} rows)")
+
+
+def _plan_delta(store: Store, layout: Layout, manifest: dict[str, Any]) -> CompactionReport:
+    count = len(layout.uncovered)
+    if not count:
+        return CompactionReport(False, "every visible run is in the compacted copy")
+    rows = _rows_outside(store, layout)
+    delta = (manifest.get("delta") or {}).get("rows", 0)
+    limit = max(DELTA_MIN_ROWS, int(manifest["rows"] * DELTA_MAX_SHARE))
+    if delta + rows > limit:
+        return CompactionReport(True, f"{count} new run(s) would grow the delta to "
+                                      f"{delta + rows:,} rows (over {limit:,}): a new copy")
+    return CompactionReport(True, f"{count} new run(s), {rows:,} rows go into the delta",
+                            mode=DELTA)
 
 
 def _rows_outside(store: Store, layout: Layout) -> int:
@@ -98,14 +123,17 @@ def compact_colors(store: Store, *, force: bool = False, now: datetime | None = 
     of ~SHARD_ROWS rows, written by DuckDB through Store.append_query: streamed, lookup-sized row
     groups, fast to decode) plus its rollups, then switch readers to it by writing the manifest
     (the commit point); copies older than the previous one are deleted. Per-run partitions stay:
-    they are the record, the copy is derived. Returns what was done (nothing unless needed or
-    forced)."""
+    they are the record, the copy is derived. When the plan says delta (and not forced), only the
+    runs published since go into the copy's delta. Returns what was done (nothing unless needed
+    or forced)."""
     plan = plan_compaction(store)
     layout = read_layout(store)
     if not layout.visible or not (plan.needed or force):
         return plan
     started = time.perf_counter()
     old, version = load_manifest(store)
+    if plan.mode == DELTA and not force and old is not None:
+        return _compact_delta(store, layout, plan, old, version, now)
     generation = (old["generation"] + 1) if old else 1
     partition = f"gen={generation:06d}-{uuid.uuid4().hex[:8]}"
     try:
@@ -131,6 +159,50 @@ def compact_colors(store: Store, *, force: bool = False, now: datetime | None = 
              partition, len(shards))
     return CompactionReport(True, plan.reason if plan.needed else "forced", True, partition,
                             len(layout.visible), rows, len(shards), manifest["seconds"])
+
+
+def _compact_delta(store: Store, layout: Layout, plan: CompactionReport, old: dict[str, Any],
+                   version: str | None, now: datetime | None) -> CompactionReport:
+    """Rewrite the delta with the runs published since (the copy's shards stay), then switch
+    readers to it through the manifest, as a full compaction does."""
+    started = time.perf_counter()
+    before = old.get("delta") or {}
+    number = before.get("number", 0) + 1
+    partition = f"{old['partition']}-d{number:04d}"
+    covered = sorted({*before.get("runs", []), *layout.uncovered})
+    try:
+        with duckdb_session() as con:
+            parts = []
+            if before and store.register(con, COMPACT_TABLE, [before["partition"]]):
+                parts.append(f"SELECT * FROM {COMPACT_TABLE}")
+            if store.register(con, runs.COLORS_TABLE,
+                              [runs.run_partition(r) for r in layout.uncovered]):
+                parts.append(f"SELECT * FROM {runs.COLORS_TABLE}")
+            src = "(" + " UNION ALL BY NAME ".join(parts) + ")"
+            names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+            order = "CUSIP, RUN_ID, POSITION" if "POSITION" in names else "CUSIP, RUN_ID"
+            rows = store.append_query(con, COMPACT_TABLE, partition,
+                                      f"SELECT * FROM {src} AS published ORDER BY {order}")
+            sql, params = rollup_sql(f"{src} AS published")
+            store.append_query(con, ROLLUP_TABLE, partition, sql, params)
+    except BaseException:
+        _drop(store, [partition])
+        raise
+    seconds = round(time.perf_counter() - started, 3)
+    manifest = {**old, "delta": {"partition": partition, "number": number, "runs": covered,
+                                 "rows": rows, "seconds": seconds,
+                                 "compacted_at": (now or datetime.now(UTC)).isoformat()}}
+    try:
+        store.put(MANIFEST_KEY, manifest, expected_version=version)
+    except WriteConflict:
+        _drop(store, [partition])
+        raise
+    keep = _partitions(manifest) | _partitions(old)
+    _drop(store, [p for p in _copies(store) if p not in keep])
+    log.info("compacted %s new run(s) into the delta %s (%s rows)", len(layout.uncovered),
+             partition, rows)
+    return CompactionReport(True, plan.reason, True, partition, len(covered), rows, 1, seconds,
+                            DELTA)
 
 
 def _write_copy(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout, partition: str
@@ -182,8 +254,10 @@ def _bounds(con: duckdb.DuckDBPyConnection, src: str, total: int) -> list[str]:
 
 
 def _partitions(manifest: dict[str, Any]) -> set[str]:
-    """Every partition a manifest's copy uses (its shards and its rollups)."""
-    return {manifest["partition"], *(s.partition for s in manifest_shards(manifest))}
+    """Every partition a manifest's copy uses (its shards, its delta and their rollups)."""
+    delta = (manifest.get("delta") or {}).get("partition")
+    return {manifest["partition"], *(s.partition for s in manifest_shards(manifest)),
+            *([delta] if delta else [])}
 
 
 def _copies(store: Store) -> list[str]:

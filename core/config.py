@@ -68,8 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scheduler.tick_seconds", 1.0, float,
             "How often the scheduler checks for due jobs and triggers and writes its heartbeat"),
     Setting("scheduler.compact", True, bool,
-            "After its jobs, the scheduler rewrites published colors into the CUSIP-clustered copy "
-            "search reads once enough new runs have arrived (`python -m core compact` by hand)"),
+            "After its jobs, the scheduler adds newly published runs to the CUSIP-clustered copy "
+            "search reads (a small delta; a full rewrite when it outgrows its share; "
+            "`python -m core compact` by hand)"),
     Setting("scheduler.timezone", "Asia/Karachi", str, "Default timezone for new jobs"),
     Setting("sources.sql_url", "", str,
             "SQLAlchemy URL of the SQL colors source, without the password "

@@ -101,9 +101,9 @@ class Shard:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each visible run's rows are read from: the compacted copy (covered; its shards and the
-    rollups in compact_partition) or the run's own partition (uncovered); stale runs are in the
-    copy but no longer visible (filtered out)."""
+    """Where each visible run's rows are read from: the compacted copy (covered: its shards, and the
+    delta holding the runs compacted since; rollups in compact_partition and delta) or the run's
+    own partition (uncovered); stale runs are in the copy but no longer visible (filtered out)."""
 
     visible: tuple[int, ...]
     compact_partition: str | None
@@ -111,6 +111,7 @@ class Layout:
     uncovered: tuple[int, ...]
     stale: tuple[int, ...]
     shards: tuple[Shard, ...] = ()
+    delta: str | None = None
 
 
 def load_manifest(store: Store) -> tuple[dict[str, Any] | None, str | None]:
@@ -144,7 +145,8 @@ def read_layout(store: Store) -> Layout:
     if cached is not None and cached[0] == key:
         return cached[1]
     visible = runs.visible_run_ids(store)
-    copied = set(manifest["runs"]) if manifest else set()
+    delta = (manifest or {}).get("delta") or {}
+    copied = set(manifest["runs"]) | set(delta.get("runs", [])) if manifest else set()
     present = set(store.partitions(runs.COLORS_TABLE))
     layout = Layout(
         visible=tuple(visible),
@@ -154,6 +156,7 @@ def read_layout(store: Store) -> Layout:
                         and runs.run_partition(r) in present),
         stale=tuple(sorted(copied - set(visible))),
         shards=manifest_shards(manifest),
+        delta=delta.get("partition"),
     )
     _layouts[store] = (key, layout, [])
     return layout
@@ -179,9 +182,9 @@ def open_colors(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout | N
     if cusips is not None:
         wanted = {c.strip().upper() for c in cusips}
         shards = tuple(s for s in shards if any(s.holds(c) for c in wanted))
+    copied = [s.partition for s in shards] + ([layout.delta] if layout.delta else [])
     parts = []
-    if layout.covered and shards and store.register(con, COMPACT_TABLE,
-                                                    [s.partition for s in shards]):
+    if layout.covered and copied and store.register(con, COMPACT_TABLE, copied):
         parts.append(f"SELECT * FROM {COMPACT_TABLE}{_visible_filter(con, layout)}")
     partitions = [runs.run_partition(r) for r in layout.uncovered]
     if partitions and store.register(con, runs.COLORS_TABLE, partitions):
@@ -222,7 +225,8 @@ def open_rollups(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout) -
     """Rollups (see rollup_sql) of every visible run as a FROM item: the compacted rollups plus
     rollups computed now from the uncovered runs (call open_colors first); None when none."""
     parts = []
-    if layout.covered and store.register(con, ROLLUP_TABLE, [layout.compact_partition]):
+    rolled = [p for p in (layout.compact_partition, layout.delta) if p]
+    if layout.covered and store.register(con, ROLLUP_TABLE, rolled):
         parts.append(f"SELECT * FROM {ROLLUP_TABLE}{_visible_filter(con, layout)}")
     if layout.uncovered:
         live, live_params = rollup_sql(runs.COLORS_TABLE)

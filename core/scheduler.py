@@ -278,8 +278,9 @@ def compact_if_needed(ctx: Context) -> bool:
         ctx.error("compaction", f"failed: {exc}")
         ctx.compaction = {**(ctx.compaction or {}), "failed_at": aware(ctx.clock()).isoformat()}
         return False
-    ctx.compaction = {"at": ctx.clock().isoformat(), "runs": report.runs, "rows": report.rows,
-                      "seconds": report.seconds, "reason": report.reason}
+    ctx.compaction = {"at": aware(ctx.clock()).isoformat(), "mode": report.mode,
+                      "runs": report.runs, "rows": report.rows, "seconds": report.seconds,
+                      "reason": report.reason}
     return report.done
 
 

@@ -101,8 +101,10 @@ def health_banner(st_store: Store, cfg: Settings, actor: Actor) -> None:
                     st.rerun()
     done = (health["heartbeat"] or {}).get("compaction") or {}
     if done.get("runs"):
-        st.caption(f"Search copy compacted {done['at'][:16].replace('T', ' ')} UTC: "
-                   f"{done['runs']:,} runs, {done['rows']:,} rows in {done['seconds']:.0f} s.")
+        what = "new runs added to" if done.get("mode") == "delta" else "rewritten as"
+        st.caption(f"Search copy: {what} the compacted copy {done['at'][:16].replace('T', ' ')} "
+                   f"UTC ({done['runs']:,} runs, {done['rows']:,} rows in "
+                   f"{done['seconds']:.1f} s).")
     for error in health["last_errors"][::-1][:5]:
         st.caption(f"⚠️ {error['at'][:19].replace('T', ' ')} · {error['job']}: {error['error']}")
 

@@ -14,7 +14,7 @@ from pandas.testing import assert_frame_equal
 from core import cli_search, compaction, pipeline, runs
 from core.access import SYSTEM
 from core.analytics import DashboardFilters, dashboard_data
-from core.compaction import compact_colors, plan_compaction
+from core.compaction import DELTA, FULL, compact_colors, plan_compaction
 from core.config import load_settings
 from core.demo import generate_colors
 from core.exports import write_csv
@@ -189,6 +189,79 @@ def test_a_lookup_opens_only_the_shard_holding_its_cusip(store, monkeypatch):
     assert opened == [(COMPACT_TABLE, [read_layout(store).shards[-1].partition])]
     assert set(result.frame["CUSIP"]) == {cusip}
     assert result.total_rows == len(security_history(store, SYSTEM, cusip))
+
+
+def test_runs_published_after_a_copy_go_into_its_delta_with_the_same_answers(store):
+    first = compact_colors(store, force=True, now=NOW)
+    record = publish(store, "2026-03-13")
+    before = answers(store)
+    plan = plan_compaction(store)
+    assert (plan.needed, plan.mode) == (True, DELTA)
+    report = compact_colors(store, now=NOW)
+    layout = read_layout(store)
+    assert (report.mode, report.runs, report.partition) == (DELTA, 1, f"{first.partition}-d0001")
+    assert (layout.uncovered, layout.delta, layout.covered) == (
+        (), report.partition, (1, 2, 3, record.run_id))
+    assert report.rows == record.counts["published"]
+    after = answers(store)
+    assert after.pop("kpis") == before.pop("kpis")
+    for name, frame in before.items():
+        assert_frame_equal(after[name], frame, check_dtype=False, obj=name)
+    assert not plan_compaction(store).needed
+
+    second = publish(store, "2026-03-14")  # the delta is rewritten with both runs
+    report = compact_colors(store, now=NOW)
+    assert (report.partition, report.runs) == (f"{first.partition}-d0002", 2)
+    assert read_layout(store).covered == (1, 2, 3, record.run_id, second.run_id)
+    publish(store, "2026-03-15")
+    compact_colors(store, now=NOW)  # the delta before the previous one is deleted
+    assert sorted(store.partitions(ROLLUP_TABLE)) == [
+        first.partition, f"{first.partition}-d0002", f"{first.partition}-d0003"]
+
+
+def test_a_delta_beyond_its_share_of_the_copy_makes_a_new_copy(store, monkeypatch):
+    compact_colors(store, force=True, now=NOW)
+    monkeypatch.setattr(compaction, "DELTA_MIN_ROWS", 1)
+    publish(store, "2026-03-13")
+    plan = plan_compaction(store)
+    assert (plan.needed, plan.mode) == (True, FULL)
+    assert "a new copy" in plan.reason
+    report = compact_colors(store, now=NOW)
+    assert (report.mode, report.runs) == (FULL, 4)
+    assert read_layout(store).delta is None
+
+
+def test_a_removed_run_of_the_delta_is_hidden_at_once_and_dropped_by_a_new_copy(store):
+    compact_colors(store, force=True, now=NOW)
+    record = publish(store, "2026-03-13")
+    compact_colors(store, now=NOW)
+    record.status = runs.REMOVED
+    runs.save_run(store, record)
+    runs.bump_data_version(store)
+    assert record.run_id not in search_rows(store, SYSTEM, SearchQuery())["RUN_ID"].tolist()
+    plan = plan_compaction(store)
+    assert (plan.needed, plan.mode) == (True, FULL)
+    compact_colors(store, now=NOW)
+    assert (read_layout(store).delta, read_layout(store).stale) == (None, ())
+
+
+def test_a_lookup_reads_its_shard_and_the_delta_in_one_view(store, monkeypatch):
+    monkeypatch.setattr(compaction, "SHARD_ROWS", 100)
+    compact_colors(store, force=True, now=NOW)
+    publish(store, "2026-03-13")
+    compact_colors(store, now=NOW)
+    layout = read_layout(store)
+    opened = []
+    real = store.register
+    monkeypatch.setattr(store, "register", lambda con, table, partitions=None: (
+        opened.append((table, partitions)), real(con, table, partitions))[1])
+    cusip = store.scan(COMPACT_TABLE, [layout.delta])["CUSIP"].iloc[0]
+    holder = next(s.partition for s in layout.shards if s.holds(cusip))
+    result = search_colors(store, SYSTEM, SearchQuery(text=cusip))
+    assert opened == [(COMPACT_TABLE, [holder, layout.delta])]
+    assert sorted(result.frame["RUN_ID"].unique().tolist()) == sorted(
+        security_history(store, SYSTEM, cusip)["RUN_ID"].unique().tolist())
+    assert 4 in result.frame["RUN_ID"].tolist()
 
 
 def test_a_copy_written_before_shards_reads_as_one_shard():

@@ -63,6 +63,14 @@ def test_the_scheduler_compacts_once_enough_runs_have_arrived(store):
     step(store, NOW + timedelta(seconds=1))  # nothing new: the copy stays
     assert load_manifest(store)[1] == version
 
+    publish(store, 1)  # the next run goes into the copy's delta at the next step
+    step(store, NOW + timedelta(seconds=2))
+    manifest, _ = load_manifest(store)
+    assert manifest["delta"]["runs"] == [MIN_UNCOVERED_RUNS + 1]
+    assert (read_layout(store).uncovered, manifest["runs"]) == (
+        (), list(range(1, MIN_UNCOVERED_RUNS + 1)))
+    assert store.get(HEARTBEAT_KEY)[0]["compaction"]["runs"] == 1
+
 
 def test_compaction_can_be_switched_off(store):
     publish(store, MIN_UNCOVERED_RUNS)
