@@ -260,9 +260,10 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
 
 
 def compact_if_needed(ctx: Context) -> bool:
-    """Keep search fast as runs arrive: when core.compaction says the layout needs it, rewrite the
-    published colors into a new compacted copy (readers switch when it is complete), keeping the
-    lease meanwhile. A failure is recorded in the heartbeat and retried on a later step."""
+    """Keep search fast as runs arrive: when core.compaction says the layout needs it, add the new
+    runs to the copy's delta or write a new copy (readers switch when it is complete), keeping the
+    lease meanwhile. A failure is recorded in the heartbeat and retried after COMPACT_RETRY; a
+    compaction that lost the race to another (`python -m core compact`) is retried next step."""
     failed = (ctx.compaction or {}).get("failed_at")
     if failed and aware(ctx.clock()) - datetime.fromisoformat(failed) < COMPACT_RETRY:
         return False
@@ -273,6 +274,9 @@ def compact_if_needed(ctx: Context) -> bool:
         log.info("compacting published colors: %s", plan.reason)
         with ctx.keep():
             report = compact_colors(ctx.store, now=ctx.clock())
+    except WriteConflict:
+        log.info("another compaction switched the copy first; planning again next step")
+        return False
     except Exception as exc:  # search stays correct on the old layout, only slower
         log.exception("compaction failed")
         ctx.error("compaction", f"failed: {exc}")

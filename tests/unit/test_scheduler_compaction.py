@@ -18,7 +18,7 @@ from core.published import MANIFEST_KEY, load_manifest, read_layout
 from core.scheduler import HEARTBEAT_KEY, run_once
 from core.schema import INPUT_COLUMNS
 from core.search import SearchQuery, search_rows
-from storage import ObjectNotFound, open_store
+from storage import ObjectNotFound, WriteConflict, open_store
 
 SETTINGS = load_settings({}, {})
 NOW = datetime(2026, 3, 20, 20, tzinfo=UTC)
@@ -78,6 +78,21 @@ def test_compaction_can_be_switched_off(store):
     with pytest.raises(ObjectNotFound):
         store.get(MANIFEST_KEY)
     assert len(read_layout(store).uncovered) == MIN_UNCOVERED_RUNS
+
+
+def test_a_compaction_that_loses_the_race_is_planned_again_at_the_next_step(store, monkeypatch):
+    publish(store, MIN_UNCOVERED_RUNS)
+
+    def lost(*args, **kwargs):
+        raise WriteConflict(MANIFEST_KEY, None, "1")
+
+    monkeypatch.setattr(scheduler, "compact_colors", lost)
+    step(store)
+    beat = store.get(HEARTBEAT_KEY)[0]
+    assert (beat["last_errors"], beat["compaction"]) == ([], None)
+    monkeypatch.setattr(scheduler, "compact_colors", compaction.compact_colors)
+    step(store, NOW + timedelta(seconds=1))
+    assert load_manifest(store)[0]["runs"] == list(range(1, MIN_UNCOVERED_RUNS + 1))
 
 
 def test_a_failed_compaction_is_reported_and_retried_after_a_pause(store, monkeypatch):
