@@ -153,7 +153,7 @@ def publish_run(
         result = _process(store, prepared, record, kind, settings, rules, pinned, started_at,
                           progress)
     except Exception as exc:
-        _abandon(store, record, exc)
+        _abandon(store, record, exc, started_at + timedelta(seconds=time.perf_counter() - clock))
         raise
     record.status = runs.SUCCESS
     record.duration_s = round(time.perf_counter() - clock, 3)
@@ -247,12 +247,13 @@ def workbook_for(result: RunResult, actor: Actor) -> bytes:
     return write_xlsx(entitled(result.published, actor), extra_sheets=extra)
 
 
-def _abandon(store: Store, record: runs.RunRecord, exc: BaseException) -> None:
+def _abandon(store: Store, record: runs.RunRecord, exc: BaseException, finished: datetime
+             ) -> None:
     """Mark the run failed and remove whatever it had written (it was never visible)."""
     log.exception("run %s failed", record.run_id)
     record.status = runs.FAILED
     record.error = str(exc) or type(exc).__name__
-    record.finished_at = datetime.now(UTC).isoformat()
+    record.finished_at = finished.isoformat()
     for table in runs.RUN_TABLES:
         try:
             store.delete_partition(table, runs.run_partition(record.run_id))

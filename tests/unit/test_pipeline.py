@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -133,11 +134,15 @@ def test_failed_publish_leaves_nothing_visible_and_records_the_failure(local_sto
         raise OSError("disk full")
 
     monkeypatch.setattr(pipeline, "write_xlsx", broken_workbook)
+    at = datetime(2026, 3, 13, 18, tzinfo=UTC)  # the caller's clock stamps both ends
     with pytest.raises(OSError, match="disk full"):
-        pipeline.process_files(local_store, SYSTEM, [("a.xlsx", _xlsx(30))], settings=SETTINGS)
+        pipeline.process_files(local_store, SYSTEM, [("a.xlsx", _xlsx(30))], settings=SETTINGS,
+                               now=at)
     [record] = runs.load_runs(local_store)
     assert record.status == runs.FAILED
     assert record.error == "disk full"
+    assert record.started_at == at.isoformat()
+    assert timedelta(0) < datetime.fromisoformat(record.finished_at) - at < timedelta(minutes=1)
     assert runs.visible_run_ids(local_store) == []
     assert {t: local_store.partitions(t) for t in runs.RUN_TABLES} == {
         t: [] for t in runs.RUN_TABLES}
