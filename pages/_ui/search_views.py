@@ -199,16 +199,10 @@ def render_filters(actor: Actor, options: dict[str, list[Any]]) -> Group | None:
 def render_order(actor: Actor) -> tuple[str, bool, int]:
     sort, direction, size = st.columns([2, 1, 1], vertical_alignment="bottom")
     columns = list(condition_columns(actor))
-    # Defaults through the state only: load_query sets these keys too, and a widget given both a
-    # default and a state value makes Streamlit warn.
-    state = st.session_state
-    if state.get(SORT) not in columns:
-        state[SORT] = RUN_ID if RUN_ID in columns else columns[0]
-    state.setdefault(DESCENDING, True)
-    state.setdefault(PAGE_SIZE, PAGE_SIZES[1])
-    column = sort.selectbox("Sort by", columns, key=SORT)
-    descending = direction.toggle("Descending", key=DESCENDING)
-    page_size = size.selectbox("Parents per page", PAGE_SIZES, key=PAGE_SIZE)
+    column = sort.selectbox("Sort by", columns, index=columns.index(RUN_ID) if RUN_ID in columns
+                            else 0, key=SORT)
+    descending = direction.toggle("Descending", value=True, key=DESCENDING)
+    page_size = size.selectbox("Parents per page", PAGE_SIZES, index=1, key=PAGE_SIZE)
     return column, descending, int(page_size)
 
 
