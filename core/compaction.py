@@ -1,6 +1,6 @@
 """Compaction (`python -m core compact`, and the scheduler when needed): rewrite the visible runs'
-published colors into a CUSIP-clustered copy split into CUSIP-range shards, plus rollups, and switch
-readers to it (core.published reads the layout)."""
+published colors into a CUSIP-clustered copy split into CUSIP-range shards, plus rollups, add runs
+published since to its delta, and switch readers to it (core.published reads the layout)."""
 
 from __future__ import annotations
 
@@ -148,13 +148,7 @@ def compact_colors(store: Store, *, force: bool = False, now: datetime | None = 
                 "rows": rows, "files": len(shards),
                 "compacted_at": (now or datetime.now(UTC)).isoformat(),
                 "seconds": round(time.perf_counter() - started, 3)}
-    try:
-        store.put(MANIFEST_KEY, manifest, expected_version=version)
-    except WriteConflict:
-        _drop(store, _partitions(manifest))  # another compaction won; ours was never visible
-        raise
-    keep = _partitions(manifest) | (_partitions(old) if old else set())
-    _drop(store, [p for p in _copies(store) if p not in keep])
+    _switch(store, manifest, old, version, written=_partitions(manifest))
     log.info("compacted %s runs, %s rows into %s (%s shards)", len(layout.visible), rows,
              partition, len(shards))
     return CompactionReport(True, plan.reason if plan.needed else "forced", True, partition,
@@ -179,8 +173,7 @@ def _compact_delta(store: Store, layout: Layout, plan: CompactionReport, old: di
                               [runs.run_partition(r) for r in layout.uncovered]):
                 parts.append(f"SELECT * FROM {runs.COLORS_TABLE}")
             src = "(" + " UNION ALL BY NAME ".join(parts) + ")"
-            names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-            order = "CUSIP, RUN_ID, POSITION" if "POSITION" in names else "CUSIP, RUN_ID"
+            order = _order([r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()])
             rows = store.append_query(con, COMPACT_TABLE, partition,
                                       f"SELECT * FROM {src} AS published ORDER BY {order}")
             sql, params = rollup_sql(f"{src} AS published")
@@ -192,13 +185,7 @@ def _compact_delta(store: Store, layout: Layout, plan: CompactionReport, old: di
     manifest = {**old, "delta": {"partition": partition, "number": number, "runs": covered,
                                  "rows": rows, "seconds": seconds,
                                  "compacted_at": (now or datetime.now(UTC)).isoformat()}}
-    try:
-        store.put(MANIFEST_KEY, manifest, expected_version=version)
-    except WriteConflict:
-        _drop(store, [partition])
-        raise
-    keep = _partitions(manifest) | _partitions(old)
-    _drop(store, [p for p in _copies(store) if p not in keep])
+    _switch(store, manifest, old, version, written={partition})
     log.info("compacted %s new run(s) into the delta %s (%s rows)", len(layout.uncovered),
              partition, rows)
     return CompactionReport(True, plan.reason, True, partition, len(covered), rows, 1, seconds,
@@ -211,8 +198,7 @@ def _write_copy(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout, pa
     src = open_colors(store, con, layout)
     if src is None:  # every visible run published nothing
         return [], 0
-    names = [name for name, _ in published_columns(store, con, src)]
-    order = "CUSIP, RUN_ID, POSITION" if "POSITION" in names else "CUSIP, RUN_ID"
+    order = _order([name for name, _ in published_columns(store, con, src)])
     sql, params = rollup_sql(f"{src} AS published")
     store.append_query(con, ROLLUP_TABLE, partition, sql, params)
     total = con.execute(f"SELECT count(*) FROM {src} AS published").fetchall()[0][0]
@@ -251,6 +237,25 @@ def _bounds(con: duckdb.DuckDBPyConnection, src: str, total: int) -> list[str]:
     found = con.execute(f"SELECT quantile_disc(CUSIP, ?::DOUBLE[]) FROM {src} AS published",
                         [[k / count for k in range(1, count)]]).fetchall()[0][0]
     return sorted({c for c in found or [] if c is not None})
+
+
+def _order(columns: list[str]) -> str:
+    """The copy's row order: CUSIP (lookups prune on it), then each run's ranked order."""
+    return "CUSIP, RUN_ID, POSITION" if "POSITION" in columns else "CUSIP, RUN_ID"
+
+
+def _switch(store: Store, manifest: dict[str, Any], old: dict[str, Any] | None,
+            version: str | None, *, written: set[str]) -> None:
+    """Switch readers to `manifest` (the commit point), then delete copies older than the previous
+    one (a reader may still be in it). Losing the race to another compaction deletes `written`:
+    ours was never visible."""
+    try:
+        store.put(MANIFEST_KEY, manifest, expected_version=version)
+    except WriteConflict:
+        _drop(store, list(written))
+        raise
+    keep = _partitions(manifest) | (_partitions(old) if old else set())
+    _drop(store, [p for p in _copies(store) if p not in keep])
 
 
 def _partitions(manifest: dict[str, Any]) -> set[str]:
