@@ -16,7 +16,13 @@ from core.config import load_settings
 from core.demo import generate_colors
 from core.errors import Conflict, PermissionDenied
 from core.exports import write_csv
-from core.run_liveness import Heartbeat, abandon_run, current_owner, sweep_runs
+from core.run_liveness import (
+    Heartbeat,
+    abandon_run,
+    current_owner,
+    remove_run_data,
+    sweep_runs,
+)
 from core.runs import RunRecord, get_run, output_blob_key, run_key, run_partition, save_run
 from core.schema import INPUT_COLUMNS
 
@@ -130,3 +136,12 @@ def test_a_heartbeat_refreshes_until_a_sweep_abandons_the_run_and_then_publishin
     with pytest.raises(Conflict, match="run 9 was marked abandoned while it published"):
         beat.publish(record)
     assert (get_run(memory_store, 9).status, _leftovers(memory_store, 9)) == ("abandoned", [])
+
+
+def test_removing_a_runs_data_also_removes_a_workbook_write_a_kill_interrupted(local_store):
+    local_store.put_blob(output_blob_key(7), b"xlsx")
+    folder = local_store.root / "blobs" / "outputs"
+    (folder / "run-00000007.xlsx~0123abcd.tmp").write_bytes(b"half")
+    (folder / "run-00000070.xlsx~0123abcd.tmp").write_bytes(b"another run's")
+    remove_run_data(local_store, 7)
+    assert sorted(p.name for p in folder.iterdir()) == ["run-00000070.xlsx~0123abcd.tmp"]
