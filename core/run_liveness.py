@@ -199,6 +199,18 @@ def sweep_runs(store: Store, actor: Actor, settings: Settings, *, now: datetime 
     return found
 
 
+def load_swept_runs(store: Store, actor: Actor, settings: Settings, *, limit: int,
+                    now: datetime | None = None) -> list[runs.RunRecord]:
+    """The newest `limit` runs for a history view, runs whose process died shown abandoned (swept
+    on the way when the actor may trigger runs: no extra read unless one is running)."""
+    records = runs.load_runs(store, limit=limit)
+    if actor.can(TRIGGER_RUN) and any(r.status == runs.RUNNING for r in records):
+        swept = {r.run_id: r for r in sweep_runs(store, actor, settings, now=now,
+                                                  records=records)}
+        records = [swept.get(r.run_id, r) for r in records]
+    return records
+
+
 class Heartbeat:
     """A new run's record, written running with its owner, and its heartbeat refreshed from a
     thread while the run works (`with`); `publish` writes the final record only if no sweep
