@@ -1,6 +1,7 @@
 """Command line: `python -m core process|export|runs|rules|users|demo|init ...` (headless use).
 
 The CLI is a composition root: it loads settings, opens the store and acts as the system user.
+Every command first sweeps runs a killed process left running; a closed output pipe exits quietly.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from core import (
     cli_buffer,
@@ -29,12 +31,23 @@ from core.access import SYSTEM
 from core.config import load_settings, read_secrets_file
 from core.errors import MarketPulseError
 from core.exports import write_output
+from core.run_liveness import sweep_runs
 from core.watchlists import alert_after_publish
 from storage import StoreError, open_store
 
+PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (exit 2); the full usage is one --help away.
+    Subcommand parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="MarketPulse engine")
+    parser = _Parser(prog="python -m core", description="MarketPulse engine")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("process", help="process color files as one MANUAL run")
@@ -47,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--run", type=int, help="only this run")
 
-    sub.add_parser("runs", help="list runs")
+    p = sub.add_parser("runs", help="list runs, or sweep: mark runs whose process died abandoned")
+    p.add_argument("action", nargs="?", choices=("list", "sweep"), default="list")
 
     p = sub.add_parser("rules", help="list, add, remove or toggle exclusion rules")
     rsub = p.add_subparsers(dest="action", required=True)
@@ -104,18 +118,43 @@ def _print_run(result: pipeline.RunResult) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code is 0, 2 (a clear error on stderr) or PIPE_CLOSED."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe may only show now
+    except BrokenPipeError:
+        # The reader went away (`... | head -1`): stop quietly, as Python's docs recommend, and
+        # point stdout at devnull so the interpreter's last flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return PIPE_CLOSED
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(read_secrets_file(), os.environ)
         store = open_store(settings["store.url"])
+        if (args.command, getattr(args, "action", "")) != ("runs", "sweep"):
+            _sweep(store, settings)
         return _run(args, store, settings)
     except (MarketPulseError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         print(f"error: {exc.filename or ''} {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _sweep(store, settings) -> None:
+    """At start: runs a killed process left running become abandoned (logged on stderr)."""
+    try:
+        sweep_runs(store, SYSTEM, settings)
+    except (MarketPulseError, StoreError) as exc:  # the command itself may still work
+        logging.getLogger(__name__).warning("could not sweep dead runs: %s", exc)
 
 
 def _run(args: argparse.Namespace, store, settings) -> int:
@@ -144,13 +183,19 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         write_output(frame, args.out)
         print(f"Wrote {len(frame)} rows to {args.out}")
         return 0
+    if args.command == "runs" and args.action == "sweep":
+        found = sweep_runs(store, SYSTEM, settings, limit=None)
+        for rec in found:
+            print(f"Run {rec.run_id} {rec.error}; its partial data was removed")
+        print(f"{len(found)} run(s) abandoned")
+        return 0
     if args.command == "runs":
-        print(f"{'RUN':>5}  {'KIND':9} {'STATUS':8} {'STARTED':25} {'PUBLISHED':>9} {'PARENTS':>7}"
+        print(f"{'RUN':>5}  {'KIND':9} {'STATUS':9} {'STARTED':25} {'PUBLISHED':>9} {'PARENTS':>7}"
               "  FILES")
         for rec in runs.load_runs(store):
             names = ", ".join(str(f.get("name")) for f in rec.files)
             started = rec.started_at[:19].replace("T", " ")
-            print(f"{rec.run_id:>5}  {rec.kind:9} {rec.status:8} {started:25} "
+            print(f"{rec.run_id:>5}  {rec.kind:9} {rec.status:9} {started:25} "
                   f"{rec.counts.get('published', 0):>9} {rec.counts.get('parents', 0):>7}  {names}")
         return 0
     if args.command == "rules":

@@ -72,6 +72,10 @@ SETTINGS: tuple[Setting, ...] = (
             "search reads (a small delta; a full rewrite when it outgrows its share; "
             "`python -m core compact` by hand)"),
     Setting("scheduler.timezone", "Asia/Karachi", str, "Default timezone for new jobs"),
+    Setting("runs.stale_seconds", 300, int,
+            "A running run whose process is on another host counts as dead (abandoned, its partial "
+            "data removed) when its heartbeat, refreshed every tenth of this, is older; on this "
+            "host a dead process is noticed at once"),
     Setting("sources.sql_url", "", str,
             "SQLAlchemy URL of the SQL colors source, without the password "
             "(oracle+oracledb://user@host:1521/?service_name=X)", secret=True),

@@ -17,9 +17,10 @@ from core.config import Settings
 from core.errors import NotFound
 from core.jobs import Job, Trigger, get_job, take_trigger
 from core.pipeline import AUTOMATED, OVERRIDE, prepare_files, publish_run
+from core.run_liveness import remove_run_data
+from core.runs import ABANDONED as ABANDONED_STATUS
 from core.runs import (
     FAILED,
-    RUN_TABLES,
     RUNNING,
     SKIPPED,
     SUCCESS,
@@ -27,8 +28,6 @@ from core.runs import (
     get_run,
     load_runs,
     next_run_id,
-    output_blob_key,
-    run_partition,
     save_run,
 )
 from storage import ANY_VERSION, ObjectNotFound, Store
@@ -249,7 +248,7 @@ def run_trigger(ctx: RunContext, trigger: Trigger) -> list[RunRecord]:
 
 
 def recover_abandoned(ctx: RunContext, *, fresh: bool) -> list[RunRecord]:
-    """Mark runs a dead scheduler left 'running' as failed (abandoned), remove what they wrote and
+    """Mark runs a dead scheduler left 'running' abandoned, remove what they wrote and
     let the sources release their claims. Runs only when we just took the lease or a stale
     live-status marker exists (we hold the lease, so nobody else is running a job)."""
     try:
@@ -261,12 +260,10 @@ def recover_abandoned(ctx: RunContext, *, fresh: bool) -> list[RunRecord]:
     found = []
     for record in load_runs(ctx.store, limit=100):
         if record.status == RUNNING and record.job and record.kind in (AUTOMATED, OVERRIDE):
-            record.status, record.error = FAILED, ABANDONED
+            record.status, record.error = ABANDONED_STATUS, ABANDONED
             record.finished_at = ctx.now.isoformat()
-            for table in RUN_TABLES:
-                ctx.store.delete_partition(table, run_partition(record.run_id))
-            ctx.store.delete_blob(output_blob_key(record.run_id))
-            save_run(ctx.store, record)
+            save_run(ctx.store, record)  # first: a run still publishing then fails, never holes
+            remove_run_data(ctx.store, record.run_id)
             ctx.error(record.job, f"run {record.run_id} {ABANDONED}")
             found.append(record)
     names = {r.job for r in found} | ({marker["job"]} if marker else set())

@@ -24,6 +24,7 @@ from core.exports import output_columns, write_xlsx
 from core.ingest import read_colors
 from core.ranking import check_invariants, rank_colors
 from core.rules import Rule, RulesOutcome, load_rules, match_rules
+from core.run_liveness import Heartbeat
 from core.schema import (
     COLOR_ID,
     CUSIP,
@@ -148,10 +149,11 @@ def publish_run(
         quality_score=prepared.report.quality_score,
         problems=[vars(p) for p in prepared.report.problems[:500]],
     )
-    runs.save_run(store, record)
+    beat = Heartbeat(store, record, settings)  # writes it running, with its owner
     try:
-        result = _process(store, prepared, record, kind, settings, rules, pinned, started_at,
-                          progress)
+        with beat:
+            result = _process(store, prepared, record, kind, settings, rules, pinned,
+                              started_at, progress)
     except Exception as exc:
         _abandon(store, record, exc, started_at + timedelta(seconds=time.perf_counter() - clock))
         raise
@@ -159,7 +161,7 @@ def publish_run(
     record.duration_s = round(time.perf_counter() - clock, 3)
     # On the caller's clock (a scheduler step's `now`), like started_at.
     record.finished_at = (started_at + timedelta(seconds=record.duration_s)).isoformat()
-    runs.save_run(store, record)  # the visibility point
+    beat.publish(record)  # the visibility point (unless a sweep abandoned the run meanwhile)
     runs.bump_data_version(store)
     record_change(store, actor, "runs", "run_published", f"run {run_id}",
                   after={"kind": kind, "counts": record.counts}, detail=trigger)

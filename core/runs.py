@@ -26,7 +26,8 @@ RUN_TABLES = (COLORS_TABLE, EXCLUDED_TABLE, QUARANTINED_TABLE)
 
 QUEUED, RUNNING, SUCCESS, FAILED = "queued", "running", "success", "failed"
 SKIPPED, MISSED, CANCELLED, REMOVED = "skipped", "missed", "cancelled", "removed"
-STATUSES = (QUEUED, RUNNING, SUCCESS, FAILED, SKIPPED, MISSED, CANCELLED, REMOVED)
+ABANDONED = "abandoned"  # its process died while running (core.run_liveness)
+STATUSES = (QUEUED, RUNNING, SUCCESS, FAILED, SKIPPED, MISSED, CANCELLED, REMOVED, ABANDONED)
 
 
 def run_key(run_id: int) -> str:
@@ -63,6 +64,8 @@ class RunRecord:
     problems: list[dict[str, Any]] = field(default_factory=list)  # first 500 report entries
     error: str = ""
     output: str = ""  # blob key of the output workbook
+    owner: dict[str, Any] = field(default_factory=dict)  # host, pid, start of a running run
+    heartbeat_at: str = ""  # refreshed while running (core.run_liveness)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,6 +41,7 @@ from core.jobs import AREA as JOBS_AREA
 from core.jobs import PREFIX as JOBS_PREFIX
 from core.jobs import Job, get_job, load_jobs, pending_triggers, skip_next_run
 from core.leases import acquire_lease, lease_holder, release_lease, renew_lease
+from core.run_liveness import stale_seconds, sweep_runs
 from core.runs import MISSED, SKIPPED, RunRecord
 from core.schedules import previous_occurrences
 from storage import ANY_VERSION, ObjectNotFound, Store, StoreError, WriteConflict
@@ -86,6 +87,7 @@ class Context(RunContext):
                          stop=stop, clock=clock, errors=list(beat.get("last_errors", [])))
         self.tick_s, self.heartbeat = tick_s, heartbeat
         self.compaction: dict[str, Any] | None = beat.get("compaction")
+        self.swept_at: str | None = beat.get("swept_at")
 
     def write_heartbeat(self) -> None:
         if not self.heartbeat:
@@ -95,7 +97,8 @@ class Context(RunContext):
             "host": socket.gethostname(), "version": VERSION, "tick_s": self.tick_s,
             "current": None if self.current is None else {k: self.current[k] for k in (
                 "run_id", "job", "stage", "rows", "started_at")},
-            "last_errors": self.errors, "compaction": self.compaction, "stopped": False},
+            "last_errors": self.errors, "compaction": self.compaction, "stopped": False,
+            "swept_at": self.swept_at},
             ANY_VERSION)
 
     @contextlib.contextmanager
@@ -242,6 +245,7 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
                   tick_s=tick_s or float(settings["scheduler.tick_seconds"]),
                   heartbeat=True, now=now)
     recover_abandoned(ctx, fresh=holder is None or holder[0] != owner)
+    sweep_if_due(ctx)
     records: list[RunRecord] = []
     for job in load_jobs(store):
         try:
@@ -257,6 +261,21 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
         compact_if_needed(ctx)
     ctx.write_heartbeat()
     return records
+
+
+def sweep_if_due(ctx: Context) -> None:
+    """Every tenth of runs.stale_seconds: mark runs whose process died (a CLI or manual run too)
+    abandoned and remove their partial data (core.run_liveness)."""
+    every = timedelta(seconds=stale_seconds(ctx.settings) / 10)
+    if ctx.swept_at and timedelta(0) <= ctx.now - datetime.fromisoformat(ctx.swept_at) < every:
+        return
+    try:
+        for record in sweep_runs(ctx.store, SYSTEM, ctx.settings, now=ctx.now):
+            ctx.error(record.job or record.kind, f"run {record.run_id} {record.error}")
+    except Exception as exc:  # the next step tries again
+        log.exception("sweeping dead runs failed")
+        ctx.error("runs", f"sweeping dead runs failed: {exc}")
+    ctx.swept_at = ctx.now.isoformat()
 
 
 def compact_if_needed(ctx: Context) -> bool:

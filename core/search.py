@@ -41,6 +41,7 @@ from storage import Store
 MATCHES = ("exact", "prefix", "contains")
 TEXT_KINDS = ("auto", CUSIP_ID, TICKER_ID, MESSAGE_ID_ID)
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = 1_000_000  # far beyond any result; keeps the row offset a small number for DuckDB
 EXPORT_FORMATS = ("xlsx", "csv")
 
 
@@ -273,8 +274,9 @@ def _empty_result(query: SearchQuery) -> SearchResult:
 
 
 def _check_page(query: SearchQuery) -> None:
-    if query.page < 1 or not 1 <= query.page_size <= MAX_PAGE_SIZE:
-        raise InvalidInput("page", f"pages start at 1 and hold 1–{MAX_PAGE_SIZE} parents")
+    if not 1 <= query.page <= MAX_PAGE or not 1 <= query.page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput("page", f"pages run from 1 to {MAX_PAGE:,} and hold "
+                                   f"1–{MAX_PAGE_SIZE} parents")
 
 
 def search_colors(store: Store, actor: Actor, query: SearchQuery) -> SearchResult:

@@ -227,6 +227,6 @@ with jobs, error_boundary("Loading the jobs"):
 with editor, error_boundary("Loading the job editor"):
     views.render_job_editor(st_store, actor, str(cfg["scheduler.timezone"]))
 with history, error_boundary("Loading the run history"):
-    render_run_history(st_store, actor)
+    render_run_history(st_store, actor, settings=cfg)
 with changes, error_boundary("Loading the job changes"):
     changes_tab(st_store, actor)

@@ -8,6 +8,7 @@ never see half of it.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -258,9 +259,12 @@ class LocalStore:
         return sorted(k for k in keys if k.startswith(prefix))
 
     def delete_blob(self, key: str) -> None:
-        """Delete a blob (no error if absent)."""
+        """Delete a blob (no error if absent) and what an interrupted write of it left behind
+        (a process killed mid-write leaves its temporary file)."""
         path = self._blob_path(key)
         with self._guard():
+            for temp in path.parent.glob(f"{glob.escape(path.name)}~*.tmp"):
+                temp.unlink(missing_ok=True)
             try:
                 path.unlink()
             except _ABSENT:

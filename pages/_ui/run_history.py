@@ -10,8 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
+from core.config import Settings
 from core.exports import write_xlsx
 from core.history import load_rows
+from core.run_liveness import load_swept_runs
 from core.runs import EXCLUDED_TABLE, QUARANTINED_TABLE, STATUSES, SUCCESS, RunRecord, load_runs
 from core.validation import Problem, ValidationReport
 from pages._ui.widgets import validation_report
@@ -20,7 +22,8 @@ from storage import ObjectNotFound, Store
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 NO_JOB = "(no job: manual or CLI)"
 COLOURS = {"success": "#b7e4c7", "failed": "#f4a5a5", "missed": "#f9c98a", "skipped": "#dddddd",
-           "running": "#a9cbf5", "queued": "#d3c4f0", "cancelled": "#eeeeee", "removed": "#d7b9a8"}
+           "running": "#a9cbf5", "queued": "#d3c4f0", "cancelled": "#eeeeee", "removed": "#d7b9a8",
+           "abandoned": "#e8c4c4"}
 COLUMNS = ["Run", "Job", "Status", "Trigger", "Kind", "By", "Started (UTC)", "Seconds", "Read",
            "Published", "Parents", "Excluded", "Quarantined", "Error"]
 
@@ -69,9 +72,14 @@ def _colour(table: pd.DataFrame) -> pd.io.formats.style.Styler:
     return table.style.apply(paint)
 
 
-def render_run_history(store: Store, actor: Actor, key: str = "automation") -> None:
-    """Filters, the runs table, the calendar and the detail of one chosen run."""
-    records = load_runs(store, limit=500)  # one store read per run: the newest 500
+def render_run_history(store: Store, actor: Actor, key: str = "automation",
+                       settings: Settings | None = None) -> None:
+    """Filters, the runs table, the calendar and the detail of one chosen run. With settings,
+    runs whose process died are swept to abandoned first (core.run_liveness)."""
+    if settings is None:
+        records = load_runs(store, limit=500)  # one store read per run: the newest 500
+    else:
+        records = load_swept_runs(store, actor, settings, limit=500)
     a, b, c = st.columns(3)
     statuses = a.multiselect("Status", STATUSES, key=f"{key}.history_status")
     jobs = b.multiselect("Job", sorted({r.job or NO_JOB for r in records}),
@@ -102,7 +110,7 @@ def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -
                 f"**{record.status}**, started {record.started_at[:19].replace('T', ' ')} UTC, "
                 f"{record.duration_s:.1f} s.")
     if record.error:
-        (st.error if record.status == "failed" else st.info)(record.error)
+        (st.error if record.status in ("failed", "abandoned") else st.info)(record.error)
     cols = st.columns(5)
     for col, name in zip(cols, ("read", "published", "parents", "excluded", "quarantined"),
                          strict=True):

@@ -4,6 +4,8 @@ health, running in the app process, run history with downloads, and reverting a 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
@@ -17,7 +19,8 @@ from core.exports import write_xlsx
 from core.jobs import Job, get_job, load_jobs, pending_triggers, save_job
 from core.leases import acquire_lease
 from core.rules import Rule, save_rule
-from core.runs import RunRecord, save_run
+from core.run_liveness import current_owner
+from core.runs import RunRecord, run_partition, save_run
 from core.scheduler import HEARTBEAT_KEY, LEASE
 from core.schema import INPUT_COLUMNS, SOURCE
 from pages._ui import automation_views
@@ -355,6 +358,24 @@ def test_history_filters_by_status_job_and_date(app_as, app_store):
     at.date_input(key="automation.history_dates").set_value(
         (datetime(2026, 3, 13).date(), datetime(2026, 3, 13).date())).run()
     assert _table(at, "Quarantined")["Run"].tolist() == [2]
+
+
+def test_the_history_shows_a_run_whose_process_died_as_abandoned_and_its_data_gone(app_as,
+                                                                                   app_store):
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    owner = {**current_owner(), "pid": int(child.stdout)}  # a process of this host, gone
+    save_run(app_store, RunRecord(run_id=3, kind="MANUAL", trigger="cli", actor="system",
+                                  started_at="2026-03-13T03:00:00+00:00", owner=owner,
+                                  heartbeat_at="2026-03-13T03:00:00+00:00"))
+    app_store.append("colors", make_colors(2), run_partition(3))
+    at = app_as("admin", "admin", page=PAGE)
+    assert not at.exception
+    assert _table(at, "Quarantined")[["Run", "Status"]].values.tolist() == [[3, "abandoned"]]
+    assert at.error[-1].value == (f"abandoned: its process ({owner['host']} pid {owner['pid']}) "
+                                  "died during the run")
+    assert app_store.partitions("colors") == []
+    assert "abandoned" in at.multiselect(key="automation.history_status").options
 
 
 @pytest.mark.parametrize("role", ["viewer", "analyst"])

@@ -390,7 +390,7 @@ def test_a_run_left_running_by_a_dead_scheduler_is_marked_abandoned(memory_store
     save_run(memory_store, manual)
     once(memory_store, MON_0930 - timedelta(minutes=1), FakeSources(files=[]))
     by_id = {r.run_id: r for r in load_runs(memory_store)}
-    assert (by_id[7].status, by_id[7].error) == ("failed", ABANDONED)
+    assert (by_id[7].status, by_id[7].error) == ("abandoned", ABANDONED)
     assert by_id[8].status == "running"  # a manual session's save is not the scheduler's
     assert memory_store.partitions("colors") == []
     assert memory_store.list(CURRENT_KEY) == []
