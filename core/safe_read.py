@@ -38,7 +38,8 @@ def _preload() -> None:
 
 def _child(conn: Any, memory_mb: int, func: Callable[..., Any], args: tuple) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.environ["RUST_BACKTRACE"] = "0"  # a reader's panic is reported, not dumped in the log
+    devnull = os.open(os.devnull, os.O_WRONLY)  # a reader's panic or abort is reported by the
+    os.dup2(devnull, 2)  # parent, naming the file, not dumped into the server's log
     if memory_mb:
         with open("/proc/self/statm") as statm:
             mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
