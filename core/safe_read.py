@@ -8,9 +8,9 @@ import logging
 import multiprocessing
 import os
 import resource
-import sys
 import time
 from collections.abc import Callable
+from multiprocessing import spawn
 from typing import Any
 
 from core.errors import FileProblem, UnreadableFile
@@ -18,22 +18,33 @@ from core.errors import FileProblem, UnreadableFile
 log = logging.getLogger(__name__)
 
 PRELOAD = ("core.spreadsheet", "core.identifiers")
+CHILD_NAME = "marketpulse-read"
 MB = 1024 * 1024
 _CTX = multiprocessing.get_context("forkserver")
 _preloaded = False
 last_peak_mb: float = 0.0  # the peak RSS of the last child (for benchmarks and the report)
 
 
+def _preparation_data(name: str) -> dict[str, Any]:
+    """multiprocessing's child preparation, without re-running the parent's main module in a
+    reading child (Streamlit's page script, a test runner, a script without a main guard)."""
+    data = _original_preparation_data(name)
+    if name.startswith(CHILD_NAME):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+_original_preparation_data = spawn.get_preparation_data
+spawn.get_preparation_data = _preparation_data
+
+
 def _preload() -> None:
-    """Import the readers (and the main module, so children need not) once in the forkserver."""
+    """Import the readers once in the forkserver, so each child starts with them."""
     global _preloaded
-    if _preloaded:
-        return
-    main = sys.modules.get("__main__")
-    name = getattr(getattr(main, "__spec__", None), "name", None)
-    extra = [name] if name and not name.endswith("__main__") else []
-    _CTX.set_forkserver_preload(["__main__", *PRELOAD, *extra])
-    _preloaded = True
+    if not _preloaded:
+        _CTX.set_forkserver_preload(list(PRELOAD))
+        _preloaded = True
 
 
 def _child(conn: Any, memory_mb: int, func: Callable[..., Any], args: tuple) -> None:
@@ -79,7 +90,8 @@ def run_isolated(func: Callable[..., Any], args: tuple, filename: str, *, memory
     global last_peak_mb
     _preload()
     receive, send = _CTX.Pipe(duplex=False)
-    child = _CTX.Process(target=_child, args=(send, memory_mb, func, args), daemon=True)
+    child = _CTX.Process(target=_child, args=(send, memory_mb, func, args), daemon=True,
+                         name=f"{CHILD_NAME}-{filename[:40]}")
     started = time.monotonic()
     child.start()
     send.close()

@@ -1,7 +1,8 @@
-"""Every file of the hostile corpus (tests/data/hostile/, expectations from its files_*.py) through
-`python -m core process`, the upload buffer and an inbox job under a real `python -m core.scheduler`:
-a refused file gets a message naming it and its reason, exit status 2, a failed/ move with a failed
-run record, and nothing published changes; the scheduler keeps beating and runs the other jobs."""
+"""Every file of the hostile corpus (tests/data/hostile/, expectations from its files_*.py)
+through `python -m core process`, the upload buffer and an inbox job under a real
+`python -m core.scheduler`: a refused file gets a message naming it and its reason, exit status
+2, a failed/ move with a failed run record, and nothing published changes; the scheduler keeps
+beating and runs the other jobs."""
 
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def test_inbox_jobs_under_the_real_scheduler_fail_each_hostile_file_and_run_the_
             record = by_job[job.name]
             if refused:
                 assert record.status == "failed", (name, record)
-                assert name in record.error and fragment in record.error, (name, record.error)
+                assert name in record.error, (name, record.error)
+                assert fragment in record.error, (name, record.error)
                 assert (inbox / "failed" / name).exists(), name
                 assert fragment in (inbox / "failed" / f"{name}.error.txt").read_text()
                 assert not (inbox / name).exists()
