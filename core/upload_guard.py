@@ -20,8 +20,8 @@ HEAD_BYTES = 64 * 1024  # how much of each XML part is looked at for a DTD
 MB = 1024 * 1024
 _DTD = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 
-CORRUPT = ("is corrupt (the archive inside the workbook is damaged or cut short); open it in "
-           "Excel, save it as .xlsx and upload again")
+CORRUPT = ("is not a spreadsheet MarketPulse can read (.xlsx, .xls, .csv or .parquet), or it "
+           "is corrupt; open it in Excel, save it as .xlsx and upload again")  # = spreadsheet's
 
 
 def inspect_zip(data: bytes, filename: str, settings: Settings) -> None:
@@ -80,7 +80,7 @@ def inspect_parquet(data: bytes, filename: str, settings: Settings) -> None:
     try:
         meta = pq.ParquetFile(io.BytesIO(data)).metadata
     except Exception as exc:  # pyarrow raises several types for a damaged footer
-        raise UnreadableFile(filename, CORRUPT.replace("workbook", "parquet file")) from exc
+        raise UnreadableFile(filename, CORRUPT) from exc
     check_cells(filename, meta.num_rows, meta.num_columns, settings)
 
 
