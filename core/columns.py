@@ -336,8 +336,9 @@ def preview_mapping(data: bytes, filename: str, specs: Sequence[ColumnSpec], *,
     column the file lacks (HEADER <NA>, NOTE "required, not found"). Header detection and mapping
     are ingest's own; a whole-file problem raises FileProblem as ingest does."""
     specs = list(specs)
-    max_mb = (settings or load_settings({}, {}))["upload.max_mb"]
-    table = read_table(data, filename, header_lookup(specs), max_mb=max_mb)
+    settings = settings or load_settings({}, {})
+    table = read_table(data, filename, header_lookup(specs), max_mb=settings["upload.max_mb"],
+                       settings=settings)
     mapping, _ = _map_header(table, specs, filename)
     lookup = header_lookup(specs)
     rows: list[tuple[Any, str, str]] = []

@@ -77,7 +77,8 @@ def read_colors(
     or MissingColumns; an unreadable cell becomes NA and a Problem (bad_date, bad_number)."""
     settings = settings or _default_settings()
     columns = columns or default_column_config()
-    table = read_table(data, filename, header_lookup(columns), max_mb=settings["upload.max_mb"])
+    table = read_table(data, filename, header_lookup(columns), max_mb=settings["upload.max_mb"],
+                       settings=settings)
     mapping, problems = _map_header(table, columns, filename)
     _require(mapping, columns, table, filename)
     if table.body.empty:

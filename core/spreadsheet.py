@@ -18,7 +18,10 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from python_calamine import CalamineWorkbook
 
+from core import upload_guard
+from core.config import Settings, load_settings
 from core.errors import UnreadableFile
+from core.safe_read import run_isolated
 from core.schema import normalise_header
 
 log = logging.getLogger(__name__)
@@ -62,8 +65,12 @@ class _Header:
     sheet: str | None = None
 
 
-def read_table(data: bytes, filename: str, lookup: dict[str, str], *, max_mb: float) -> RawTable:
-    """The raw table of a color file; `lookup` maps normalised headers to canonical names."""
+def read_table(data: bytes, filename: str, lookup: dict[str, str], *, max_mb: float,
+               settings: Settings | None = None) -> RawTable:
+    """The raw table of a color file; `lookup` maps normalised headers to canonical names.
+    Untrusted bytes: inspected first (core.upload_guard), then read in a child process with the
+    upload.read_memory_mb and upload.read_seconds limits (core.safe_read)."""
+    settings = settings or load_settings({}, {})
     if max_mb and len(data) > max_mb * 1024 * 1024:  # 0 = no limit (the CLI's local files)
         raise UnreadableFile(filename, f"the file is {len(data) / 1024 / 1024:.1f} MB, over the "
                              f"{max_mb} MB limit (upload.max_mb); split it or ask an admin to "
@@ -72,14 +79,29 @@ def read_table(data: bytes, filename: str, lookup: dict[str, str], *, max_mb: fl
         raise UnreadableFile(filename, EMPTY)
     if data.startswith(OLE_MAGIC) and any(m in data for m in ENCRYPTED_MARKERS):
         raise UnreadableFile(filename, ENCRYPTED)
-    if data.startswith((ZIP_MAGIC, OLE_MAGIC)):
-        return _read_workbook(data, filename, lookup)
+    if data.startswith(ZIP_MAGIC):
+        upload_guard.inspect_zip(data, filename, settings)
     if data.startswith(PARQUET_MAGIC):
-        return _read_parquet(data, filename, lookup)
+        upload_guard.inspect_parquet(data, filename, settings)
+    text = not data.startswith((ZIP_MAGIC, OLE_MAGIC, PARQUET_MAGIC))
     suffix = Path(filename).suffix.lower()
     looks_binary = b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff"))
-    if suffix in BINARY_SUFFIXES or looks_binary:
+    if text and (suffix in BINARY_SUFFIXES or looks_binary):
         raise UnreadableFile(filename, NOT_READABLE)
+    if text:
+        upload_guard.inspect_text(data, filename)
+    return run_isolated(read_untrusted, (data, filename, lookup, settings["upload.max_cells"]),
+                        filename, memory_mb=settings["upload.read_memory_mb"],
+                        seconds=settings["upload.read_seconds"], unreadable=NOT_READABLE)
+
+
+def read_untrusted(data: bytes, filename: str, lookup: dict[str, str], max_cells: int
+                   ) -> RawTable:
+    """The reading itself, run in the limited child (inspection has passed)."""
+    if data.startswith((ZIP_MAGIC, OLE_MAGIC)):
+        return _read_workbook(data, filename, lookup, max_cells)
+    if data.startswith(PARQUET_MAGIC):
+        return _read_parquet(data, filename, lookup)
     return _read_csv(data, filename, lookup)
 
 
@@ -146,8 +168,12 @@ def _blank_rows(body: pd.DataFrame) -> np.ndarray:
     return blank
 
 
-def _read_workbook(data: bytes, filename: str, lookup: dict[str, str]) -> RawTable:
-    """The first sheet with a recognisable header (calamine reads xlsx, xlsm, xlsb, xls, ods)."""
+def _read_workbook(data: bytes, filename: str, lookup: dict[str, str], max_cells: int
+                   ) -> RawTable:
+    """The first sheet with a recognisable header (calamine reads xlsx, xlsm, xlsb, xls, ods).
+    The declared <dimension> is not trusted (calamine sizes a sheet by its real cells); the real
+    extent must stay within max_cells, and the empty area above and left of the first cell is not
+    materialised (a lone cell at XFD1048576 is one cell, not 17 billion)."""
     try:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
         sheets = [m.name for m in book.sheets_metadata if "WorkSheet" in str(m.typ)]
@@ -156,7 +182,13 @@ def _read_workbook(data: bytes, filename: str, lookup: dict[str, str]) -> RawTab
     found, cells_seen = _Header(), False
     for name in sheets:
         try:
-            rows = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
+            sheet = book.get_sheet_by_name(name)
+            top = sheet.start[0] if sheet.start else 0  # rows above the first cell are skipped
+            if max_cells and sheet.height * sheet.width > max_cells:
+                raise UnreadableFile(filename, _too_many_cells(sheet, max_cells), sheet=name)
+            rows = sheet.to_python(skip_empty_area=True)
+        except UnreadableFile:
+            raise
         except Exception as exc:  # a corrupt sheet part
             raise UnreadableFile(filename, NOT_READABLE, sheet=name) from exc
         cells_seen = cells_seen or any(_filled(c) for row in rows[:HEADER_SCAN_ROWS] for c in row)
@@ -164,11 +196,28 @@ def _read_workbook(data: bytes, filename: str, lookup: dict[str, str]) -> RawTab
         if found.index is not None:
             h = found.index
             body = pd.DataFrame(rows[h + 1:], dtype=object)
-            log.debug("%s: header on row %d of sheet %s", filename, h + 1, name)
-            return _table(rows[h], body, h + 2, name, h + 1)
+            log.debug("%s: header on row %d of sheet %s", filename, top + h + 1, name)
+            return _table(rows[h], body, top + h + 2, name, top + h + 1)
     if not cells_seen:
         raise UnreadableFile(filename, EMPTY)
     raise _no_header(filename, found)
+
+
+def _too_many_cells(sheet: Any, max_cells: int) -> str:
+    (top, left), (bottom, right) = sheet.start, sheet.end
+    return (f"its cells span {_ref(top, left)}:{_ref(bottom, right)} = {sheet.height:,} rows × "
+            f"{sheet.width:,} columns, over the {max_cells:,} cell limit (upload.max_cells); "
+            "delete the stray cells after the data (Ctrl+End in Excel shows the last one) or "
+            "split the file")
+
+
+def _ref(row: int, column: int) -> str:
+    """Excel's A1 name of a 0-based (row, column)."""
+    letters, column = "", column + 1
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"{letters}{row + 1}"
 
 
 def _read_parquet(data: bytes, filename: str, lookup: dict[str, str]) -> RawTable:
