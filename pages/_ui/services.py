@@ -11,8 +11,15 @@ import streamlit as st
 
 from core.access import Actor
 from core.column_profiles import load_column_profiles
-from core.config import Settings, load_settings
+from core.config import (
+    SECRETS_FILE_ENV,
+    Settings,
+    load_settings,
+    read_secrets_file,
+    secrets_path,
+)
 from core.errors import MarketPulseError
+from core.login_key import ensure_cookie_key, forget_stored_cookie_key
 from core.user_records import User
 from storage import Store, StoreError, open_store
 
@@ -20,6 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def _secrets() -> dict:
+    if os.environ.get(SECRETS_FILE_ENV):  # st.secrets reads only .streamlit/secrets.toml
+        return read_secrets_file()
     try:
         return st.secrets.to_dict()
     except FileNotFoundError:
@@ -30,8 +39,12 @@ def _secrets() -> dict:
 
 @st.cache_resource(show_spinner=False)
 def _settings_and_store() -> tuple[Settings, Store]:
-    settings = load_settings(_secrets(), os.environ)
-    return settings, open_store(settings["store.url"])
+    # The cookie key is generated into the secrets file on first run; st.secrets was read before
+    # that, so this process takes the key from ensure_cookie_key, not from st.secrets.
+    settings = ensure_cookie_key(load_settings(_secrets(), os.environ), secrets_path())
+    store = open_store(settings["store.url"])
+    forget_stored_cookie_key(store)
+    return settings, store
 
 
 def settings() -> Settings:
