@@ -8,6 +8,7 @@ import uuid
 import streamlit as st
 
 from core import buffer, session_actions, sessions
+from core.access import MANUAL_SESSION
 from core.exports import write_csv
 from core.jobs import load_jobs
 from core.pipeline import RunResult, workbook_for
@@ -26,6 +27,9 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 st.title("Manual Color")
 st_store, st_settings, actor = store(), settings(), current_actor()
+if not actor.can(MANUAL_SESSION):  # app.py registers this page for analysts and admins only
+    st.error("Only analysts and admins can open Manual Color.")
+    st.stop()
 session_view.start_run()
 
 

@@ -28,11 +28,11 @@ from core.sessions_auth import (
 )
 from core.user_records import User, count_users, get_user
 from core.users import create_first_admin, credentials_for_authenticator
-from pages._ui.services import error_boundary
+from pages._ui.services import LAST_SEEN, LOGIN_AT, error_boundary
 from storage import Store
 
 COOKIE_NAME = "marketpulse_auth"
-LOGIN_AT, LAST_SEEN, NOTICE = "auth.login_at", "auth.last_seen", "auth.notice"
+NOTICE = "auth.notice"
 COOKIE_EXPIRES = "auth.cookie_expires"
 
 

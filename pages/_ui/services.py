@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import streamlit as st
 
@@ -18,9 +19,10 @@ from core.config import (
     read_secrets_file,
     secrets_path,
 )
-from core.errors import MarketPulseError
+from core.errors import MarketPulseError, NotFound
 from core.login_key import ensure_cookie_key, forget_stored_cookie_key
-from core.user_records import User
+from core.sessions_auth import session_is_valid
+from core.user_records import User, get_user
 from storage import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ def error_boundary(action: str = "") -> Iterator[None]:
 
 
 USER_KEY = "auth.user"
+LOGIN_AT, LAST_SEEN = "auth.login_at", "auth.last_seen"  # the login gate's session keys
 
 
 def remember_user(user: User) -> None:
@@ -77,11 +80,24 @@ def remember_user(user: User) -> None:
 
 
 def current_user() -> User:
-    user = st.session_state.get(USER_KEY)
-    if user is None:
-        # A page file run without app.py: Streamlit serves pages/ by URL until the first run of
-        # app.py in this server process calls st.navigation. Send it through the login gate.
+    """The session's user as the store has them now. A page file can run without app.py (and
+    its login gate) before: Streamlit serves pages/ by URL until the first run of app.py in this
+    server process calls st.navigation, and AppTest reruns a page that way. So the user is read
+    again here; a disabled, deleted or ended session goes through the login gate instead."""
+    remembered = st.session_state.get(USER_KEY)
+    if remembered is None:
         st.switch_page("app.py")
+    now = datetime.now(UTC)
+    try:
+        user = get_user(store(), remembered.username)
+    except NotFound:
+        user = None
+    login_at = st.session_state.get(LOGIN_AT) or now
+    last_seen = st.session_state.get(LAST_SEEN) or now
+    if user is None or not session_is_valid(user, login_at, last_seen, settings=settings(),
+                                            now=now):
+        st.switch_page("app.py")  # the gate signs the session out and says why
+    st.session_state[LAST_SEEN] = now
     return user
 
 
