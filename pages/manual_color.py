@@ -14,6 +14,7 @@ from core.jobs import load_jobs
 from core.pipeline import RunResult, workbook_for
 from core.sources import SQL
 from pages._ui import buffer_view, session_view
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import current_actor, error_boundary, settings, store
 from pages._ui.session_view import act, done, visible
 from pages._ui.widgets import validation_report
@@ -96,12 +97,12 @@ def sources(session: sessions.Session, version: str) -> None:
             act("Fetching from the source",
                 lambda: sessions.fetch_from_source(st_store, actor, sql, st_settings,
                                                    version=version),
-                lambda _: f"Fetched the source of {name}")
+                lambda _: f"Fetched the source of {escape_markdown(name)}")
 
 
 def validation(view: sessions.SessionView) -> None:
     st.subheader("Validation")
-    files = ", ".join(str(f.get("name")) for f in view.session.files)
+    files = ", ".join(escape_markdown(f.get("name")) for f in view.session.files)
     st.caption(f"Loaded: {files}")
     validation_report(view.report, key="manual_color.report")
     quarantined = visible(view.quarantined, actor)

@@ -28,6 +28,7 @@ from core.sessions_auth import (
 )
 from core.user_records import User, count_users, get_user
 from core.users import create_first_admin, credentials_for_authenticator
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import LAST_SEEN, LOGIN_AT, error_boundary
 from storage import Store
 
@@ -155,7 +156,8 @@ def require_login(store: Store, settings: Settings) -> User:
         _forced_password_change(store, user)
         _stop_before_the_pages()
     with st.sidebar:
-        st.markdown(f"**{user.name or user.username}**  \n{user.username} · {user.role}")
+        st.markdown(f"**{escape_markdown(user.name or user.username)}**  \n{user.username} · "
+                    f"{user.role}")
         if st.button("Log out", key="logout_btn"):
             _sign_out(store, authenticator(), "You have logged out.")
             # No rerun: the cookie deletion must reach the browser in this run.

@@ -23,6 +23,7 @@ from core.errors import MarketPulseError, NotFound
 from core.login_key import ensure_cookie_key, forget_stored_cookie_key
 from core.sessions_auth import session_is_valid
 from core.user_records import User, get_user
+from pages._ui.markdown import escape_markdown
 from storage import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,11 @@ def error_boundary(action: str = "") -> Iterator[None]:
     try:
         yield
     except MarketPulseError as exc:
-        st.error(f"{action + ': ' if action else ''}{exc}")
+        st.error(escape_markdown(f"{action + ': ' if action else ''}{exc}"))  # names files, values
     except StoreError as exc:
         log.exception("store error")
-        st.error(f"The store could not be used ({exc}). Try again; if it persists, ask an admin.")
+        st.error(f"The store could not be used ({escape_markdown(exc)}). Try again; if it "
+                 "persists, ask an admin.")
 
 
 
