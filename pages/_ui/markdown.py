@@ -12,7 +12,7 @@ import re
 _SPECIAL = re.compile(r"([\\`*\[\]<>$~])")
 _LONE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 _AUTOLINK = re.compile(r"(?i)(\w)(://)|\b(www)\.")
-_BLOCK_START = re.compile(r"^([-+=#|])|^(\d+)([.)])")
+_BLOCK_START = re.compile(r"^([-+]|#{1,6})(?=\s|$)|^(\d+)([.)])(?=\s|$)")  # list, heading
 
 
 def escape_markdown(value: object) -> str:

@@ -16,6 +16,7 @@ from streamlit.testing.v1.element_tree import DownloadButton
 
 from core.schema import CUSIP, TICKER
 from core.user_records import get_user
+from pages._ui.markdown import escape_markdown
 from tests.factories import SAMPLE
 from tests.pages.conftest import APP, add_user, upload
 
@@ -113,3 +114,18 @@ def test_a_viewers_session_reaching_manual_color_directly_is_refused(app_store):
     assert [e.value for e in at.error] == ["Only analysts and admins can open Manual Color."]
     assert (len(at.tabs), len(at.file_uploader), len(at.button)) == (0, 0, 0)
     assert get_user(app_store, "vera").role == "viewer"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    (IMAGE, r"!\[x\](http\://host/p.png)"),
+    ("<http://x> www.x.com", r"\<http\://x\> www\.x.com"),
+    ("*bold* _it_ `code`", r"\*bold\* \_it\_ \`code\`"),
+    ("~~gone~~ $x$ :red[y]", r"\~\~gone\~\~ \$x\$ :red\[y\]"),
+    ("# heading", r"\# heading"), ("- item", r"\- item"), ("2. item", r"2\. item"),
+    ("two\nlines", "two lines"), (r"a\[b", r"a\\\[b"),
+    # what does nothing alone stays as typed: file names, ids, messages, numbers
+    ("colors_2026-03.xlsx (sheet 1): PX", "colors_2026-03.xlsx (sheet 1): PX"),
+    ("1.7734E+16", "1.7734E+16"), ("-5", "-5"), ("=1+2", "=1+2"),
+])
+def test_markdown_in_a_value_is_escaped_and_plain_text_is_not(text, shown):
+    assert escape_markdown(text) == shown
