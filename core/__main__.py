@@ -28,7 +28,7 @@ from core import (
     runs,
 )
 from core.access import SYSTEM
-from core.config import load_settings, read_secrets_file
+from core.config import load_settings, read_secrets_file, secrets_path
 from core.errors import MarketPulseError
 from core.exports import write_output
 from core.run_liveness import sweep_runs
@@ -212,6 +212,14 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return cli_search.run(args, store, settings)
     if args.command == "init":
         print(f"Store: {settings['store.url']}")
+        if not settings["auth.cookie_key"]:
+            from core.login_key import ensure_cookie_key
+
+            ensure_cookie_key(settings, secrets_path())
+        from core.login_key import forget_stored_cookie_key
+
+        if forget_stored_cookie_key(store):
+            print("Deleted the login cookie key an older version kept in the store")
         if settings["demo"]:
             from core.demo import load_demo
 

@@ -15,6 +15,7 @@ from core.errors import ConfigError
 
 ENV_PREFIX = "MARKETPULSE_"
 SECRETS_PATH = Path(".streamlit/secrets.toml")
+SECRETS_FILE_ENV = "MARKETPULSE_SECRETS_FILE"  # another secrets file (tests, several instances)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upload.read_seconds", 300.0, float,
             "Wall-clock limit of a file's reading child process, in seconds; 0 = no limit"),
     Setting("auth.cookie_key", "", str,
-            "Key that signs the login cookie (≥ 32 characters); generated and kept in the store "
-            "when empty", secret=True),
+            "Key that signs the login cookie (≥ 32 characters); when empty, generated into "
+            ".streamlit/secrets.toml (mode 0600) on first run; never kept in the store",
+            secret=True),
     Setting("auth.session_hours", 8.0, float, "Idle sessions expire after this many hours"),
     Setting("auth.lockout_attempts", 5, int, "Failed logins that lock an account"),
     Setting("auth.lockout_minutes", 15, int, "How long a locked account stays locked"),
@@ -156,8 +158,15 @@ class Settings:
         return {k: ("••••••" if BY_KEY[k].secret and v else v) for k, v in self._values.items()}
 
 
-def read_secrets_file(path: Path = SECRETS_PATH) -> dict[str, Any]:
+def secrets_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The secrets file: MARKETPULSE_SECRETS_FILE when set, else .streamlit/secrets.toml."""
+    environ = os.environ if environ is None else environ
+    return Path(environ[SECRETS_FILE_ENV]) if environ.get(SECRETS_FILE_ENV) else SECRETS_PATH
+
+
+def read_secrets_file(path: Path | None = None) -> dict[str, Any]:
     """The secrets TOML as a dict ({} when absent); a syntax error names the file."""
+    path = secrets_path() if path is None else path
     if not path.exists():
         return {}
     try:

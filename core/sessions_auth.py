@@ -1,5 +1,5 @@
 """Logging in and staying logged in (DESIGN.md §5): login bookkeeping and lockout kept in the store,
-session validity, own password change, reset tokens, self-registration and the cookie key."""
+session validity, own password change, reset tokens, self-registration and the re-login cookie."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.access import MANAGE_USERS, SYSTEM, VIEWER, Actor, require
+from core.access import MANAGE_USERS, VIEWER, Actor, require
 from core.audit import record_change
 from core.config import Settings
-from core.errors import ConfigError, Conflict, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.passwords import (
     burn_verification_time,
     check_password,
@@ -44,9 +44,7 @@ TOKEN_PREFIX = "reset_tokens/"
 TOKEN_MINUTES = 30
 TOKEN_UNUSABLE = "this reset link has expired or was already used"
 AUTH_CONFIG_KEY = "config/auth"
-COOKIE_KEY_DOC = "config/cookie_key"
 REVOKED_PREFIX = "revoked_cookies/"
-MIN_COOKIE_KEY = 32
 PREFIX_FOR_UNKNOWN = "users"  # entity of a failed login for a name that is not a user
 
 
@@ -322,28 +320,16 @@ def register_user(store: Store, username: str, name: str, email: str, password: 
     return user
 
 
-# -- cookie key -----------------------------------------------------------------------------
-def cookie_key(store: Store, settings: Settings) -> str:
-    """The key that signs the login cookie: auth.cookie_key when set (≥ 32 characters), else one
-    generated once and kept in the store. Never a default."""
-    configured = str(settings["auth.cookie_key"] or "")
-    if configured:
-        if len(configured) < MIN_COOKIE_KEY:
-            raise ConfigError(
-                "auth.cookie_key",
-                f"must be at least {MIN_COOKIE_KEY} characters, got {len(configured)}",
-                "generate one: python -c 'import secrets; print(secrets.token_hex(32))'",
-            )
-        return configured
-    try:
-        return str(store.get(COOKIE_KEY_DOC)[0]["key"])
-    except ObjectNotFound:
-        pass
-    key = secrets.token_hex(32)
-    try:
-        store.put(COOKIE_KEY_DOC, {"key": key}, None)
-    except WriteConflict:  # another process generated it first: use theirs
-        return str(store.get(COOKIE_KEY_DOC)[0]["key"])
-    record_change(store, SYSTEM, AREA, "cookie_key_generated", COOKIE_KEY_DOC,
-                  detail="login cookie key generated and stored")
-    return key
+# -- re-login cookie -----------------------------------------------------------------------
+COOKIE_CLOCK_SLACK = timedelta(minutes=1)  # servers' clocks may differ a little
+
+
+def cookie_expiry_trusted(expires: Any, *, settings: Settings, now: datetime | None = None) -> bool:
+    """Whether a signed re-login cookie's expiry stamp can be believed: a number no later than now
+    plus the session lifetime (the longest the app ever grants). A later one was not issued by
+    this server's settings (or was issued under a longer lifetime since cut): refused."""
+    if isinstance(expires, bool) or not isinstance(expires, int | float):
+        return False
+    lifetime = timedelta(hours=float(settings["auth.session_hours"]))
+    latest = as_utc(now) + lifetime + COOKIE_CLOCK_SLACK
+    return float(expires) <= latest.timestamp()

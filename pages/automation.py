@@ -28,6 +28,7 @@ from core.jobs import (
 from core.runs import load_runs
 from core.scheduler import run_in_app, scheduler_health
 from pages._ui import automation_views as views
+from pages._ui.markdown import escape_markdown
 from pages._ui.run_history import render_run_history
 from pages._ui.services import current_actor, error_boundary, settings, store
 from storage import Store
@@ -106,7 +107,8 @@ def health_banner(st_store: Store, cfg: Settings, actor: Actor) -> None:
                    f"UTC ({done['runs']:,} runs, {done['rows']:,} rows in "
                    f"{done['seconds']:.1f} s).")
     for error in health["last_errors"][::-1][:5]:
-        st.caption(f"⚠️ {error['at'][:19].replace('T', ' ')} · {error['job']}: {error['error']}")
+        st.caption(f"⚠️ {error['at'][:19].replace('T', ' ')} · {escape_markdown(error['job'])}: "
+                   f"{escape_markdown(error['error'])}")
 
 
 @st.fragment(run_every="2s")
@@ -122,7 +124,7 @@ def _live_status(st_store: Store) -> None:
         return
     elapsed = views.clock() - datetime.fromisoformat(current["started_at"])
     run = f" (run {current['run_id']})" if current.get("run_id") else ""
-    st.info(f"Running **{current['job']}**{run}: stage {current['stage']}, "
+    st.info(f"Running **{escape_markdown(current['job'])}**{run}: stage {current['stage']}, "
             f"{current.get('rows', 0):,} rows, {int(elapsed.total_seconds())} s elapsed.")
 
 
@@ -167,9 +169,11 @@ def jobs_tab(st_store: Store, actor: Actor) -> None:
     if delete.button("Delete…", key="automation.delete", width="stretch"):
         st.session_state[CONFIRM] = job_id
     if st.session_state.get(CONFIRM) == job_id:
-        st.warning(f"Delete {job.name}? Revert under Recent job changes brings it back.")
+        st.warning(f"Delete {escape_markdown(job.name)}? Revert under Recent job changes brings "
+                   "it back.")
         yes, no = st.columns(2)
-        if yes.button(f"Delete {job.name}", type="primary", key="automation.delete_confirm"):
+        if yes.button(f"Delete {escape_markdown(job.name)}", type="primary",
+                      key="automation.delete_confirm"):
             with error_boundary(f"Deleting {job.name}"):
                 st.session_state.pop(CONFIRM)
                 delete_job(st_store, actor, job_id, now=views.clock())
@@ -185,8 +189,9 @@ def jobs_tab(st_store: Store, actor: Actor) -> None:
         st.markdown("**Queued runs**")
     for trigger in queued:
         left, right = st.columns([4, 1])
-        left.write(f"{trigger.job}{' without rules' if trigger.override else ''} · requested by "
-                   f"{trigger.requested_by} at {trigger.requested_at[:19].replace('T', ' ')}")
+        left.write(f"{escape_markdown(trigger.job)}{' without rules' if trigger.override else ''}"
+                   f" · requested by {escape_markdown(trigger.requested_by)} at "
+                   f"{trigger.requested_at[:19].replace('T', ' ')}")
         if right.button("Cancel", key=f"automation.cancel_{trigger.id}"):
             with error_boundary(f"Cancelling the run of {trigger.job}"):
                 cancel_trigger(st_store, actor, trigger.id, now=views.clock())
@@ -200,8 +205,8 @@ def changes_tab(st_store: Store, actor: Actor) -> None:
         st.caption("No job changes yet.")
     for row in changes.itertuples(index=False):
         left, right = st.columns([4, 1])
-        left.write(f"{pd.Timestamp(row.AT):%Y-%m-%d %H:%M} UTC · {row.ACTOR} · {row.ACTION} · "
-                   f"{row.ENTITY}")
+        left.write(f"{pd.Timestamp(row.AT):%Y-%m-%d %H:%M} UTC · {escape_markdown(row.ACTOR)} · "
+                   f"{row.ACTION} · {escape_markdown(row.ENTITY)}")
         if right.button("Revert", key=f"automation.revert_{row.EVENT_ID}"):
             with error_boundary(f"Reverting the {row.ACTION} of {row.ENTITY}"):
                 restored = revert_job_change(st_store, actor, row.EVENT_ID, now=views.clock())

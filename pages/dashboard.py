@@ -20,6 +20,7 @@ from core.jobs import load_jobs, next_runs
 from core.schema import CUSIP, PROCESSING_TYPES, SECTOR
 from pages._ui import cached, charts
 from pages._ui.automation_views import clock, render_run_buttons
+from pages._ui.markdown import escape_markdown
 from pages._ui.search_views import COLUMN_CONFIG, SECURITY_PAGE
 from pages._ui.services import current_actor, error_boundary, settings, store
 from pages._ui.widgets import SUMMARY_COLUMNS
@@ -113,7 +114,7 @@ def render_latest(data: DashboardData) -> None:
     rows = [r for r in (event.selection.rows if event is not None else []) if r < len(parents)]
     if rows and CUSIP in parents.columns:
         cusip = str(parents.iloc[rows[0]][CUSIP])
-        if st.button(f"Open security {cusip}", key="dashboard.open"):
+        if st.button(f"Open security {escape_markdown(cusip)}", key="dashboard.open"):
             st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
 
 

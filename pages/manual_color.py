@@ -8,11 +8,13 @@ import uuid
 import streamlit as st
 
 from core import buffer, session_actions, sessions
+from core.access import MANUAL_SESSION
 from core.exports import write_csv
 from core.jobs import load_jobs
 from core.pipeline import RunResult, workbook_for
 from core.sources import SQL
 from pages._ui import buffer_view, session_view
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import current_actor, error_boundary, settings, store
 from pages._ui.session_view import act, done, visible
 from pages._ui.widgets import validation_report
@@ -26,6 +28,9 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 st.title("Manual Color")
 st_store, st_settings, actor = store(), settings(), current_actor()
+if not actor.can(MANUAL_SESSION):  # app.py registers this page for analysts and admins only
+    st.error("Only analysts and admins can open Manual Color.")
+    st.stop()
 session_view.start_run()
 
 
@@ -92,12 +97,12 @@ def sources(session: sessions.Session, version: str) -> None:
             act("Fetching from the source",
                 lambda: sessions.fetch_from_source(st_store, actor, sql, st_settings,
                                                    version=version),
-                lambda _: f"Fetched the source of {name}")
+                lambda _: f"Fetched the source of {escape_markdown(name)}")
 
 
 def validation(view: sessions.SessionView) -> None:
     st.subheader("Validation")
-    files = ", ".join(str(f.get("name")) for f in view.session.files)
+    files = ", ".join(escape_markdown(f.get("name")) for f in view.session.files)
     st.caption(f"Loaded: {files}")
     validation_report(view.report, key="manual_color.report")
     quarantined = visible(view.quarantined, actor)

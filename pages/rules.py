@@ -33,6 +33,7 @@ from core.rules import (
 from core.runs import COLORS_TABLE, EXCLUDED_TABLE
 from core.schema import COLUMN_TYPE
 from pages._ui.change_history import render_change_history
+from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
 from pages._ui.services import current_actor, error_boundary, settings, store
 
@@ -54,7 +55,7 @@ if not actor.can(EDIT_RULES):  # app.py registers this page for admins only; cor
     st.error("Only admins can open Rules.")
     st.stop()
 for show, text in st.session_state.pop(FLASH, []):
-    getattr(st, show)(text)
+    getattr(st, show)(escape_markdown(text))  # messages name rules and files
 custom = custom_column_types(load_column_config(st_store))
 columns = rule_columns(custom)  # what a rule may test
 types = {**COLUMN_TYPE, **custom}  # how run rows and files are read when testing
@@ -90,20 +91,21 @@ def duplicate(rule_id: str) -> None:
     with error_boundary("Duplicate"):
         rule, _ = get_rule(st_store, rule_id)
         load_form(replace(rule, name=f"{rule.name} (copy)", id=""))
-        st.toast(f"The form holds a copy of {rule.name!r}: change it and save it as a new rule.")
+        st.toast(f"The form holds a copy of {escape_markdown(repr(rule.name))}: change it and "
+                 "save it as a new rule.")
 
 
 def switch(rule_id: str) -> None:
     with error_boundary("Not switched"):
         rule = toggle_rule(st_store, actor, rule_id, st.session_state["rules.active"],
                            columns=custom)
-        st.toast(f"{rule.name} is {'on' if rule.active else 'off'}.")
+        st.toast(f"{escape_markdown(rule.name)} is {'on' if rule.active else 'off'}.")
 
 
 def reprioritise(rule_id: str) -> None:
     with error_boundary("Priority not changed"):
         rule = set_priority(st_store, actor, rule_id, int(st.session_state["rules.priority"]))
-        st.toast(f"{rule.name} now has priority {rule.priority}.")
+        st.toast(f"{escape_markdown(rule.name)} now has priority {rule.priority}.")
 
 
 def test_frame(source: str, upload: Any) -> tuple[pd.DataFrame, str] | None:
@@ -160,7 +162,7 @@ def form() -> None:
         st.session_state.setdefault(name, value)
     editing = st.session_state[EDITING]
     head, new = st.columns([5, 1], vertical_alignment="bottom")
-    head.subheader(f"Edit rule {editing['name']!r}" if editing else "New rule")
+    head.subheader(f"Edit rule {escape_markdown(repr(editing['name']))}" if editing else "New rule")
     new.button("New rule", key="rules.new", on_click=load_form, args=(None,))
     name = st.text_input("Name", key="rules.name")
     description = st.text_input("Description", key="rules.description")
@@ -224,8 +226,8 @@ def rules_list(rules: list[Rule]) -> None:
                     args=(CONFIRM, rule.id))
     if st.session_state.get(CONFIRM) != rule.id:
         return
-    st.warning(f"Delete rule {rule.name!r}? It stops applying at once; the deletion can be "
-               "reverted from the last rule changes.")
+    st.warning(f"Delete rule {escape_markdown(repr(rule.name))}? It stops applying at once; the "
+               "deletion can be reverted from the last rule changes.")
     yes, no = st.columns(2)
     if yes.button("Yes, delete", key="rules.delete_confirm", type="primary"):
         with error_boundary("Not deleted"):

@@ -16,6 +16,7 @@ from core.security import SecuritySummary
 from core.watchlists import load_watchlist
 from pages._ui import cached, charts
 from pages._ui.automation_views import show_flashes
+from pages._ui.markdown import escape_markdown
 from pages._ui.search_views import COLUMN_CONFIG
 from pages._ui.services import current_actor, error_boundary, store
 from pages._ui.watch_views import alerts_table, render_watch
@@ -110,9 +111,10 @@ with error_boundary(f"Loading {cusip}"):
         log_security_view(st_store, actor, cusip, summary.colors)
         st.session_state[VIEWED] = cusip
     if not summary.colors:
-        st.info(f"No colors of {cusip} that you may see.")
+        st.info(f"No colors of {escape_markdown(cusip)} that you may see.")
     else:
-        st.subheader(f"{summary.cusip} · {summary.ticker}" if summary.ticker else summary.cusip)
+        st.subheader(escape_markdown(f"{summary.cusip} · {summary.ticker}" if summary.ticker
+                                     else summary.cusip))
         _header(summary)
         history = cached.security_history(st_store, actor, cusip)
         charts.show(charts.price_history(history, cusip), "security.price_chart",
@@ -128,7 +130,7 @@ with error_boundary("Loading your watchlist"):
     render_watch(st_store, actor, cusip, "security", load_watchlist(st_store, actor))
     alerts = alerts_table(st_store, actor, cusip=cusip)
     if alerts.empty:
-        st.caption(f"No watchlist alerts of {cusip} yet.")
+        st.caption(f"No watchlist alerts of {escape_markdown(cusip)} yet.")
     else:
-        st.markdown(f"**Your alerts of {cusip}**")
+        st.markdown(f"**Your alerts of {escape_markdown(cusip)}**")
         st.dataframe(alerts, hide_index=True, width="stretch", key="security.alerts")

@@ -13,6 +13,7 @@ from core.sessions_auth import get_self_registration, set_self_registration
 from core.user_records import list_users
 from core.users import approve_user
 from pages._ui.columns_admin import render_columns_admin
+from pages._ui.markdown import escape_markdown
 from pages._ui.notifications_admin import render_notification_settings
 from pages._ui.services import current_actor, error_boundary, settings, store
 from pages._ui.users_admin import flash, show_flashes, users_tab, when
@@ -78,7 +79,8 @@ def signup_tab(store: Store, actor: Actor) -> None:
         st.write("Nobody is waiting.")
     for user in pending:
         left, right = st.columns([4, 1])
-        left.write(f"**{user.username}** · {user.name} · {user.email or 'no email'} · "
+        left.write(f"**{user.username}** · {escape_markdown(user.name)} · "
+                   f"{escape_markdown(user.email or 'no email')} · "
                    f"asked {when(user.created_at)}")
         if right.button("Approve", key=f"settings.approve_{user.username}"):
             with error_boundary(f"Approving {user.username}"):

@@ -10,11 +10,13 @@ from storage import open_store
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch):
-    """No test reads the real data/ or secrets: drop MARKETPULSE_* and AWS_* variables."""
+def _clean_environment(monkeypatch, tmp_path):
+    """No test reads the real data/ or secrets: drop MARKETPULSE_* and AWS_* variables, and point
+    the secrets file (where a missing cookie key is generated) into the test's folder."""
     for name in list(os.environ):
         if name.startswith(("MARKETPULSE_", "AWS_")):
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MARKETPULSE_SECRETS_FILE", str(tmp_path / "secrets.toml"))
 
 
 @pytest.fixture

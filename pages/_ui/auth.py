@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import streamlit as st
 import streamlit_authenticator as stauth
@@ -12,10 +13,11 @@ import streamlit_authenticator as stauth
 from core import notify
 from core.config import Settings
 from core.errors import MarketPulseError, NotFound
+from core.login_key import cookie_key
 from core.sessions_auth import (
     authenticate,
     change_own_password,
-    cookie_key,
+    cookie_expiry_trusted,
     get_self_registration,
     issue_reset_token,
     login_cookie_revoked,
@@ -26,11 +28,12 @@ from core.sessions_auth import (
 )
 from core.user_records import User, count_users, get_user
 from core.users import create_first_admin, credentials_for_authenticator
-from pages._ui.services import error_boundary
+from pages._ui.markdown import escape_markdown
+from pages._ui.services import LAST_SEEN, LOGIN_AT, error_boundary
 from storage import Store
 
 COOKIE_NAME = "marketpulse_auth"
-LOGIN_AT, LAST_SEEN, NOTICE = "auth.login_at", "auth.last_seen", "auth.notice"
+NOTICE = "auth.notice"
 COOKIE_EXPIRES = "auth.cookie_expires"
 
 
@@ -40,7 +43,7 @@ def _now() -> datetime:
 
 def _authenticator(store: Store, settings: Settings) -> stauth.Authenticate:
     return stauth.Authenticate(
-        credentials_for_authenticator(store), COOKIE_NAME, cookie_key(store, settings),
+        credentials_for_authenticator(store), COOKIE_NAME, cookie_key(settings),
         settings["auth.session_hours"] / 24, auto_hash=False, login_sleep_time=0,
     )
 
@@ -68,19 +71,16 @@ def _sign_out(store: Store, auth: stauth.Authenticate, notice: str = "") -> None
         st.session_state[NOTICE] = notice
 
 
-def _cookie_expires(auth: stauth.Authenticate) -> float | None:
+def _cookie_expires(auth: stauth.Authenticate) -> Any:
+    """The cookie's exp_date as signed (maybe not a number: cookie_expiry_trusted decides)."""
     token = auth.cookie_controller.cookie_model.token or {}
-    exp = token.get("exp_date") if isinstance(token, dict) else None
-    return float(exp) if exp else None
+    return token.get("exp_date") if isinstance(token, dict) else None
 
 
-def _cookie_login_time(auth: stauth.Authenticate, settings: Settings) -> datetime:
+def _cookie_login_time(expires: float, settings: Settings) -> datetime:
     """When the cookie was issued: its expiry minus its lifetime (a cookie holds no login time)."""
-    exp = _cookie_expires(auth)
-    if not exp:
-        return _now()
     lifetime = timedelta(hours=settings["auth.session_hours"])
-    issued = datetime.fromtimestamp(float(exp), UTC) - lifetime
+    issued = datetime.fromtimestamp(float(expires), UTC) - lifetime
     return min(issued, _now())
 
 
@@ -125,12 +125,12 @@ def require_login(store: Store, settings: Settings) -> User:
         auth.login(location="unrendered")  # re-login from a valid cookie, if any
         if st.session_state.get("authentication_status"):
             expires = _cookie_expires(auth)
-            if expires is not None and login_cookie_revoked(
-                store, st.session_state["username"], expires
-            ):
+            if not cookie_expiry_trusted(expires, settings=settings, now=_now()):
+                auth.logout(location="unrendered")  # outlives any session this server grants
+            elif login_cookie_revoked(store, st.session_state["username"], expires):
                 auth.logout(location="unrendered")  # a logged-out cookie the browser kept
             else:
-                st.session_state[LOGIN_AT] = _cookie_login_time(auth, settings)
+                st.session_state[LOGIN_AT] = _cookie_login_time(expires, settings)
                 st.session_state[LAST_SEEN] = _now()
                 st.session_state[COOKIE_EXPIRES] = expires
     if not st.session_state.get("authentication_status") and not _login_screen(
@@ -156,7 +156,8 @@ def require_login(store: Store, settings: Settings) -> User:
         _forced_password_change(store, user)
         _stop_before_the_pages()
     with st.sidebar:
-        st.markdown(f"**{user.name or user.username}**  \n{user.username} · {user.role}")
+        st.markdown(f"**{escape_markdown(user.name or user.username)}**  \n{user.username} · "
+                    f"{user.role}")
         if st.button("Log out", key="logout_btn"):
             _sign_out(store, authenticator(), "You have logged out.")
             # No rerun: the cookie deletion must reach the browser in this run.

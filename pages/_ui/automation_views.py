@@ -25,6 +25,7 @@ from core.jobs import (
     save_job,
     upcoming_runs,
 )
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store
 
@@ -59,7 +60,8 @@ def flash(prefix: str, text: str, level: str = "toast") -> None:
 
 def show_flashes(prefix: str) -> None:
     for level, text in st.session_state.pop(f"{prefix}.flash_state", []):
-        {"toast": st.toast, "success": st.success, "warning": st.warning}[level](text)
+        {"toast": st.toast, "success": st.success, "warning": st.warning}[level](
+            escape_markdown(text))  # messages name jobs and files
 
 
 def reload_editor() -> None:

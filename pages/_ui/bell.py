@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.notifications import list_notifications, mark_read, unread_count
 from core.user_records import User
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store
 
@@ -40,7 +41,8 @@ def _bell(store: Store, username: str) -> None:
             if not items:
                 st.caption("No notifications yet.")
             for item in items:
-                st.markdown(("🔵 " if not item.read else "") + f"**{item.title}**")
-                st.caption(f"{item.body} · {_when(item.at)}" if item.body else _when(item.at))
+                st.markdown(("🔵 " if not item.read else "") + f"**{escape_markdown(item.title)}**")
+                st.caption(f"{escape_markdown(item.body)} · {_when(item.at)}" if item.body
+                           else _when(item.at))
             st.button("Mark all read", key="bell.mark_all_read", disabled=count == 0,
                       on_click=_mark_all_read, args=(store, username))

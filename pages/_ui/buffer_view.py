@@ -10,6 +10,7 @@ from core import buffer
 from core.access import Actor
 from core.config import Settings
 from core.exports import template_workbook
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from pages._ui.widgets import validation_report
 from storage import Store
@@ -47,7 +48,7 @@ def _flash(message: str) -> None:
 def render(store: Store, actor: Actor, settings: Settings) -> None:
     """The whole buffer section."""
     for message in st.session_state.pop(FLASH, []):
-        st.toast(message)
+        st.toast(escape_markdown(message))  # messages name files
     st.subheader("Upload buffer")
     st.caption("Files queued here are published by the next automated run, or loaded into a "
                "manual session. Each file is validated before it is queued.")
@@ -73,7 +74,7 @@ def _upload(store: Store, actor: Actor, settings: Settings) -> None:
             _flash(f"Queued {len(entries)} file(s): "
                    + ", ".join(f"{e.name} ({e.rows} rows)" for e in entries))
     for entry_id, name, report in st.session_state.get(QUEUED, []):
-        with st.expander(f"Validation report of {name} (queued as {entry_id})"):
+        with st.expander(f"Validation report of {escape_markdown(name)} (queued as {entry_id})"):
             validation_report(report, key=f"buffer.report.{entry_id}")
 
 
@@ -100,7 +101,7 @@ def _queue(store: Store, actor: Actor) -> None:
     if right.button("Clear all pending…", key="buffer.clear"):
         st.session_state[CONFIRM_CLEAR] = True
     if picked is not None:
-        with st.expander(f"Validation report of {pending[picked].name}"):
+        with st.expander(f"Validation report of {escape_markdown(pending[picked].name)}"):
             validation_report(buffer.stored_report(pending[picked]), key="buffer.entry_report")
     if st.session_state.get(CONFIRM_CLEAR):
         st.warning(f"Remove all {len(pending)} pending files from the queue?")

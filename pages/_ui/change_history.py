@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.access import Actor
 from core.revert import recent_changes, revert_change
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store
 
@@ -29,9 +30,10 @@ def render_change_history(store: Store, actor: Actor, area: str, key: str, *,
         return
     for change in changes:
         text, button = st.columns([6, 1], vertical_alignment="center")
-        text.markdown(f"**{_when(change.at)}** · {change.actor} · {change.summary}")
+        text.markdown(f"**{_when(change.at)}** · {escape_markdown(change.actor)} · "
+                      f"{escape_markdown(change.summary)}")
         if not change.revertible:
-            text.caption(f"Cannot be reverted: {change.reason}")
+            text.caption(f"Cannot be reverted: {escape_markdown(change.reason)}")
             continue
         if button.button("Revert", key=f"{key}.revert_{change.event_id}"):
             with error_boundary("Revert refused"):

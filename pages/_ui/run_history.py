@@ -16,6 +16,7 @@ from core.history import load_rows
 from core.run_liveness import load_swept_runs
 from core.runs import EXCLUDED_TABLE, QUARANTINED_TABLE, STATUSES, SUCCESS, RunRecord, load_runs
 from core.validation import Problem, ValidationReport
+from pages._ui.markdown import escape_markdown
 from pages._ui.widgets import validation_report
 from storage import ObjectNotFound, Store
 
@@ -106,11 +107,13 @@ def render_run_history(store: Store, actor: Actor, key: str = "automation",
 
 def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -> None:
     counts = record.counts or {}
-    st.markdown(f"**Run {record.run_id}** ({record.kind}, {record.trigger} by {record.actor}): "
+    by = escape_markdown(record.actor)
+    st.markdown(f"**Run {record.run_id}** ({record.kind}, {record.trigger} by {by}): "
                 f"**{record.status}**, started {record.started_at[:19].replace('T', ' ')} UTC, "
                 f"{record.duration_s:.1f} s.")
     if record.error:
-        (st.error if record.status in ("failed", "abandoned") else st.info)(record.error)
+        (st.error if record.status in ("failed", "abandoned") else st.info)(
+            escape_markdown(record.error))
     cols = st.columns(5)
     for col, name in zip(cols, ("read", "published", "parents", "excluded", "quarantined"),
                          strict=True):

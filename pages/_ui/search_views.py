@@ -59,6 +59,7 @@ from core.schema import (
 from core.search import SearchQuery, SearchResult, filters_group, text_identifier
 from pages._ui import cached
 from pages._ui.automation_views import flash
+from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
 from pages._ui.services import error_boundary
 from pages._ui.widgets import SUMMARY_COLUMNS
@@ -318,10 +319,10 @@ def record(store: Store, actor: Actor, query: SearchQuery, result: SearchResult)
 def render_notes(result: SearchResult) -> None:
     ident = result.text
     if ident is not None and ident.kind == MANGLED:
-        st.warning(f"{ident.text!r} cannot match anything: {ident.reason}.")
+        st.warning(f"{escape_markdown(repr(ident.text))} cannot match anything: {ident.reason}.")
     for note in result.notes:
         if ident is None or ident.kind != MANGLED:
-            st.caption(f"{ident.text if ident else ''}: {note}")
+            st.caption(f"{escape_markdown(ident.text) if ident else ''}: {escape_markdown(note)}")
 
 
 def render_bulk_report(result: SearchResult) -> None:
@@ -332,7 +333,8 @@ def render_bulk_report(result: SearchResult) -> None:
                 f"found, {len(report.mangled)} Excel-mangled.")
     if report.mangled:
         st.warning("Excel-mangled ids cannot be matched: " + "; ".join(
-            f"{e.identifier.text} ({e.reason})" for e in report.entries if e.status == "mangled"))
+            f"{escape_markdown(e.identifier.text)} ({e.reason})"
+            for e in report.entries if e.status == "mangled"))
     st.dataframe(report.to_frame(), hide_index=True, width="stretch")
 
 
@@ -361,7 +363,8 @@ def render_results(result: SearchResult) -> str | None:
         return None
     children = frame[(group == rows[0] + 1).to_numpy()].iloc[1:]  # groups are numbered from 1
     head = heads.iloc[rows[0]]
-    st.markdown(f"**{head[CUSIP]}** run {head[RUN_ID]}: {len(children)} other color(s)")
+    st.markdown(f"**{escape_markdown(head[CUSIP])}** run {head[RUN_ID]}: "
+                f"{len(children)} other color(s)")
     if len(children):
         st.dataframe(children[[c for c in shown if c != "ROWS"]], hide_index=True,
                      width="stretch", column_config=COLUMN_CONFIG)
@@ -369,7 +372,7 @@ def render_results(result: SearchResult) -> str | None:
 
 
 def open_security(cusip: str | None) -> None:
-    if cusip and st.button(f"Open security {cusip}", key=OPEN):
+    if cusip and st.button(f"Open security {escape_markdown(cusip)}", key=OPEN):
         st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
 
 

@@ -6,20 +6,32 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import streamlit as st
 
 from core.access import Actor
 from core.column_profiles import load_column_profiles
-from core.config import Settings, load_settings
-from core.errors import MarketPulseError
-from core.user_records import User
+from core.config import (
+    SECRETS_FILE_ENV,
+    Settings,
+    load_settings,
+    read_secrets_file,
+    secrets_path,
+)
+from core.errors import MarketPulseError, NotFound
+from core.login_key import ensure_cookie_key, forget_stored_cookie_key
+from core.sessions_auth import session_is_valid
+from core.user_records import User, get_user
+from pages._ui.markdown import escape_markdown
 from storage import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
 
 def _secrets() -> dict:
+    if os.environ.get(SECRETS_FILE_ENV):  # st.secrets reads only .streamlit/secrets.toml
+        return read_secrets_file()
     try:
         return st.secrets.to_dict()
     except FileNotFoundError:
@@ -30,8 +42,12 @@ def _secrets() -> dict:
 
 @st.cache_resource(show_spinner=False)
 def _settings_and_store() -> tuple[Settings, Store]:
-    settings = load_settings(_secrets(), os.environ)
-    return settings, open_store(settings["store.url"])
+    # The cookie key is generated into the secrets file on first run; st.secrets was read before
+    # that, so this process takes the key from ensure_cookie_key, not from st.secrets.
+    settings = ensure_cookie_key(load_settings(_secrets(), os.environ), secrets_path())
+    store = open_store(settings["store.url"])
+    forget_stored_cookie_key(store)
+    return settings, store
 
 
 def settings() -> Settings:
@@ -48,14 +64,16 @@ def error_boundary(action: str = "") -> Iterator[None]:
     try:
         yield
     except MarketPulseError as exc:
-        st.error(f"{action + ': ' if action else ''}{exc}")
+        st.error(escape_markdown(f"{action + ': ' if action else ''}{exc}"))  # names files, values
     except StoreError as exc:
         log.exception("store error")
-        st.error(f"The store could not be used ({exc}). Try again; if it persists, ask an admin.")
+        st.error(f"The store could not be used ({escape_markdown(exc)}). Try again; if it "
+                 "persists, ask an admin.")
 
 
 
 USER_KEY = "auth.user"
+LOGIN_AT, LAST_SEEN = "auth.login_at", "auth.last_seen"  # the login gate's session keys
 
 
 def remember_user(user: User) -> None:
@@ -64,11 +82,24 @@ def remember_user(user: User) -> None:
 
 
 def current_user() -> User:
-    user = st.session_state.get(USER_KEY)
-    if user is None:
-        # A page file run without app.py: Streamlit serves pages/ by URL until the first run of
-        # app.py in this server process calls st.navigation. Send it through the login gate.
+    """The session's user as the store has them now. A page file can run without app.py (and
+    its login gate) before: Streamlit serves pages/ by URL until the first run of app.py in this
+    server process calls st.navigation, and AppTest reruns a page that way. So the user is read
+    again here; a disabled, deleted or ended session goes through the login gate instead."""
+    remembered = st.session_state.get(USER_KEY)
+    if remembered is None:
         st.switch_page("app.py")
+    now = datetime.now(UTC)
+    try:
+        user = get_user(store(), remembered.username)
+    except NotFound:
+        user = None
+    login_at = st.session_state.get(LOGIN_AT) or now
+    last_seen = st.session_state.get(LAST_SEEN) or now
+    if user is None or not session_is_valid(user, login_at, last_seen, settings=settings(),
+                                            now=now):
+        st.switch_page("app.py")  # the gate signs the session out and says why
+    st.session_state[LAST_SEEN] = now
     return user
 
 

@@ -31,6 +31,7 @@ from core.schema import (
     TICKER,
 )
 from core.sessions import Session, SessionView
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from pages._ui.widgets import parents_with_children
 from storage import Store
@@ -61,7 +62,7 @@ def start_run() -> None:
     for key, value in st.session_state.pop(RESET, {}).items():
         st.session_state[key] = value
     for message in st.session_state.pop(FLASH, []):
-        st.toast(message)
+        st.toast(escape_markdown(message))  # messages name files, values and rules
 
 
 def act(label: str, action: Callable[[], object], message: Callable[[object], str],

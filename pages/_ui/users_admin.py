@@ -23,6 +23,7 @@ from core.users import (
     unlock,
     update_user,
 )
+from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store
 
@@ -43,7 +44,7 @@ def flash(text: str, *, password: str | None = None) -> None:
 def show_flashes() -> None:
     """Show and forget the queued messages: a temporary password appears exactly once."""
     for text, password in st.session_state.pop(FLASH, []):
-        st.success(text)
+        st.success(escape_markdown(text))  # messages name users
         if password is not None:
             st.code(password, language=None)
             st.caption("Shown only now: pass it on securely. It must be changed at first login.")

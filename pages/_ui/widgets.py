@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.exports import write_csv
 from core.schema import (
     ASK,
     BIAS,
@@ -25,6 +26,7 @@ from core.schema import (
     TICKER,
 )
 from core.validation import ValidationReport
+from pages._ui.markdown import escape_markdown
 
 SUMMARY_COLUMNS = [RUN_ID, CUSIP, TICKER, SECTOR, DATE, BIAS, RANK, PX, BID, ASK, SOURCE,
                    DATE_1, MESSAGE_ID, CHILDREN_COUNT]
@@ -55,8 +57,9 @@ def parents_with_children(frame: pd.DataFrame, key: str, *, height: int = 420) -
     if rows:
         parent = parents.iloc[rows[0]]
         children = frame[frame[PARENT_COLOR_ID] == parent[COLOR_ID]]
-        st.markdown(f"**{parent[CUSIP]}** {parent.get(TICKER) or ''}: "
-                    f"{len(children)} children of parent {parent[COLOR_ID]}")
+        ticker = escape_markdown(parent.get(TICKER) or "")
+        st.markdown(f"**{escape_markdown(parent[CUSIP])}** {ticker}: "
+                    f"{len(children)} children of parent {escape_markdown(parent[COLOR_ID])}")
         st.dataframe(children[shown], hide_index=True, width="stretch", key=f"{key}.children")
 
 
@@ -70,7 +73,8 @@ def validation_report(report: ValidationReport, key: str) -> None:
     if report.problems:
         table = report.to_frame()
         st.dataframe(table, hide_index=True, width="stretch", height=240, key=f"{key}.problems")
-        st.download_button("Download the report (CSV)", table.to_csv(index=False).encode(),
+        # Its FILE and MESSAGE columns carry file names and cell text: formulas escaped.
+        st.download_button("Download the report (CSV)", write_csv(table),
                            file_name="validation-report.csv", key=f"{key}.download")
     else:
         st.success("No problems found.")

@@ -1,4 +1,4 @@
-"""Users, passwords, logins, sessions, reset tokens, sign-up and the cookie key (DESIGN.md §5)."""
+"""Users, passwords, logins, sessions, reset tokens, sign-up (DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from core.access import ADMIN, ANALYST, SYSTEM, VIEWER, Actor
 from core.audit import load_changes
 from core.column_profiles import delete_column_profile, load_column_profiles, save_column_profile
 from core.config import load_settings
-from core.errors import ConfigError, Conflict, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.passwords import hash_password, verify_password
 from core.sessions_auth import (
     BAD_PASSWORD,
@@ -26,7 +26,6 @@ from core.sessions_auth import (
     UNKNOWN_USER,
     authenticate,
     change_own_password,
-    cookie_key,
     get_self_registration,
     issue_reset_token,
     record_logout,
@@ -50,7 +49,6 @@ from core.users import (
     unlock,
     update_user,
 )
-from storage import ObjectNotFound
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 ADA_PW = "correct horse battery"
@@ -472,43 +470,6 @@ def test_the_change_log_never_holds_a_password_hash(store, ada, bob, settings):
     assert len(snapshots) == 14
     assert not [t for t in snapshots if "$2b$" in t or "password_hash" in t]
     assert not [t for t in changes["DETAIL"] if "$2b$" in t or token in t or temp in t]
-
-
-# -- cookie key -----------------------------------------------------------------------------
-def test_the_cookie_key_is_generated_once_and_kept(store, settings):
-    key = cookie_key(store, settings)
-    assert re.fullmatch(r"[0-9a-f]{64}", key)
-    assert cookie_key(store, settings) == key
-    assert store.get("config/cookie_key")[0] == {"key": key}
-
-
-def test_the_cookie_key_from_settings_wins_and_must_be_long(store):
-    configured = "k" * 32
-    assert cookie_key(store, load_settings({"auth": {"cookie_key": configured}}, {})) == configured
-    assert store.list("config/") == []
-    with refused(
-        ConfigError,
-        "setting auth.cookie_key: must be at least 32 characters, got 31 "
-        "(generate one: python -c 'import secrets; print(secrets.token_hex(32))')",
-    ):
-        cookie_key(store, load_settings({"auth": {"cookie_key": "k" * 31}}, {}))
-
-
-def test_a_cookie_key_another_process_stored_first_is_used(store, settings):
-    class OtherProcessWritesFirst:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def get(self, key):
-            if key == "config/cookie_key" and not self.inner.list("config/"):
-                self.inner.put(key, {"key": "theirs" * 8}, None)
-                raise ObjectNotFound(key)
-            return self.inner.get(key)
-
-    assert cookie_key(OtherProcessWritesFirst(store), settings) == "theirs" * 8
 
 
 # -- the authenticator's credentials --------------------------------------------------------
