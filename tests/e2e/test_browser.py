@@ -60,7 +60,9 @@ def store_dir(tmp_path_factory) -> Path:
 def server(store_dir):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
-    env.update(MARKETPULSE_STORE_URL=str(store_dir), MARKETPULSE_DEMO="0")
+    # Its own secrets file: the app generates the login key there, never in the clone's .streamlit/
+    env.update(MARKETPULSE_STORE_URL=str(store_dir), MARKETPULSE_DEMO="0",
+               MARKETPULSE_SECRETS_FILE=str(store_dir.parent / "secrets.toml"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
          str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
