@@ -3,7 +3,6 @@ password change, forgot password, self-registration and logout. Core decides; th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -96,16 +95,33 @@ def _stop_before_the_pages() -> None:
     st.stop()
 
 
-def _lazy_authenticator(store: Store, settings: Settings) -> Callable[[], stauth.Authenticate]:
-    """The run's authenticator, made on first use."""
-    made: list[stauth.Authenticate] = []
+class _LazyAuthenticator:
+    """The run's authenticator, made on first use; `rendered` says whether this run made it (and
+    so rendered its cookie component)."""
 
-    def authenticator() -> stauth.Authenticate:
-        if not made:
-            made.append(_authenticator(store, settings))
-        return made[0]
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store, self._settings = store, settings
+        self._made: stauth.Authenticate | None = None
 
-    return authenticator
+    def __call__(self) -> stauth.Authenticate:
+        if self._made is None:
+            self._made = _authenticator(self._store, self._settings)
+        return self._made
+
+    @property
+    def rendered(self) -> bool:
+        return self._made is not None
+
+
+def _signing_in() -> None:
+    """End a run that rendered the cookie component before the pages. The component's answer
+    reruns the script once it has read or written the cookie; a rerun asked for that way carries
+    the page the browser showed when it asked, so a click on a page link landing in between was
+    undone (the link's page showed for a moment, then the previous page came back). The pages
+    therefore appear only in the rerun the component asks for, when nothing can be clicked yet."""
+    st.caption("Signing you in…")
+    st.button("Continue", key="auth.continue", help="If the app does not open by itself")
+    _stop_before_the_pages()
 
 
 def require_login(store: Store, settings: Settings) -> User:
@@ -119,7 +135,7 @@ def require_login(store: Store, settings: Settings) -> User:
     # The authenticator renders a cookie component, and each of its renders costs the browser a
     # rerun (a click landing during one was lost): it is made only when a cookie is read, set or
     # deleted, never on the runs of a logged-in user.
-    authenticator = _lazy_authenticator(store, settings)
+    authenticator = _LazyAuthenticator(store, settings)
     if not st.session_state.get("authentication_status"):
         auth = authenticator()
         auth.login(location="unrendered")  # re-login from a valid cookie, if any
@@ -155,6 +171,8 @@ def require_login(store: Store, settings: Settings) -> User:
     if user.must_change_password:
         _forced_password_change(store, user)
         _stop_before_the_pages()
+    if authenticator.rendered:
+        _signing_in()
     with st.sidebar:
         st.markdown(f"**{escape_markdown(user.name or user.username)}**  \n{user.username} · "
                     f"{user.role}")

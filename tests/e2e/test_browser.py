@@ -99,20 +99,19 @@ def browser():
 
 
 def _open_page(page, title: str) -> None:
-    """Click a sidebar link until the page's heading shows. A click that lands while a rerun
-    triggered by a custom component (the cookie manager) is in flight can be dropped by the
-    browser client, so a person would click again; the test does the same, at most 3 times."""
+    """Click a sidebar link once; its page's heading shows."""
     # exact: "Search" is not "Saved searches"; .first: a rerun in flight can briefly show the
     # previous run's heading beside the new one.
-    heading = page.get_by_role("heading", name=title, exact=True).first
-    for _ in range(3):
-        page.get_by_role("link", name=title).click()
-        try:
-            expect(heading).to_be_visible(timeout=10_000)
-            return
-        except AssertionError:
-            continue
-    expect(heading).to_be_visible(timeout=10_000)
+    page.get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(timeout=20_000)
+
+
+def _signed_in(page) -> None:
+    """After a login: the Dashboard shows and the browser holds the login cookie. The cookie
+    component answers in the same step as it writes the cookie, so from here on no rerun it asks
+    for can land after a click (pages/_ui/auth.py _signing_in)."""
+    expect(page.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=20_000)
+    page.wait_for_function("document.cookie.includes('marketpulse_auth=')", timeout=20_000)
 
 
 def _login(page, username: str, password: str) -> None:
@@ -145,20 +144,13 @@ def test_admin_logs_in_stays_in_after_reload_visits_every_page_and_logs_out(serv
     page = context.new_page()
     page.goto(server)
     _login(page, "admin", PASSWORD)
-    # .first: during a rerun the previous run's heading can briefly stand beside the new one.
-    expect(page.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=20_000)
-    page.wait_for_timeout(1500)  # let the cookie component write the cookie
+    _signed_in(page)
     page.reload()
     expect(page.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=20_000)
     expect(page.get_by_role("textbox", name="Username")).to_have_count(0)
     for title in ("Manual Color", "Automation", "Rules", "Settings", "Account"):
         _open_page(page, title)
-    page.wait_for_timeout(1000)  # let the cookie component's own rerun finish first
-    for _ in range(3):  # the same dropped-click guard as _open_page
-        if page.get_by_role("button", name="Log out").count() == 0:
-            break
-        page.get_by_role("button", name="Log out").click()
-        page.wait_for_timeout(3000)
+    page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("textbox", name="Username").first).to_be_visible(timeout=20_000)
     page.reload()
     # .first: a rerun in flight can briefly leave the previous run's form on screen too.
@@ -179,19 +171,6 @@ def test_viewer_sees_only_viewer_pages(server, browser):
     context.close()
 
 
-def _until_visible(action, target, tries: int = 3) -> None:
-    """Do `action` until `target` shows (the click-again guard of _open_page, for any action)."""
-    for _ in range(tries):
-        if target.count() == 0:
-            action()
-        try:
-            expect(target).to_be_visible(timeout=10_000)
-            return
-        except AssertionError:
-            continue
-    expect(target).to_be_visible(timeout=10_000)
-
-
 def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, store_dir, browser):
     store = open_store(str(store_dir))
     create_user(store, SYSTEM, "ana", name="Ana Analyst", email="ana@desk.test", role="analyst",
@@ -205,8 +184,7 @@ def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, store_dir, brows
     page = context.new_page()
     page.goto(server)
     _login(page, "ana", PASSWORD)
-    # .first: with demo data a rerun in flight can briefly show the previous run's heading too.
-    expect(page.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=20_000)
+    _signed_in(page)
     _open_page(page, "Search")
 
     # The CUSIP's rows: a parent per run (the table is a canvas: its caption says what it holds).
@@ -214,25 +192,23 @@ def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, store_dir, brows
     found = page.get_by_text(f"{mine[RUN_ID].nunique()} parents · {len(mine)} colors · "
                              "page 1 of 1").first
 
-    def search() -> None:
-        box.fill(cusip.lower())
-        box.press("Enter")
-
-    _until_visible(search, found)
+    box.fill(cusip.lower())
+    box.press("Enter")
+    expect(found).to_be_visible(timeout=20_000)
 
     # Select the newest run's row (its checkbox, first in the grid) and open the security.
     grid = page.get_by_test_id("stDataFrame").first
     expect(grid).to_be_visible()
     opener = page.get_by_role("button", name=f"Open security {cusip}").first
 
-    def select_first_row() -> None:
-        corner = grid.bounding_box()
-        page.mouse.click(corner["x"] + 17, corner["y"] + 35 + 17)  # under the 35 px header
-
-    _until_visible(select_first_row, opener)
+    corner = grid.bounding_box()
+    page.mouse.click(corner["x"] + 17, corner["y"] + 35 + 17)  # under the 35 px header
+    expect(opener).to_be_visible(timeout=20_000)
     expect(page.get_by_text(f"{cusip} run {newest[RUN_ID].iloc[0]}: {len(newest) - 1} other "
                             "color(s)").first).to_be_visible()
-    _until_visible(opener.click, page.get_by_role("heading", name="Security", exact=True).first)
+    opener.click()
+    expect(page.get_by_role("heading", name="Security", exact=True).first).to_be_visible(
+        timeout=20_000)
     assert page.url.endswith(f"/security?cusip={cusip}")
     ticker = newest[TICKER].iloc[0]
     expect(page.get_by_role("heading", name=f"{cusip} · {ticker}").first).to_be_visible()

@@ -141,6 +141,13 @@ def _login(at: AppTest, username: str, password: str) -> AppTest:
     at.text_input(key="auth.password").input(password)
     next(b for b in at.button if b.label == "Login").click().run()
     assert not at.exception
+    if at.session_state["authentication_status"]:
+        # The login run renders the cookie component and no page; the component's answer reruns
+        # the script (in AppTest components never answer: the test reruns in their place).
+        assert [c.value for c in at.caption] == ["Signing you in…"]
+        assert [t.value for t in at.title] == []
+        at.run()
+        assert not at.exception
     return at
 
 
