@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.coercion import coerce_column, describe_value, normalise_bias, text_from_codes
+from core.coercion import coerce_column, normalise_bias, text_from_codes
 from core.config import Settings, load_settings
 from core.errors import MissingColumns, UnreadableFile
+from core.excel_errors import mark_error_cells
 from core.schema import (
     ASK,
     BIAS,
@@ -41,7 +42,7 @@ from core.schema import (
     header_lookup,
     normalise_header,
 )
-from core.spreadsheet import RawTable, read_table
+from core.spreadsheet import ZIP_MAGIC, RawTable, read_table
 from core.validation import Problem, cell_message
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ def read_colors(
     settings = settings or _default_settings()
     columns = columns or default_column_config()
     table = read_table(data, filename, header_lookup(columns), max_mb=settings["upload.max_mb"])
+    if data.startswith(ZIP_MAGIC):
+        mark_error_cells(table, data)
     mapping, problems = _map_header(table, columns, filename)
     _require(mapping, columns, table, filename)
     if table.body.empty:
@@ -159,11 +162,9 @@ def _build_frame(table: RawTable, mapping: dict[str, int], columns: list[ColumnS
         for bad in bad_cells:
             if bad.blocking:
                 unreadable[name] = np.union1d(unreadable.get(name, []), bad.positions)
-            for pos, value in zip(bad.positions.tolist(), bad.values, strict=True):
-                problems.append(Problem(
-                    filename, table.sheet, rows[pos], name, bad.code,
-                    cell_message(rows[pos], name, f"{describe_value(value)} {bad.reason}"),
-                    bad.blocking))
+            for pos, text in zip(bad.positions.tolist(), bad.messages(), strict=True):
+                problems.append(Problem(filename, table.sheet, rows[pos], name, bad.code,
+                                        cell_message(rows[pos], name, text), bad.blocking))
     same = np.zeros(n, dtype=np.int8)
     data[SOURCE_FILE] = text_from_codes(same, [filename], index)
     data[SOURCE_SHEET] = text_from_codes(same, [table.sheet], index)
