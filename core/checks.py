@@ -7,7 +7,6 @@ validation turns them into Problems and decides what is quarantined.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 
 from core.coercion import describe_value, normalise_bias
 from core.config import Settings
+from core.cusips import cusip_problem
 from core.errors import ConfigError
 from core.schema import (
     BIAS,
@@ -34,15 +34,14 @@ from core.schema import (
     SOURCE,
     SOURCE_FILE,
     SOURCE_SHEET,
-    cusip_check_digit,
 )
 
 # Values a row cannot do without (DOMAIN.md §1.1; TICKER may be blank, RANK/PRICE_LEVEL derive).
 REQUIRED_VALUES = (MESSAGE_ID, SECTOR, CUSIP, DATE, PX, SOURCE, BIAS)
 CONFIDENCE_MIN, CONFIDENCE_MAX = 0, 10
 DUPLICATE_PREFILTER = (MESSAGE_ID, CUSIP, BIAS, PX, COV_PRICE)
-CUSIP_FORMAT = re.compile(r"[0-9A-Z*@#]{9}")  # after normalisation (trim, upper case, zeros)
 DATED = (DATE, DATE_1)  # the dates that rank colors: checked against the plausible window
+EXCEL_MAX_CELL = 32767  # characters the xlsx writer keeps; upload.max_cell_chars cannot exceed it
 
 
 @dataclass
@@ -81,7 +80,8 @@ def check_colors(frame: pd.DataFrame, settings: Settings, *, unreadable: dict[st
         _check_duplicates(frame, rows),
     ]
     findings += _check_dates(frame, settings, today or dt.date.today())
-    findings += _check_lengths(frame, int(settings["upload.max_cell_chars"]))
+    findings += _check_lengths(frame, min(int(settings["upload.max_cell_chars"]),
+                                          EXCEL_MAX_CELL))
     return [f for f in findings if f.mask.any()]
 
 
@@ -124,7 +124,7 @@ def _check_cusips(cusips: pd.Series, check_blocking: bool) -> list[Finding]:
     [0-9A-Z*@#] is quarantined (it would group as a security of its own); a wrong check digit
     (DOMAIN.md §1.3) warns, or blocks when validation.cusip_check_blocking."""
     codes, uniques = pd.factorize(cusips.astype("string").str.strip().str.upper())
-    verdicts = [_cusip_problem(str(u)) for u in uniques] + [(None, False)]  # code -1 = NA
+    verdicts = [cusip_problem(str(u)) for u in uniques] + [(None, False)]  # code -1 = NA
     findings = []
     for invalid, code, blocking in ((True, "invalid_cusip", True),
                                     (False, "cusip_check_digit", check_blocking)):
@@ -134,20 +134,6 @@ def _check_cusips(cusips: pd.Series, check_blocking: bool) -> list[Finding]:
                  for v, c in zip(cusips[bad], codes[bad], strict=True)]
         findings.append(Finding(bad, CUSIP, code, texts, blocking))
     return findings
-
-
-def _cusip_problem(cusip: str) -> tuple[str | None, bool]:
-    """(what is wrong, whether the CUSIP is malformed rather than only failing its check digit)."""
-    if not cusip:
-        return None, False  # reported as a missing value
-    if len(cusip) != 9:
-        return f"is not a valid CUSIP: it has {len(cusip)} characters, not 9", True
-    if not CUSIP_FORMAT.fullmatch(cusip):
-        return "is not a valid CUSIP: only letters A–Z, digits, *, @ and # are allowed", True
-    expected = cusip_check_digit(cusip[:8])
-    if cusip[8] != str(expected):
-        return f"fails the CUSIP check digit (expected {expected})", False
-    return None, False
 
 
 def date_window(settings: Settings, today: dt.date) -> tuple[dt.date, dt.date]:

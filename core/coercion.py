@@ -24,6 +24,7 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
+from core.cusips import restore_zeros
 from core.schema import (
     BIAS,
     BIAS_ALIASES,
@@ -35,7 +36,6 @@ from core.schema import (
     NUMBER,
     PANDAS_DTYPES,
     TIMESTAMP,
-    is_valid_cusip,
 )
 
 # Cells meaning "no value" in exports from Bloomberg, Oracle and pandas (Excel's #N/A is an error).
@@ -392,34 +392,13 @@ def _coerce_kind(raw: pd.Series, column: str, kind: str) -> tuple[pd.Series, lis
             column, unread, raw, "bad_date", "is not a date and time")
     text, was_number = to_text(raw)
     if column == CUSIP:
-        return repair_cusips(text.str.upper(), was_number, raw)
+        cusips, repaired, texts = restore_zeros(text.str.upper(), was_number)
+        return cusips, [BadCells(CUSIP, repaired, raw.iloc[repaired].tolist(),
+                                 "cusip_leading_zero", "lost its leading zero", False, texts)
+                        ] if len(repaired) else []
     if column == BIAS:
         text = normalise_bias(text)
     return text, []
-
-
-def repair_cusips(cusips: pd.Series, was_number: np.ndarray, raw: pd.Series
-                  ) -> tuple[pd.Series, list[BadCells]]:
-    """Put back the leading zeros Excel drops: an 8-digit text, or a number cell, whose
-    zero-padded 9-character form has a valid check digit is that CUSIP (with a warning)."""
-    short = (cusips.str.len() < 9).fillna(False).to_numpy(dtype=bool)
-    eight = (cusips.str.fullmatch(r"\d{8}")).fillna(False).to_numpy(dtype=bool)
-    candidates = (was_number & short) | eight
-    if not candidates.any():
-        return cusips, []
-    padded = cusips[candidates].str.zfill(9)
-    valid = np.zeros(len(cusips), dtype=bool)
-    valid[np.flatnonzero(candidates)] = [is_valid_cusip(str(c)) for c in padded]
-    if not valid.any():
-        return cusips, []
-    given = cusips[valid].tolist()
-    cusips = cusips.copy()
-    cusips[valid] = cusips[valid].str.zfill(9)
-    texts = [f"CUSIP {g} lost its leading {'zero' if len(g) == 8 else 'zeros'} (Excel); "
-             f"read as {g.zfill(9)}" for g in given]
-    positions = np.flatnonzero(valid)
-    return cusips, [BadCells(CUSIP, positions, raw.iloc[positions].tolist(), "cusip_leading_zero",
-                             "lost its leading zero (Excel)", False, texts)]
 
 
 def normalise_bias(bias: pd.Series) -> pd.Series:

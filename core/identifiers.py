@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.cusips import lost_zeros
 from core.errors import InvalidInput
 from core.schema import CUSIP, MESSAGE_ID, TICKER, is_valid_cusip, normalise_header
 
@@ -62,11 +63,6 @@ def _message_id(text: str, digits: str) -> Identifier:
     return Identifier(text, MESSAGE_ID_ID, digits, ROUNDED_REASON if rounded else "")
 
 
-def _zeros_lost(digits: str, padded: str) -> str:
-    return (f"CUSIP {digits} lost its leading {'zero' if len(digits) == 8 else 'zeros'} "
-            f"(Excel); searched as {padded}")
-
-
 def classify(token: str, kind: str | None = None, *, partial: bool = False) -> Identifier:
     """What one token is. A 9-character token of letters/digits ending in a digit is a CUSIP
     (52406E472, digits around an E, too when its check digit is valid, or when `kind` says
@@ -93,7 +89,8 @@ def classify(token: str, kind: str | None = None, *, partial: bool = False) -> I
         return Identifier(text, CUSIP_ID, upper, note)
     if (digits and 6 <= len(digits) < 9 and (not partial or len(digits) == 8)
             and is_valid_cusip(digits.zfill(9))):
-        return Identifier(text, CUSIP_ID, digits.zfill(9), _zeros_lost(digits, digits.zfill(9)))
+        padded = digits.zfill(9)
+        return Identifier(text, CUSIP_ID, padded, lost_zeros(digits, padded, "searched"))
     if digits and kind != CUSIP_ID and (15 <= len(digits) <= 20 or (partial and len(digits) >= 4)):
         return _message_id(text, digits)
     return Identifier(text, MANGLED, "", DIGITS_REASON if digits else "not a 9-character CUSIP")
