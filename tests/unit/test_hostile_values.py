@@ -14,7 +14,7 @@ import pytest
 from core import pipeline, session_actions, sessions
 from core.access import SYSTEM, Actor
 from core.config import load_settings
-from core.errors import InvalidInput
+from core.errors import ConfigError, InvalidInput
 from core.excel_errors import error_cells
 from core.exports import write_csv
 from core.ingest import read_colors
@@ -111,6 +111,12 @@ def test_the_plausible_window_is_a_setting():
     assert [p.message for p in result.report.problems] == [
         "row 4, column DATE: 2036-03-14 is outside the plausible dates 1960-01-01 to 2036-03-13 "
         "(validation.date_min, validation.date_max_years_ahead)"]
+
+
+def test_a_date_min_that_is_not_a_date_names_the_setting():
+    bad = load_settings({"validation": {"date_min": "01/01/1990"}}, {})
+    with pytest.raises(ConfigError, match=r"validation\.date_min.*'01/01/1990' is not a date"):
+        checked("a.csv", csv_file([row()]), bad)
 
 
 def test_a_color_dated_9999_is_not_published_so_cannot_become_the_parent(memory_store):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import xlsxwriter
+from python_calamine import CalamineWorkbook
 
 from core import pipeline
 from core.__main__ import main
@@ -28,7 +30,7 @@ E_FORM, APPLE = "52406E472", "037833100"
 LOST_ZERO = "CUSIP 37833100 lost its leading zero (Excel); searched as 037833100"
 
 
-def publish(store) -> None:
+def publish(store) -> pipeline.RunResult:
     """One run read from a CSV as a desk sends it: an E-form CUSIP, and 037833100 twice, once
     with its leading zero lost."""
     data = csv_file([row(CUSIP=E_FORM, PX="99.5"), row(CUSIP=APPLE, PX="97"),
@@ -36,6 +38,7 @@ def publish(store) -> None:
     result = pipeline.process_files(store, SYSTEM, [("colors.csv", data)], settings=SETTINGS,
                                     rules=[], now=datetime(2026, 3, 13, 18, tzinfo=UTC))
     assert [p.code for p in result.report.problems] == ["cusip_leading_zero"]
+    return result
 
 
 @pytest.fixture
@@ -51,6 +54,14 @@ def found(store, **query) -> list[tuple[str, float]]:
 
 def test_a_lost_leading_zero_is_one_security_not_a_second_one(store):
     assert sorted(store.scan("colors")[CUSIP].unique()) == [APPLE, E_FORM]
+
+
+def test_the_output_workbook_holds_both_cusips_as_text_cells(memory_store):
+    workbook = publish(memory_store).workbook
+    sheet = CalamineWorkbook.from_filelike(io.BytesIO(workbook)).get_sheet_by_index(0)
+    rows = sheet.to_python()
+    column = rows[0].index(CUSIP)
+    assert sorted(r[column] for r in rows[1:]) == [APPLE, APPLE, E_FORM]
 
 
 @pytest.mark.parametrize(("text", "kind", "match"), [
