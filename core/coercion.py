@@ -70,7 +70,7 @@ class BadCells:
     column: str
     positions: np.ndarray  # positional indices into the column
     values: list[Any]  # the raw cell values, for messages
-    code: str  # bad_number, bad_date, message_id_rounded, cusip_was_number
+    code: str  # bad_number, bad_date, message_id_rounded, cusip_leading_zero, excel_error
     reason: str  # completes "<value> ..." in a message
     blocking: bool = True
     texts: list[str] | None = None  # one whole text per cell, when it says more than `reason`
@@ -360,6 +360,7 @@ def coerce_column(raw: pd.Series, column: str, kind: str) -> tuple[pd.Series, li
 
 
 def _excel_errors(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
+    """The column with its Excel error texts blanked, and the warning naming those cells."""
     if raw.dtype != object and not pd.api.types.is_string_dtype(raw.dtype):
         return raw, []
     errors = raw.isin(EXCEL_ERRORS).to_numpy(dtype=bool, na_value=False)
