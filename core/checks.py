@@ -6,6 +6,7 @@ validation turns them into Problems and decides what is quarantined.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,8 @@ import pandas as pd
 
 from core.coercion import describe_value, normalise_bias
 from core.config import Settings
+from core.cusips import cusip_problem
+from core.errors import ConfigError
 from core.schema import (
     BIAS,
     BIAS_RANK,
@@ -20,6 +23,7 @@ from core.schema import (
     COV_PRICE,
     CUSIP,
     DATE,
+    DATE_1,
     INPUT_COLUMNS,
     MESSAGE_ID,
     PX,
@@ -28,13 +32,16 @@ from core.schema import (
     RANK_MIN,
     SECTOR,
     SOURCE,
-    cusip_check_digit,
+    SOURCE_FILE,
+    SOURCE_SHEET,
 )
 
 # Values a row cannot do without (DOMAIN.md §1.1; TICKER may be blank, RANK/PRICE_LEVEL derive).
 REQUIRED_VALUES = (MESSAGE_ID, SECTOR, CUSIP, DATE, PX, SOURCE, BIAS)
 CONFIDENCE_MIN, CONFIDENCE_MAX = 0, 10
 DUPLICATE_PREFILTER = (MESSAGE_ID, CUSIP, BIAS, PX, COV_PRICE)
+DATED = (DATE, DATE_1)  # the dates that rank colors: checked against the plausible window
+EXCEL_MAX_CELL = 32767  # characters the xlsx writer keeps; upload.max_cell_chars cannot exceed it
 
 
 @dataclass
@@ -49,10 +56,10 @@ class Finding:
 
 
 def check_colors(frame: pd.DataFrame, settings: Settings, *, unreadable: dict[str, np.ndarray],
-                 rows: np.ndarray) -> list[Finding]:
+                 rows: np.ndarray, today: dt.date | None = None) -> list[Finding]:
     """Every check of DOMAIN.md §1 on a canonical frame. `unreadable[column]` marks cells already
     reported as unreadable (not reported again as missing); `rows` are the Excel row numbers
-    (0 when unknown)."""
+    (0 when unknown); `today` ends the plausible dates (validation.date_max_years_ahead)."""
     n = len(frame)
 
     def readable(column: str) -> np.ndarray:
@@ -69,9 +76,12 @@ def check_colors(frame: pd.DataFrame, settings: Settings, *, unreadable: dict[st
                  "confidence_out_of_range", False),
         _outside(frame[PX], settings["validation.px_min"], settings["validation.px_max"], PX,
                  "px_out_of_range", False),
-        _check_cusips(frame[CUSIP], bool(settings["validation.cusip_check_blocking"])),
+        *_check_cusips(frame[CUSIP], bool(settings["validation.cusip_check_blocking"])),
         _check_duplicates(frame, rows),
     ]
+    findings += _check_dates(frame, settings, today or dt.date.today())
+    findings += _check_lengths(frame, min(int(settings["upload.max_cell_chars"]),
+                                          EXCEL_MAX_CELL))
     return [f for f in findings if f.mask.any()]
 
 
@@ -109,27 +119,67 @@ def _outside(values: pd.Series, low: float, high: float, column: str, code: str,
                    blocking)
 
 
-def _check_cusips(cusips: pd.Series, blocking: bool) -> Finding:
-    """Check digits per distinct CUSIP (DOMAIN.md §1.3), so a million rows cost a few thousand."""
+def _check_cusips(cusips: pd.Series, check_blocking: bool) -> list[Finding]:
+    """Per distinct CUSIP, so a million rows cost a few thousand: anything but 9 characters of
+    [0-9A-Z*@#] is quarantined (it would group as a security of its own); a wrong check digit
+    (DOMAIN.md §1.3) warns, or blocks when validation.cusip_check_blocking."""
     codes, uniques = pd.factorize(cusips.astype("string").str.strip().str.upper())
-    verdicts = [_cusip_problem(str(u)) for u in uniques]
-    bad = np.array([v is not None for v in verdicts] + [False])[codes]  # code -1 = NA: not here
-    texts = [f"{describe_value(v)} {verdicts[c]}"
-             for v, c in zip(cusips[bad], codes[bad], strict=True)]
-    return Finding(bad, CUSIP, "cusip_check_digit", texts, blocking)
+    verdicts = [cusip_problem(str(u)) for u in uniques] + [(None, False)]  # code -1 = NA
+    findings = []
+    for invalid, code, blocking in ((True, "invalid_cusip", True),
+                                    (False, "cusip_check_digit", check_blocking)):
+        bad = np.array([v is not None and malformed == invalid
+                        for v, malformed in verdicts])[codes]
+        texts = [f"{describe_value(v)} {verdicts[c][0]}"
+                 for v, c in zip(cusips[bad], codes[bad], strict=True)]
+        findings.append(Finding(bad, CUSIP, code, texts, blocking))
+    return findings
 
 
-def _cusip_problem(cusip: str) -> str | None:
-    if not cusip:
-        return None  # reported as a missing value
-    if len(cusip) != 9:
-        return f"is not a valid CUSIP: it has {len(cusip)} characters, not 9"
-    expected = cusip_check_digit(cusip[:8])
-    if expected is None:
-        return "is not a valid CUSIP: only letters, digits, *, @ and # are allowed"
-    if cusip[8] != str(expected):
-        return f"fails the CUSIP check digit (expected {expected})"
-    return None
+def date_window(settings: Settings, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The plausible dates: validation.date_min to validation.date_max_years_ahead after today."""
+    try:
+        first = dt.date.fromisoformat(str(settings["validation.date_min"]).strip())
+    except ValueError:
+        raise ConfigError("validation.date_min", f"{settings['validation.date_min']!r} is not a "
+                          "date", "use YYYY-MM-DD, e.g. 1990-01-01") from None
+    years = int(settings["validation.date_max_years_ahead"])
+    try:
+        last = today.replace(year=today.year + years)
+    except ValueError:  # 29 February → 28 February
+        last = today.replace(year=today.year + years, day=28)
+    return first, last
+
+
+def _check_dates(frame: pd.DataFrame, settings: Settings, today: dt.date) -> list[Finding]:
+    """A date outside the window (year 9999, 1900) would rank first or last: quarantined."""
+    first, last = date_window(settings, today)
+    findings = []
+    for column in DATED:
+        dates = frame[column]
+        outside = ((dates < pd.Timestamp(first)) | (dates > pd.Timestamp(last))
+                   ).fillna(False).to_numpy(dtype=bool)
+        findings.append(Finding(outside, column, "date_out_of_range", [
+            f"{describe_value(v)} is outside the plausible dates {first} to {last} "
+            f"(validation.date_min, validation.date_max_years_ahead)" for v in dates[outside]],
+            True))
+    return findings
+
+
+def _check_lengths(frame: pd.DataFrame, limit: int) -> list[Finding]:
+    """A text cell longer than upload.max_cell_chars: refused, never cut when written out."""
+    findings = []
+    for column in frame.columns:
+        values = frame[column]
+        if column in (SOURCE_FILE, SOURCE_SHEET) or not pd.api.types.is_string_dtype(
+                values.dtype) or values.dtype == object:
+            continue
+        lengths = values.str.len()
+        long_ = (lengths > limit).fillna(False).to_numpy(dtype=bool)
+        findings.append(Finding(long_, column, "cell_too_long", [
+            f"the cell has {n:,} characters, over the {limit:,} allowed (upload.max_cell_chars)"
+            for n in lengths[long_].tolist()], True))
+    return findings
 
 
 def _check_duplicates(frame: pd.DataFrame, rows: np.ndarray) -> Finding:

@@ -24,6 +24,7 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
+from core.cusips import restore_zeros
 from core.schema import (
     BIAS,
     BIAS_ALIASES,
@@ -37,8 +38,8 @@ from core.schema import (
     TIMESTAMP,
 )
 
-# Cells meaning "no value" in exports from Excel, Oracle and pandas.
-NULL_TOKENS = ("", "#N/A", "#N/A N/A", "N/A", "n/a", "NA", "NULL", "null", "NaN", "nan", "None",
+# Cells meaning "no value" in exports from Bloomberg, Oracle and pandas (Excel's #N/A is an error).
+NULL_TOKENS = ("", "#N/A N/A", "N/A", "n/a", "NA", "NULL", "null", "NaN", "nan", "None",
                "<NA>")
 # Text date formats accepted, tried in order (a time part after the date is ignored). US m/d/Y
 # only: "13/03/2026" is rejected rather than silently read day-first.
@@ -51,6 +52,13 @@ _THOUSANDS = r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$"  # commas only as thousands sepa
 _DECIMAL = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _SCIENTIFIC = r"[+-]?\d+(\.\d+)?[eE][+-]?\d+"
 _FLOAT_TEXT = r"[+-]?\d+\.0*"
+# Excel's error values: a cell holding one is read as blank, with a warning naming the cell.
+EXCEL_ERRORS = ("#N/A", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!",
+                "#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!",
+                "#UNKNOWN!")
+SHOWN_CHARS = 60  # longest text quoted whole in a message
+INT64_MAX = 2**63 - 1
+EXACT_FLOAT_INT = 2**53  # above this a float64 cannot hold every integer
 _DATE_TYPES = (dt.datetime, dt.date, pd.Timestamp, np.datetime64)
 _NUMBER_TYPES = (float, int, np.floating, np.integer)
 
@@ -62,9 +70,16 @@ class BadCells:
     column: str
     positions: np.ndarray  # positional indices into the column
     values: list[Any]  # the raw cell values, for messages
-    code: str  # bad_number, bad_date, message_id_rounded, cusip_was_number
+    code: str  # bad_number, bad_date, message_id_rounded, cusip_leading_zero, excel_error
     reason: str  # completes "<value> ..." in a message
     blocking: bool = True
+    texts: list[str] | None = None  # one whole text per cell, when it says more than `reason`
+
+    def messages(self) -> list[str]:
+        """The text of each cell's problem, in the order of `positions`."""
+        if self.texts is not None:
+            return list(self.texts)
+        return [f"{describe_value(v)} {self.reason}" for v in self.values]
 
 
 def _split(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -167,12 +182,18 @@ def to_number(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
     """Float64: numbers as they are; text such as "1,234.5" or " 99.5 " parsed; "" → NA.
     A decimal comma ("99,5") is not guessed: the cell is reported as not a number."""
     if is_numeric_dtype(raw.dtype) and not is_bool_dtype(raw.dtype):
-        return raw.astype("Float64"), []
+        numbers = raw.astype("Float64")  # NaN (parquet's float null) is blank, as in CSV
+        if is_integer_dtype(raw.dtype):
+            return numbers, []
+        infinite = np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan))
+        return numbers.mask(infinite), _bad(column, infinite, raw, "bad_number", "is not a number")
     is_text, is_number, _, _ = _split(raw)
     result = np.full(len(raw), np.nan)
     blank = np.zeros(len(raw), dtype=bool)
     if is_number.any():
-        result[is_number] = raw[is_number].to_numpy(dtype=float)
+        with np.errstate(over="ignore"):
+            result[is_number] = raw[is_number].to_numpy(dtype=float)
+        result[~np.isfinite(result)] = np.nan  # inf is not a number, whatever the format
     if is_text.any():
         arr = _arrow_text(raw if is_text.all() else raw[is_text])
         blank[is_text] = pc.is_null(arr).to_numpy(zero_copy_only=False)
@@ -191,13 +212,42 @@ def to_number(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
 
 
 def to_integer(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
-    """Int64: like to_number, and a fractional value such as 9.5 is not read."""
+    """Int64: like to_number, and a fractional value such as 9.5 is not read. Integers keep
+    every digit (parquet int64, text); one beyond Int64's range is not read (never wrapped)."""
+    if is_integer_dtype(raw.dtype):
+        if raw.dtype.kind == "u" and len(raw) and raw.max() > INT64_MAX:
+            over = (raw > INT64_MAX).to_numpy(dtype=bool, na_value=False)
+            return (raw.mask(over).astype("Int64"),
+                    _bad(column, over, raw, "bad_number", _TOO_LARGE))
+        return raw.astype("Int64"), []
     numbers, bad = to_number(raw, column)
     fractional = (numbers.notna() & (numbers != numbers.round(0))).fillna(False).to_numpy()
     if fractional.any():
         bad += _bad(column, fractional, raw, "bad_number", "is not a whole number")
         numbers = numbers.mask(fractional)
-    return numbers.astype("Int64"), bad
+    large = (numbers.abs() >= EXACT_FLOAT_INT).fillna(False).to_numpy(dtype=bool)
+    if not large.any():
+        return numbers.astype("Int64"), bad
+    exact = [_exact_integer(v) for v in raw.iloc[np.flatnonzero(large)]]
+    over = np.zeros(len(raw), dtype=bool)
+    over[np.flatnonzero(large)] = [abs(v) > INT64_MAX for v in exact]
+    result = numbers.mask(large).astype("Int64")
+    fits = large & ~over
+    result.iloc[np.flatnonzero(fits)] = [v for v in exact if abs(v) <= INT64_MAX]
+    return result, bad + _bad(column, over, raw, "bad_number", _TOO_LARGE)
+
+
+_TOO_LARGE = f"is too large for a whole number (the limit is {INT64_MAX:,})"
+
+
+def _exact_integer(value: Any) -> int:
+    """The integer a cell holds, every digit of it (text "12,345" and "1e20" included)."""
+    if isinstance(value, str):
+        try:
+            return int(Decimal(value.strip().replace(",", "")))
+        except (InvalidOperation, ValueError):
+            pass
+    return int(value)
 
 
 def to_date(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
@@ -302,7 +352,26 @@ def _bad(column: str, mask: np.ndarray, raw: pd.Series, code: str, reason: str, 
 
 
 def coerce_column(raw: pd.Series, column: str, kind: str) -> tuple[pd.Series, list[BadCells]]:
-    """One raw column → its canonical dtype (schema.PANDAS_DTYPES), with the unreadable cells."""
+    """One raw column → its canonical dtype (schema.PANDAS_DTYPES), with the unreadable cells.
+    Excel error cells (#DIV/0!, #N/A…) are read as blank with a warning, in every format."""
+    raw, errors = _excel_errors(raw, column)
+    values, bad = _coerce_kind(raw, column, kind)
+    return values, errors + bad
+
+
+def _excel_errors(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
+    """The column with its Excel error texts blanked, and the warning naming those cells."""
+    if raw.dtype != object and not pd.api.types.is_string_dtype(raw.dtype):
+        return raw, []
+    errors = raw.isin(EXCEL_ERRORS).to_numpy(dtype=bool, na_value=False)
+    if not errors.any():
+        return raw, []
+    bad = _bad(column, errors, raw, "excel_error", "is an Excel error; read as blank",
+               blocking=False)
+    return raw.mask(errors), bad
+
+
+def _coerce_kind(raw: pd.Series, column: str, kind: str) -> tuple[pd.Series, list[BadCells]]:
     if column == MESSAGE_ID:
         return to_message_id(raw)
     if kind == NUMBER:
@@ -324,13 +393,11 @@ def coerce_column(raw: pd.Series, column: str, kind: str) -> tuple[pd.Series, li
             column, unread, raw, "bad_date", "is not a date and time")
     text, was_number = to_text(raw)
     if column == CUSIP:
-        text = text.str.upper()
-        padded = was_number & (text.str.len() < 9).fillna(False).to_numpy()
-        if padded.any():
-            text[padded] = text[padded].str.zfill(9)
-            return text, _bad(column, padded, raw, "cusip_was_number",
-                              "was stored as a number; leading zeros restored", blocking=False)
-    elif column == BIAS:
+        cusips, repaired, texts = restore_zeros(text.str.upper(), was_number)
+        return cusips, [BadCells(CUSIP, repaired, raw.iloc[repaired].tolist(),
+                                 "cusip_leading_zero", "lost its leading zero", False, texts)
+                        ] if len(repaired) else []
+    if column == BIAS:
         text = normalise_bias(text)
     return text, []
 
@@ -355,8 +422,9 @@ def describe_value(value: Any) -> str:
     """A cell value as shown in messages: text quoted, numbers as read, dates as ISO."""
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return "blank"
-    if isinstance(value, str):
-        return repr(value)
+    if isinstance(value, str):  # a hostile 1 MB cell is not copied into every message
+        return repr(value) if len(value) <= SHOWN_CHARS else (
+            f"{value[:SHOWN_CHARS]!r}… ({len(value):,} characters)")
     if isinstance(value, pd.Timestamp | np.datetime64):
         return pd.Timestamp(value).date().isoformat()
     if isinstance(value, np.generic):

@@ -45,6 +45,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Quarantine rows whose CUSIP check digit is wrong (otherwise a warning)"),
     Setting("validation.px_min", 10.0, float, "PX below this is flagged as a warning"),
     Setting("validation.px_max", 130.0, float, "PX above this is flagged as a warning"),
+    Setting("validation.date_min", "1990-01-01", str,
+            "DATE or DATE_1 before this day (YYYY-MM-DD) quarantines the row"),
+    Setting("validation.date_max_years_ahead", 1, int,
+            "DATE or DATE_1 more than this many years after today quarantines the row"),
     Setting("diff.threshold_pct", 2.0, float,
             "PERCENT_DIFF above which DIFF_STATUS is 'Significant Difference'"),
     Setting("diff.equity_threshold_pct", 5.0, float, "The same threshold for the equity sectors"),
@@ -60,6 +64,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Memory a file's reading child process may use beyond its start, in MB; 0 = no limit"),
     Setting("upload.read_seconds", 300.0, float,
             "Wall-clock limit of a file's reading child process, in seconds; 0 = no limit"),
+    Setting("upload.max_cell_chars", 32767, int,
+            "Longest text cell read, in characters (at most Excel's 32767); a longer one "
+            "quarantines its row rather than being cut"),
     Setting("auth.cookie_key", "", str,
             "Key that signs the login cookie (≥ 32 characters); when empty, generated into "
             ".streamlit/secrets.toml (mode 0600) on first run; never kept in the store",

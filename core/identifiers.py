@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.cusips import lost_zeros
 from core.errors import InvalidInput
 from core.schema import CUSIP, MESSAGE_ID, TICKER, is_valid_cusip, normalise_header
 
@@ -63,14 +64,18 @@ def _message_id(text: str, digits: str) -> Identifier:
 
 
 def classify(token: str, kind: str | None = None, *, partial: bool = False) -> Identifier:
-    """What one token is. A 9-character token of letters/digits ending in a digit is a CUSIP;
-    15–20 digits a MESSAGE_ID; scientific notation (1.7734E+16) is mangled; anything else is
-    ticker text. 6–8 digits that make a valid CUSIP with leading zeros put back are that CUSIP.
-    `kind` forces CUSIP/MESSAGE_ID/TICKER (a column named so in a file); `partial` (a search box
-    matching by prefix or contains) reads other digit strings as MESSAGE_ID parts."""
+    """What one token is. A 9-character token of letters/digits ending in a digit is a CUSIP
+    (52406E472, digits around an E, too when its check digit is valid, or when `kind` says
+    CUSIP); 15–20 digits a MESSAGE_ID; other scientific notation (1.7734E+16) is mangled;
+    anything else is ticker text. 6–8 digits that make a valid CUSIP with leading zeros put back
+    are that CUSIP (8 digits even in a `partial` search). `kind` forces CUSIP/MESSAGE_ID/TICKER
+    (a column named so in a file); `partial` (a search box matching by prefix or contains) reads
+    other digit strings as MESSAGE_ID parts."""
     text = " ".join(str(token).split())
     upper = text.upper()
-    if _SCIENTIFIC.match(text):
+    e_cusip = bool(_CUSIP.match(upper)) and (kind == CUSIP_ID or (
+        kind is None and is_valid_cusip(upper)))  # 52406E472 is a CUSIP, not 5.2406e476
+    if _SCIENTIFIC.match(text) and not e_cusip:
         return Identifier(text, MANGLED, "", SCIENTIFIC_REASON)
     tail = _FLOAT_TAIL.match(text)  # 17734072432755618.0: a number written back as text
     digits = tail.group(1) if tail else (text if _DIGITS.match(text) else None)
@@ -82,9 +87,10 @@ def classify(token: str, kind: str | None = None, *, partial: bool = False) -> I
     if _CUSIP.match(upper) and (kind == CUSIP_ID or digits is None or len(digits) == 9):
         note = "" if is_valid_cusip(upper) else "check digit does not match"
         return Identifier(text, CUSIP_ID, upper, note)
-    if digits and 6 <= len(digits) < 9 and not partial and is_valid_cusip(digits.zfill(9)):
-        return Identifier(text, CUSIP_ID, digits.zfill(9),
-                          "leading zeros restored (Excel drops them)")
+    if (digits and 6 <= len(digits) < 9 and (not partial or len(digits) == 8)
+            and is_valid_cusip(digits.zfill(9))):
+        padded = digits.zfill(9)
+        return Identifier(text, CUSIP_ID, padded, lost_zeros(digits, padded, "searched"))
     if digits and kind != CUSIP_ID and (15 <= len(digits) <= 20 or (partial and len(digits) >= 4)):
         return _message_id(text, digits)
     return Identifier(text, MANGLED, "", DIGITS_REASON if digits else "not a 9-character CUSIP")

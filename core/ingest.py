@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.coercion import coerce_column, describe_value, normalise_bias, text_from_codes
+from core.coercion import coerce_column, normalise_bias, text_from_codes
 from core.config import Settings, load_settings
 from core.errors import MissingColumns, UnreadableFile
 from core.schema import (
@@ -160,11 +160,9 @@ def _build_frame(table: RawTable, mapping: dict[str, int], columns: list[ColumnS
         for bad in bad_cells:
             if bad.blocking:
                 unreadable[name] = np.union1d(unreadable.get(name, []), bad.positions)
-            for pos, value in zip(bad.positions.tolist(), bad.values, strict=True):
-                problems.append(Problem(
-                    filename, table.sheet, rows[pos], name, bad.code,
-                    cell_message(rows[pos], name, f"{describe_value(value)} {bad.reason}"),
-                    bad.blocking))
+            for pos, text in zip(bad.positions.tolist(), bad.messages(), strict=True):
+                problems.append(Problem(filename, table.sheet, rows[pos], name, bad.code,
+                                        cell_message(rows[pos], name, text), bad.blocking))
     same = np.zeros(n, dtype=np.int8)
     data[SOURCE_FILE] = text_from_codes(same, [filename], index)
     data[SOURCE_SHEET] = text_from_codes(same, [table.sheet], index)

@@ -21,6 +21,7 @@ from python_calamine import CalamineWorkbook
 from core import upload_guard
 from core.config import Settings, load_settings
 from core.errors import UnreadableFile
+from core.excel_errors import mark_error_cells
 from core.safe_read import run_isolated
 from core.schema import normalise_header
 
@@ -99,7 +100,10 @@ def read_untrusted(data: bytes, filename: str, lookup: dict[str, str], max_cells
                    ) -> RawTable:
     """The reading itself, run in the limited child (inspection has passed)."""
     if data.startswith((ZIP_MAGIC, OLE_MAGIC)):
-        return _read_workbook(data, filename, lookup, max_cells)
+        table = _read_workbook(data, filename, lookup, max_cells)
+        if data.startswith(ZIP_MAGIC):
+            mark_error_cells(table, data)  # calamine reads an error cell (#N/A…) as blank
+        return table
     if data.startswith(PARQUET_MAGIC):
         return _read_parquet(data, filename, lookup)
     return _read_csv(data, filename, lookup)

@@ -3,6 +3,7 @@ only report. Owns the report types (Problem, ValidationReport) that ingest produ
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.checks import Finding, check_colors
-from core.coercion import BadCells, coerce_column, describe_value
+from core.coercion import BadCells, coerce_column
 from core.config import Settings
 from core.schema import (
     COLUMN_TYPE,
@@ -158,18 +159,22 @@ class _Rows:
         order = np.argsort(bad.positions, kind="stable")  # add() walks rows in order
         mask = np.zeros(len(self.rows), dtype=bool)
         mask[bad.positions] = True
-        texts = [f"{describe_value(bad.values[i])} {bad.reason}" for i in order]
+        messages = bad.messages()
+        texts = [messages[i] for i in order]
         self.add(Finding(mask, bad.column, bad.code, texts, bad.blocking))
 
 
 def validate_colors(
-    batch: RawBatch | pd.DataFrame, settings: Settings, *, file: str | None = None
+    batch: RawBatch | pd.DataFrame, settings: Settings, *, file: str | None = None,
+    today: dt.date | None = None,
 ) -> Validated:
     """Check every row; rows with a blocking problem go to `quarantined` with the reasons.
 
     Blocking: a missing required value (checks.REQUIRED_VALUES), an unreadable date or number, an
-    unknown BIAS with RANK blank, RANK outside 1–6, an invalid CUSIP check digit when
-    validation.cusip_check_blocking. Warnings: CUSIP check digit (by default), PX outside
+    unknown BIAS with RANK blank, RANK outside 1–6, a CUSIP that is not 9 characters of
+    [0-9A-Z*@#], an invalid CUSIP check digit when validation.cusip_check_blocking, a DATE or
+    DATE_1 outside the plausible window (checks.date_window, from `today`), a text cell over
+    upload.max_cell_chars. Warnings: CUSIP check digit (by default), PX outside
     validation.px_min–px_max, CONFIDENCE outside 0–10 (not used for ranking, so the row is kept),
     an unknown BIAS with RANK given, exact duplicate rows, rounded MESSAGE_IDs, CUSIPs stored as
     numbers. A DataFrame (e.g. an edited session) is first coerced to the canonical dtypes."""
@@ -195,7 +200,8 @@ def validate_colors(
             if problem.column not in unreadable:
                 unreadable[problem.column] = np.zeros(n, dtype=bool)
             unreadable[problem.column][pos] = True
-    for found in check_colors(frame, settings, unreadable=unreadable, rows=ctx.rows):
+    for found in check_colors(frame, settings, unreadable=unreadable, rows=ctx.rows,
+                              today=today):
         ctx.add(found)
     _sort(ctx)
     blocked = np.zeros(n, dtype=bool)

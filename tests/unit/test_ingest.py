@@ -229,7 +229,9 @@ def test_a_cusip_stored_as_a_number_gets_its_leading_zero_back(tmp_path):
     path = tmp_path / "cusip.xlsx"
     batch = read(path, write_xlsx(path, [HEADER, color_row(CUSIP=37833100)]))
     assert batch.frame[CUSIP].tolist() == ["037833100"]
-    assert [(p.code, p.blocking) for p in batch.problems] == [("cusip_was_number", False)]
+    assert [(p.code, p.message, p.blocking) for p in batch.problems] == [
+        ("cusip_leading_zero", "row 2, column CUSIP: CUSIP 37833100 lost its leading zero "
+         "(Excel); read as 037833100", False)]
 
 
 # -- MESSAGE_ID ----------------------------------------------------------------------------------

@@ -115,16 +115,23 @@ def test_several_reasons_are_joined():
 
 
 def test_cusip_check_digit_warns_by_default_and_blocks_when_set():
-    frame = make_colors(CUSIP=["97988RBL4", "ABC", "97988RBL5"])
+    frame = make_colors(CUSIP=["97988RBL4", "97988RBL5"])
     warned = validate_colors(frame, SETTINGS)
     assert messages(warned.report) == [
         "row 2, column CUSIP: '97988RBL4' fails the CUSIP check digit (expected 5)",
-        "row 3, column CUSIP: 'ABC' is not a valid CUSIP: it has 3 characters, not 9",
     ]
-    assert (len(warned.valid), len(warned.quarantined)) == (3, 0)
+    assert (len(warned.valid), len(warned.quarantined)) == (2, 0)
     strict = load_settings({"validation": {"cusip_check_blocking": True}}, {})
     blocked = validate_colors(frame, strict)
-    assert blocked.quarantined[CUSIP].tolist() == ["97988RBL4", "ABC"]
+    assert blocked.quarantined[CUSIP].tolist() == ["97988RBL4"]
+
+
+def test_a_cusip_of_the_wrong_shape_is_quarantined_whatever_the_check_digit_setting():
+    frame = make_colors(CUSIP=["ABC", "97988RBL5"])
+    result = validate_colors(frame, SETTINGS)
+    assert result.quarantined[QUARANTINE_REASON].tolist() == [
+        "row 2, column CUSIP: 'ABC' is not a valid CUSIP: it has 3 characters, not 9"]
+    assert result.valid[CUSIP].tolist() == ["97988RBL5"]
 
 
 # -- warnings keep the row -----------------------------------------------------------------------
