@@ -9,7 +9,7 @@ import streamlit as st
 from core.access import MANAGE_USERS, Actor
 from core.column_profiles import delete_column_profile, load_column_profiles, save_column_profile
 from core.schema import INPUT_COLUMNS, OUTPUT_COLUMNS
-from core.sessions_auth import get_self_registration, set_self_registration
+from core.sessions_auth import get_self_registration_version, set_self_registration
 from core.user_records import list_users
 from core.users import approve_user
 from pages._ui.columns_admin import render_columns_admin
@@ -21,6 +21,7 @@ from storage import Store
 ALL_COLUMNS = list(dict.fromkeys([*INPUT_COLUMNS, *OUTPUT_COLUMNS]))
 NEW_PROFILE = "(new profile)"
 PROFILE_FOR = "settings.profile_for_state"  # which profile the profile form holds
+SIGNUP_VERSION = "settings.self_registration_version"  # of the login settings shown
 
 
 def profiles_tab(store: Store, actor: Actor) -> None:
@@ -62,13 +63,16 @@ def profiles_tab(store: Store, actor: Actor) -> None:
 def _self_registration_changed(store: Store, actor: Actor) -> None:
     enabled = st.session_state["settings.self_registration"]
     with error_boundary("Changing self-registration"):
-        set_self_registration(store, actor, enabled)
+        set_self_registration(store, actor, enabled,
+                              expected_version=st.session_state.get(SIGNUP_VERSION))
         flash(f"Self-registration is now {'on' if enabled else 'off'}.")
 
 
 def signup_tab(store: Store, actor: Actor) -> None:
     # Always show the stored value: a stale session never writes it back, and a refusal reverts.
-    st.session_state["settings.self_registration"] = get_self_registration(store)
+    # The version shown goes with the change, so a flip from a stale page is refused.
+    enabled, st.session_state[SIGNUP_VERSION] = get_self_registration_version(store)
+    st.session_state["settings.self_registration"] = enabled
     st.toggle("Let people request an account from the login page", key="settings.self_registration",
               on_change=_self_registration_changed, args=(store, actor))
     st.caption("New accounts start as viewers and cannot log in until an admin approves them.")

@@ -20,7 +20,7 @@ from storage import Store, open_store
 
 ADMIN = Actor("ann", "admin")
 ANALYST = Actor("bob", "analyst")
-PASSWORD = "a-long-race-password-7"  # noqa: S105  # a test account's password
+PASSWORD = "a-long-race-password-7"  # a test account's password
 RULE_NAME, JOB_NAME, USER_NAME, PRESET_NAME, SEARCH_NAME = (
     "Wide bids", "Nightly", "trader", "Mezz only", "Mine")
 

@@ -54,7 +54,7 @@ def store(tmp_path):
     return open_store(str(tmp_path / "store"))
 
 
-# -- unique names: 100 creations of one name from 4 processes ---------------------------------------
+# -- unique names: 100 creations of one name from 4 processes --------------------------------------
 def test_one_hundred_concurrent_creations_of_a_rule_name_leave_exactly_one_rule(tmp_path, store):
     outcomes = race(tmp_path, "rule", 4, 25)
     assert outcomes == {"ok": 1, "InvalidRule": 99}
@@ -88,7 +88,7 @@ def test_one_hundred_concurrent_saves_of_a_search_name_leave_exactly_one_saved_s
     assert [s.name for s in list_saved_searches(store, ANALYST)] == [SEARCH_NAME]
 
 
-# -- the first admin ---------------------------------------------------------------------------------
+# -- the first admin -------------------------------------------------------------------------------
 @pytest.mark.parametrize("attempt", range(3))
 def test_two_processes_racing_to_create_the_first_admin_create_exactly_one(tmp_path, attempt):
     outcomes = race(tmp_path, "first_admin", 2, 1)
