@@ -21,6 +21,7 @@ from storage import Store
 ALL_COLUMNS = list(dict.fromkeys([*INPUT_COLUMNS, *OUTPUT_COLUMNS]))
 NEW_PROFILE = "(new profile)"
 PROFILE_FOR = "settings.profile_for_state"  # which profile the profile form holds
+PROFILE_LOADED = "settings.profile_loaded"  # its columns as loaded (a stale save is refused)
 SIGNUP_VERSION = "settings.self_registration_version"  # of the login settings shown
 
 
@@ -39,7 +40,7 @@ def profiles_tab(store: Store, actor: Actor) -> None:
     if st.session_state.get(PROFILE_FOR) != choice:
         st.session_state.update({"settings.profile_name": choice if existing else "",
                                  "settings.profile_columns": profiles.get(choice, []),
-                                 PROFILE_FOR: choice})
+                                 PROFILE_LOADED: profiles.get(choice), PROFILE_FOR: choice})
     columns = list(dict.fromkeys([*ALL_COLUMNS, *profiles.get(choice, [])]))
     with st.form("settings.profile_form"):
         st.text_input("Name", key="settings.profile_name", disabled=existing)
@@ -48,7 +49,8 @@ def profiles_tab(store: Store, actor: Actor) -> None:
     if saved:
         name = choice if existing else st.session_state["settings.profile_name"]
         with error_boundary(f"Saving column profile {name!r}"):
-            save_column_profile(store, actor, name, st.session_state["settings.profile_columns"])
+            save_column_profile(store, actor, name, st.session_state["settings.profile_columns"],
+                                expected=st.session_state.get(PROFILE_LOADED) if existing else None)
             st.session_state.pop(PROFILE_FOR, None)
             flash(f"Saved column profile {name.strip()}.")
             st.rerun()

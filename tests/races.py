@@ -106,10 +106,17 @@ def _signup(store: Store, index: int) -> Act:
     return lambda: set_self_registration(store, ADMIN, bool(index % 2), expected_version=version)
 
 
+def _profile(store: Store, index: int) -> Act:
+    from core.column_profiles import save_column_profile
+
+    return lambda: save_column_profile(store, ADMIN, "Slim", ["CUSIP", f"PX{index}"],
+                                       expected=None)
+
+
 OPS: dict[str, Callable[[Store, int], Act]] = {
     "rule": _rule, "job": _job, "user": _user, "preset": _preset, "search": _search,
     "first_admin": _first_admin, "run_now": _run_now, "smtp": _smtp, "webhooks": _webhooks,
-    "email": _email, "signup": _signup}
+    "email": _email, "signup": _signup, "profile": _profile}
 
 
 def main(op: str, url: str, gate: str, index: str, count: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core.column_profiles import load_column_profiles
 from core.email_templates import load_email_settings
 from core.jobs import Job, load_jobs, pending_triggers, save_job
 from core.notify import load_smtp_config
@@ -111,6 +112,14 @@ def test_two_admins_saving_a_settings_document_from_one_version_keep_one_change_
     changes = store.scan("audit")
     assert len(changes) == 1  # exactly one save landed, and it is the stored value
     assert json.dumps(stored(store)) in changes["AFTER"].iloc[0]
+
+
+def test_two_admins_creating_one_column_profile_name_create_it_once(tmp_path, store):
+    outcomes = race(tmp_path, "profile", 2, 1)
+    assert outcomes == {"ok": 1, "Conflict": 1}
+    [(name, columns)] = load_column_profiles(store).items()
+    assert (name, len(store.scan("audit"))) == ("Slim", 1)
+    assert columns[0] == "CUSIP"
 
 
 # -- Run now ---------------------------------------------------------------------------------------
