@@ -16,7 +16,7 @@ from croniter import croniter
 
 from core.access import EDIT_JOBS, REVERT, TRIGGER_RUN, Actor, require
 from core.audit import load_changes, record_change
-from core.claims import claim_key, release, write_named
+from core.claims import T, claim_key, release, write_named
 from core.errors import Conflict, InvalidInput, NotFound
 
 # builder_from_cron, cron_from_builder, describe_schedule, next_runs and upcoming_runs are also
@@ -186,15 +186,16 @@ def save_job(store: Store, actor: Actor, job: Job, expected_version: str | None 
     if before is None:
         created = replace(job, id=job.id or uuid.uuid4().hex[:12], created_by=who,
                           created_at=stamp, updated_by=who, updated_at=stamp)
-        return _named(store, created, None,
-                      lambda: _commit(store, actor, "create", None, created, None, at))
+        return named_write(store, created, None,
+                           lambda: _commit(store, actor, "create", None, created, None, at))
     updated = replace(job, created_by=before.created_by, created_at=before.created_at,
                       updated_by=who, updated_at=stamp)
-    return _named(store, updated, before.name, lambda: _commit(
+    return named_write(store, updated, before.name, lambda: _commit(
         store, actor, "update", before, updated, expected_version or version, at))
 
 
-def _named(store: Store, job: Job, old_name: str | None, write: Callable[[], Job]) -> Job:
+def named_write(store: Store, job: Job, old_name: str | None,
+                write: Callable[[], T]) -> T:
     """write() holding the claim on the job's name (core.claims): two processes creating or
     renaming jobs to one name never both succeed."""
 
@@ -288,13 +289,15 @@ def revert_job_change(store: Store, actor: Actor, event_id: str, *,
     at = _aware(now or datetime.now(UTC))
     if before is None:
         store.delete(PREFIX + job_id, version or "")
+        release(store, claim_key(AREA, after["name"]), job_id)
         record_change(store, actor, AREA, "revert", row["ENTITY"], before=now_dict, now=at,
                       detail=event_id)
         return None
     restored = validate_job(replace(Job.from_dict(before), updated_by=actor.username,
                                     updated_at=at.isoformat()), load_jobs(store))
     try:
-        store.put(PREFIX + job_id, restored.to_dict(), version)
+        named_write(store, replace(restored, id=job_id), (after or {}).get("name"),
+                    lambda: store.put(PREFIX + job_id, restored.to_dict(), version))
     except WriteConflict as exc:
         raise Conflict(f"job {restored.name!r} changed while reverting; try again") from exc
     record_change(store, actor, AREA, "revert", restored.name, before=now_dict,

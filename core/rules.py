@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.access import EDIT_RULES, Actor, require
 from core.audit import record_change
-from core.claims import claim_key, release, write_named
+from core.claims import T, claim_key, release, write_named
 from core.condition_masks import PreparedFrame, condition_mask, group_mask
 from core.conditions import (
     Condition,
@@ -322,16 +322,17 @@ def save_rule(
     if current is None:
         created = replace(rule, id=rule.id or uuid.uuid4().hex[:12], created_by=who,
                           created_at=at, updated_by=who, updated_at=at)
-        return _named(store, created, None,
-                      lambda: _commit(store, actor, "create", None, created, None, at))
+        return named_write(store, created, None,
+                           lambda: _commit(store, actor, "create", None, created, None, at))
     before, version = current
     updated = replace(rule, created_by=before.created_by, created_at=before.created_at,
                       updated_by=who, updated_at=at)
-    return _named(store, updated, before.name, lambda: _commit(
+    return named_write(store, updated, before.name, lambda: _commit(
         store, actor, "update", before, updated, expected_version or version, at))
 
 
-def _named(store: Store, rule: Rule, old_name: str | None, write: Callable[[], Rule]) -> Rule:
+def named_write(store: Store, rule: Rule, old_name: str | None,
+                write: Callable[[], T]) -> T:
     """write() holding the claim on the rule's name (core.claims): two processes creating or
     renaming rules to one name never both succeed."""
 

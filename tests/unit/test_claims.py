@@ -117,3 +117,22 @@ def test_a_stale_settings_save_names_who_changed_it_and_when(store):
                                   f"{stamp[:10]} {stamp[11:16]} UTC): reload and apply your "
                                   "change again")
     assert get_smtp_config(store)[0].host == "smtp.eve.test"
+
+
+def test_reverting_a_creation_or_a_rename_frees_the_name_at_once(store):
+    from core.audit import load_changes
+    from core.revert import revert_change
+
+    def last_event() -> str:
+        return str(load_changes(store, area="rules", limit=1)["EVENT_ID"].iloc[0])
+
+    save_rule(store, ANN, Rule("Wide bids", WIDE))
+    revert_change(store, ANN, last_event())
+    again = save_rule(store, ANN, Rule("Wide bids", WIDE))  # not blocked by the reverted claim
+    save_rule(store, ANN, Rule("Tight bids", WIDE, id=again.id))
+    revert_change(store, ANN, last_event())  # back to "Wide bids"
+    other = save_rule(store, ANN, Rule("Tight bids", WIDE))
+    assert sorted((r.name, r.id) for r in load_rules(store)) == sorted(
+        [("Wide bids", again.id), ("Tight bids", other.id)])
+    assert store.list("claims/rules/") == sorted(
+        [claim_key("rules", "wide bids"), claim_key("rules", "tight bids")])
