@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from core.access import MANAGE_USERS, Actor, require
 from core.audit import record_change
 from core.errors import Conflict, InvalidInput, NotFound
-from storage import ObjectNotFound, Store, WriteConflict
+from core.settings_docs import changed_meanwhile
+from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,21 @@ def resolve_columns(
 
 
 def _write(store: Store, actor: Actor, name: str, columns: list[str] | None,
-           now: datetime | None) -> None:
-    """Set (or with None remove) one profile, retrying when another writer got there first."""
+           now: datetime | None, expected: Sequence[str] | str | None = ANY_VERSION) -> None:
+    """Set (or with None remove) one profile, retrying when another writer changed another
+    profile first; `expected` (the profile as the editor loaded it, None: new) must still hold."""
     for _ in range(_ATTEMPTS):
         try:
             data, version = store.get(KEY)
         except ObjectNotFound:
             data, version = {}, None
         before = data.get(name)
+        if expected is None and before is not None:
+            raise Conflict(f"a column profile named {name!r} already exists (created meanwhile?): "
+                           "pick it under 'Profile to edit' to change it")
+        if expected not in (None, ANY_VERSION) and before != list(expected):
+            raise changed_meanwhile(store, f"column profile {name!r}", AREA,
+                                    f"column_profiles/{name}")
         if columns is None and before is None:
             raise NotFound(f"there is no column profile named {name!r}")
         if columns is None:
@@ -68,8 +76,11 @@ def _write(store: Store, actor: Actor, name: str, columns: list[str] | None,
 
 
 def save_column_profile(store: Store, actor: Actor, name: str, columns: Sequence[str], *,
+                        expected: Sequence[str] | str | None = ANY_VERSION,
                         now: datetime | None = None) -> list[str]:
-    """Create or replace a profile; returns its columns (stripped, duplicates dropped, in order)."""
+    """Create or replace a profile; returns its columns (stripped, duplicates dropped, in order).
+    expected: the profile's columns as the editor loaded them (changed since: ChangedMeanwhile),
+    None for a new profile (the name must be free); ANY_VERSION (scripts): no check."""
     require(actor, MANAGE_USERS)
     name = str(name).strip()
     if not name or len(name) > 64:
@@ -79,7 +90,7 @@ def save_column_profile(store: Store, actor: Actor, name: str, columns: Sequence
     cleaned = list(dict.fromkeys(str(c).strip() for c in columns))
     if not cleaned or not all(cleaned):
         raise InvalidInput("columns", "a column profile needs at least one column, none empty")
-    _write(store, actor, name, cleaned, now)
+    _write(store, actor, name, cleaned, now, expected)
     return cleaned
 
 

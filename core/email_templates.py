@@ -16,7 +16,8 @@ from core.access import EDIT_NOTIFICATIONS, Actor, require
 from core.audit import record_change
 from core.errors import InvalidInput
 from core.runs import FAILED, MISSED, SUCCESS, RunRecord
-from storage import ANY_VERSION, ObjectNotFound, Store
+from core.settings_docs import read_settings, write_settings
+from storage import Store
 
 EMAIL_KEY = "config/email"
 
@@ -191,17 +192,21 @@ def parse_addresses(text: str | Sequence[str], field_name: str = "to") -> list[s
 
 def load_email_settings(store: Store) -> EmailSettings:
     """The stored run-email settings, or the defaults (no recipients: nothing is sent)."""
-    try:
-        value, _ = store.get(EMAIL_KEY)
-    except ObjectNotFound:
-        return EmailSettings()
+    return get_email_settings(store)[0]
+
+
+def get_email_settings(store: Store) -> tuple[EmailSettings, str | None]:
+    """(settings, version) for an editor: the version goes back to save_email_settings."""
+    value, version = read_settings(store, EMAIL_KEY)
     known = EmailSettings.__dataclass_fields__
-    return EmailSettings(**{k: v for k, v in value.items() if k in known})
+    return EmailSettings(**{k: v for k, v in (value or {}).items() if k in known}), version
 
 
 def save_email_settings(store: Store, actor: Actor, config: EmailSettings, *,
+                        expected_version: str | None,
                         now: datetime | None = None) -> EmailSettings:
-    """Validate and store the run-email settings (admins); templates must render cleanly."""
+    """Validate and store the run-email settings (admins); templates must render cleanly. Saved
+    over the version the editor loaded (None: nothing stored): ChangedMeanwhile when stale."""
     require(actor, EDIT_NOTIFICATIONS)
     checked = EmailSettings(**{**config.to_dict(), **{
         name: parse_addresses(getattr(config, name), name) for name in ("to", "cc", "bcc")}})
@@ -214,7 +219,8 @@ def save_email_settings(store: Store, actor: Actor, config: EmailSettings, *,
     if float(checked.max_attachment_mb) < 0:
         raise InvalidInput("max_attachment_mb", "enter 0 (no limit) or a size in MB")
     before = load_email_settings(store)
-    store.put(EMAIL_KEY, checked.to_dict(), expected_version=ANY_VERSION)
+    write_settings(store, EMAIL_KEY, checked.to_dict(), expected_version,
+                   what="the run email settings", area="notifications", entity="email")
     record_change(store, actor, "notifications", "email_changed", "email",
                   before=before.to_dict(), after=checked.to_dict(), now=now)
     return checked

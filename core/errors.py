@@ -11,6 +11,7 @@ MarketPulseError
  ├── PermissionDenied       the acting user's role may not do this
  ├── NotFound               a run, rule, user... that does not exist
  ├── Conflict               the thing changed since it was read, or a run is already running
+ │    └── ChangedMeanwhile  a settings document saved by someone else since the editor loaded it
  └── PublishRefused         the publish gate found a broken invariant; nothing was published
 """
 
@@ -82,6 +83,17 @@ class NotFound(MarketPulseError):
 
 class Conflict(MarketPulseError):
     pass
+
+
+class ChangedMeanwhile(Conflict):
+    """A save from a stale version was refused: nothing was written, the other change stands."""
+
+    def __init__(self, what: str, by: str | None = None, at: str | None = None) -> None:
+        known = f" (by {by} at {at[:16].replace('T', ' ')} UTC)" if by and at else ""
+        super().__init__(f"{what} changed meanwhile{known}: reload and apply your change again")
+        self.what = what
+        self.by = by
+        self.at = at
 
 
 class PublishRefused(MarketPulseError):

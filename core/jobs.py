@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from croniter import croniter
 
 from core.access import EDIT_JOBS, REVERT, TRIGGER_RUN, Actor, require
 from core.audit import load_changes, record_change
+from core.claims import T, claim_key, release, write_named
 from core.errors import Conflict, InvalidInput, NotFound
 
 # builder_from_cron, cron_from_builder, describe_schedule, next_runs and upcoming_runs are also
@@ -185,10 +186,27 @@ def save_job(store: Store, actor: Actor, job: Job, expected_version: str | None 
     if before is None:
         created = replace(job, id=job.id or uuid.uuid4().hex[:12], created_by=who,
                           created_at=stamp, updated_by=who, updated_at=stamp)
-        return _commit(store, actor, "create", None, created, None, at)
+        return named_write(store, created, None,
+                           lambda: _commit(store, actor, "create", None, created, None, at))
     updated = replace(job, created_by=before.created_by, created_at=before.created_at,
                       updated_by=who, updated_at=stamp)
-    return _commit(store, actor, "update", before, updated, expected_version or version, at)
+    return named_write(store, updated, before.name, lambda: _commit(
+        store, actor, "update", before, updated, expected_version or version, at))
+
+
+def named_write(store: Store, job: Job, old_name: str | None,
+                write: Callable[[], T]) -> T:
+    """write() holding the claim on the job's name (core.claims): two processes creating or
+    renaming jobs to one name never both succeed."""
+
+    def holds(job_id: str) -> bool:
+        try:
+            return get_job(store, job_id)[0].name.casefold() == job.name.casefold()
+        except NotFound:
+            return False
+
+    return write_named(store, AREA, job.name, job.id, write, old_name=old_name, holds=holds,
+                       taken=InvalidInput("name", f"another job is already named {job.name!r}"))
 
 
 def delete_job(store: Store, actor: Actor, job_id: str, *, expected_version: str | None = None,
@@ -202,6 +220,7 @@ def delete_job(store: Store, actor: Actor, job_id: str, *, expected_version: str
         raise Conflict(f"job {job.name!r} was changed by someone else since it was opened") from exc
     except ObjectNotFound:
         raise NotFound(f"job {job_id!r} not found") from None
+    release(store, claim_key(AREA, job.name), job_id)
     record_change(store, actor, AREA, "delete", job.name, before=job.to_dict(),
                   now=_aware(now or datetime.now(UTC)))
 
@@ -270,13 +289,15 @@ def revert_job_change(store: Store, actor: Actor, event_id: str, *,
     at = _aware(now or datetime.now(UTC))
     if before is None:
         store.delete(PREFIX + job_id, version or "")
+        release(store, claim_key(AREA, after["name"]), job_id)
         record_change(store, actor, AREA, "revert", row["ENTITY"], before=now_dict, now=at,
                       detail=event_id)
         return None
     restored = validate_job(replace(Job.from_dict(before), updated_by=actor.username,
                                     updated_at=at.isoformat()), load_jobs(store))
     try:
-        store.put(PREFIX + job_id, restored.to_dict(), version)
+        named_write(store, replace(restored, id=job_id), (after or {}).get("name"),
+                    lambda: store.put(PREFIX + job_id, restored.to_dict(), version))
     except WriteConflict as exc:
         raise Conflict(f"job {restored.name!r} changed while reverting; try again") from exc
     record_change(store, actor, AREA, "revert", restored.name, before=now_dict,
@@ -323,31 +344,48 @@ def pending_triggers(store: Store) -> list[Trigger]:
         except ObjectNotFound:  # consumed between list and get
             continue
         found.append(replace(Trigger(**value), key=key, version=version))
-    return found
+    return sorted(found, key=lambda t: t.requested_at)
 
 
 def request_run(store: Store, actor: Actor, job_id: str, *, skip_next: bool = False,
                 override: bool = False, now: datetime) -> Trigger:
     """Queue "Run now" for the scheduler (override: without rules; skip_next: also skip the next
-    scheduled run). A second request for a job that already has one queued is refused."""
+    scheduled run). A second request for a job that already has one queued is refused: the queue
+    holds one document per job ("triggers/<job id>", created only if absent), so of simultaneous
+    requests from several processes exactly one is queued."""
     require(actor, TRIGGER_RUN)
     job, _ = get_job(store, job_id)
-    for queued in pending_triggers(store):
+    for queued in pending_triggers(store):  # also requests queued under the earlier keys
         if queued.job_id == job_id:
-            raise Conflict(f"a run of {job.name!r} is already queued (requested by "
-                           f"{queued.requested_by} at {queued.requested_at[:19]})")
+            raise _queued(job, queued)
     at = _aware(now)
     trigger = Trigger(id=uuid.uuid4().hex[:12], job_id=job_id, job=job.name,
                       requested_by=actor.username, requested_at=at.isoformat(),
                       override=override, skip_next=skip_next)
-    key = f"{TRIGGERS}{at.astimezone(UTC):%Y%m%dT%H%M%S%f}-{trigger.id}"
-    if skip_next:  # first: if the job changed meanwhile, nothing is queued and the error says so
-        skip_next_run(store, actor, job_id, now=at)
-    version = store.put(key, trigger.to_dict(), None)  # a new key: cannot conflict
+    key = TRIGGERS + job_id
+    try:
+        version = store.put(key, trigger.to_dict(), None)
+    except WriteConflict:
+        try:
+            raise _queued(job, Trigger(**store.get(key)[0])) from None
+        except ObjectNotFound:  # taken by the scheduler meanwhile: it is running now
+            raise Conflict(f"a run of {job.name!r} has just started; wait for it to finish "
+                           "before asking again") from None
+    if skip_next:  # if the job changed meanwhile, the request is withdrawn and the error says so
+        try:
+            skip_next_run(store, actor, job_id, now=at)
+        except BaseException:
+            take_trigger(store, replace(trigger, key=key, version=version))
+            raise
     action = "run_without_rules" if override else "run_now"
     record_change(store, actor, TRIGGER_AREA, action, job.name, after=trigger.to_dict(), now=at,
                   detail="and skip the next scheduled run" if skip_next else "")
     return replace(trigger, key=key, version=version)
+
+
+def _queued(job: Job, queued: Trigger) -> Conflict:
+    return Conflict(f"a run of {job.name!r} is already queued (requested by "
+                    f"{queued.requested_by} at {queued.requested_at[:19]})")
 
 
 def take_trigger(store: Store, trigger: Trigger) -> bool:

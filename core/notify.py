@@ -22,6 +22,7 @@ from core.audit import record_change
 from core.config import Settings
 from core.email_templates import (
     EmailSettings,
+    get_email_settings,
     load_email_settings,
     load_send_log,
     parse_addresses,
@@ -31,12 +32,14 @@ from core.email_templates import (
 )
 from core.errors import InvalidInput, MarketPulseError
 from core.runs import EXCLUDED_TABLE, SUCCESS, RunRecord, run_partition
-from storage import ANY_VERSION, ObjectNotFound, Store
+from core.settings_docs import read_settings, write_settings
+from storage import ObjectNotFound, Store
 
 # The page and the scheduler import run-email settings from here, beside send_email.
 __all__ = [
     "SECURITY", "SMTP_KEY", "Delivery", "DeliveryFailed", "EmailSettings", "SmtpConfig",
-    "deliver_email", "load_email_settings", "load_send_log", "load_smtp_config", "notify_run",
+    "deliver_email", "get_email_settings", "get_smtp_config", "load_email_settings",
+    "load_send_log", "load_smtp_config", "notify_run",
     "parse_addresses", "run_switch", "save_email_settings", "save_smtp_config", "send_email",
     "send_test_email", "template_problems",
 ]
@@ -68,17 +71,23 @@ class SmtpConfig:
 
 def load_smtp_config(store: Store) -> SmtpConfig | None:
     """The stored SMTP settings, or None when email is not configured."""
-    try:
-        value, _ = store.get(SMTP_KEY)
-    except ObjectNotFound:
-        return None
+    return get_smtp_config(store)[0]
+
+
+def get_smtp_config(store: Store) -> tuple[SmtpConfig | None, str | None]:
+    """(settings or None, version) for an editor: the version goes back to save_smtp_config."""
+    value, version = read_settings(store, SMTP_KEY)
     if not value or not value.get("host"):
-        return None
-    return SmtpConfig(**{k: v for k, v in value.items() if k in SmtpConfig.__dataclass_fields__})
+        return None, version
+    known = SmtpConfig.__dataclass_fields__
+    return SmtpConfig(**{k: v for k, v in value.items() if k in known}), version
 
 
-def save_smtp_config(store: Store, actor: Actor, config: SmtpConfig) -> None:
-    """Validate and store the SMTP settings (never a password: that comes from secrets)."""
+def save_smtp_config(store: Store, actor: Actor, config: SmtpConfig, *,
+                     expected_version: str | None) -> str:
+    """Validate and store the SMTP settings (never a password: that comes from secrets) over the
+    version the editor loaded (None: nothing was stored); returns the new version.
+    ChangedMeanwhile when another admin saved since."""
     require(actor, EDIT_NOTIFICATIONS)
     if not config.host.strip():
         raise InvalidInput("host", "enter the SMTP server's host name")
@@ -89,9 +98,11 @@ def save_smtp_config(store: Store, actor: Actor, config: SmtpConfig) -> None:
     if "@" not in config.sender:
         raise InvalidInput("sender", f"{config.sender!r} is not an email address")
     before = load_smtp_config(store)
-    store.put(SMTP_KEY, config.to_dict(), expected_version=ANY_VERSION)
+    version = write_settings(store, SMTP_KEY, config.to_dict(), expected_version,
+                             what="the SMTP server", area="notifications", entity="smtp")
     record_change(store, actor, "notifications", "smtp_changed", "smtp",
                   before=before.to_dict() if before else None, after=config.to_dict())
+    return version
 
 
 def send_email(

@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.access import ADMIN, OWN_SEARCHES, Actor, require
 from core.audit import record_change
+from core.claims import claim_key, release, write_named
 from core.columns import custom_column_types, load_column_config
 from core.conditions import Group, iter_conditions, validate_group
 from core.errors import Conflict, InvalidInput, InvalidRule, NotFound, PermissionDenied
@@ -167,14 +168,26 @@ def save_preset(
     _validate(preset, preset_columns(store) if columns is None else columns,
               [p for p, _ in stored])
     key = f"{PREFIX}{preset.owner}/{preset.id}"
-    try:
-        store.put(key, preset.to_dict(), version)
-    except WriteConflict as exc:
-        raise Conflict(f"preset {preset.name!r} was changed since it was opened; reload it and "
-                       "try again") from exc
-    record_change(store, actor, AREA, action, key, now=at, after=preset.to_dict(),
-                  before=None if before is None else before.to_dict())
-    return preset
+
+    def write() -> Preset:
+        try:
+            store.put(key, preset.to_dict(), version)
+        except WriteConflict as exc:
+            raise Conflict(f"preset {preset.name!r} was changed since it was opened; reload it "
+                           "and try again") from exc
+        record_change(store, actor, AREA, action, key, now=at, after=preset.to_dict(),
+                      before=None if before is None else before.to_dict())
+        return preset
+
+    def holds(preset_id: str) -> bool:  # the claim's preset still exists under this name
+        return any(p.id == preset_id and p.name.casefold() == preset.name.casefold()
+                   for p, _ in _all(store))
+
+    # The name's claim (core.claims) keeps it unique per owner across processes too.
+    return write_named(store, f"{AREA}/{preset.owner}", preset.name, preset.id, write,
+                       old_name=None if before is None else before.name, holds=holds,
+                       taken=InvalidInput("name", f"{preset.owner} already has a preset named "
+                                          f"{preset.name!r}"))
 
 
 def delete_preset(store: Store, actor: Actor, preset_id: str, *,
@@ -188,6 +201,7 @@ def delete_preset(store: Store, actor: Actor, preset_id: str, *,
     except (WriteConflict, ObjectNotFound) as exc:
         raise Conflict(f"preset {preset.name!r} was changed since it was opened; reload it and "
                        "try again") from exc
+    release(store, claim_key(f"{AREA}/{preset.owner}", preset.name), preset.id)
     record_change(store, actor, AREA, "delete", key, before=preset.to_dict(),
                   now=now or datetime.now(UTC))
 

@@ -20,6 +20,7 @@ import pandas as pd
 from core import columns, jobs, rules
 from core.access import REVERT, Actor, require
 from core.audit import get_change, load_changes, record_change
+from core.claims import claim_key, release
 from core.errors import Conflict, InvalidInput, NotFound
 from core.schema import CONFIG_KEY
 from storage import ObjectNotFound, Store, WriteConflict
@@ -236,13 +237,15 @@ class RulesHandler:
         try:
             if before is None:
                 store.delete(key, str(version))
+                release(store, claim_key(rules.AREA, after["name"]), rule_id)  # type: ignore[index]
                 return
             restored = rules.Rule.from_dict(before)
             for other in rules.load_rules(store):
                 if other.id != rule_id and other.name.casefold() == restored.name.casefold():
                     raise Conflict(f"another rule is now named {other.name!r}; rename or delete "
                                    "it first")
-            store.put(key, restored.to_dict(), version)
+            rules.named_write(store, replace(restored, id=rule_id), (after or {}).get("name"),
+                              lambda: store.put(key, restored.to_dict(), version))
         except (WriteConflict, ObjectNotFound) as exc:
             raise Conflict("the rule changed while it was being reverted; reload and try "
                            "again") from exc
@@ -286,6 +289,7 @@ class JobsHandler:
         try:
             if before is None:
                 store.delete(jobs.PREFIX + job_id, str(version))
+                release(store, claim_key(jobs.AREA, after["name"]), job_id)  # type: ignore[index]
                 return
             restored = jobs.Job.from_dict(before)
             for other in jobs.load_jobs(store):
@@ -293,7 +297,8 @@ class JobsHandler:
                     raise Conflict(f"another job is now named {other.name!r}; rename or delete "
                                    "it first")
             jobs.validate_job(restored)
-            store.put(jobs.PREFIX + job_id, restored.to_dict(), version)
+            jobs.named_write(store, replace(restored, id=job_id), (after or {}).get("name"),
+                             lambda: store.put(jobs.PREFIX + job_id, restored.to_dict(), version))
         except (WriteConflict, ObjectNotFound) as exc:
             raise Conflict("the job changed while it was being reverted; reload and try "
                            "again") from exc

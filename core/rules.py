@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.access import EDIT_RULES, Actor, require
 from core.audit import record_change
+from core.claims import T, claim_key, release, write_named
 from core.condition_masks import PreparedFrame, condition_mask, group_mask
 from core.conditions import (
     Condition,
@@ -321,11 +322,29 @@ def save_rule(
     if current is None:
         created = replace(rule, id=rule.id or uuid.uuid4().hex[:12], created_by=who,
                           created_at=at, updated_by=who, updated_at=at)
-        return _commit(store, actor, "create", None, created, None, at)
+        return named_write(store, created, None,
+                           lambda: _commit(store, actor, "create", None, created, None, at))
     before, version = current
     updated = replace(rule, created_by=before.created_by, created_at=before.created_at,
                       updated_by=who, updated_at=at)
-    return _commit(store, actor, "update", before, updated, expected_version or version, at)
+    return named_write(store, updated, before.name, lambda: _commit(
+        store, actor, "update", before, updated, expected_version or version, at))
+
+
+def named_write(store: Store, rule: Rule, old_name: str | None,
+                write: Callable[[], T]) -> T:
+    """write() holding the claim on the rule's name (core.claims): two processes creating or
+    renaming rules to one name never both succeed."""
+
+    def holds(rule_id: str) -> bool:
+        try:
+            return get_rule(store, rule_id)[0].name.casefold() == rule.name.casefold()
+        except NotFound:
+            return False
+
+    taken = invalid_rule(rule.name, f"another rule is already named {rule.name!r}")
+    return write_named(store, AREA, rule.name, rule.id, write, old_name=old_name, holds=holds,
+                       taken=taken)
 
 
 def delete_rule(
@@ -342,6 +361,7 @@ def delete_rule(
                        "reload it and try again") from exc
     except ObjectNotFound:
         raise NotFound(f"rule {rule_id!r} not found") from None
+    release(store, claim_key(AREA, rule.name), rule_id)
     record_change(store, actor, AREA, "delete", rule.name, before=rule.to_dict(),
                   now=now or datetime.now(UTC))
 

@@ -20,6 +20,7 @@ from core.passwords import (
     remember_hash,
     verify_password,
 )
+from core.settings_docs import read_settings, write_settings
 from core.user_records import (
     AREA,
     RECENT_LOGINS,
@@ -276,25 +277,26 @@ def redeem_reset_token(store: Store, token: str, new_password: str, *,
 # -- self-registration ----------------------------------------------------------------------
 def get_self_registration(store: Store) -> bool:
     """Whether anyone may sign up (off unless an admin turned it on)."""
-    try:
-        return bool(store.get(AUTH_CONFIG_KEY)[0].get("self_registration", False))
-    except ObjectNotFound:
-        return False
+    return get_self_registration_version(store)[0]
+
+
+def get_self_registration_version(store: Store) -> tuple[bool, str | None]:
+    """(whether anyone may sign up, version of the login settings) for an editor."""
+    data, version = read_settings(store, AUTH_CONFIG_KEY)
+    return bool((data or {}).get("self_registration", False)), version
 
 
 def set_self_registration(store: Store, actor: Actor, enabled: bool, *,
-                          now: datetime | None = None) -> None:
-    """Turn self-registration on or off (admins)."""
+                          expected_version: str | None, now: datetime | None = None) -> None:
+    """Turn self-registration on or off (admins) over the version of the login settings the
+    editor loaded (None: nothing stored); ChangedMeanwhile when another admin changed them."""
     require(actor, MANAGE_USERS)
-    try:
-        data, version = store.get(AUTH_CONFIG_KEY)
-    except ObjectNotFound:
-        data, version = {}, None
+    data, _ = read_settings(store, AUTH_CONFIG_KEY)
+    data = data or {}
     before = bool(data.get("self_registration", False))
-    try:
-        store.put(AUTH_CONFIG_KEY, {**data, "self_registration": bool(enabled)}, version)
-    except WriteConflict:
-        raise Conflict("the login settings changed meanwhile; reload and try again") from None
+    write_settings(store, AUTH_CONFIG_KEY, {**data, "self_registration": bool(enabled)},
+                   expected_version, what="the sign-up setting", area=AREA,
+                   entity=AUTH_CONFIG_KEY)
     record_change(store, actor, AREA, "self_registration_changed", AUTH_CONFIG_KEY,
                   before={"self_registration": before},
                   after={"self_registration": bool(enabled)}, now=as_utc(now))

@@ -11,6 +11,8 @@ from typing import Any
 
 from core.access import ADMIN, MANAGE_USERS, ROLES, SYSTEM, Actor, require
 from core.audit import record_change
+from core.claims import PREFIX as CLAIMS
+from core.claims import claim, release
 from core.column_profiles import (
     delete_column_profile,
     load_column_profiles,
@@ -72,6 +74,7 @@ class Unchanged(Enum):
 
 
 UNCHANGED = Unchanged.UNCHANGED
+FIRST_ADMIN_GATE = CLAIMS + "first-admin"  # created once: by whoever creates the first admin
 
 
 def _check_role(role: str) -> str:
@@ -120,16 +123,26 @@ def _refuse_self(actor: Actor, username: str, doing: str) -> None:
 # -- what admins do -------------------------------------------------------------------------
 def create_first_admin(store: Store, username: str, name: str, email: str, password: str, *,
                        now: datetime | None = None) -> User:
-    """The first account, an admin; Conflict once any user exists (no actor: nobody is yet)."""
+    """The first account, an admin; Conflict once any user exists (no actor: nobody is yet).
+    Processes racing here pass one at a time through a create-only gate (core.claims), so
+    exactly one first admin is created; a gate left by a crash opens again after a while."""
     now = as_utc(now)
+    exists = Conflict("users already exist: ask an admin to create your account")
     if count_users(store):
-        raise Conflict("users already exist: ask an admin to create your account")
+        raise exists
     username = normalise_username(username)
     email = check_email(store, email, username=username)
     check_password(password, username, [])
     user = new_user(username, name, email, ADMIN, hash_password(password), by=SYSTEM.username,
                     now=now)
-    insert_user(store, user)
+    if claim(store, FIRST_ADMIN_GATE, username, holds=lambda _: count_users(store) > 0) \
+            or count_users(store):
+        raise exists
+    try:
+        insert_user(store, user)
+    except BaseException:
+        release(store, FIRST_ADMIN_GATE, username)
+        raise
     record_change(store, SYSTEM, AREA, "user_created", user_key(username),
                   after=user.audit_view(), detail="first admin", now=now)
     return user

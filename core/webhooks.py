@@ -23,7 +23,8 @@ from core.config import Settings
 from core.errors import InvalidInput
 from core.notify import DeliveryFailed
 from core.runs import FAILED, MISSED, SUCCESS, RunRecord
-from storage import ANY_VERSION, ObjectNotFound, Store
+from core.settings_docs import changed_meanwhile, read_settings, write_settings
+from storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +95,26 @@ def check_webhook_url(url: str, field_name: str) -> str:
 
 def load_webhook_settings(store: Store) -> WebhookSettings:
     """The stored webhook settings (defaults: no URLs, so nothing is posted)."""
-    try:
-        value, _ = store.get(WEBHOOKS_KEY)
-    except ObjectNotFound:
-        return WebhookSettings()
+    return get_webhook_settings(store)[0]
+
+
+def get_webhook_settings(store: Store) -> tuple[WebhookSettings, str | None]:
+    """(settings, version) for an editor: the version goes back to save_webhook_settings."""
+    value, version = read_settings(store, WEBHOOKS_KEY)
     known = WebhookSettings.__dataclass_fields__
-    return WebhookSettings(**{k: v for k, v in value.items() if k in known})
+    return WebhookSettings(**{k: v for k, v in (value or {}).items() if k in known}), version
 
 
 def save_webhook_settings(store: Store, actor: Actor, config: WebhookSettings, *,
+                          expected_version: str | None,
                           now: datetime | None = None) -> WebhookSettings:
-    """Validate and store the webhook settings (admins). A URL equal to the masked stored one
-    keeps the stored URL, so a page can send back what it showed. The change log gets masks."""
+    """Validate and store the webhook settings (admins) over the version the editor loaded (None:
+    nothing stored; stale: ChangedMeanwhile). A URL equal to the masked stored one keeps the
+    stored URL, so a page can send back what it showed. The change log gets masks."""
     require(actor, EDIT_NOTIFICATIONS)
-    before = load_webhook_settings(store)
+    before, version = get_webhook_settings(store)
+    if version != expected_version:  # the masks kept below must be the editor's, not newer ones
+        raise changed_meanwhile(store, "the webhooks", "notifications", "webhooks")
     urls = {}
     for name in ("slack_url", "teams_url"):
         given, stored = getattr(config, name), getattr(before, name)
@@ -116,7 +123,8 @@ def save_webhook_settings(store: Store, actor: Actor, config: WebhookSettings, *
     if config.teams_format not in TEAMS_FORMATS:
         raise InvalidInput("teams_format", f"choose one of {', '.join(TEAMS_FORMATS)}")
     checked = WebhookSettings(**{**config.to_dict(), **urls})
-    store.put(WEBHOOKS_KEY, checked.to_dict(), expected_version=ANY_VERSION)
+    write_settings(store, WEBHOOKS_KEY, checked.to_dict(), expected_version,
+                   what="the webhooks", area="notifications", entity="webhooks")
     record_change(store, actor, "notifications", "webhooks_changed", "webhooks",
                   before=before.masked(), after=checked.masked(), now=now)
     return checked

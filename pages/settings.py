@@ -9,7 +9,7 @@ import streamlit as st
 from core.access import MANAGE_USERS, Actor
 from core.column_profiles import delete_column_profile, load_column_profiles, save_column_profile
 from core.schema import INPUT_COLUMNS, OUTPUT_COLUMNS
-from core.sessions_auth import get_self_registration, set_self_registration
+from core.sessions_auth import get_self_registration_version, set_self_registration
 from core.user_records import list_users
 from core.users import approve_user
 from pages._ui.columns_admin import render_columns_admin
@@ -22,6 +22,8 @@ from storage import Store
 ALL_COLUMNS = list(dict.fromkeys([*INPUT_COLUMNS, *OUTPUT_COLUMNS]))
 NEW_PROFILE = "(new profile)"
 PROFILE_FOR = "settings.profile_for_state"  # which profile the profile form holds
+PROFILE_LOADED = "settings.profile_loaded"  # its columns as loaded (a stale save is refused)
+SIGNUP_VERSION = "settings.self_registration_version"  # of the login settings shown
 
 
 def profiles_tab(store: Store, actor: Actor) -> None:
@@ -39,7 +41,7 @@ def profiles_tab(store: Store, actor: Actor) -> None:
     if st.session_state.get(PROFILE_FOR) != choice:
         st.session_state.update({"settings.profile_name": choice if existing else "",
                                  "settings.profile_columns": profiles.get(choice, []),
-                                 PROFILE_FOR: choice})
+                                 PROFILE_LOADED: profiles.get(choice), PROFILE_FOR: choice})
     columns = list(dict.fromkeys([*ALL_COLUMNS, *profiles.get(choice, [])]))
     with st.form("settings.profile_form"):
         st.text_input("Name", key="settings.profile_name", disabled=existing)
@@ -48,7 +50,8 @@ def profiles_tab(store: Store, actor: Actor) -> None:
     if saved:
         name = choice if existing else st.session_state["settings.profile_name"]
         with error_boundary(f"Saving column profile {name!r}"):
-            save_column_profile(store, actor, name, st.session_state["settings.profile_columns"])
+            save_column_profile(store, actor, name, st.session_state["settings.profile_columns"],
+                                expected=st.session_state.get(PROFILE_LOADED) if existing else None)
             st.session_state.pop(PROFILE_FOR, None)
             flash(f"Saved column profile {name.strip()}.")
             st.rerun()
@@ -63,13 +66,16 @@ def profiles_tab(store: Store, actor: Actor) -> None:
 def _self_registration_changed(store: Store, actor: Actor) -> None:
     enabled = st.session_state["settings.self_registration"]
     with error_boundary("Changing self-registration"):
-        set_self_registration(store, actor, enabled)
+        set_self_registration(store, actor, enabled,
+                              expected_version=st.session_state.get(SIGNUP_VERSION))
         flash(f"Self-registration is now {'on' if enabled else 'off'}.")
 
 
 def signup_tab(store: Store, actor: Actor) -> None:
     # Always show the stored value: a stale session never writes it back, and a refusal reverts.
-    st.session_state["settings.self_registration"] = get_self_registration(store)
+    # The version shown goes with the change, so a flip from a stale page is refused.
+    enabled, st.session_state[SIGNUP_VERSION] = get_self_registration_version(store)
+    st.session_state["settings.self_registration"] = enabled
     st.toggle("Let people request an account from the login page", key="settings.self_registration",
               on_change=_self_registration_changed, args=(store, actor))
     st.caption("New accounts start as viewers and cannot log in until an admin approves them.")

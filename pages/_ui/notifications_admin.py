@@ -4,6 +4,8 @@ stores and logs; secrets (SMTP password, webhook overrides) only come from the e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import streamlit as st
@@ -11,13 +13,14 @@ import streamlit as st
 from core.access import Actor
 from core.config import Settings
 from core.email_templates import VARIABLES
+from core.errors import ChangedMeanwhile
 from core.notify import (
     SECURITY,
     EmailSettings,
     SmtpConfig,
-    load_email_settings,
+    get_email_settings,
+    get_smtp_config,
     load_send_log,
-    load_smtp_config,
     parse_addresses,
     save_email_settings,
     save_smtp_config,
@@ -29,7 +32,7 @@ from core.webhooks import (
     SETTING_KEYS,
     TEAMS_FORMATS,
     WebhookSettings,
-    load_webhook_settings,
+    get_webhook_settings,
     save_webhook_settings,
     send_test_webhook,
 )
@@ -56,8 +59,29 @@ def _load_once(marker: str, values: dict[str, Any]) -> None:
 
 def _saved(marker: str, text: str) -> None:
     st.session_state.pop(marker, None)
+    st.session_state.pop(f"{marker}_stale", None)
     st.session_state.setdefault(FLASH, []).append(text)
     st.rerun()
+
+
+@contextmanager
+def _refused_if_stale(marker: str) -> Iterator[None]:
+    """Remember that a save was refused because another admin saved first (the form shows the
+    refusal and offers to reload)."""
+    try:
+        yield
+    except ChangedMeanwhile:
+        st.session_state[f"{marker}_stale"] = True
+        raise
+
+
+def _offer_reload(marker: str, what: str) -> None:
+    """After a refused save: load the stored values (and their version) into the form again."""
+    stale = f"{marker}_stale"
+    if st.session_state.get(stale) and st.button(f"Reload {what}", key=f"{stale}_reload"):
+        st.session_state.pop(stale, None)
+        st.session_state.pop(marker, None)
+        st.rerun()
 
 
 def render_notification_settings(store: Store, settings: Settings, actor: Actor) -> None:
@@ -86,8 +110,10 @@ def render_notification_settings(store: Store, settings: Settings, actor: Actor)
 
 def _smtp(store: Store, settings: Settings, actor: Actor) -> None:
     marker = f"{K}smtp_for_state"
-    config = load_smtp_config(store) or SmtpConfig(host="", sender="")
-    _load_once(marker, {f"{K}smtp_host": config.host, f"{K}smtp_port": int(config.port),
+    stored, version = get_smtp_config(store)
+    config = stored or SmtpConfig(host="", sender="")
+    _load_once(marker, {f"{K}smtp_version": version, f"{K}smtp_host": config.host,
+                        f"{K}smtp_port": int(config.port),
                         f"{K}smtp_security": config.security,
                         f"{K}smtp_username": config.username, f"{K}smtp_sender": config.sender})
     with st.form(f"{K}smtp_form"):
@@ -107,18 +133,21 @@ def _smtp(store: Store, settings: Settings, actor: Actor) -> None:
                    "environment (or smtp.password in .streamlit/secrets.toml), never this page.")
     if save:
         s = st.session_state
-        with error_boundary("Saving the SMTP server"):
+        with error_boundary("Saving the SMTP server"), _refused_if_stale(marker):
             save_smtp_config(store, actor, SmtpConfig(
                 host=s[f"{K}smtp_host"].strip(), port=int(s[f"{K}smtp_port"]),
                 security=s[f"{K}smtp_security"], username=s[f"{K}smtp_username"].strip(),
-                sender=s[f"{K}smtp_sender"].strip(), timeout_s=config.timeout_s))
+                sender=s[f"{K}smtp_sender"].strip(), timeout_s=config.timeout_s),
+                expected_version=s[f"{K}smtp_version"])
             _saved(marker, f"Saved the SMTP server {s[f'{K}smtp_host'].strip()}.")
+    _offer_reload(marker, "the SMTP server")
 
 
 def _run_emails(store: Store, actor: Actor) -> None:
     marker = f"{K}email_for_state"
-    config = load_email_settings(store)
+    config, version = get_email_settings(store)
     _load_once(marker, {
+        f"{K}email_version": version,
         **{f"{K}{name}": ", ".join(getattr(config, name)) for name in ("to", "cc", "bcc")},
         f"{K}subject": config.subject, f"{K}body": config.body,
         f"{K}max_mb": float(config.max_attachment_mb),
@@ -142,13 +171,15 @@ def _run_emails(store: Store, actor: Actor) -> None:
     right.number_input("Largest attachment (MB; 0 = no limit)", min_value=0.0, step=1.0,
                        key=f"{K}max_mb")
     if st.button("Save run emails", type="primary", key=f"{K}email_save"):
-        with error_boundary("Saving the run email settings"):
+        with error_boundary("Saving the run email settings"), _refused_if_stale(marker):
             save_email_settings(store, actor, EmailSettings(
                 **{name: parse_addresses(s[f"{K}{name}"], name) for name in ("to", "cc", "bcc")},
                 subject=s[f"{K}subject"], body=s[f"{K}body"],
                 max_attachment_mb=float(s[f"{K}max_mb"]),
-                **{name: bool(s[f"{K}{name}"]) for name in SWITCHES}))
+                **{name: bool(s[f"{K}{name}"]) for name in SWITCHES}),
+                expected_version=s[f"{K}email_version"])
             _saved(marker, "Saved the run email settings.")
+    _offer_reload(marker, "the run email settings")
 
 
 def _test_email(store: Store, settings: Settings, actor: Actor) -> None:
@@ -162,9 +193,10 @@ def _test_email(store: Store, settings: Settings, actor: Actor) -> None:
 
 def _webhooks(store: Store, settings: Settings, actor: Actor) -> None:
     marker = f"{K}hooks_for_state"
-    config = load_webhook_settings(store)
+    config, version = get_webhook_settings(store)
     shown = config.masked()  # a full address lets anyone post: never shown
-    _load_once(marker, {f"{K}slack_url": shown["slack_url"], f"{K}teams_url": shown["teams_url"],
+    _load_once(marker, {f"{K}hooks_version": version, f"{K}slack_url": shown["slack_url"],
+                        f"{K}teams_url": shown["teams_url"],
                         f"{K}teams_format": config.teams_format,
                         **{f"{K}hook_{name}": getattr(config, name) for name in HOOK_SWITCHES}})
     with st.form(f"{K}hooks_form"):
@@ -181,12 +213,14 @@ def _webhooks(store: Store, settings: Settings, actor: Actor) -> None:
                        f"{service.title()} address stored here.")
     if save:
         s = st.session_state
-        with error_boundary("Saving the webhooks"):
+        with error_boundary("Saving the webhooks"), _refused_if_stale(marker):
             save_webhook_settings(store, actor, WebhookSettings(
                 slack_url=s[f"{K}slack_url"], teams_url=s[f"{K}teams_url"],
                 teams_format=s[f"{K}teams_format"],
-                **{name: bool(s[f"{K}hook_{name}"]) for name in HOOK_SWITCHES}))
+                **{name: bool(s[f"{K}hook_{name}"]) for name in HOOK_SWITCHES}),
+                expected_version=s[f"{K}hooks_version"])
             _saved(marker, "Saved the webhooks.")
+    _offer_reload(marker, "the webhooks")
     for column, service in zip(st.columns(len(SERVICES)), SERVICES, strict=True):
         if column.button(f"Send a test to {service.title()}", key=f"{K}test_{service}"):
             with error_boundary(f"Sending a test to {service.title()}"):

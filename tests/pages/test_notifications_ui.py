@@ -11,9 +11,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.access import Actor
 from core.email_templates import VARIABLES, EmailSettings, load_email_settings, load_send_log
 from core.notifications import notify_users, unread_count
-from core.notify import SmtpConfig, load_smtp_config
+from core.notify import SmtpConfig, load_smtp_config, save_smtp_config
 from core.webhooks import load_webhook_settings
 from tests.pages.conftest import add_user
 
@@ -153,6 +154,27 @@ def test_the_page_says_whether_the_smtp_password_is_set(app_store, monkeypatch, 
     at = _open(_settings_ui)
     assert [c.value for c in at.caption if "MARKETPULSE_SMTP_PASSWORD" in c.value] == [says]
     assert [t.value for t in at.text_input if t.value == "s3cret"] == []
+
+
+def test_a_save_over_another_admins_change_is_refused_and_reload_shows_theirs(app_store):
+    at = _open(_settings_ui)  # this admin loaded the form while nothing was stored
+    save_smtp_config(app_store, Actor("eve", "admin"), SmtpConfig(
+        host="smtp.eve.test", sender="eve@desk.test"), expected_version=None)
+    at.text_input(key=f"{K}smtp_host").input("smtp.mine.test")
+    at.text_input(key=f"{K}smtp_sender").input("me@desk.test")
+    at.button(key=f"{K}smtp_save").click().run()
+    [error] = _errors(at)
+    assert error.startswith("Saving the SMTP server: the SMTP server changed meanwhile (by eve "
+                            "at 20")
+    assert error.endswith(" UTC): reload and apply your change again")
+    assert load_smtp_config(app_store).host == "smtp.eve.test"  # eve's change is not lost
+    at.button(key=f"{K}smtp_for_state_stale_reload").click().run()
+    assert at.text_input(key=f"{K}smtp_host").value == "smtp.eve.test"
+    at.text_input(key=f"{K}smtp_host").input("smtp.mine.test")
+    at.button(key=f"{K}smtp_save").click().run()
+    assert _errors(at) == []
+    assert (load_smtp_config(app_store).host, load_smtp_config(app_store).sender) == (
+        "smtp.mine.test", "eve@desk.test")
 
 
 # -- webhooks ------------------------------------------------------------------------------------

@@ -230,7 +230,8 @@ def test_self_registration_toggle_and_approval(app_as, app_store):
 
 def test_sign_up_toggle_follows_the_store(app_as, app_store):
     at = _settings(app_as)
-    set_self_registration(app_store, get_user(app_store, "admin").actor(), True)
+    set_self_registration(app_store, get_user(app_store, "admin").actor(), True,
+                          expected_version=None)
     at.run()
     assert at.toggle(key="settings.self_registration").value is True
 

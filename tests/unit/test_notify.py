@@ -60,10 +60,12 @@ def _free_port() -> int:
 
 def _configure(store, port: int, **email) -> EmailSettings:
     save_smtp_config(store, SYSTEM, SmtpConfig(host="127.0.0.1", port=port, security="none",
-                                               sender="marketpulse@desk.test", timeout_s=5))
+                                               sender="marketpulse@desk.test", timeout_s=5),
+                     expected_version=None)
     defaults = {"to": ["desk@fund.test"], "cc": ["risk@fund.test"], "bcc": ["audit@fund.test"],
                 "subject": SUBJECT, "body": BODY, "attach_excluded": True}
-    return save_email_settings(store, SYSTEM, EmailSettings(**{**defaults, **email}))
+    return save_email_settings(store, SYSTEM, EmailSettings(**{**defaults, **email}),
+                               expected_version=None)
 
 
 @pytest.fixture
@@ -217,7 +219,8 @@ def test_a_switched_off_run_sends_nothing(memory_store, smtp_server, published):
 
 
 def test_without_smtp_settings_nothing_is_sent(memory_store, published):
-    save_email_settings(memory_store, SYSTEM, EmailSettings(to=["desk@fund.test"]))
+    save_email_settings(memory_store, SYSTEM, EmailSettings(to=["desk@fund.test"]),
+                        expected_version=None)
     assert notify_run(memory_store, SETTINGS, published.record, workbook=None, excluded=None,
                       now=NOW) == Delivery(
         "skipped", reason="SMTP server or recipients are not configured")
@@ -274,7 +277,7 @@ def test_a_multiline_value_cannot_break_the_subject_header(memory_store, smtp_se
 def test_saving_email_settings_is_validated_audited_and_kept_apart_from_smtp(memory_store):
     saved = save_email_settings(memory_store, SYSTEM, EmailSettings(
         to=["desk@fund.test", " desk@fund.test"], bcc=["audit@fund.test"], attach_output=False),
-        now=NOW)
+        expected_version=None, now=NOW)
     assert saved.to == ["desk@fund.test"]
     assert load_email_settings(memory_store) == saved
     assert memory_store.list("config/") == [EMAIL_KEY]
@@ -292,14 +295,14 @@ def test_saving_email_settings_is_validated_audited_and_kept_apart_from_smtp(mem
 ])
 def test_bad_email_settings_are_refused(memory_store, config, message):
     with pytest.raises(InvalidInput) as refused:
-        save_email_settings(memory_store, SYSTEM, config)
+        save_email_settings(memory_store, SYSTEM, config, expected_version=None)
     assert str(refused.value).startswith(message)
 
 
 def test_only_admins_edit_email_settings_or_send_a_test(memory_store):
     analyst = Actor("ana", "analyst")
     with pytest.raises(PermissionDenied):
-        save_email_settings(memory_store, analyst, EmailSettings())
+        save_email_settings(memory_store, analyst, EmailSettings(), expected_version=None)
     with pytest.raises(PermissionDenied):
         send_test_email(memory_store, SETTINGS, analyst, "ana@fund.test")
 

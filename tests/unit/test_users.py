@@ -201,7 +201,8 @@ MUTATIONS = {
     "approve_user": lambda s, a: approve_user(s, a, "bob"),
     "save_column_profile": lambda s, a: save_column_profile(s, a, "Slim", ["CUSIP"]),
     "delete_column_profile": lambda s, a: delete_column_profile(s, a, "Slim"),
-    "set_self_registration": lambda s, a: set_self_registration(s, a, True),
+    "set_self_registration": lambda s, a: set_self_registration(s, a, True,
+                                                                  expected_version=None),
 }
 
 
@@ -501,7 +502,7 @@ def test_self_registration_is_off_by_default(store, ada):
 
 
 def test_registered_users_wait_for_approval_as_viewers(store, ada, settings):
-    set_self_registration(store, ada, True, now=NOW)
+    set_self_registration(store, ada, True, expected_version=None, now=NOW)
     assert get_self_registration(store) is True
     user = register_user(store, "Newbie", "New Bie", "new@desk.example", "a long password",
                          settings_doc_enabled=True, now=NOW)

@@ -56,7 +56,8 @@ MIA_BODY = (
 
 def configure_smtp(store, port: int) -> None:
     save_smtp_config(store, SYSTEM, SmtpConfig(host="127.0.0.1", port=port, security="none",
-                                               sender="marketpulse@desk.test", timeout_s=5))
+                                               sender="marketpulse@desk.test", timeout_s=5),
+                     expected_version=None)
 
 
 def no_sleep(seconds: float) -> None:

@@ -21,6 +21,7 @@ from core.notify import DeliveryFailed
 from core.webhooks import (
     WebhookDelivery,
     WebhookSettings,
+    get_webhook_settings,
     load_webhook_settings,
     mask_url,
     notify_webhooks,
@@ -79,7 +80,8 @@ def webhook_server():
 def _configure(store, server: _Server, **changes) -> WebhookSettings:
     urls = {"slack_url": server.url("/services/T0/B0/slacksecret"),
             "teams_url": server.url("/webhookb2/teamssecret")}
-    return save_webhook_settings(store, SYSTEM, WebhookSettings(**{**urls, **changes}))
+    return save_webhook_settings(store, SYSTEM, WebhookSettings(**{**urls, **changes}),
+                                 expected_version=None)
 
 
 SUCCESS_SLACK = {"text": "*MarketPulse run 42 (desk 09:30): success*\npublished 120, parents 30, "
@@ -160,7 +162,7 @@ def test_an_unreachable_service_never_raises(memory_store):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     save_webhook_settings(memory_store, SYSTEM, WebhookSettings(
-        slack_url=f"http://127.0.0.1:{port}/hook"))
+        slack_url=f"http://127.0.0.1:{port}/hook"), expected_version=None)
     slept: list[float] = []
     [delivery] = notify_webhooks(memory_store, SETTINGS, SUCCESS_RUN, now=NOW, sleep=slept.append,
                                  timeout_s=2)
@@ -191,7 +193,8 @@ def test_urls_are_masked_in_the_change_log_and_a_masked_url_keeps_the_stored_one
     shown = saved.masked()
     assert shown["slack_url"] == "http://127.0.0.1/…cret"
     again = save_webhook_settings(memory_store, SYSTEM, WebhookSettings(
-        slack_url=shown["slack_url"], teams_url="", on_success=False))
+        slack_url=shown["slack_url"], teams_url="", on_success=False),
+        expected_version=get_webhook_settings(memory_store)[1])
     assert again.slack_url == saved.slack_url
     assert load_webhook_settings(memory_store) == again
     changes = load_changes(memory_store, area="notifications")
@@ -203,12 +206,14 @@ def test_urls_are_masked_in_the_change_log_and_a_masked_url_keeps_the_stored_one
                                  "hooks.slack.com/services/x"])
 def test_webhook_urls_must_be_https(memory_store, url):
     with pytest.raises(InvalidInput, match=r"^slack_url: paste the https://"):
-        save_webhook_settings(memory_store, SYSTEM, WebhookSettings(slack_url=url))
+        save_webhook_settings(memory_store, SYSTEM, WebhookSettings(slack_url=url),
+                              expected_version=None)
 
 
 def test_only_admins_change_webhooks(memory_store):
     with pytest.raises(PermissionDenied):
-        save_webhook_settings(memory_store, Actor("vic", "viewer"), WebhookSettings())
+        save_webhook_settings(memory_store, Actor("vic", "viewer"), WebhookSettings(),
+                              expected_version=None)
 
 
 def test_mask_url_shows_host_and_last_characters():
