@@ -108,7 +108,7 @@ def _blob_name(name: str) -> str:
 
 def _check(store: Store, name: str, data: bytes, settings: Settings) -> pipeline.Prepared:
     """Read and validate one file; a file with no usable row is refused like an unreadable one."""
-    prepared = pipeline.prepare_files(store, [(name, data)], settings)
+    prepared = pipeline.prepare_files(store, [(name, data)], settings, skip_published=False)
     if prepared.report.rows_total and not len(prepared.valid):
         first = "; ".join(p.message for p in prepared.report.blocking[:3])
         raise FileProblem(name, f"none of its {prepared.report.rows_total} rows is usable "

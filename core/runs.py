@@ -63,6 +63,10 @@ class RunRecord:
     problems: list[dict[str, Any]] = field(default_factory=list)  # first 500 report entries
     error: str = ""
     output: str = ""  # blob key of the output workbook
+    # Colors of the batch a visible run already held (core.duplicates): count and first places;
+    # skipped, unless an admin republished them (republished: True).
+    already_published: dict[str, Any] = field(default_factory=dict)
+    republished: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

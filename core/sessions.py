@@ -283,7 +283,7 @@ def add_files(store: Store, actor: Actor, files: Sequence[tuple[str, bytes]], se
     """Read and validate files into the session. A whole-file problem raises FileProblem and
     changes nothing."""
     session = current(store, actor, version)
-    prepared = prepare_files(store, files, settings)
+    prepared = prepare_files(store, files, settings, skip_published=False, whole=False)
     return _load_into(store, actor, session, prepared, (), now)
 
 
@@ -306,7 +306,8 @@ def add_from_buffer(store: Store, actor: Actor, entry_ids: Collection[str] | Non
             raise Conflict(f"buffer file(s) not available: {taken}; reload the buffer")
         if not claimed:
             return session
-        prepared = prepare_files(store, [(name, data) for _, name, data in claimed], settings)
+        prepared = prepare_files(store, [(name, data) for _, name, data in claimed], settings,
+                                 skip_published=False, whole=False)
         for meta, entry_id in zip(prepared.files, ids, strict=True):
             meta["buffer_id"] = entry_id
         return _load_into(store, actor, session, prepared, ids, now)
@@ -331,7 +332,8 @@ def fetch_from_source(store: Store, actor: Actor, sources: Sequence[Mapping[str,
                                             job_name=f"session-{actor.username}", now=_at(now))
     if collected.empty:
         return session
-    prepared = prepare_files(store, collected.files, settings)
+    prepared = prepare_files(store, collected.files, settings, skip_published=False,
+                             whole=False)
     return _load_into(store, actor, session, prepared, (), now)
 
 
