@@ -303,12 +303,13 @@ def _each(store: Store, ids: Collection[str], actor: Actor | str, action: str, t
 
 def mark_processed(
     store: Store, ids: Collection[str], run_id: int, *, owner: str | None = None,
-    actor: Actor | str = SYSTEM, now: datetime | None = None,
+    actor: Actor | str = SYSTEM, now: datetime | None = None, note: str = "",
 ) -> list[str]:
     """Claimed → processed by run `run_id` (only claims of `owner` when given); returns the ids
-    marked. Entries in any other state are left alone."""
+    marked. Entries in any other state are left alone. note (in the entry's events): what the
+    run did with the file."""
     return _each(store, ids, actor, "file_processed", PROCESSED, allowed=(CLAIMED,), owner=owner,
-                 now=now, run_id=run_id, processed_at=_at(now))
+                 now=now, run_id=run_id, processed_at=_at(now), note=note)
 
 
 def mark_failed(

@@ -170,14 +170,14 @@ def find_published(store: Store, batch: pd.DataFrame, keys: pd.Series) -> Alread
 # -- files -----------------------------------------------------------------------------------------
 def published_files(store: Store) -> dict[str, tuple[int, str]]:
     """SHA-256 → (run, file name) of the files the visible runs published whole (the first run
-    when several did). Files of a manual session are not whole (its rows may have been edited)."""
+    when several did). A manual session's files list no SHA-256: their rows may have been edited."""
     found: dict[str, tuple[int, str]] = {}
     for record in sorted(runs.load_runs(store), key=lambda r: r.run_id):
         if record.status != runs.SUCCESS:
             continue
         for meta in record.files:
             sha = meta.get("sha256")
-            if sha and meta.get("whole", True) and not meta.get("skipped"):
+            if sha and not meta.get("skipped"):
                 found.setdefault(str(sha), (record.run_id, str(meta.get("name", ""))))
     return found
 
@@ -203,3 +203,17 @@ def skip_published_files(store: Store, files: Sequence[tuple[str, bytes]]
             continue
         skipped.append({"name": name, "sha256": sha, "rows": 0, "skipped": note})
     return kept, skipped
+
+
+def skipped_files(store: Store, run_id: int) -> dict[str, str]:
+    """File name → note of the files a run skipped as already published."""
+    return {str(f["name"]): str(f["skipped"]) for f in runs.get_run(store, run_id).files
+            if f.get("skipped")}
+
+
+def run_notes(record: runs.RunRecord) -> list[str]:
+    """What a run record says about duplicates: the colors skipped (or published again) and each
+    file skipped whole."""
+    notes = [f"file {f['name']} skipped: {f['skipped']}" for f in record.files if f.get("skipped")]
+    colors = summary_sentence(record.already_published, record.republished)
+    return ([colors] if colors else []) + notes

@@ -75,8 +75,9 @@ def prepare_files(
     """Read and validate every file. A whole-file problem raises FileProblem before anything is
     stored; row problems are collected in the report and the bad rows quarantined.
     skip_published: a file identical to one a visible run published (or to an earlier one here)
-    is not read, only listed with a note (core.duplicates). whole=False: the files' rows may still
-    change (a manual session), so a later identical file is not skipped because of them."""
+    is not read, only listed with a note (core.duplicates). Each file's SHA-256 is listed, unless
+    whole=False: its rows may still change (a manual session), so it never makes a later identical
+    file a duplicate (its colors still do)."""
     columns = load_column_config(store)
     skipped: list[dict[str, object]] = []
     if skip_published:
@@ -92,8 +93,8 @@ def prepare_files(
         report = report.merge(item.report)
     files_meta: list[dict[str, object]] = [
         {"name": b.file, "sheet": b.sheet, "rows": len(b.frame),
-         "quarantined": len(v.quarantined), "sha256": duplicates.file_sha256(data),
-         **({} if whole else {"whole": False})}
+         "quarantined": len(v.quarantined),
+         **({"sha256": duplicates.file_sha256(data)} if whole else {})}
         for b, v, (_, data) in zip(batches, validated, files, strict=True)
     ] + skipped
     return Prepared(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from core import buffer
+from core import buffer, duplicates
 from core.access import MANUAL_SESSION, Actor, require
 from core.audit import record_change
 from core.config import Settings
@@ -107,6 +107,8 @@ class SessionView:
     per_rule: dict[str, int]
     rules: list[str]
     session: Session
+    # Rows a visible run already published: save skips them (an admin may publish them again).
+    already: duplicates.AlreadyPublished = field(default_factory=duplicates.AlreadyPublished)
 
 
 def _at(now: datetime | None) -> datetime:
@@ -366,6 +368,7 @@ def preview(store: Store, actor: Actor, settings: Settings, *,
     if filters is not None:
         ranked, excluded = filter_frame(ranked, filters), filter_frame(excluded, filters)
     counts["shown"] = len(ranked)
+    already = duplicates.find_published(store, rows, duplicates.color_keys(rows))
     return SessionView(ranked.reset_index(drop=True), excluded.reset_index(drop=True), counts,
                        quarantined, load_report(store, session), outcome.counts,
-                       [r.name for r in rules], session)
+                       [r.name for r in rules], session, already)

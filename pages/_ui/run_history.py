@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
+from core.duplicates import run_notes
 from core.exports import write_xlsx
 from core.history import load_rows
 from core.runs import EXCLUDED_TABLE, QUARANTINED_TABLE, STATUSES, SUCCESS, RunRecord, load_runs
@@ -103,6 +104,8 @@ def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -
                 f"{record.duration_s:.1f} s.")
     if record.error:
         (st.error if record.status == "failed" else st.info)(record.error)
+    for note in run_notes(record):  # colors and files already published
+        st.info(note)
     cols = st.columns(5)
     for col, name in zip(cols, ("read", "published", "parents", "excluded", "quarantined"),
                          strict=True):
