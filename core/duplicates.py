@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core import runs
+from core.errors import NotFound
 from core.published import duckdb_session, open_colors, published_columns, read_layout
 from core.schema import (
     COLOR_KEY,
@@ -106,13 +107,16 @@ class AlreadyPublished:
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "first": [vars(p) for p in self.places]}
 
+    def where(self) -> str:
+        """'run R (file F, by U at T)', or '2 in run R (...); 3 in run S (...)'."""
+        return "; ".join(f"{p.count} in {p.sentence()}" if len(self.places) > 1
+                         else p.sentence() for p in self.places)
+
     def sentence(self, verb: str = "skipped") -> str:
         """'N colors skipped: already published in run R (file F, by U at T); ...'."""
         if not self.count:
             return ""
-        where = "; ".join(f"{p.count} in {p.sentence()}" if len(self.places) > 1
-                          else p.sentence() for p in self.places)
-        return f"{self.count} colors {verb}: already published in {where}"
+        return f"{self.count} colors {verb}: already published in {self.where()}"
 
 
 def summary_sentence(already: dict[str, Any], republished: bool = False) -> str:
@@ -206,9 +210,13 @@ def skip_published_files(store: Store, files: Sequence[tuple[str, bytes]]
 
 
 def skipped_files(store: Store, run_id: int) -> dict[str, str]:
-    """File name → note of the files a run skipped as already published."""
-    return {str(f["name"]): str(f["skipped"]) for f in runs.get_run(store, run_id).files
-            if f.get("skipped")}
+    """File name → note of the files a run skipped as already published (none for a run
+    without a record)."""
+    try:
+        files = runs.get_run(store, run_id).files
+    except NotFound:
+        return {}
+    return {str(f["name"]): str(f["skipped"]) for f in files if f.get("skipped")}
 
 
 def run_notes(record: runs.RunRecord) -> list[str]:

@@ -100,8 +100,8 @@ def test_a_buffered_file_identical_to_a_published_one_is_marked_with_the_note(lo
     [run] = run_once(local_store, SETTINGS, NOW + timedelta(minutes=10, seconds=5), owner="s")
     assert run.files[0]["skipped"] == "identical to desk.csv, already published in run 1"
     [done] = buffer.list_entries(local_store)
-    assert (done.status, done.run_id, done.events[-1]["note"]) == (
-        "processed", 2, "skipped: identical to desk.csv, already published in run 1")
+    assert (done.id, done.status, done.run_id, done.events[-1]["note"]) == (
+        entry.id, "processed", 2, "skipped: identical to desk.csv, already published in run 1")
     assert _history(local_store) == 4
 
 
