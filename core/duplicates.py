@@ -1,14 +1,17 @@
 """When a color or a file was already published (DOMAIN.md §1.5): COLOR_KEY, a color's identity,
 and the checks a run makes against the runs still published before it ranks its batch.
 
-COLOR_KEY = md5 (16 bytes, 32 hex digits) of the 18 canonical input values, normalised: CUSIP
-trimmed and upper-cased, text trimmed, numbers as doubles, dates as ISO days, blanks and nulls as
-''. It is one DuckDB expression (`key_sql`), used both to stamp a batch at publish time (stored as
-the COLOR_KEY column) and, for runs published before the column existed, to compute it from their
-stored values, so old and new runs agree. Identical rows are a multiset: a batch skips, per key,
-as many rows as the visible runs hold. A file's identity is the SHA-256 of its bytes, kept in the
-run record's `files`.
+COLOR_KEY = md5 (16 bytes, 32 hex digits) of the 18 canonical input values as ingest normalised
+them (core.coercion: text trimmed, CUSIP upper-cased, blanks null), written canonically: numbers
+as integer millionths (3 and 3.0 are one number; prices carry at most 4 decimals; formatting
+doubles as text cost twice the CPU), dates as days since 1970, nulls as ''. It is one DuckDB
+expression (`key_sql`), used both to stamp a batch at publish time (stored as the COLOR_KEY
+column) and, for runs published before the column existed, to compute it from their stored
+values, so old and new runs agree. Identical rows are a multiset: a batch skips, per key, as many
+rows as the visible runs hold. A file's identity is the SHA-256 of its bytes, kept in the run
+record's `files`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,6 +39,7 @@ from core.schema import (
 )
 from storage import Store
 
+_MICRO = 1_000_000  # numbers are one when equal to 6 decimals
 _SEPARATOR = "chr(31)"  # ASCII unit separator: never part of a value a file can give us
 
 
@@ -43,16 +47,17 @@ def _value_sql(column: str, present: bool) -> str:
     if not present:
         return "''"
     raw = f'"{column}"'
-    text = f"trim(CAST({raw} AS VARCHAR))"
     kind = COLUMN_TYPE[column]
     if column == CUSIP:
-        value = f"upper({text})"
-    elif kind in (NUMBER, INTEGER):  # 3 and 3.0 are one number; -0.0 + 0.0 is 0.0
-        value = f"coalesce(CAST(TRY_CAST({raw} AS DOUBLE) + 0.0 AS VARCHAR), {text})"
+        value = f"upper(trim({raw}))"
+    elif kind in (NUMBER, INTEGER):
+        micro = f"TRY_CAST(round(TRY_CAST({raw} AS DOUBLE) * {_MICRO}) AS BIGINT)"
+        value = f"coalesce(CAST({micro} AS VARCHAR), CAST({raw} AS VARCHAR))"
     elif kind == DATE_TYPE:
-        value = f"coalesce(strftime(TRY_CAST({raw} AS DATE), '%Y-%m-%d'), {text})"
+        days = f"TRY_CAST({raw} AS DATE) - DATE '1970-01-01'"
+        value = f"coalesce(CAST({days} AS VARCHAR), CAST({raw} AS VARCHAR))"
     else:
-        value = text
+        value = f"CAST({raw} AS VARCHAR)"
     return f"coalesce({value}, '')"
 
 
@@ -166,7 +171,9 @@ def find_published(store: Store, batch: pd.DataFrame, keys: pd.Series) -> Alread
     places = []
     for (run_id, name), count in where.items():
         record = runs.get_run(store, int(run_id))
-        places.append(FirstPlace(int(run_id), "" if pd.isna(name) else str(name), record.actor,
+        if pd.isna(name):  # a row without SOURCE_FILE: the files the run read
+            name = ", ".join(str(f.get("name")) for f in record.files if not f.get("skipped"))
+        places.append(FirstPlace(int(run_id), str(name), record.actor,
                                  record.finished_at or record.started_at, int(count)))
     return AlreadyPublished(int(skipped.sum()), places, skipped)
 
