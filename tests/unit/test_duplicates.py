@@ -200,3 +200,24 @@ def test_a_compacted_history_and_runs_from_before_color_key_still_count(local_st
                           settings=SETTINGS, now=NOW)
     assert (third.record.counts["published"], third.record.already_published["count"]) == (0, 6)
     assert sorted(color_keys(first.published)) == sorted(first.published[COLOR_KEY])
+
+
+def test_the_cli_skips_a_file_already_published_and_republishes_on_request(tmp_path, monkeypatch,
+                                                                          capsys):
+    from core.__main__ import main
+    from storage import open_store
+
+    monkeypatch.setenv("MARKETPULSE_STORE_URL", str(tmp_path / "store"))
+    assert main(["process", str(SAMPLE)]) == 0
+    assert main(["process", str(SAMPLE)]) == 0
+    printed = capsys.readouterr().out
+    assert "published 0 (0 parents, 0 children)" in printed
+    assert (f"file {SAMPLE.name} skipped: identical to {SAMPLE.name}, already published in run 1"
+            in printed)
+    assert main(["process", str(SAMPLE), "--republish"]) == 0
+    printed = capsys.readouterr().out
+    assert "published 50 (10 parents, 40 children)" in printed
+    assert "50 colors published again: already published in run 1 (file " in printed
+    store = open_store(str(tmp_path / "store"))
+    assert [(r.run_id, r.republished, r.counts["published"]) for r in runs.load_runs(store)] == [
+        (3, True, 50), (2, False, 0), (1, False, 50)]
