@@ -209,11 +209,11 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
              settings: Settings, rules: list[Rule] | None, pinned: Sequence[str],
              at: datetime, progress: Progress) -> RunResult:
     run_id = record.run_id
-    clock = time.perf_counter()
     batch = prepared.valid
     if len(batch) and COLOR_ID not in batch.columns:
         batch = assign_color_ids(batch, run_id)
     batch = _without_published(store, batch, record)
+    clock = time.perf_counter()
     active = [] if kind == OVERRIDE else active_rules(store, rules)
     progress("rules", 0.3)
     ranked, outcome = rank_batch(batch, active, settings, pinned=pinned)
@@ -260,9 +260,11 @@ def _without_published(store: Store, batch: pd.DataFrame, record: runs.RunRecord
     (all kept when the run republishes); the record notes how many and where they were first."""
     if not len(batch):
         return batch
+    started = time.perf_counter()
     batch = batch.copy()
     batch[COLOR_KEY] = duplicates.color_keys(batch)
     found = duplicates.find_published(store, batch, batch[COLOR_KEY])
+    record.stages["already_published"] = round(time.perf_counter() - started, 3)
     if found.count:
         record.already_published = found.to_dict()
         log.info("run %s: %s", record.run_id, found.sentence(
