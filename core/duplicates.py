@@ -148,17 +148,22 @@ def find_published(store: Store, batch: pd.DataFrame, keys: pd.Series) -> Alread
         if src is None:
             return none
         names = [n for n, _ in published_columns(store, con, src)]
-        key = key_sql(names)
-        if COLOR_KEY in names:  # runs published before COLOR_KEY existed compute it
-            key = f"coalesce({COLOR_KEY}, {key})"
         file = SOURCE_FILE if SOURCE_FILE in names else "NULL"
+
+        def rows(key: str) -> str:
+            return (f"SELECT {key} AS k, {RUN_ID}, {file} AS f FROM {src} AS published "
+                    "WHERE CUSIP IN (SELECT c FROM batch_cusips)")
+
+        computed = rows(key_sql(names))
+        if COLOR_KEY in names:  # computed only for runs published before COLOR_KEY existed
+            # (two branches: DuckDB evaluates both sides of a coalesce or CASE on every row)
+            computed = (f"{rows(COLOR_KEY)} AND {COLOR_KEY} IS NOT NULL "
+                        f"UNION ALL {computed} AND {COLOR_KEY} IS NULL")
         con.register("batch_cusips", pa.table({"c": pa.array(cusips, pa.string())}))
         con.register("batch_keys", wanted)
         found = con.sql(
-            f"SELECT k, count(*) AS n, min({RUN_ID}) AS run, arg_min({file}, {RUN_ID}) AS file "
-            f"FROM (SELECT {key} AS k, {RUN_ID}, {file} FROM {src} AS published "
-            "WHERE CUSIP IN (SELECT c FROM batch_cusips)) "
-            "WHERE k IN (SELECT k FROM batch_keys) GROUP BY k").df()
+            f"SELECT k, count(*) AS n, min({RUN_ID}) AS run, arg_min(f, {RUN_ID}) AS file "
+            f"FROM ({computed}) WHERE k IN (SELECT k FROM batch_keys) GROUP BY k").df()
     if not len(found):
         return none
     held = dict(zip(found["k"], found["n"], strict=True))
