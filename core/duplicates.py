@@ -142,7 +142,8 @@ def find_published(store: Store, batch: pd.DataFrame, keys: pd.Series) -> Alread
     if not layout.visible:
         return none
     cusips = batch[CUSIP].dropna().astype(str).unique().tolist()
-    wanted = pa.table({"k": pa.array(keys.unique().tolist(), pa.string())})
+    numbered = pa.table({"k": pa.Array.from_pandas(keys.reset_index(drop=True)),
+                         "i": pa.array(np.arange(len(keys)))})
     with duckdb_session() as con:
         src = open_colors(store, con, layout, cusips=cusips)
         if src is None:
@@ -160,19 +161,21 @@ def find_published(store: Store, batch: pd.DataFrame, keys: pd.Series) -> Alread
             computed = (f"{rows(COLOR_KEY)} AND {COLOR_KEY} IS NOT NULL "
                         f"UNION ALL {computed} AND {COLOR_KEY} IS NULL")
         con.register("batch_cusips", pa.table({"c": pa.array(cusips, pa.string())}))
-        con.register("batch_keys", wanted)
-        found = con.sql(
-            f"SELECT k, count(*) AS n, min({RUN_ID}) AS run, arg_min(f, {RUN_ID}) AS file "
-            f"FROM ({computed}) WHERE k IN (SELECT k FROM batch_keys) GROUP BY k").df()
-    if not len(found):
+        con.register("batch_rows", numbered)
+        # The batch's rows whose key is published: n copies, first in run/file.
+        hits = con.sql(
+            f"WITH held AS (SELECT k, count(*) AS n, min({RUN_ID}) AS run, "
+            f"arg_min(f, {RUN_ID}) AS file FROM ({computed}) "
+            "WHERE k IN (SELECT k FROM batch_rows) GROUP BY k) "
+            "SELECT b.i, b.k, h.n, h.run, h.file FROM batch_rows AS b JOIN held AS h "
+            "ON b.k = h.k ORDER BY b.i").df()
+    if not len(hits):
         return none
-    held = dict(zip(found["k"], found["n"], strict=True))
-    occurrence = keys.groupby(keys, sort=False).cumcount().to_numpy()
-    limit = keys.map(held).fillna(0).to_numpy(dtype=np.int64)
-    skipped = occurrence < limit
-    first = found.set_index("k")[["run", "file"]]
-    where = first.loc[keys[skipped].to_numpy()].groupby(["run", "file"], dropna=False,
-                                                         sort=True).size()
+    # A multiset: per key, the batch's first n rows (n = copies published) are skipped.
+    hits = hits[hits.groupby("k", sort=False).cumcount().to_numpy() < hits["n"].to_numpy()]
+    skipped = np.zeros(len(batch), dtype=bool)
+    skipped[hits["i"].to_numpy()] = True
+    where = hits.groupby(["run", "file"], dropna=False, sort=True).size()
     places = []
     for (run_id, name), count in where.items():
         record = runs.get_run(store, int(run_id))
