@@ -22,6 +22,7 @@ from core import (
     cli_jobs,
     cli_search,
     cli_users,
+    duplicates,
     history,
     pipeline,
     rules,
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rules", action="store_true", help="apply no exclusion rules")
     p.add_argument("--out", type=Path, help="write the run's published rows (.xlsx/.csv/.parquet)")
     p.add_argument("--date-column", choices=["DATE", "DATE_1"], help="primary ranking date")
+    p.add_argument("--republish", action="store_true",
+                   help="publish files and colors already published again (recorded in the run)")
 
     p = sub.add_parser("export", help="export published colors")
     p.add_argument("--out", type=Path, required=True)
@@ -103,6 +106,8 @@ def _print_run(result: pipeline.RunResult) -> None:
         print(f"  rule {name!r} excluded {count}")
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in rec.stages.items())
     print(f"  stages: {stages}")
+    for line in duplicates.run_notes(rec):
+        print(f"  {line}")
     report = result.report
     print(f"Validation: quality {report.quality_score:.1f}/100; {report.summary()}")
     for problem in report.blocking[:50]:
@@ -166,7 +171,7 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         files = [(path.name, path.read_bytes()) for path in args.files]
         result = pipeline.process_files(
             store, SYSTEM, files, settings=settings, trigger="cli",
-            rules=[] if args.no_rules else None,
+            rules=[] if args.no_rules else None, republish=args.republish,
         )
         _print_run(result)
         alert_after_publish(store, result.record, datetime.now(UTC), settings=settings)

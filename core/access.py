@@ -31,6 +31,7 @@ EDIT_SETTINGS = "edit_settings"
 MANAGE_USERS = "manage_users"
 MANAGE_BACKUPS = "manage_backups"
 REVERT = "revert"
+REPUBLISH = "republish"
 
 PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     VIEW: (frozenset(ROLES), "view colors"),
@@ -46,6 +47,7 @@ PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     MANAGE_USERS: (frozenset({ADMIN}), "manage users"),
     MANAGE_BACKUPS: (frozenset({ADMIN}), "back up and restore"),
     REVERT: (frozenset({ADMIN}), "revert changes"),
+    REPUBLISH: (frozenset({ADMIN}), "publish already published colors again"),
 }
 
 

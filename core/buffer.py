@@ -108,7 +108,7 @@ def _blob_name(name: str) -> str:
 
 def _check(store: Store, name: str, data: bytes, settings: Settings) -> pipeline.Prepared:
     """Read and validate one file; a file with no usable row is refused like an unreadable one."""
-    prepared = pipeline.prepare_files(store, [(name, data)], settings)
+    prepared = pipeline.prepare_files(store, [(name, data)], settings, skip_published=False)
     if prepared.report.rows_total and not len(prepared.valid):
         first = "; ".join(p.message for p in prepared.report.blocking[:3])
         raise FileProblem(name, f"none of its {prepared.report.rows_total} rows is usable "
@@ -303,12 +303,13 @@ def _each(store: Store, ids: Collection[str], actor: Actor | str, action: str, t
 
 def mark_processed(
     store: Store, ids: Collection[str], run_id: int, *, owner: str | None = None,
-    actor: Actor | str = SYSTEM, now: datetime | None = None,
+    actor: Actor | str = SYSTEM, now: datetime | None = None, note: str = "",
 ) -> list[str]:
     """Claimed → processed by run `run_id` (only claims of `owner` when given); returns the ids
-    marked. Entries in any other state are left alone."""
+    marked. Entries in any other state are left alone. note (in the entry's events): what the
+    run did with the file."""
     return _each(store, ids, actor, "file_processed", PROCESSED, allowed=(CLAIMED,), owner=owner,
-                 now=now, run_id=run_id, processed_at=_at(now))
+                 now=now, run_id=run_id, processed_at=_at(now), note=note)
 
 
 def mark_failed(

@@ -18,6 +18,7 @@ from core.config import Settings, load_settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ingest import _map_header, _present  # ingest's own header rules, not a copy
 from core.schema import (
+    COLOR_KEY,
     COLUMN_TYPE,
     COLUMN_TYPES,
     CONFIG_KEY,
@@ -44,7 +45,7 @@ ENTITY = "column configuration"  # the audit ENTITY of every change: the configu
 IGNORED = "ignored"
 # Columns MarketPulse adds itself; a custom column may not take their names.
 SYSTEM_COLUMNS = frozenset(OUTPUT_COLUMNS) - frozenset(INPUT_COLUMNS) | {
-    SOURCE_ROW, SOURCE_SHEET, EXCLUDED_BY, QUARANTINE_REASON, POSITION}
+    SOURCE_ROW, SOURCE_SHEET, EXCLUDED_BY, QUARANTINE_REASON, POSITION, COLOR_KEY}
 # The engine needs the required columns (ranking, validation, entitlements), so they stay
 # required; TICKER alone may be made optional: DOMAIN §1.1 lets it be blank, so a file without it
 # loses nothing the engine uses. Optional canonical columns may be made required.

@@ -28,6 +28,7 @@ from core.schema import (
     BIAS_RANK,
     BID,
     BOOLEAN,
+    COLOR_KEY,
     COLUMN_TYPE,
     COV_PRICE,
     DATE_TYPE,
@@ -49,7 +50,7 @@ from core.schema import (
 )
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-INTERNAL_COLUMNS = (SOURCE_ROW, SOURCE_SHEET, POSITION)  # bookkeeping, never exported
+INTERNAL_COLUMNS = (SOURCE_ROW, SOURCE_SHEET, POSITION, COLOR_KEY)  # bookkeeping, never exported
 _PRICES = {PRICE_LEVEL, BID, ASK, PX, COV_PRICE, PRICE_DIFF}
 _WORKBOOK_OPTIONS = {  # only the header goes through xlsxwriter's cell writer
     "strings_to_numbers": False,

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from core import runs
-from core.access import MANUAL_SESSION, TRIGGER_RUN, Actor, entitled, require
+from core import duplicates, runs
+from core.access import MANUAL_SESSION, REPUBLISH, TRIGGER_RUN, Actor, entitled, require
 from core.audit import record_change
 from core.columns import load_column_config
 from core.config import Settings
@@ -27,6 +27,7 @@ from core.rules import Rule, RulesOutcome, load_rules, match_rules
 from core.run_liveness import Heartbeat
 from core.schema import (
     COLOR_ID,
+    COLOR_KEY,
     CUSIP,
     IS_PARENT,
     POSITION,
@@ -69,25 +70,34 @@ def _noop(stage: str, fraction: float) -> None:
 
 
 def prepare_files(
-    store: Store, files: Sequence[tuple[str, bytes]], settings: Settings
+    store: Store, files: Sequence[tuple[str, bytes]], settings: Settings, *,
+    skip_published: bool = True, whole: bool = True,
 ) -> Prepared:
     """Read and validate every file. A whole-file problem raises FileProblem before anything is
-    stored; row problems are collected in the report and the bad rows quarantined."""
+    stored; row problems are collected in the report and the bad rows quarantined.
+    skip_published: a file identical to one a visible run published (or to an earlier one here)
+    is not read, only listed with a note (core.duplicates). Each file's SHA-256 is listed, unless
+    whole=False: its rows may still change (a manual session), so it never makes a later identical
+    file a duplicate (its colors still do)."""
     columns = load_column_config(store)
+    skipped: list[dict[str, object]] = []
+    if skip_published:
+        files, skipped = duplicates.skip_published_files(store, files)
     started = time.perf_counter()
     batches = [read_colors(data, name, columns=columns, settings=settings) for name, data in files]
     read_s = time.perf_counter() - started
     started = time.perf_counter()
     validated = [validate_colors(batch, settings) for batch in batches]
     validate_s = time.perf_counter() - started
-    report = validated[0].report
+    report = validated[0].report if validated else ValidationReport([], 0, 0)
     for item in validated[1:]:
         report = report.merge(item.report)
     files_meta: list[dict[str, object]] = [
         {"name": b.file, "sheet": b.sheet, "rows": len(b.frame),
-         "quarantined": len(v.quarantined)}
-        for b, v in zip(batches, validated, strict=True)
-    ]
+         "quarantined": len(v.quarantined),
+         **({"sha256": duplicates.file_sha256(data)} if whole else {})}
+        for b, v, (_, data) in zip(batches, validated, files, strict=True)
+    ] + skipped
     return Prepared(
         valid=_concat([v.valid for v in validated]),
         quarantined=_concat([v.quarantined for v in validated]),
@@ -135,11 +145,16 @@ def publish_run(
     job: str = "",
     now: datetime | None = None,
     progress: Progress = _noop,
+    republish: bool = False,
 ) -> RunResult:
     """Rules (none for OVERRIDE), rank, and publish one run atomically; returns the result.
+    Colors a visible run already published are left out of the batch (core.duplicates) unless an
+    admin republishes them; either way the record counts them and says where they were first.
 
     A failure after the run id is taken records a failed run and leaves nothing visible."""
     require(actor, MANUAL_SESSION if kind == MANUAL else TRIGGER_RUN)
+    if republish:
+        require(actor, REPUBLISH)
     started_at = now or datetime.now(UTC)
     clock = time.perf_counter()
     run_id = runs.next_run_id(store)
@@ -147,7 +162,7 @@ def publish_run(
         run_id=run_id, kind=kind, trigger=trigger, actor=actor.username, job=job,
         started_at=started_at.isoformat(), files=prepared.files, stages=dict(prepared.stages),
         quality_score=prepared.report.quality_score,
-        problems=[vars(p) for p in prepared.report.problems[:500]],
+        problems=[vars(p) for p in prepared.report.problems[:500]], republished=republish,
     )
     beat = Heartbeat(store, record, settings)  # writes it running, with its owner
     try:
@@ -196,10 +211,11 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
              settings: Settings, rules: list[Rule] | None, pinned: Sequence[str],
              at: datetime, progress: Progress) -> RunResult:
     run_id = record.run_id
-    clock = time.perf_counter()
     batch = prepared.valid
     if len(batch) and COLOR_ID not in batch.columns:
         batch = assign_color_ids(batch, run_id)
+    batch = _without_published(store, batch, record)
+    clock = time.perf_counter()
     active = [] if kind == OVERRIDE else active_rules(store, rules)
     progress("rules", 0.3)
     ranked, outcome = rank_batch(batch, active, settings, pinned=pinned)
@@ -213,7 +229,7 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
         check_invariants(published)
     progress("publish", 0.7)
     if len(published):
-        published = published[[*output_columns(published), POSITION]]
+        published = published[[*output_columns(published), POSITION, COLOR_KEY]]
     partition = runs.run_partition(run_id)
     for table, frame in ((runs.COLORS_TABLE, published), (runs.EXCLUDED_TABLE, excluded),
                          (runs.QUARANTINED_TABLE, quarantined)):
@@ -238,6 +254,26 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
     record.per_rule = {k: int(v) for k, v in outcome.counts.items()}
     record.rules_applied = [r.name for r in active]
     return RunResult(record, published, excluded, quarantined, prepared.report, workbook)
+
+
+def _without_published(store: Store, batch: pd.DataFrame, record: runs.RunRecord
+                       ) -> pd.DataFrame:
+    """The batch stamped with COLOR_KEY, without the colors a visible run already published
+    (all kept when the run republishes); the record notes how many and where they were first."""
+    if not len(batch):
+        return batch
+    started = time.perf_counter()
+    batch = batch.copy()
+    batch[COLOR_KEY] = duplicates.color_keys(batch)
+    found = duplicates.find_published(store, batch, batch[COLOR_KEY])
+    record.stages["already_published"] = round(time.perf_counter() - started, 3)
+    if found.count:
+        record.already_published = found.to_dict()
+        log.info("run %s: %s", record.run_id, found.sentence(
+            "published again" if record.republished else "skipped"))
+    if not found.count or record.republished:
+        return batch
+    return batch[~found.skipped].reset_index(drop=True)
 
 
 def workbook_for(result: RunResult, actor: Actor) -> bytes:
@@ -276,12 +312,16 @@ def process_files(
     now: datetime | None = None,
     rules: list[Rule] | None = None,
     progress: Progress = _noop,
+    republish: bool = False,
 ) -> RunResult:
     """Read, validate and publish files as one run (the CLI's `process`, a manual upload).
-    rules=None applies the stored active rules; [] applies none."""
+    rules=None applies the stored active rules; [] applies none. republish (admins): files and
+    colors already published are published again."""
     require(actor, MANUAL_SESSION if kind == MANUAL else TRIGGER_RUN)
+    if republish:
+        require(actor, REPUBLISH)
     progress("read", 0.0)
-    prepared = prepare_files(store, files, settings)
+    prepared = prepare_files(store, files, settings, skip_published=not republish)
     return publish_run(store, actor, prepared, kind=kind, trigger=trigger, settings=settings,
-                       rules=rules, now=now, progress=progress)
+                       rules=rules, now=now, progress=progress, republish=republish)
 

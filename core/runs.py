@@ -66,6 +66,10 @@ class RunRecord:
     output: str = ""  # blob key of the output workbook
     owner: dict[str, Any] = field(default_factory=dict)  # host, pid, start of a running run
     heartbeat_at: str = ""  # refreshed while running (core.run_liveness)
+    # Colors of the batch a visible run already held (core.duplicates): count and first places;
+    # skipped, unless an admin republished them (republished: True).
+    already_published: dict[str, Any] = field(default_factory=dict)
+    republished: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -51,6 +51,7 @@ SOURCE_SHEET = "SOURCE_SHEET"
 EXCLUDED_BY = "EXCLUDED_BY"  # name of the first matching rule, on excluded rows
 QUARANTINE_REASON = "QUARANTINE_REASON"  # blocking problems, on quarantined rows
 POSITION = "POSITION"  # ranked order within the run (stores sort by CUSIP; this restores the order)
+COLOR_KEY = "COLOR_KEY"  # a published color's identity (core.duplicates, DOMAIN.md §1.5)
 
 # Order of the Excel output, kept for compatibility with the earlier system's workbook.
 OUTPUT_COLUMNS: tuple[str, ...] = (
@@ -84,7 +85,7 @@ COLUMN_TYPE: dict[str, str] = {
     COLOR_ID: TEXT, RUN_ID: INTEGER, PROCESSED_AT: TIMESTAMP, PROCESSING_TYPE: TEXT,
     IS_PARENT: BOOLEAN, PARENT_COLOR_ID: TEXT, PARENT_MESSAGE_ID: TEXT, CHILDREN_COUNT: INTEGER,
     SOURCE_FILE: TEXT, SOURCE_ROW: INTEGER, POSITION: INTEGER, SOURCE_SHEET: TEXT,
-    EXCLUDED_BY: TEXT, QUARANTINE_REASON: TEXT,
+    EXCLUDED_BY: TEXT, QUARANTINE_REASON: TEXT, COLOR_KEY: TEXT,
 }
 
 # Required per DOMAIN.md §1.1. RANK and PX are required but derivable (from BIAS, from BID/ASK),

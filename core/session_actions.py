@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from core import buffer, runs
-from core.access import MANUAL_SESSION, Actor, require
+from core.access import MANUAL_SESSION, REPUBLISH, Actor, require
 from core.coercion import coerce_column, describe_value
 from core.columns import load_column_config
 from core.config import Settings
@@ -278,11 +278,15 @@ def _published_during_save(store: Store, session: Session) -> int | None:
 
 
 def save(store: Store, actor: Actor, settings: Settings, *, idempotency_key: str,
-         version: str | None = None, now: datetime | None = None) -> RunResult:
+         version: str | None = None, now: datetime | None = None,
+         republish: bool = False) -> RunResult:
     """Publish the session as ONE MANUAL run (selected rules, pinned parents), mark its buffer
     files processed and close it. Exactly once: a key seen before, or any save of a session
-    already saved, returns that run without publishing again."""
+    already saved, returns that run without publishing again. Rows already published are
+    skipped unless an admin republishes them (the run records it)."""
     require(actor, MANUAL_SESSION)
+    if republish:
+        require(actor, REPUBLISH)
     if not idempotency_key:
         raise InvalidInput("idempotency_key", "a save needs a key (one per click of Save)")
     session = read_session(store, actor.username)
@@ -318,7 +322,7 @@ def save(store: Store, actor: Actor, settings: Settings, *, idempotency_key: str
                             list(saving.files))
         result = publish_run(store, actor, prepared, kind=MANUAL, trigger=SAVE_TRIGGER,
                              settings=settings, rules=selected_rules(store, saving),
-                             pinned=saving.pinned, now=at)
+                             pinned=saving.pinned, now=at, republish=republish)
     except Exception:
         commit(store, actor, saving, replace(saving, status=OPEN, saving_at="", saving_key=""),
                action="save_failed", now=now)

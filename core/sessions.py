@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from core import buffer
+from core import buffer, duplicates
 from core.access import MANUAL_SESSION, Actor, require
 from core.audit import record_change
 from core.config import Settings
@@ -107,6 +107,8 @@ class SessionView:
     per_rule: dict[str, int]
     rules: list[str]
     session: Session
+    # Rows a visible run already published: save skips them (an admin may publish them again).
+    already: duplicates.AlreadyPublished = field(default_factory=duplicates.AlreadyPublished)
 
 
 def _at(now: datetime | None) -> datetime:
@@ -283,7 +285,7 @@ def add_files(store: Store, actor: Actor, files: Sequence[tuple[str, bytes]], se
     """Read and validate files into the session. A whole-file problem raises FileProblem and
     changes nothing."""
     session = current(store, actor, version)
-    prepared = prepare_files(store, files, settings)
+    prepared = prepare_files(store, files, settings, skip_published=False, whole=False)
     return _load_into(store, actor, session, prepared, (), now)
 
 
@@ -306,7 +308,8 @@ def add_from_buffer(store: Store, actor: Actor, entry_ids: Collection[str] | Non
             raise Conflict(f"buffer file(s) not available: {taken}; reload the buffer")
         if not claimed:
             return session
-        prepared = prepare_files(store, [(name, data) for _, name, data in claimed], settings)
+        prepared = prepare_files(store, [(name, data) for _, name, data in claimed], settings,
+                                 skip_published=False, whole=False)
         for meta, entry_id in zip(prepared.files, ids, strict=True):
             meta["buffer_id"] = entry_id
         return _load_into(store, actor, session, prepared, ids, now)
@@ -331,7 +334,8 @@ def fetch_from_source(store: Store, actor: Actor, sources: Sequence[Mapping[str,
                                             job_name=f"session-{actor.username}", now=_at(now))
     if collected.empty:
         return session
-    prepared = prepare_files(store, collected.files, settings)
+    prepared = prepare_files(store, collected.files, settings, skip_published=False,
+                             whole=False)
     return _load_into(store, actor, session, prepared, (), now)
 
 
@@ -364,6 +368,7 @@ def preview(store: Store, actor: Actor, settings: Settings, *,
     if filters is not None:
         ranked, excluded = filter_frame(ranked, filters), filter_frame(excluded, filters)
     counts["shown"] = len(ranked)
+    already = duplicates.find_published(store, rows, duplicates.color_keys(rows))
     return SessionView(ranked.reset_index(drop=True), excluded.reset_index(drop=True), counts,
                        quarantined, load_report(store, session), outcome.counts,
-                       [r.name for r in rules], session)
+                       [r.name for r in rules], session, already)

@@ -23,6 +23,7 @@ from typing import Any
 
 from core.columns import load_column_config
 from core.config import Settings
+from core.duplicates import skipped_files
 from core.errors import FileProblem, InvalidInput
 from core.schema import ColumnSpec, default_column_config
 from core.sql_source import SQL, SourceUnavailable, check_sql_source, collect_sql
@@ -255,7 +256,12 @@ def _collect_buffer(store: Store, collected: Collected, job_name: str) -> None:
     ids = {entry_id: collected.add(name, data, "buffer") for entry_id, name, data in entries}
 
     def processed(run_id: int) -> list[str]:
-        buffer.mark_processed(store, list(ids), run_id, owner=owner)
+        notes = skipped_files(store, run_id)  # files identical to ones already published
+        buffer.mark_processed(store, [i for i in ids if ids[i] not in notes], run_id, owner=owner)
+        for entry_id, name in ids.items():
+            if name in notes:
+                buffer.mark_processed(store, [entry_id], run_id, owner=owner,
+                                      note=f"skipped: {notes[name]}")
         return []
 
     def released(error: BaseException | None) -> list[str]:

@@ -8,7 +8,8 @@ import uuid
 import streamlit as st
 
 from core import buffer, session_actions, sessions
-from core.access import MANUAL_SESSION
+from core.access import MANUAL_SESSION, REPUBLISH
+from core.duplicates import AlreadyPublished, run_notes
 from core.exports import write_csv
 from core.jobs import load_jobs
 from core.pipeline import RunResult, workbook_for
@@ -39,6 +40,8 @@ def saved_result(result: RunResult) -> None:
     st.success(f"Published run {rec.run_id}: {rec.counts['published']} colors "
                f"({rec.counts['parents']} parents), {rec.counts['excluded']} excluded, "
                f"{rec.counts['quarantined']} quarantined.")
+    for note in run_notes(rec):  # colors already published: skipped, or published again
+        st.info(escape_markdown(note))
     st.download_button("Download the output workbook", workbook_for(result, actor),
                        file_name=f"colors-run-{rec.run_id}.xlsx", key="manual_color.download",
                        mime=XLSX)
@@ -112,9 +115,18 @@ def validation(view: sessions.SessionView) -> None:
                            key="manual_color.quarantined")
 
 
-def history_and_save(session: sessions.Session, version: str, rows: int) -> None:
-    """Undo, redo, save (exactly once per session version) and discard (confirmed)."""
+def history_and_save(session: sessions.Session, version: str, rows: int,
+                     already: AlreadyPublished) -> None:
+    """Undo, redo, save (exactly once per session version) and discard (confirmed). Rows already
+    published are shown before saving; save skips them unless an admin ticks republish."""
     st.subheader("Save")
+    republish = False
+    if already.count:
+        st.warning(f"{already.count} of these colors were already published in "
+                   f"{escape_markdown(already.where())}. Saving skips them.")
+        if actor.can(REPUBLISH):
+            republish = st.checkbox("Publish them again (recorded in the run)",
+                                    key="manual_color.republish")
     if SAVE_KEY not in st.session_state or st.session_state[SAVE_KEY][0] != version:
         st.session_state[SAVE_KEY] = (version, uuid.uuid4().hex)
     key = st.session_state[SAVE_KEY][1]
@@ -130,7 +142,7 @@ def history_and_save(session: sessions.Session, version: str, rows: int) -> None
     if c.button("Save and publish", key="manual_color.save", type="primary", disabled=not rows):
         with error_boundary("Saving"), st.spinner("Publishing…"):
             result = session_actions.save(st_store, actor, st_settings, idempotency_key=key,
-                                          version=version)
+                                          version=version, republish=republish)
             st.session_state[RESULT] = result
             done(f"Published run {result.record.run_id}")
     if d.button("Discard…", key="manual_color.discard"):
@@ -169,7 +181,7 @@ def session_tab() -> None:
         session_view.rules_section(st_store, actor, view, version)
         shown = session_view.preview_section(st_store, actor, view)
         session_view.rows_section(st_store, actor, st_settings, shown, session, version)
-        history_and_save(session, version, view.counts["rows"])
+        history_and_save(session, version, view.counts["rows"], view.already)
 
 
 session_tab_, buffer_tab = st.tabs(["Session", "Upload buffer"])

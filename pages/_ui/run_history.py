@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.access import Actor
 from core.config import Settings
+from core.duplicates import run_notes
 from core.exports import write_xlsx
 from core.history import load_rows
 from core.run_liveness import load_swept_runs
@@ -114,6 +115,8 @@ def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -
     if record.error:
         (st.error if record.status in ("failed", "abandoned") else st.info)(
             escape_markdown(record.error))
+    for note in run_notes(record):  # colors and files already published
+        st.info(escape_markdown(note))
     cols = st.columns(5)
     for col, name in zip(cols, ("read", "published", "parents", "excluded", "quarantined"),
                          strict=True):

@@ -474,3 +474,33 @@ def test_a_viewer_cannot_open_the_page(app_as):
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(PAGE)
 
+
+
+def test_rows_already_published_are_shown_before_saving_and_skipped(app_as, app_store, sample):
+    first = _ok(_click(_session(app_as, sample), "manual_color.save"))
+    (run,) = runs.load_runs(app_store)
+    at = _session(app_as, sample)
+    when = run.finished_at[:16].replace("T", " ")
+    assert [w.value for w in at.warning] == [
+        f"50 of these colors were already published in run {run.run_id} (file {SAMPLE.name}, "
+        f"by ana at {when} UTC). Saving skips them."]
+    assert "manual_color.republish" not in [c.key for c in at.checkbox]  # analysts cannot
+    assert runs.load_runs(app_store) == [run]  # shown before anything is published
+    _ok(_click(at, "manual_color.save"))
+    second = runs.load_runs(app_store)[0]
+    assert (second.counts["published"], second.already_published["count"]) == (0, 50)
+    assert at.info[0].value == (
+        f"50 colors skipped: already published in run {run.run_id} (file {SAMPLE.name}, by ana "
+        f"at {when} UTC)")
+    assert len(history.published_colors(app_store, SYSTEM)) == 50
+    assert first.session_state["manual_color.result_state"].record.run_id == run.run_id
+
+
+def test_an_admin_may_tick_publish_again(app_as, app_store, sample):
+    _ok(_click(_session(app_as, sample), "manual_color.save"))
+    at = _session(app_as, sample, username="ada", role="admin")
+    at.checkbox(key="manual_color.republish").check().run()
+    _ok(_click(at, "manual_color.save"))
+    second = runs.load_runs(app_store)[0]
+    assert (second.actor, second.republished, second.counts["published"]) == ("ada", True, 50)
+    assert len(history.published_colors(app_store, SYSTEM)) == 100
