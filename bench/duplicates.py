@@ -1,4 +1,4 @@
-"""Already-published check (core.duplicates) of a 1M-row run over a 10M-row history.
+"""Already-published check (core.runs.duplicates) of a 1M-row run over a 10M-row history.
 
     .venv/bin/python bench/duplicates.py --keep /tmp/mp-dup-bench            # 100 runs × 100k
     .venv/bin/python bench/duplicates.py --keep /tmp/mp-dup-bench --runs 10  # a quick 1M version
@@ -34,7 +34,7 @@ def _day(number: int) -> str:
 
 
 def _run_rows(run_id: int, rows: int):
-    from core.demo import generate_colors
+    from core.cli.demo import generate_colors
 
     return generate_colors(rows, seed=7, date=_day(run_id), cusips=CUSIPS)
 
@@ -43,11 +43,11 @@ def _build_run(job: tuple[str, int, int, bool]) -> int:
     import numpy as np
     import pandas as pd
 
-    from core import runs
     from core.config import load_settings
-    from core.duplicates import color_keys
-    from core.exports import output_columns
-    from core.pipeline import assign_color_ids, rank_batch
+    from core.runs import records as runs
+    from core.runs.duplicates import color_keys
+    from core.runs.exports import output_columns
+    from core.runs.pipeline import assign_color_ids, rank_batch
     from core.schema import COLOR_KEY, POSITION, PROCESSED_AT, PROCESSING_TYPE, RUN_ID
     from storage import open_store
 
@@ -68,7 +68,7 @@ def _build_run(job: tuple[str, int, int, bool]) -> int:
 
 
 def build(root: Path, n_runs: int, rows: int, legacy: bool) -> float:
-    from core import runs
+    from core.runs import records as runs
     from storage import open_store
 
     params = {"runs": n_runs, "rows": rows, "legacy": legacy}
@@ -105,9 +105,9 @@ def main() -> None:
 
     import pandas as pd
 
-    from core.compaction import compact_colors
-    from core.demo import generate_colors
-    from core.duplicates import color_keys, find_published
+    from core.cli.demo import generate_colors
+    from core.reads.compaction import compact_colors
+    from core.runs.duplicates import color_keys, find_published
     from storage import open_store
 
     args.keep.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MARKETPULSE_STORE_URL"] = f"{tmp}/store"
         os.environ["MARKETPULSE_AUTH_COOKIE_KEY"] = "k" * 40  # this process only
+        from core.cli.demo import load_demo
         from core.config import load_settings
-        from core.demo import load_demo
-        from core.users import create_first_admin
+        from core.identity.users import create_first_admin
         from storage import open_store
 
         store = open_store(f"{tmp}/store")

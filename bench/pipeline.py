@@ -33,7 +33,7 @@ def _peak_mb() -> float:
 
 def _bench_rules() -> list:
     """Three realistic exclusion rules, as a desk would have them."""
-    from core.rules import Condition, Group, Rule
+    from core.rules.exclusion import Condition, Group, Rule
 
     return [
         Rule(name="No DZ", conditions=Group("or", [Condition("SOURCE", "equal_to", "DZ BANK")])),
@@ -46,9 +46,9 @@ def _bench_rules() -> list:
 
 
 def scenario_rules_rank(rows: int) -> dict:
+    from core.cli.demo import generate_colors
     from core.config import load_settings
-    from core.demo import generate_colors
-    from core.pipeline import assign_color_ids, rank_batch
+    from core.runs.pipeline import assign_color_ids, rank_batch
 
     settings = load_settings({}, {})
     frame = assign_color_ids(generate_colors(rows, seed=11), 1)
@@ -67,10 +67,10 @@ def scenario_rules_rank(rows: int) -> dict:
 
 def scenario_end_to_end(rows: int, fmt: str) -> dict:
     from core.access import SYSTEM
+    from core.cli.demo import generate_colors
     from core.config import load_settings
-    from core.demo import generate_colors
-    from core.exports import write_csv, write_xlsx
-    from core.pipeline import prepare_files, publish_run
+    from core.runs.exports import write_csv, write_xlsx
+    from core.runs.pipeline import prepare_files, publish_run
     from core.schema import INPUT_COLUMNS
     from storage import open_store
 

@@ -51,11 +51,11 @@ def _build_run(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
     import numpy as np
     import pandas as pd
 
-    from core import runs
+    from core.cli.demo import generate_colors
     from core.config import load_settings
-    from core.demo import generate_colors
-    from core.exports import output_columns
-    from core.pipeline import assign_color_ids, rank_batch
+    from core.runs import records as runs
+    from core.runs.exports import output_columns
+    from core.runs.pipeline import assign_color_ids, rank_batch
     from core.schema import IS_PARENT, POSITION, PROCESSED_AT, PROCESSING_TYPE, RUN_ID
     from storage import open_store
 
@@ -79,7 +79,7 @@ def build(root: Path, n_runs: int, rows: int, cusips: int) -> float:
 
     import numpy as np
 
-    from core import runs
+    from core.runs import records as runs
     from storage import open_store
 
     params = {"runs": n_runs, "rows": rows, "cusips": cusips, "format": 2}
@@ -102,7 +102,7 @@ def build(root: Path, n_runs: int, rows: int, cusips: int) -> float:
 
 def _record_runs(store, jobs: list[tuple], parents: dict[int, int]) -> None:
     """Success run records for built runs (this makes them visible), then the new data version."""
-    from core import runs
+    from core.runs import records as runs
 
     for _, run_id, day, rows, _ in jobs:
         at = datetime.fromisoformat(f"{day}T18:00:00+00:00")
@@ -120,8 +120,8 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
     """Runs published after the compacted copy: add `count` of them (read from their own files
     until the scheduler's next step puts them in the copy's delta), or remove them and the delta
     again (so a reused build starts from the full copy)."""
-    from core import runs
-    from core.published import COMPACT_TABLE, MANIFEST_KEY, ROLLUP_TABLE, load_manifest
+    from core.runs import records as runs
+    from core.runs.published import COMPACT_TABLE, MANIFEST_KEY, ROLLUP_TABLE, load_manifest
     from storage import open_store
 
     store = open_store(str(root / "store"))
@@ -153,7 +153,7 @@ def reference(root: Path) -> dict:
     also printed as ratios to it, which move less than wall times when other work loads the box."""
     import duckdb
 
-    from core import runs
+    from core.runs import records as runs
     from storage import open_store
 
     path = root / "reference.parquet"
@@ -181,7 +181,7 @@ def reference(root: Path) -> dict:
 
 # -- one query kind in its own process -------------------------------------------------------------
 def _samples(store, count: int) -> tuple[list[str], list[str], datetime]:
-    from core import runs
+    from core.runs import records as runs
 
     last = runs.load_runs(store, limit=1)[0]
     frame = store.scan(runs.COLORS_TABLE, [runs.run_partition(last.run_id)], ["CUSIP", "TICKER"])
@@ -198,12 +198,12 @@ def _time(call) -> tuple[float, float, object]:
 
 
 def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
-    from core import published
     from core.access import SYSTEM
-    from core.analytics import DashboardFilters, dashboard_data
-    from core.identifiers import classify
-    from core.search import SearchQuery, search_colors
-    from core.security import security_history, security_summary
+    from core.reads.dashboard import DashboardFilters, dashboard_data
+    from core.reads.identifiers import classify
+    from core.reads.search import SearchQuery, search_colors
+    from core.reads.security_page import security_history, security_summary
+    from core.runs import published
     from storage import open_store
 
     if layout == "raw":  # read every run from its own partition, as before any compaction
@@ -240,7 +240,7 @@ def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
 
 
 def compact_child(root: Path) -> dict:
-    from core.compaction import compact_colors
+    from core.reads.compaction import compact_colors
     from storage import open_store
 
     report = compact_colors(open_store(str(root / "store")))

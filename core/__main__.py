@@ -16,24 +16,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
-from core import (
-    cli_buffer,
-    cli_columns,
-    cli_jobs,
-    cli_search,
-    cli_users,
-    duplicates,
-    history,
-    pipeline,
-    rules,
-    runs,
-)
 from core.access import SYSTEM
+from core.alerts.watchlists import alert_after_publish
+from core.automation.sweep import sweep_runs
+from core.cli import buffer as cli_buffer
+from core.cli import columns as cli_columns
+from core.cli import jobs as cli_jobs
+from core.cli import search as cli_search
+from core.cli import users as cli_users
 from core.config import load_settings, read_secrets_file, secrets_path
 from core.errors import MarketPulseError
-from core.exports import write_output
-from core.run_liveness import sweep_runs
-from core.watchlists import alert_after_publish
+from core.reads import history
+from core.rules import exclusion as rules
+from core.runs import duplicates, pipeline
+from core.runs import records as runs
+from core.runs.exports import write_output
 from storage import StoreError, open_store
 
 PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a program whose reader went away
@@ -218,22 +215,22 @@ def _run(args: argparse.Namespace, store, settings) -> int:
     if args.command == "init":
         print(f"Store: {settings['store.url']}")
         if not settings["auth.cookie_key"]:
-            from core.login_key import ensure_cookie_key
+            from core.identity.login_key import ensure_cookie_key
 
             ensure_cookie_key(settings, secrets_path())
-        from core.login_key import forget_stored_cookie_key
+        from core.identity.login_key import forget_stored_cookie_key
 
         if forget_stored_cookie_key(store):
             print("Deleted the login cookie key an older version kept in the store")
         if settings["demo"]:
-            from core.demo import load_demo
+            from core.cli.demo import load_demo
 
             loaded = load_demo(store, settings)
             if loaded:
                 print(f"Loaded {loaded} demo runs (set MARKETPULSE_DEMO=0 to start empty)")
         return 0
     if args.command == "demo":
-        from core.demo import load_demo
+        from core.cli.demo import load_demo
 
         loaded = load_demo(store, settings, force=args.force)
         print(f"Loaded {loaded} demo runs" if loaded else "Store already has runs; nothing loaded")

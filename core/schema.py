@@ -51,7 +51,7 @@ SOURCE_SHEET = "SOURCE_SHEET"
 EXCLUDED_BY = "EXCLUDED_BY"  # name of the first matching rule, on excluded rows
 QUARANTINE_REASON = "QUARANTINE_REASON"  # blocking problems, on quarantined rows
 POSITION = "POSITION"  # ranked order within the run (stores sort by CUSIP; this restores the order)
-COLOR_KEY = "COLOR_KEY"  # a published color's identity (core.duplicates, DOMAIN.md §1.5)
+COLOR_KEY = "COLOR_KEY"  # a published color's identity (core.runs.duplicates, DOMAIN.md §1.5)
 
 # Order of the Excel output, kept for compatibility with the earlier system's workbook.
 OUTPUT_COLUMNS: tuple[str, ...] = (

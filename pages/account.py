@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from core.passwords import HISTORY_SIZE, MIN_LENGTH
-from core.sessions_auth import change_own_password
+from core.identity.login import change_own_password
+from core.identity.passwords import HISTORY_SIZE, MIN_LENGTH
 from pages._ui.auth import LOGIN_AT
 from pages._ui.services import current_actor, current_user, error_boundary, store
 

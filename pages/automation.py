@@ -10,8 +10,7 @@ import streamlit as st
 
 from core.access import EDIT_JOBS, Actor
 from core.audit import load_changes
-from core.config import Settings
-from core.jobs import (
+from core.automation.jobs import (
     AREA,
     REVERTIBLE,
     Job,
@@ -25,8 +24,9 @@ from core.jobs import (
     revert_job_change,
     toggle_job,
 )
-from core.runs import load_runs
-from core.scheduler import run_in_app, scheduler_health
+from core.automation.scheduler import run_in_app, scheduler_health
+from core.config import Settings
+from core.runs.records import load_runs
 from pages._ui import automation_views as views
 from pages._ui.markdown import escape_markdown
 from pages._ui.run_history import render_run_history

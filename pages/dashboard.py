@@ -1,6 +1,7 @@
 """Dashboard: the desk's day at a glance. Filters (date range, sector, processing type) drive every
 element: KPIs, charts, the latest parents, the runs list and the Excel export. Everything comes
-from core.analytics.dashboard_data (cached), under the user's sectors. Admins can queue a run."""
+from core.reads.dashboard.dashboard_data (cached), under the user's sectors. Admins can queue a
+run."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from core import runs
 from core.access import TRIGGER_RUN, Actor
-from core.access_log import log_export
-from core.analytics import DashboardData, DashboardFilters, dashboard_workbook
-from core.jobs import load_jobs, next_runs
+from core.automation.jobs import load_jobs, next_runs
+from core.compliance.access_log import log_export
+from core.reads.dashboard import DashboardData, DashboardFilters, dashboard_workbook
+from core.runs import records as runs
 from core.schema import CUSIP, PROCESSING_TYPES, SECTOR
 from pages._ui import cached, charts
 from pages._ui.automation_views import clock, render_run_buttons

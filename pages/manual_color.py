@@ -7,13 +7,15 @@ import uuid
 
 import streamlit as st
 
-from core import buffer, session_actions, sessions
 from core.access import MANUAL_SESSION, REPUBLISH
-from core.duplicates import AlreadyPublished, run_notes
-from core.exports import write_csv
-from core.jobs import load_jobs
-from core.pipeline import RunResult, workbook_for
-from core.sources import SQL
+from core.automation.jobs import load_jobs
+from core.intake import buffer
+from core.intake.sources import SQL
+from core.manual import actions as session_actions
+from core.manual import sessions
+from core.runs.duplicates import AlreadyPublished, run_notes
+from core.runs.exports import write_csv
+from core.runs.pipeline import RunResult, workbook_for
 from pages._ui import buffer_view, session_view
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import current_actor, error_boundary, settings, store

@@ -12,13 +12,11 @@ import pandas as pd
 import streamlit as st
 
 from core.access import EDIT_RULES
-from core.columns import custom_column_types, load_column_config
-from core.conditions import iter_conditions, validate_group
-from core.history import latest_run, load_rows
-from core.ingest import read_colors
-from core.presets import Preset, delete_preset, list_presets, preset_columns, save_preset
-from core.rule_import import ADDED, REJECTED, UNCHANGED, UPDATED, import_rules
-from core.rules import (
+from core.ingest.color_file import read_colors
+from core.ingest.columns import custom_column_types, load_column_config
+from core.reads.history import latest_run, load_rows
+from core.rules.conditions import iter_conditions, validate_group
+from core.rules.exclusion import (
     Rule,
     delete_rule,
     describe,
@@ -30,7 +28,9 @@ from core.rules import (
     test_rule,
     toggle_rule,
 )
-from core.runs import COLORS_TABLE, EXCLUDED_TABLE
+from core.rules.presets import Preset, delete_preset, list_presets, preset_columns, save_preset
+from core.rules.rule_import import ADDED, REJECTED, UNCHANGED, UPDATED, import_rules
+from core.runs.records import COLORS_TABLE, EXCLUDED_TABLE
 from core.schema import COLUMN_TYPE
 from pages._ui.change_history import render_change_history
 from pages._ui.markdown import escape_markdown

@@ -1,6 +1,6 @@
 """Search: one box (CUSIP, ticker, MESSAGE_ID), bulk ids, filters, sort and pages over parent
 groups, the whole result to Excel or CSV, saved searches, the last 20 searches, and My watchlist.
-Every query goes through core.search under the user's sectors and columns."""
+Every query goes through core.reads.search under the user's sectors and columns."""
 
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
-from core.access_log import log_security_view
+from core.alerts.watchlists import load_watchlist
+from core.compliance.access_log import log_security_view
+from core.reads.security_page import SecuritySummary
 from core.schema import BIAS, DATE, PX, RUN_ID, SOURCE
-from core.security import SecuritySummary
-from core.watchlists import load_watchlist
 from pages._ui import cached, charts
 from pages._ui.automation_views import show_flashes
 from pages._ui.markdown import escape_markdown

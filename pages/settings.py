@@ -7,11 +7,15 @@ import pandas as pd
 import streamlit as st
 
 from core.access import MANAGE_USERS, Actor
-from core.column_profiles import delete_column_profile, load_column_profiles, save_column_profile
+from core.identity.column_profiles import (
+    delete_column_profile,
+    load_column_profiles,
+    save_column_profile,
+)
+from core.identity.login import get_self_registration_version, set_self_registration
+from core.identity.user_records import list_users
+from core.identity.users import approve_user
 from core.schema import INPUT_COLUMNS, OUTPUT_COLUMNS
-from core.sessions_auth import get_self_registration_version, set_self_registration
-from core.user_records import list_users
-from core.users import approve_user
 from pages._ui.columns_admin import render_columns_admin
 from pages._ui.markdown import escape_markdown
 from pages._ui.notifications_admin import render_notification_settings

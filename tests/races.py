@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import core.passwords
+import core.identity.passwords
 from core.access import Actor
-from core.conditions import Condition, Group
+from core.rules.conditions import Condition, Group
 from core.schema import PX, SECTOR
 from storage import Store, open_store
 
@@ -28,7 +28,7 @@ Act = Callable[[], Any]
 
 
 def _rule(store: Store, index: int) -> Act:
-    from core.rules import Rule, save_rule
+    from core.rules.exclusion import Rule, save_rule
 
     rule = Rule(RULE_NAME if index % 2 else RULE_NAME.upper(),
                 Group("and", [Condition(PX, "greater_than", 100)]))
@@ -36,47 +36,47 @@ def _rule(store: Store, index: int) -> Act:
 
 
 def _job(store: Store, index: int) -> Act:
-    from core.jobs import Job, save_job
+    from core.automation.jobs import Job, save_job
 
     return lambda: save_job(store, ADMIN, Job(name=JOB_NAME, schedule="0 6 * * 1-5"))
 
 
 def _user(store: Store, index: int) -> Act:
-    from core.users import create_user
+    from core.identity.users import create_user
 
     return lambda: create_user(store, ADMIN, USER_NAME, name="Trader", email="", role="viewer",
                                password=PASSWORD)
 
 
 def _preset(store: Store, index: int) -> Act:
-    from core.presets import Preset, save_preset
+    from core.rules.presets import Preset, save_preset
 
     preset = Preset(PRESET_NAME, Group("and", [Condition(SECTOR, "equal to", "2.0_mezz")]))
     return lambda: save_preset(store, ANALYST, preset)
 
 
 def _search(store: Store, index: int) -> Act:
-    from core.saved_searches import save_search
-    from core.search import SearchQuery
+    from core.reads.saved_searches import save_search
+    from core.reads.search import SearchQuery
 
     return lambda: save_search(store, ANALYST, SEARCH_NAME, SearchQuery(text=f"ares{index}"))
 
 
 def _first_admin(store: Store, index: int) -> Act:
-    from core.users import create_first_admin
+    from core.identity.users import create_first_admin
 
     return lambda: create_first_admin(store, f"admin{index}", "Admin", "", PASSWORD)
 
 
 def _run_now(store: Store, index: int) -> Act:
-    from core.jobs import find_job, request_run
+    from core.automation.jobs import find_job, request_run
 
     job_id = find_job(store, JOB_NAME).id
     return lambda: request_run(store, ADMIN, job_id, now=datetime.now(UTC))
 
 
 def _smtp(store: Store, index: int) -> Act:
-    from core.notify import SmtpConfig, get_smtp_config, save_smtp_config
+    from core.alerts.email import SmtpConfig, get_smtp_config, save_smtp_config
 
     _, version = get_smtp_config(store)
     config = SmtpConfig(host=f"smtp{index}.desk.example", sender="desk@desk.example")
@@ -84,7 +84,7 @@ def _smtp(store: Store, index: int) -> Act:
 
 
 def _webhooks(store: Store, index: int) -> Act:
-    from core.webhooks import WebhookSettings, get_webhook_settings, save_webhook_settings
+    from core.alerts.webhooks import WebhookSettings, get_webhook_settings, save_webhook_settings
 
     _, version = get_webhook_settings(store)
     config = WebhookSettings(slack_url=f"https://hooks.slack.com/services/T{index}/B{index}/x")
@@ -92,7 +92,7 @@ def _webhooks(store: Store, index: int) -> Act:
 
 
 def _email(store: Store, index: int) -> Act:
-    from core.email_templates import EmailSettings, get_email_settings, save_email_settings
+    from core.alerts.templates import EmailSettings, get_email_settings, save_email_settings
 
     _, version = get_email_settings(store)
     config = EmailSettings(to=[f"desk{index}@desk.example"])
@@ -100,14 +100,14 @@ def _email(store: Store, index: int) -> Act:
 
 
 def _signup(store: Store, index: int) -> Act:
-    from core.sessions_auth import get_self_registration_version, set_self_registration
+    from core.identity.login import get_self_registration_version, set_self_registration
 
     _, version = get_self_registration_version(store)
     return lambda: set_self_registration(store, ADMIN, bool(index % 2), expected_version=version)
 
 
 def _profile(store: Store, index: int) -> Act:
-    from core.column_profiles import save_column_profile
+    from core.identity.column_profiles import save_column_profile
 
     return lambda: save_column_profile(store, ADMIN, "Slim", ["CUSIP", f"PX{index}"],
                                        expected=None)
@@ -120,7 +120,7 @@ OPS: dict[str, Callable[[Store, int], Act]] = {
 
 
 def main(op: str, url: str, gate: str, index: str, count: str) -> None:
-    core.passwords.BCRYPT_ROUNDS = 4  # the policy is checked, the hashing kept cheap
+    core.identity.passwords.BCRYPT_ROUNDS = 4  # the policy is checked, the hashing kept cheap
     store = open_store(url)
     act = OPS[op](store, int(index))
     Path(f"{gate}.ready{index}").touch()

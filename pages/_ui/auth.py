@@ -9,11 +9,10 @@ from typing import Any
 import streamlit as st
 import streamlit_authenticator as stauth
 
-from core import notify
+from core.alerts import email as notify
 from core.config import Settings
 from core.errors import MarketPulseError, NotFound
-from core.login_key import cookie_key
-from core.sessions_auth import (
+from core.identity.login import (
     authenticate,
     change_own_password,
     cookie_expiry_trusted,
@@ -25,8 +24,9 @@ from core.sessions_auth import (
     register_user,
     session_is_valid,
 )
-from core.user_records import User, count_users, get_user
-from core.users import create_first_admin, credentials_for_authenticator
+from core.identity.login_key import cookie_key
+from core.identity.user_records import User, count_users, get_user
+from core.identity.users import create_first_admin, credentials_for_authenticator
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import LAST_SEEN, LOGIN_AT, error_boundary
 from storage import Store

@@ -11,8 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access import TRIGGER_RUN, Actor
-from core.errors import InvalidInput, MarketPulseError
-from core.jobs import (
+from core.automation.jobs import (
     DEFAULT_TIMEZONE,
     Job,
     builder_from_cron,
@@ -25,6 +24,7 @@ from core.jobs import (
     save_job,
     upcoming_runs,
 )
+from core.errors import InvalidInput, MarketPulseError
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.notifications import list_notifications, mark_read, unread_count
-from core.user_records import User
+from core.alerts.bell import list_notifications, mark_read, unread_count
+from core.identity.user_records import User
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import buffer
 from core.access import Actor
 from core.config import Settings
-from core.exports import template_workbook
+from core.intake import buffer
+from core.runs.exports import template_workbook
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from pages._ui.widgets import validation_report

@@ -14,10 +14,13 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from core import analytics, runs, search, security
 from core.access import Actor
-from core.search import SearchQuery, SearchResult
-from core.security import SecuritySummary
+from core.reads import dashboard as analytics
+from core.reads import search
+from core.reads import security_page as security
+from core.reads.search import SearchQuery, SearchResult
+from core.reads.security_page import SecuritySummary
+from core.runs import records as runs
 from storage import Store
 
 _ENTRIES = 256
@@ -43,7 +46,7 @@ def _search(_store: Store, _actor: Actor, url: str, version: str, seen: tuple,
 
 
 def search_page(store: Store, actor: Actor, query: SearchQuery) -> SearchResult:
-    """core.search.search_colors, cached."""
+    """core.reads.search.search_colors, cached."""
     return _search(store, actor, store.url, _version(store), _seen(actor), query.key())
 
 
@@ -54,7 +57,7 @@ def _export(_store: Store, _actor: Actor, url: str, version: str, seen: tuple, q
 
 
 def search_export(store: Store, actor: Actor, query: SearchQuery, fmt: str) -> bytes:
-    """core.search.export_search (the whole result, every page), cached."""
+    """core.reads.search.export_search (the whole result, every page), cached."""
     return _export(store, actor, store.url, _version(store), _seen(actor),
                    query.with_page(1).key(), fmt)
 
@@ -96,7 +99,7 @@ def _run_ids(_store: Store, url: str, version: str) -> list[int]:
 
 
 def visible_run_ids(store: Store) -> list[int]:
-    """core.runs.visible_run_ids, cached (it reads every run record)."""
+    """core.runs.records.visible_run_ids, cached (it reads every run record)."""
     return _run_ids(store, store.url, _version(store))
 
 
@@ -112,7 +115,7 @@ def _dashboard(_store: Store, _actor: Actor, _filters: analytics.DashboardFilter
 
 def dashboard(store: Store, actor: Actor, filters: analytics.DashboardFilters,
               now: datetime) -> analytics.DashboardData:
-    """core.analytics.dashboard_data, cached for the day of `now` (an aware time in the desk's
+    """core.reads.dashboard.dashboard_data, cached for the day of `now` (an aware time in the desk's
     timezone). The newest run's id and status are in the key too: a failed run changes the
     "last run" KPI without changing the data version."""
     newest = runs.load_runs(store, limit=1)

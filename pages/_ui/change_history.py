@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
-from core.revert import recent_changes, revert_change
+from core.compliance.revert import recent_changes, revert_change
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store

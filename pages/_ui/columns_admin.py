@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
-from core.columns import (
+from core.config import Settings
+from core.ingest.columns import (
     add_alias,
     add_custom_column,
     get_column_config,
@@ -22,7 +23,6 @@ from core.columns import (
     set_required,
     set_visible,
 )
-from core.config import Settings
 from core.schema import COLUMN_TYPES, TEXT, ColumnSpec
 from pages._ui.change_history import render_change_history
 from pages._ui.services import error_boundary

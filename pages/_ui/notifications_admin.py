@@ -11,10 +11,7 @@ from typing import Any
 import streamlit as st
 
 from core.access import Actor
-from core.config import Settings
-from core.email_templates import VARIABLES
-from core.errors import ChangedMeanwhile
-from core.notify import (
+from core.alerts.email import (
     SECURITY,
     EmailSettings,
     SmtpConfig,
@@ -27,7 +24,8 @@ from core.notify import (
     send_test_email,
     template_problems,
 )
-from core.webhooks import (
+from core.alerts.templates import VARIABLES
+from core.alerts.webhooks import (
     SERVICES,
     SETTING_KEYS,
     TEAMS_FORMATS,
@@ -36,6 +34,8 @@ from core.webhooks import (
     save_webhook_settings,
     send_test_webhook,
 )
+from core.config import Settings
+from core.errors import ChangedMeanwhile
 from pages._ui.services import error_boundary
 from storage import Store
 

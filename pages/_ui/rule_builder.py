@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.conditions import (
+from core.rules.conditions import (
     BETWEEN,
     IN_LIST,
     IS_EMPTY,

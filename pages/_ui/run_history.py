@@ -10,13 +10,20 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
+from core.automation.sweep import load_swept_runs
 from core.config import Settings
-from core.duplicates import run_notes
-from core.exports import write_xlsx
-from core.history import load_rows
-from core.run_liveness import load_swept_runs
-from core.runs import EXCLUDED_TABLE, QUARANTINED_TABLE, STATUSES, SUCCESS, RunRecord, load_runs
-from core.validation import Problem, ValidationReport
+from core.ingest.validation import Problem, ValidationReport
+from core.reads.history import load_rows
+from core.runs.duplicates import run_notes
+from core.runs.exports import write_xlsx
+from core.runs.records import (
+    EXCLUDED_TABLE,
+    QUARANTINED_TABLE,
+    STATUSES,
+    SUCCESS,
+    RunRecord,
+    load_runs,
+)
 from pages._ui.markdown import escape_markdown
 from pages._ui.widgets import validation_report
 from storage import ObjectNotFound, Store
@@ -77,7 +84,7 @@ def _colour(table: pd.DataFrame) -> pd.io.formats.style.Styler:
 def render_run_history(store: Store, actor: Actor, key: str = "automation",
                        settings: Settings | None = None) -> None:
     """Filters, the runs table, the calendar and the detail of one chosen run. With settings,
-    runs whose process died are swept to abandoned first (core.run_liveness)."""
+    runs whose process died are swept to abandoned first (core.runs.liveness)."""
     if settings is None:
         records = load_runs(store, limit=500)  # one store read per run: the newest 500
     else:

@@ -14,9 +14,26 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
-from core.access_log import log_export, log_search
-from core.analytics import DashboardFilters
-from core.conditions import (
+from core.compliance.access_log import log_export, log_search
+from core.reads.dashboard import DashboardFilters
+from core.reads.identifiers import (
+    CUSIP_ID,
+    MANGLED,
+    MESSAGE_ID_ID,
+    TICKER_ID,
+    parse_bulk,
+    read_id_file,
+)
+from core.reads.saved_searches import (
+    SavedSearch,
+    delete_saved_search,
+    list_saved_searches,
+    load_search_history,
+    record_search_history,
+    save_search,
+)
+from core.reads.search import SearchQuery, SearchResult, filters_group, text_identifier
+from core.rules.conditions import (
     AFTER,
     BEFORE,
     BETWEEN,
@@ -26,15 +43,6 @@ from core.conditions import (
     LESS_THAN_OR_EQUAL_TO,
     Condition,
     Group,
-)
-from core.identifiers import CUSIP_ID, MANGLED, MESSAGE_ID_ID, TICKER_ID, parse_bulk, read_id_file
-from core.saved_searches import (
-    SavedSearch,
-    delete_saved_search,
-    list_saved_searches,
-    load_search_history,
-    record_search_history,
-    save_search,
 )
 from core.schema import (
     ASK,
@@ -56,7 +64,6 @@ from core.schema import (
     SECTOR,
     SOURCE,
 )
-from core.search import SearchQuery, SearchResult, filters_group, text_identifier
 from pages._ui import cached
 from pages._ui.automation_views import flash
 from pages._ui.markdown import escape_markdown
@@ -137,7 +144,7 @@ def render_box() -> tuple[str, str, str]:
 
 
 def render_bulk() -> tuple:
-    """Identifiers pasted or uploaded (one per line or cell), parsed by core.identifiers."""
+    """Identifiers pasted or uploaded (one per line or cell), parsed by core.reads.identifiers."""
     pasted = st.text_area("Paste identifiers (CUSIPs, MESSAGE_IDs or tickers, one per line)",
                           key=BULK_TEXT, height=120)
     upload = st.file_uploader("…or upload a file of them (.xlsx, .csv, .txt)",
@@ -167,7 +174,7 @@ def _with_current(options: list[Any], key: str) -> list[Any]:
 
 
 def render_filters(actor: Actor, options: dict[str, list[Any]]) -> Group | None:
-    """The standard filters (core.search.filters_group) plus, optionally, conditions on any
+    """The standard filters (core.reads.search.filters_group) plus, optionally, conditions on any
     visible column (the shared condition builder). None when nothing is set."""
     values: dict[str, Any] = {}
     left, right = st.columns(2)

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from core.access import Actor
-from core.column_profiles import load_column_profiles
 from core.config import (
     SECRETS_FILE_ENV,
     Settings,
@@ -20,9 +19,10 @@ from core.config import (
     secrets_path,
 )
 from core.errors import MarketPulseError, NotFound
-from core.login_key import ensure_cookie_key, forget_stored_cookie_key
-from core.sessions_auth import session_is_valid
-from core.user_records import User, get_user
+from core.identity.column_profiles import load_column_profiles
+from core.identity.login import session_is_valid
+from core.identity.login_key import ensure_cookie_key, forget_stored_cookie_key
+from core.identity.user_records import User, get_user
 from pages._ui.markdown import escape_markdown
 from storage import Store, StoreError, open_store
 

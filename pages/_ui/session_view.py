@@ -9,12 +9,14 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from core import session_actions, sessions
 from core.access import Actor, entitled_rows
-from core.conditions import CONTAINS, IN_LIST, Condition, Group
 from core.config import Settings
-from core.presets import list_presets
-from core.rules import apply_rules, filter_frame, load_rules
+from core.manual import actions as session_actions
+from core.manual import sessions
+from core.manual.sessions import Session, SessionView
+from core.rules.conditions import CONTAINS, IN_LIST, Condition, Group
+from core.rules.exclusion import apply_rules, filter_frame, load_rules
+from core.rules.presets import list_presets
 from core.schema import (
     BIAS,
     CHILDREN_COUNT,
@@ -30,7 +32,6 @@ from core.schema import (
     SOURCE,
     TICKER,
 )
-from core.sessions import Session, SessionView
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from pages._ui.widgets import parents_with_children

@@ -11,10 +11,9 @@ import streamlit as st
 
 from core.access import ROLES, VIEWER, Actor
 from core.audit import load_changes
-from core.column_profiles import load_column_profiles
-from core.schema import SECTORS_EXAMPLE
-from core.user_records import User, list_users
-from core.users import (
+from core.identity.column_profiles import load_column_profiles
+from core.identity.user_records import User, list_users
+from core.identity.users import (
     approve_user,
     create_user,
     delete_user,
@@ -23,6 +22,7 @@ from core.users import (
     unlock,
     update_user,
 )
+from core.schema import SECTORS_EXAMPLE
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor
-from core.watch_email import WatchEmail
-from core.watchlists import (
+from core.alerts.watch_email import WatchEmail
+from core.alerts.watchlists import (
     WatchItem,
     list_alerts,
     load_watch_email,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.exports import write_csv
+from core.ingest.validation import ValidationReport
+from core.runs.exports import write_csv
 from core.schema import (
     ASK,
     BIAS,
@@ -25,7 +26,6 @@ from core.schema import (
     SOURCE,
     TICKER,
 )
-from core.validation import ValidationReport
 from pages._ui.markdown import escape_markdown
 
 SUMMARY_COLUMNS = [RUN_ID, CUSIP, TICKER, SECTOR, DATE, BIAS, RANK, PX, BID, ASK, SOURCE,

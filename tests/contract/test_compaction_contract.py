@@ -1,4 +1,4 @@
-"""Store.append_query and Store.compact (used by core.compaction and the access log) on every
+"""Store.append_query and Store.compact (used by core.reads.compaction and the access log) on every
 backend: a query's rows land in a partition all or nothing; merging parts keeps every row."""
 
 from __future__ import annotations

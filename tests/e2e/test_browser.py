@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from core.access import SYSTEM
+from core.cli.demo import load_demo
 from core.config import load_settings
-from core.demo import load_demo
-from core.history import published_colors
+from core.identity.users import create_first_admin, create_user
+from core.reads.history import published_colors
 from core.schema import CUSIP, RUN_ID, TICKER
-from core.users import create_first_admin, create_user
 from storage import open_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import passwords
 from core.access import SYSTEM
-from core.user_records import count_users, get_user
-from core.users import create_first_admin, create_user
+from core.identity import passwords
+from core.identity.user_records import count_users, get_user
+from core.identity.users import create_first_admin, create_user
 from storage import open_store
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

@@ -9,9 +9,9 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from core.config import load_settings
-from core.passwords import CONTAINS_USERNAME, TOO_SHORT
-from core.sessions_auth import authenticate
-from core.user_records import get_user
+from core.identity.login import authenticate
+from core.identity.passwords import CONTAINS_USERNAME, TOO_SHORT
+from core.identity.user_records import get_user
 from tests.pages.conftest import PASSWORD, add_user
 
 PAGE = "pages/account.py"

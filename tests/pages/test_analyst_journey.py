@@ -1,7 +1,8 @@
 """Issue 6's Done-when, walked as one analyst on the demo store `make run` loads: find a CUSIP in
 Search, open its chart, save the search, export it, watch the CUSIP, and see its alerts in the bell
 after the scheduler's next run. The app runs whole (app.py, navigation, sidebar bell) in AppTest;
-the next run goes through the scheduler's own step (core.scheduler.run_once) from an inbox."""
+the next run goes through the scheduler's own step (core.automation.scheduler.run_once) from an
+inbox."""
 
 from __future__ import annotations
 
@@ -16,17 +17,21 @@ from pandas.testing import assert_frame_equal
 from streamlit.testing.v1 import AppTest
 
 from core.access import SYSTEM
-from core.access_log import load_access_log
+from core.alerts.bell import list_notifications
+from core.alerts.watchlists import NEW_COLOR, PX_MOVE, check_watchlists, list_alerts, load_watchlist
+from core.automation.jobs import Job, save_job
+from core.automation.scheduler import run_once
+from core.cli.demo import generate_colors, load_demo
+from core.compliance.access_log import load_access_log
 from core.config import load_settings
-from core.demo import generate_colors, load_demo
-from core.exports import output_columns, write_xlsx
-from core.history import published_colors
-from core.jobs import Job, save_job
-from core.notifications import list_notifications
-from core.pipeline import AUTOMATED
-from core.runs import SUCCESS
-from core.saved_searches import list_saved_searches
-from core.scheduler import run_once
+from core.identity.user_records import get_user
+from core.reads.history import published_colors
+from core.reads.saved_searches import list_saved_searches
+from core.reads.search import SearchQuery, search_rows
+from core.reads.security_page import security_history
+from core.runs.exports import output_columns, write_xlsx
+from core.runs.pipeline import AUTOMATED
+from core.runs.records import SUCCESS
 from core.schema import (
     ASK,
     BIAS,
@@ -47,10 +52,6 @@ from core.schema import (
     SOURCE,
     TIMESTAMP,
 )
-from core.search import SearchQuery, search_rows
-from core.security import security_history
-from core.user_records import get_user
-from core.watchlists import NEW_COLOR, PX_MOVE, check_watchlists, list_alerts, load_watchlist
 from pages._ui.widgets import SUMMARY_COLUMNS
 from tests.pages.conftest import open_app
 from tests.pages.test_search_page import chart, ok, recording_media, values

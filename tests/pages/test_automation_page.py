@@ -14,14 +14,14 @@ from streamlit.testing.v1 import AppTest, app_test
 
 from core.access import SYSTEM
 from core.audit import load_changes
-from core.conditions import Condition, Group
-from core.exports import write_xlsx
-from core.jobs import Job, get_job, load_jobs, pending_triggers, save_job
-from core.leases import acquire_lease
-from core.rules import Rule, save_rule
-from core.run_liveness import current_owner
-from core.runs import RunRecord, run_partition, save_run
-from core.scheduler import HEARTBEAT_KEY, LEASE
+from core.automation.jobs import Job, get_job, load_jobs, pending_triggers, save_job
+from core.automation.leases import acquire_lease
+from core.automation.scheduler import HEARTBEAT_KEY, LEASE
+from core.rules.conditions import Condition, Group
+from core.rules.exclusion import Rule, save_rule
+from core.runs.exports import write_xlsx
+from core.runs.liveness import current_owner
+from core.runs.records import RunRecord, run_partition, save_run
 from core.schema import INPUT_COLUMNS, SOURCE
 from pages._ui import automation_views
 from tests.factories import make_colors

@@ -11,10 +11,10 @@ import pytest
 from streamlit.testing.v1 import app_test
 from streamlit.testing.v1.element_tree import DownloadButton
 
-from core import buffer
 from core.access import SYSTEM
 from core.config import load_settings
 from core.errors import FileProblem
+from core.intake import buffer
 from core.schema import INPUT_COLUMNS
 from storage import open_store
 from tests.factories import SAMPLE

@@ -1,17 +1,17 @@
 """Settings → Columns (admins): aliases, display names, flags, custom columns, the mapping preview
-and Revert, each checked by what core.ingest then reads."""
+and Revert, each checked by what core.ingest.color_file then reads."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from core.columns import load_column_config
-from core.demo import generate_colors
+from core.cli.demo import generate_colors
+from core.compliance.revert import recent_changes
 from core.errors import MissingColumns
-from core.exports import write_xlsx
-from core.ingest import read_colors
-from core.revert import recent_changes
+from core.ingest.color_file import read_colors
+from core.ingest.columns import load_column_config
+from core.runs.exports import write_xlsx
 from core.schema import CUSIP, SOURCE, ColumnSpec
 
 PAGE = "pages/settings.py"

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from core import pipeline, runs
 from core.access import SYSTEM
-from core.access_log import load_access_log
-from core.conditions import Condition, Group
-from core.jobs import Job, save_job
-from core.rules import Rule, save_rule
+from core.automation.jobs import Job, save_job
+from core.compliance.access_log import load_access_log
+from core.rules.conditions import Condition, Group
+from core.rules.exclusion import Rule, save_rule
+from core.runs import pipeline
+from core.runs import records as runs
 from core.schema import BIAS, CUSIP, IS_PARENT, RUN_ID, SECTOR, SOURCE
 from pages._ui import automation_views
 from storage import open_store

@@ -7,9 +7,9 @@ import re
 from streamlit.testing.v1 import AppTest
 
 from core.access import SYSTEM
+from core.alerts.email import SmtpConfig, save_smtp_config
 from core.config import load_settings
-from core.notify import SmtpConfig, save_smtp_config
-from core.sessions_auth import authenticate
+from core.identity.login import authenticate
 from tests.pages.conftest import APP, add_user
 
 NEW_PASSWORD = "a brand new passphrase"

@@ -14,8 +14,8 @@ import pytest
 from streamlit.testing.v1 import AppTest, app_test
 from streamlit.testing.v1.element_tree import DownloadButton
 
+from core.identity.user_records import get_user
 from core.schema import CUSIP, TICKER
-from core.user_records import get_user
 from pages._ui.markdown import escape_markdown
 from tests.factories import SAMPLE
 from tests.pages.conftest import APP, add_user, upload

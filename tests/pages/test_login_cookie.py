@@ -15,10 +15,10 @@ from streamlit.runtime import context
 from streamlit.testing.v1 import AppTest
 
 from core.access import SYSTEM
+from core.cli.demo import load_demo
 from core.config import load_settings
-from core.demo import load_demo
-from core.login_key import LEGACY_KEY_DOC
-from core.users import reset_password, set_disabled, update_user
+from core.identity.login_key import LEGACY_KEY_DOC
+from core.identity.users import reset_password, set_disabled, update_user
 from tests.pages.conftest import APP, PASSWORD, add_user, open_app
 
 KEY = "k" * 40  # what the app_store fixture configures

@@ -13,14 +13,18 @@ import pytest
 from streamlit.testing.v1 import app_test
 from streamlit.testing.v1.element_tree import DownloadButton
 
-from core import buffer, history, runs, session_actions, sessions
 from core.access import SYSTEM, Actor
-from core.conditions import Condition, Group
+from core.automation.jobs import Job, save_job
 from core.config import load_settings
-from core.exports import write_csv
-from core.jobs import Job, save_job
-from core.presets import Preset, save_preset
-from core.rules import Rule, apply_rules, save_rule
+from core.intake import buffer
+from core.manual import actions as session_actions
+from core.manual import sessions
+from core.reads import history
+from core.rules.conditions import Condition, Group
+from core.rules.exclusion import Rule, apply_rules, save_rule
+from core.rules.presets import Preset, save_preset
+from core.runs import records as runs
+from core.runs.exports import write_csv
 from core.schema import (
     BIAS,
     CHILDREN_COUNT,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.user_records import count_users, get_user
+from core.identity.user_records import count_users, get_user
 from tests.pages.conftest import APP, PASSWORD, add_user
 
 ROOT = Path(APP).parent

@@ -12,10 +12,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.access import Actor
-from core.email_templates import VARIABLES, EmailSettings, load_email_settings, load_send_log
-from core.notifications import notify_users, unread_count
-from core.notify import SmtpConfig, load_smtp_config, save_smtp_config
-from core.webhooks import load_webhook_settings
+from core.alerts.bell import notify_users, unread_count
+from core.alerts.email import SmtpConfig, load_smtp_config, save_smtp_config
+from core.alerts.templates import VARIABLES, EmailSettings, load_email_settings, load_send_log
+from core.alerts.webhooks import load_webhook_settings
 from tests.pages.conftest import add_user
 
 K = "settings.notify_"
@@ -32,7 +32,7 @@ def _settings_ui() -> None:
 
 
 def _bell_ui() -> None:
-    from core.user_records import get_user
+    from core.identity.user_records import get_user
     from pages._ui.bell import render_bell
     from pages._ui.services import store
 

@@ -10,15 +10,15 @@ import pytest
 from streamlit.testing.v1 import app_test
 from streamlit.testing.v1.element_tree import DownloadButton
 
-from core import pipeline
 from core.access import SYSTEM
-from core.conditions import Condition, Group
+from core.cli.demo import generate_colors
+from core.compliance.revert import recent_changes
 from core.config import load_settings
-from core.demo import generate_colors
-from core.exports import write_xlsx
-from core.presets import list_presets
-from core.revert import recent_changes
-from core.rules import Rule, describe, load_rules, save_rule
+from core.rules.conditions import Condition, Group
+from core.rules.exclusion import Rule, describe, load_rules, save_rule
+from core.rules.presets import list_presets
+from core.runs import pipeline
+from core.runs.exports import write_xlsx
 from core.schema import BIAS, CONFIDENCE, CUSIP, RANK, SOURCE
 from tests.pages.conftest import upload
 

@@ -20,18 +20,18 @@ import streamlit
 from streamlit.testing.v1 import AppTest, app_test
 from streamlit.testing.v1.element_tree import DownloadButton
 
-from core import pipeline
 from core.access import SYSTEM
-from core.access_log import load_access_log
+from core.alerts.watchlists import load_watch_email, load_watchlist
+from core.cli.demo import generate_colors
+from core.compliance.access_log import load_access_log
 from core.config import load_settings
-from core.demo import generate_colors
 from core.errors import NotFound
-from core.exports import write_xlsx
-from core.saved_searches import list_saved_searches, record_search_history
+from core.identity.user_records import get_user
+from core.reads.saved_searches import list_saved_searches, record_search_history
+from core.reads.search import SearchQuery
+from core.runs import pipeline
+from core.runs.exports import write_xlsx
 from core.schema import BIAS, CUSIP, DATE, IS_PARENT, MESSAGE_ID, RUN_ID, SECTOR, TICKER
-from core.search import SearchQuery
-from core.user_records import get_user
-from core.watchlists import load_watch_email, load_watchlist
 from pages._ui.search_views import history_label
 from pages._ui.services import USER_KEY
 from storage import open_store

@@ -8,11 +8,11 @@ from datetime import UTC, date, datetime
 import pytest
 
 from core.access import SYSTEM
-from core.access_log import load_access_log
+from core.alerts.watchlists import NEW_COLOR, PX_MOVE, check_watchlists, load_watchlist
+from core.compliance.access_log import load_access_log
+from core.identity.user_records import get_user
+from core.reads.security_page import dealer_dispersion, security_history
 from core.schema import COLOR_ID, RUN_ID, SECTOR
-from core.security import dealer_dispersion, security_history
-from core.user_records import get_user
-from core.watchlists import NEW_COLOR, PX_MOVE, check_watchlists, load_watchlist
 from tests.pages.test_search_page import (
     MM,
     RUNS,

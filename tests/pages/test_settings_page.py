@@ -7,17 +7,17 @@ from datetime import UTC, datetime
 import pytest
 
 from core.audit import load_changes
-from core.column_profiles import load_column_profiles, save_column_profile
 from core.config import load_settings
-from core.sessions_auth import (
+from core.identity.column_profiles import load_column_profiles, save_column_profile
+from core.identity.login import (
     DISABLED,
     authenticate,
     get_self_registration,
     register_user,
     set_self_registration,
 )
-from core.user_records import get_user
-from core.users import update_user
+from core.identity.user_records import get_user
+from core.identity.users import update_user
 from tests.pages.conftest import PASSWORD, add_user
 
 PAGE = "pages/settings.py"

@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from core import pipeline
 from core.access import SYSTEM, Actor
-from core.analytics import DashboardFilters, dashboard_data, export_dashboard
-from core.compaction import compact_colors
 from core.config import load_settings
 from core.errors import PermissionDenied
-from core.exports import write_csv
-from core.published import read_layout
-from core.rules import Condition, Group, Rule
+from core.reads.compaction import compact_colors
+from core.reads.dashboard import DashboardFilters, dashboard_data, export_dashboard
+from core.rules.exclusion import Condition, Group, Rule
+from core.runs import pipeline
+from core.runs.exports import write_csv
+from core.runs.published import read_layout
 from storage import open_store
 from tests.factories import make_colors
 

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import buffer
 from core.access import SYSTEM, Actor
 from core.audit import load_changes
-from core.cli_buffer import add_parser, run
+from core.cli.buffer import add_parser, run
 from core.config import load_settings
 from core.errors import Conflict, FileProblem, NotFound, PermissionDenied
-from core.exports import write_csv
+from core.intake import buffer
+from core.runs.exports import write_csv
 from core.schema import INPUT_COLUMNS
 from storage import open_store
 from tests.factories import make_colors

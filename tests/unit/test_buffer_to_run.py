@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from core import buffer, runs
 from core.access import SYSTEM, Actor
+from core.automation.jobs import Job, save_job
+from core.automation.scheduler import run_once
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
-from core.exports import write_xlsx
-from core.jobs import Job, save_job
-from core.scheduler import run_once
+from core.intake import buffer
+from core.runs import records as runs
+from core.runs.exports import write_xlsx
 from core.schema import INPUT_COLUMNS
 
 SETTINGS = load_settings({}, {})

@@ -9,16 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.access import Actor
+from core.alerts.email import SmtpConfig, get_smtp_config, save_smtp_config
+from core.automation.jobs import Job, delete_job, request_run, save_job, take_trigger
+from core.automation.jobs import pending_triggers as queued
 from core.claims import STALE_AFTER, claim_key
-from core.conditions import Condition, Group
 from core.errors import ChangedMeanwhile, Conflict, InvalidInput, InvalidRule
-from core.jobs import Job, delete_job, request_run, save_job, take_trigger
-from core.jobs import pending_triggers as queued
-from core.notify import SmtpConfig, get_smtp_config, save_smtp_config
-from core.presets import Preset, delete_preset, save_preset
-from core.rules import Rule, delete_rule, load_rules, save_rule
+from core.identity.users import FIRST_ADMIN_GATE, create_first_admin, list_users
+from core.rules.conditions import Condition, Group
+from core.rules.exclusion import Rule, delete_rule, load_rules, save_rule
+from core.rules.presets import Preset, delete_preset, save_preset
 from core.schema import PX
-from core.users import FIRST_ADMIN_GATE, create_first_admin, list_users
 from storage import open_store
 
 ANN = Actor("ann", "admin")
@@ -121,7 +121,7 @@ def test_a_stale_settings_save_names_who_changed_it_and_when(store):
 
 def test_reverting_a_creation_or_a_rename_frees_the_name_at_once(store):
     from core.audit import load_changes
-    from core.revert import revert_change
+    from core.compliance.revert import revert_change
 
     def last_event() -> str:
         return str(load_changes(store, area="rules", limit=1)["EVENT_ID"].iloc[0])

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from core.__main__ import main
-from core.demo import generate_colors
-from core.exports import write_csv
+from core.cli.demo import generate_colors
+from core.runs.exports import write_csv
 from core.schema import CUSIP, INPUT_COLUMNS, IS_PARENT, RUN_ID
 from storage import open_store
 from tests.factories import SAMPLE

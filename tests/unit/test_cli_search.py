@@ -13,10 +13,10 @@ import pytest
 
 from core.__main__ import PIPE_CLOSED, main
 from core.access import SYSTEM
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
-from core.exports import write_csv
-from core.pipeline import process_files
+from core.runs.exports import write_csv
+from core.runs.pipeline import process_files
 from core.schema import INPUT_COLUMNS, TICKER
 from storage import open_store
 

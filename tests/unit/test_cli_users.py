@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from core import passwords
 from core.__main__ import main
 from core.config import load_settings
-from core.sessions_auth import authenticate
-from core.user_records import get_user
+from core.identity import passwords
+from core.identity.login import authenticate
+from core.identity.user_records import get_user
 from storage import open_store
 
 PASSWORD = "correct horse battery"

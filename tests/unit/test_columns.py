@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 from python_calamine import CalamineWorkbook
 
-from core import cli_columns, history, pipeline, runs
 from core.access import SYSTEM, Actor
 from core.audit import load_changes
-from core.columns import (
+from core.cli import columns as cli_columns
+from core.config import load_settings
+from core.errors import Conflict, InvalidInput, MissingColumns, NotFound, PermissionDenied
+from core.ingest.color_file import read_colors
+from core.ingest.columns import (
     add_alias,
     add_custom_column,
     column_config_problems,
@@ -32,10 +35,10 @@ from core.columns import (
     set_visible,
     visible_columns,
 )
-from core.config import load_settings
-from core.errors import Conflict, InvalidInput, MissingColumns, NotFound, PermissionDenied
-from core.exports import write_csv
-from core.ingest import read_colors
+from core.reads import history
+from core.runs import pipeline
+from core.runs import records as runs
+from core.runs.exports import write_csv
 from core.schema import (
     CUSIP,
     INPUT_COLUMNS,

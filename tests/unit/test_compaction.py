@@ -11,17 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
-from core import cli_search, compaction, pipeline, runs
 from core.access import SYSTEM
-from core.analytics import DashboardFilters, dashboard_data
-from core.compaction import DELTA, FULL, compact_colors, plan_compaction
+from core.cli import search as cli_search
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
-from core.exports import write_csv
-from core.published import COMPACT_TABLE, ROLLUP_TABLE, Shard, manifest_shards, read_layout
+from core.reads import compaction
+from core.reads.compaction import DELTA, FULL, compact_colors, plan_compaction
+from core.reads.dashboard import DashboardFilters, dashboard_data
+from core.reads.search import SearchQuery, search_colors, search_rows
+from core.reads.security_page import security_history
+from core.runs import pipeline
+from core.runs import records as runs
+from core.runs.exports import write_csv
+from core.runs.published import COMPACT_TABLE, ROLLUP_TABLE, Shard, manifest_shards, read_layout
 from core.schema import INPUT_COLUMNS
-from core.search import SearchQuery, search_colors, search_rows
-from core.security import security_history
 from storage import WriteConflict, open_store
 
 SETTINGS = load_settings({}, {})
@@ -291,6 +294,6 @@ def test_the_cli_compacts_and_searches(store, tmp_path, capsys):
     expected = search_rows(store, SYSTEM, SearchQuery(text=cusip))
     assert f"Wrote {len(expected)} rows to {out}" in printed
     assert len(out.read_text(encoding="utf-8-sig").splitlines()) == len(expected) + 1
-    from core.access_log import load_access_log
+    from core.compliance.access_log import load_access_log
 
     assert load_access_log(store)["ACTION"].tolist() == ["export", "search"]

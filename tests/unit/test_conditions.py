@@ -8,8 +8,8 @@ from datetime import date, datetime
 import pandas as pd
 import pytest
 
-from core.condition_masks import condition_mask, group_mask
-from core.conditions import (
+from core.errors import InvalidRule
+from core.rules.conditions import (
     LABELS,
     OPERATORS,
     Condition,
@@ -21,7 +21,7 @@ from core.conditions import (
     validate_condition,
     validate_group,
 )
-from core.errors import InvalidRule
+from core.rules.masks import condition_mask, group_mask
 from core.schema import COLUMN_TYPE, INPUT_COLUMNS
 from tests.factories import make_colors
 

@@ -8,7 +8,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from core.demo import DEALERS, demo_files, generate_colors
+from core.cli.demo import DEALERS, demo_files, generate_colors
 from core.schema import (
     ASK,
     BIAS,

@@ -11,18 +11,21 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from core import buffer, runs, session_actions, sessions
 from core.access import SYSTEM, Actor
-from core.analytics import DashboardFilters, dashboard_data
-from core.compaction import compact_colors
+from core.automation.jobs import Job, save_job
+from core.automation.scheduler import run_once
 from core.config import load_settings
-from core.duplicates import COLOR_KEY, color_keys, run_notes
 from core.errors import PermissionDenied
-from core.exports import write_csv
-from core.history import published_colors
-from core.jobs import Job, save_job
-from core.pipeline import process_files
-from core.scheduler import run_once
+from core.intake import buffer
+from core.manual import actions as session_actions
+from core.manual import sessions
+from core.reads.compaction import compact_colors
+from core.reads.dashboard import DashboardFilters, dashboard_data
+from core.reads.history import published_colors
+from core.runs import records as runs
+from core.runs.duplicates import COLOR_KEY, color_keys, run_notes
+from core.runs.exports import write_csv
+from core.runs.pipeline import process_files
 from core.schema import INPUT_COLUMNS, PX
 from tests.factories import SAMPLE, make_colors
 

@@ -11,7 +11,7 @@ import pytest
 from openpyxl.utils import get_column_letter
 
 from core.errors import InvalidInput
-from core.exports import (
+from core.runs.exports import (
     escape_formulas,
     output_columns,
     template_workbook,
@@ -20,7 +20,7 @@ from core.exports import (
     write_parquet,
     write_xlsx,
 )
-from core.ranking import rank_colors
+from core.runs.ranking import rank_colors
 from core.schema import (
     BIAS_RANK,
     CHILDREN_COUNT,
@@ -214,7 +214,7 @@ def test_empty_frame_writes_a_header_only_sheet():
 
 
 def test_many_rows_are_written_in_blocks(monkeypatch):
-    monkeypatch.setattr("core.exports._CHUNK", 2)
+    monkeypatch.setattr("core.runs.exports._CHUNK", 2)
     frame = make_colors(CUSIP=["97988RBL5"] * 5, PX=[1.0, 2.0, 3.0, 4.0, 5.0])
 
     sheet = read_sheet(write_xlsx(frame))
@@ -299,7 +299,7 @@ def test_template_has_the_input_headers_an_example_and_a_column_guide():
 
 
 def test_workbook_refuses_more_rows_than_excel_holds(monkeypatch):
-    monkeypatch.setattr("core.exports._MAX_ROWS", 2)
+    monkeypatch.setattr("core.runs.exports._MAX_ROWS", 2)
 
     with pytest.raises(InvalidInput, match="Colors: 3 rows exceed Excel's 2-row sheet limit"):
         write_xlsx(published())

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from core import buffer, pipeline
 from core.access import ADMIN, SYSTEM, Actor
+from core.automation.jobs import Job, request_run, save_job
+from core.automation.scheduler import HEARTBEAT_KEY
 from core.config import load_settings
 from core.errors import FileProblem
-from core.jobs import Job, request_run, save_job
-from core.runs import load_runs
-from core.scheduler import HEARTBEAT_KEY
+from core.intake import buffer
+from core.runs import pipeline
+from core.runs.records import load_runs
 from storage import ObjectNotFound, open_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,15 +11,17 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from core import pipeline, session_actions, sessions
 from core.access import SYSTEM, Actor
 from core.config import load_settings
 from core.errors import ConfigError, InvalidInput
-from core.excel_errors import error_cells
-from core.exports import write_csv
-from core.ingest import read_colors
+from core.ingest.color_file import read_colors
+from core.ingest.excel_errors import error_cells
+from core.ingest.validation import Validated, validate_colors
+from core.manual import actions as session_actions
+from core.manual import sessions
+from core.runs import pipeline
+from core.runs.exports import write_csv
 from core.schema import CONFIDENCE, CUSIP, DATE, INPUT_COLUMNS, IS_PARENT, PX, TICKER
-from core.validation import Validated, validate_colors
 from tests.data.hostile.files_values import (
     E_FORM_CUSIP,
     ZERO_LOST,

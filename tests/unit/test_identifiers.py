@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InvalidInput
-from core.exports import write_xlsx
-from core.identifiers import (
+from core.reads.identifiers import (
     CUSIP_ID,
     DIGITS_REASON,
     MANGLED,
@@ -20,6 +19,7 @@ from core.identifiers import (
     parse_bulk,
     read_id_file,
 )
+from core.runs.exports import write_xlsx
 
 
 @pytest.mark.parametrize(("token", "kind", "value", "reason"), [

@@ -13,7 +13,9 @@ import xlsxwriter
 
 from core.config import load_settings
 from core.errors import MissingColumns, UnreadableFile
-from core.ingest import RawBatch, derive_fields, read_colors, read_many
+from core.ingest.color_file import RawBatch, derive_fields, read_colors, read_many
+from core.ingest.readers import ENCRYPTED, NOT_COLORS, NOT_READABLE
+from core.ingest.validation import Problem, validate_colors
 from core.schema import (
     BIAS,
     CUSIP,
@@ -36,8 +38,6 @@ from core.schema import (
     ColumnSpec,
     default_column_config,
 )
-from core.spreadsheet import ENCRYPTED, NOT_COLORS, NOT_READABLE
-from core.validation import Problem, validate_colors
 from tests.factories import SAMPLE, make_colors
 
 HEADER = ["MESSAGE_ID", "TICKER", "SECTOR", "CUSIP", "DATE", "PX", "SOURCE", "BIAS"]

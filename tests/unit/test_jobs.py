@@ -11,8 +11,7 @@ import pytest
 
 from core.access import ADMIN, ANALYST, VIEWER, Actor
 from core.audit import load_changes
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.jobs import (
+from core.automation.jobs import (
     Job,
     cancel_trigger,
     delete_job,
@@ -27,7 +26,7 @@ from core.jobs import (
     toggle_job,
     validate_job,
 )
-from core.schedules import (
+from core.automation.schedules import (
     builder_from_cron,
     cron_from_builder,
     describe_schedule,
@@ -35,6 +34,7 @@ from core.schedules import (
     previous_occurrences,
     upcoming_runs,
 )
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from storage import WriteConflict
 
 PKT = ZoneInfo("Asia/Karachi")
@@ -359,7 +359,7 @@ def test_sources_are_checked_by_the_sources_module(memory_store):
 def _cli(store, *argv: str) -> int:
     import argparse
 
-    from core import cli_jobs
+    from core.cli import jobs as cli_jobs
     from core.config import load_settings
 
     parser = argparse.ArgumentParser()
@@ -368,9 +368,9 @@ def _cli(store, *argv: str) -> int:
 
 
 def test_cli_adds_lists_runs_and_removes_a_job(memory_store, tmp_path, capsys):
-    from core.demo import generate_colors
-    from core.exports import write_csv
-    from core.runs import load_runs
+    from core.cli.demo import generate_colors
+    from core.runs.exports import write_csv
+    from core.runs.records import load_runs
     from core.schema import INPUT_COLUMNS
 
     inbox = tmp_path / "inbox"
@@ -396,7 +396,7 @@ def test_cli_adds_lists_runs_and_removes_a_job(memory_store, tmp_path, capsys):
 
 
 def test_cli_run_queues_when_a_scheduler_is_up(memory_store, capsys):
-    from core.leases import acquire_lease
+    from core.automation.leases import acquire_lease
 
     assert _cli(memory_store, "add", "--name", "Fast", "--every-minutes", "2") == 0
     acquire_lease(memory_store, "scheduler", "sched-a", 3600, datetime.now(UTC))
@@ -408,7 +408,7 @@ def test_cli_run_queues_when_a_scheduler_is_up(memory_store, capsys):
 
 
 def test_cli_refuses_a_bad_source():
-    from core.cli_jobs import _source
+    from core.cli.jobs import _source
 
     with pytest.raises(InvalidInput, match="use inbox:PATH or buffer"):
         _source("ftp://x")

@@ -17,8 +17,13 @@ from core.__main__ import main
 from core.audit import load_changes
 from core.config import load_settings
 from core.errors import ConfigError
-from core.login_key import LEGACY_KEY_DOC, cookie_key, ensure_cookie_key, forget_stored_cookie_key
-from core.sessions_auth import cookie_expiry_trusted
+from core.identity.login import cookie_expiry_trusted
+from core.identity.login_key import (
+    LEGACY_KEY_DOC,
+    cookie_key,
+    ensure_cookie_key,
+    forget_stored_cookie_key,
+)
 from storage import open_store
 
 NOW = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -94,7 +99,7 @@ def test_a_short_or_missing_key_is_refused_with_a_hint():
 def test_processes_starting_together_agree_on_one_key(tmp_path):
     path = tmp_path / "secrets.toml"
     code = ("import sys; from pathlib import Path; from core.config import load_settings; "
-            "from core.login_key import ensure_cookie_key; "
+            "from core.identity.login_key import ensure_cookie_key; "
             "print(ensure_cookie_key(load_settings({}, {}), Path(sys.argv[1]))['auth.cookie_key'])")
     root = Path(__file__).resolve().parents[2]
     starting = [subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=root,

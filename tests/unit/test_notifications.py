@@ -6,10 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import notifications, passwords
 from core.access import SYSTEM
-from core.errors import InvalidInput
-from core.notifications import (
+from core.alerts import bell as notifications
+from core.alerts.bell import (
     BUFFER_PROCESSED,
     RUN_FAILED,
     RUN_FINISHED,
@@ -21,8 +20,10 @@ from core.notifications import (
     notify_users,
     unread_count,
 )
-from core.runs import RunRecord
-from core.users import create_first_admin, create_user, set_disabled
+from core.errors import InvalidInput
+from core.identity import passwords
+from core.identity.users import create_first_admin, create_user, set_disabled
+from core.runs.records import RunRecord
 
 NOW = datetime(2026, 3, 13, 9, 30, tzinfo=UTC)
 

@@ -11,20 +11,8 @@ from io import BytesIO
 import pandas as pd
 import pytest
 
-from core import pipeline, runs
 from core.access import SYSTEM, Actor
-from core.audit import load_changes
-from core.config import load_settings
-from core.email_templates import (
-    EMAIL_KEY,
-    LOG_COLUMNS,
-    render_template,
-    run_variables,
-    template_problems,
-)
-from core.errors import InvalidInput, PermissionDenied
-from core.exports import write_xlsx
-from core.notify import (
+from core.alerts.email import (
     Delivery,
     DeliveryFailed,
     EmailSettings,
@@ -37,7 +25,20 @@ from core.notify import (
     save_smtp_config,
     send_test_email,
 )
-from core.rules import Condition, Group, Rule, save_rule
+from core.alerts.templates import (
+    EMAIL_KEY,
+    LOG_COLUMNS,
+    render_template,
+    run_variables,
+    template_problems,
+)
+from core.audit import load_changes
+from core.config import load_settings
+from core.errors import InvalidInput, PermissionDenied
+from core.rules.exclusion import Condition, Group, Rule, save_rule
+from core.runs import pipeline
+from core.runs import records as runs
+from core.runs.exports import write_xlsx
 from core.schema import INPUT_COLUMNS, SOURCE
 from tests.factories import make_colors
 

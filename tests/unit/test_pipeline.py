@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from core import history, pipeline, runs
 from core.access import SYSTEM, Actor
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
 from core.errors import FileProblem, MissingColumns, PermissionDenied
-from core.exports import write_csv, write_xlsx
-from core.rules import Condition, Group, Rule, save_rule
+from core.reads import history
+from core.rules.exclusion import Condition, Group, Rule, save_rule
+from core.runs import pipeline
+from core.runs import records as runs
+from core.runs.exports import write_csv, write_xlsx
 from core.schema import (
     CHILDREN_COUNT,
     COLOR_ID,

@@ -11,10 +11,10 @@ import pytest
 
 from core.access import Actor
 from core.audit import load_changes
-from core.columns import add_custom_column
-from core.conditions import Condition, Group
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.presets import (
+from core.ingest.columns import add_custom_column
+from core.rules.conditions import Condition, Group
+from core.rules.presets import (
     Preset,
     apply_preset,
     delete_preset,

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from core.column_profiles import load_column_profiles
-from core.email_templates import load_email_settings
-from core.jobs import Job, load_jobs, pending_triggers, save_job
-from core.notify import load_smtp_config
-from core.presets import list_presets
-from core.rules import load_rules
-from core.saved_searches import list_saved_searches
-from core.sessions_auth import get_self_registration
-from core.users import list_users
-from core.webhooks import load_webhook_settings, mask_url
+from core.alerts.email import load_smtp_config
+from core.alerts.templates import load_email_settings
+from core.alerts.webhooks import load_webhook_settings, mask_url
+from core.automation.jobs import Job, load_jobs, pending_triggers, save_job
+from core.identity.column_profiles import load_column_profiles
+from core.identity.login import get_self_registration
+from core.identity.users import list_users
+from core.reads.saved_searches import list_saved_searches
+from core.rules.exclusion import load_rules
+from core.rules.presets import list_presets
 from storage import open_store
 from tests.races import ADMIN, ANALYST, JOB_NAME, PRESET_NAME, RULE_NAME, SEARCH_NAME, USER_NAME
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core.errors import PublishRefused
-from core.ranking import _sort_order, check_invariants, rank_colors
+from core.runs.ranking import _sort_order, check_invariants, rank_colors
 from core.schema import (
     CHILDREN_COUNT,
     COLOR_ID,

@@ -9,16 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import revert
 from core.access import SYSTEM, Actor
 from core.audit import get_change, load_changes, record_change
-from core.columns import add_alias, load_column_config, set_visible
+from core.automation.jobs import Job, get_job, save_job
+from core.compliance import revert
+from core.compliance.revert import RulesHandler, recent_changes, register_area, revert_change
 from core.config import load_settings
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.jobs import Job, get_job, save_job
-from core.pipeline import process_files
-from core.revert import RulesHandler, recent_changes, register_area, revert_change
-from core.rules import (
+from core.ingest.columns import add_alias, load_column_config, set_visible
+from core.rules.exclusion import (
     Condition,
     Group,
     Rule,
@@ -28,6 +27,7 @@ from core.rules import (
     save_rule,
     toggle_rule,
 )
+from core.runs.pipeline import process_files
 from core.schema import CUSIP, SOURCE, default_column_config
 from storage import ANY_VERSION, ObjectNotFound
 
@@ -274,7 +274,7 @@ def test_a_published_run_is_listed_but_not_revertible(store):
 
 
 class JobsHandler:
-    """A stand-in for core.jobs: jobs as documents "jobs/<name>"."""
+    """A stand-in for core.automation.jobs: jobs as documents "jobs/<name>"."""
 
     def current_state(self, store, entity):
         try:

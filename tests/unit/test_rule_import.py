@@ -10,9 +10,10 @@ import pytest
 
 from core.access import ADMIN, ANALYST, VIEWER, Actor
 from core.audit import load_changes
-from core.conditions import Condition, Group
 from core.errors import InvalidInput, PermissionDenied
-from core.rule_import import (
+from core.rules.conditions import Condition, Group
+from core.rules.exclusion import Rule, get_rule, load_rules, save_rule
+from core.rules.rule_import import (
     ADDED,
     REJECTED,
     UNCHANGED,
@@ -21,7 +22,6 @@ from core.rule_import import (
     ImportReport,
     import_rules,
 )
-from core.rules import Rule, get_rule, load_rules, save_rule
 from core.schema import PX, SOURCE
 
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)

@@ -11,9 +11,9 @@ from pandas.testing import assert_frame_equal
 
 from core.access import ADMIN, ANALYST, VIEWER, Actor
 from core.audit import load_changes
-from core.conditions import Condition, Group
 from core.errors import Conflict, InvalidRule, NotFound, PermissionDenied
-from core.rules import (
+from core.rules.conditions import Condition, Group
+from core.rules.exclusion import (
     Rule,
     apply_rules,
     delete_rule,

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from core.access import SYSTEM
-from core.demo import generate_colors
-from core.exports import write_csv
-from core.runs import RUN_TABLES, get_run, output_blob_key, run_partition, visible_run_ids
+from core.cli.demo import generate_colors
+from core.reads.search import SearchQuery, search_colors
+from core.runs.exports import write_csv
+from core.runs.records import RUN_TABLES, get_run, output_blob_key, run_partition, visible_run_ids
 from core.schema import CUSIP, INPUT_COLUMNS
-from core.search import SearchQuery, search_colors
 from storage import ObjectNotFound, open_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,20 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import buffer
 from core.access import SYSTEM, VIEWER, Actor
+from core.automation.sweep import sweep_runs
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
 from core.errors import Conflict, PermissionDenied
-from core.exports import write_csv
-from core.run_liveness import (
-    Heartbeat,
-    abandon_run,
-    current_owner,
-    remove_run_data,
-    sweep_runs,
-)
-from core.runs import RunRecord, get_run, output_blob_key, run_key, run_partition, save_run
+from core.intake import buffer
+from core.runs.exports import write_csv
+from core.runs.liveness import Heartbeat, abandon_run, current_owner, remove_run_data
+from core.runs.records import RunRecord, get_run, output_blob_key, run_key, run_partition, save_run
 from core.schema import INPUT_COLUMNS
 
 SETTINGS = load_settings({}, {})  # runs.stale_seconds = 300

@@ -9,8 +9,8 @@ import pytest
 from core.access import Actor
 from core.audit import load_changes
 from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.identifiers import parse_bulk
-from core.saved_searches import (
+from core.reads.identifiers import parse_bulk
+from core.reads.saved_searches import (
     HISTORY_LIMIT,
     delete_saved_search,
     list_saved_searches,
@@ -18,7 +18,7 @@ from core.saved_searches import (
     record_search_history,
     save_search,
 )
-from core.search import SearchQuery, filters_group
+from core.reads.search import SearchQuery, filters_group
 
 ANA, MIA = Actor("ana", "analyst"), Actor("mia", "viewer", ("MM-CLO",))
 NOW = datetime(2026, 3, 13, 9, tzinfo=UTC)

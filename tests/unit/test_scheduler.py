@@ -11,17 +11,25 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core import buffer, pipeline
 from core.access import ADMIN, ANALYST, SYSTEM, Actor
+from core.automation.job_runs import ABANDONED, CURRENT_KEY
+from core.automation.jobs import (
+    Job,
+    get_job,
+    pending_triggers,
+    request_run,
+    save_job,
+    skip_next_run,
+)
+from core.automation.leases import acquire_lease, lease_holder, release_lease, renew_lease
+from core.automation.scheduler import HEARTBEAT_KEY, LEASE, run_in_app, run_once, scheduler_health
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
 from core.errors import Conflict, FileProblem, PermissionDenied
-from core.exports import write_csv
-from core.job_runs import ABANDONED, CURRENT_KEY
-from core.jobs import Job, get_job, pending_triggers, request_run, save_job, skip_next_run
-from core.leases import acquire_lease, lease_holder, release_lease, renew_lease
-from core.runs import RunRecord, load_runs, run_partition, save_run, visible_run_ids
-from core.scheduler import HEARTBEAT_KEY, LEASE, run_in_app, run_once, scheduler_health
+from core.intake import buffer
+from core.runs import pipeline
+from core.runs.exports import write_csv
+from core.runs.records import RunRecord, load_runs, run_partition, save_run, visible_run_ids
 from core.schema import INPUT_COLUMNS
 from storage import WriteConflict
 
@@ -52,7 +60,7 @@ class FakeCollected:
 
 
 class FakeSources:
-    """Stands in for core.sources.collect_inputs; `during` runs inside the collect step."""
+    """Stands in for core.intake.sources.collect_inputs; `during` runs inside the collect step."""
 
     def __init__(self, files: list[tuple[str, bytes]] | None = None, *,
                  fail: dict[str, Exception] | None = None, during: Any = None) -> None:
@@ -340,8 +348,8 @@ def test_a_failure_while_publishing_keeps_the_pipelines_record(memory_store, mon
 
 
 def test_run_notifications_are_stamped_with_the_scheduler_s_time(memory_store):
-    from core.notifications import list_notifications
-    from core.users import create_first_admin
+    from core.alerts.bell import list_notifications
+    from core.identity.users import create_first_admin
 
     create_first_admin(memory_store, "ayesha", "Ayesha", "ayesha@desk.test", "a long passphrase 1")
     add_job(memory_store)

@@ -8,16 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pandas.testing import assert_frame_equal
 
-from core import compaction, pipeline, scheduler
 from core.access import SYSTEM
-from core.compaction import MIN_UNCOVERED_RUNS
+from core.automation import scheduler
+from core.automation.scheduler import HEARTBEAT_KEY, run_once
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
-from core.exports import write_csv
-from core.published import MANIFEST_KEY, load_manifest, read_layout
-from core.scheduler import HEARTBEAT_KEY, run_once
+from core.reads import compaction
+from core.reads.compaction import MIN_UNCOVERED_RUNS
+from core.reads.search import SearchQuery, search_rows
+from core.runs import pipeline
+from core.runs.exports import write_csv
+from core.runs.published import MANIFEST_KEY, load_manifest, read_layout
 from core.schema import INPUT_COLUMNS
-from core.search import SearchQuery, search_rows
 from storage import ObjectNotFound, WriteConflict, open_store
 
 SETTINGS = load_settings({}, {})

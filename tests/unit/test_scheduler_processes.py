@@ -22,16 +22,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core import buffer
 from core.access import ADMIN, Actor
+from core.automation.job_runs import ABANDONED
+from core.automation.jobs import Job, save_job
+from core.automation.leases import lease_holder
+from core.automation.scheduler import HEARTBEAT_KEY, LEASE
+from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.demo import generate_colors
-from core.exports import write_csv
-from core.job_runs import ABANDONED
-from core.jobs import Job, save_job
-from core.leases import lease_holder
-from core.runs import load_runs, visible_run_ids
-from core.scheduler import HEARTBEAT_KEY, LEASE
+from core.intake import buffer
+from core.runs.exports import write_csv
+from core.runs.records import load_runs, visible_run_ids
 from core.schema import INPUT_COLUMNS
 from storage import ObjectNotFound, open_store
 
@@ -43,11 +43,11 @@ SPEED = 20.0
 SCRIPT = textwrap.dedent('''
     import signal, sys, threading, time
     from datetime import datetime, timedelta
-    from core import buffer
+    from core.intake import buffer
     from core.config import load_settings
-    from core.demo import generate_colors
-    from core.exports import write_csv
-    from core.scheduler import run_forever
+    from core.cli.demo import generate_colors
+    from core.runs.exports import write_csv
+    from core.automation.scheduler import run_forever
     from core.schema import INPUT_COLUMNS
     from storage import open_store
 

@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from core import pipeline
 from core.access import SYSTEM, Actor
-from core.access_log import (
+from core.compliance.access_log import (
     compact_access_log,
     load_access_log,
     log_export,
@@ -22,21 +21,22 @@ from core.access_log import (
     log_security_view,
     record_access,
 )
-from core.condition_masks import group_mask
 from core.config import load_settings
 from core.errors import InvalidInput, InvalidRule, PermissionDenied
-from core.exports import write_csv
-from core.identifiers import MANGLED, SCIENTIFIC_REASON, parse_bulk
-from core.rules import Condition, Group
-from core.search import (
+from core.reads.identifiers import MANGLED, SCIENTIFIC_REASON, parse_bulk
+from core.reads.search import (
     SearchQuery,
     export_search,
     filters_group,
     search_colors,
     search_rows,
 )
-from core.search_sql import condition_sql
-from core.security import dealer_dispersion, security_history, security_summary
+from core.reads.search_sql import condition_sql
+from core.reads.security_page import dealer_dispersion, security_history, security_summary
+from core.rules.exclusion import Condition, Group
+from core.rules.masks import group_mask
+from core.runs import pipeline
+from core.runs.exports import write_csv
 from storage import open_store
 from tests.factories import make_colors
 

@@ -14,13 +14,13 @@ import pytest
 import xlsxwriter
 from python_calamine import CalamineWorkbook
 
-from core import pipeline
 from core.__main__ import main
 from core.access import SYSTEM
 from core.config import load_settings
-from core.identifiers import parse_bulk, read_id_file
+from core.reads.identifiers import parse_bulk, read_id_file
+from core.reads.search import SearchQuery, search_colors
+from core.runs import pipeline
 from core.schema import CUSIP
-from core.search import SearchQuery, search_colors
 from storage import open_store
 from tests.data.hostile.files_values import csv_file, row
 

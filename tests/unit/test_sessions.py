@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from pandas.testing import assert_frame_equal
 
-from core import buffer, runs, session_actions, sessions
 from core.access import SYSTEM, Actor
 from core.audit import load_changes
 from core.config import load_settings
@@ -23,8 +22,12 @@ from core.errors import (
     PermissionDenied,
     PublishRefused,
 )
-from core.exports import write_csv
-from core.rules import Condition, Group, Rule, save_rule
+from core.intake import buffer
+from core.manual import actions as session_actions
+from core.manual import sessions
+from core.rules.exclusion import Condition, Group, Rule, save_rule
+from core.runs import records as runs
+from core.runs.exports import write_csv
 from core.schema import (
     BIAS,
     CHILDREN_COUNT,

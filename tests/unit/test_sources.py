@@ -3,7 +3,6 @@ Oracle compiled, and live only when MARKETPULSE_ORACLE_DSN is set)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import types
@@ -16,12 +15,21 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import oracle
 
-from core import pipeline, runs
 from core.access import SYSTEM
 from core.config import load_settings
 from core.errors import InvalidInput, UnreadableFile
-from core.exports import write_csv, write_xlsx
-from core.ingest import read_colors
+from core.ingest.color_file import read_colors
+from core.intake.sources import Collected, check_sources, collect_inputs, resolve_inbox
+from core.intake.sql_source import (
+    SourceUnavailable,
+    bind_names,
+    check_sql_query,
+    rows_to_frame,
+    source_url,
+)
+from core.runs import pipeline
+from core.runs import records as runs
+from core.runs.exports import write_csv, write_xlsx
 from core.schema import (
     CUSIP,
     DATE,
@@ -32,14 +40,6 @@ from core.schema import (
     RANK,
     SOURCE,
     SOURCE_FILE,
-)
-from core.sources import Collected, check_sources, collect_inputs, resolve_inbox
-from core.sql_source import (
-    SourceUnavailable,
-    bind_names,
-    check_sql_query,
-    rows_to_frame,
-    source_url,
 )
 from tests.factories import make_colors
 
@@ -177,9 +177,9 @@ def test_a_missing_inbox_folder_fails_the_collection(memory_store, tmp_path):
 # -- buffer --------------------------------------------------------------------------------------
 @pytest.fixture
 def fake_buffer(monkeypatch):
-    """A stand-in core.buffer recording the calls the buffer source makes."""
+    """A stand-in core.intake.buffer recording the calls the buffer source makes."""
     calls: list[tuple] = []
-    module = types.ModuleType("core.buffer")
+    module = types.ModuleType("core.intake.buffer")
     module.claim_pending = lambda store, owner: (calls.append(("claim", owner))
                                                  or [("e1", "up.xlsx", _xlsx(1)),
                                                      ("e2", "bad.xlsx", b"not a workbook")])
@@ -187,7 +187,7 @@ def fake_buffer(monkeypatch):
         ("processed", ids, run_id, owner))
     module.mark_failed = lambda store, ids, error, owner: calls.append(("failed", ids, owner))
     module.release = lambda store, ids, owner: calls.append(("release", ids, owner))
-    monkeypatch.setitem(sys.modules, "core.buffer", module)
+    monkeypatch.setitem(sys.modules, "core.intake.buffer", module)
     return calls
 
 
@@ -223,7 +223,7 @@ def test_a_source_that_fails_releases_what_was_already_claimed(memory_store, fak
 
 
 def test_buffer_files_travel_through_the_real_buffer(memory_store):
-    from core import buffer
+    from core.intake import buffer
 
     buffer.add_files(memory_store, SYSTEM, [("up.xlsx", _xlsx(2))], settings=SETTINGS)
     collected = _collect(memory_store, [{"kind": "buffer"}])
@@ -235,16 +235,6 @@ def test_buffer_files_travel_through_the_real_buffer(memory_store):
     again.on_success(5)
     done = buffer.get_entry(memory_store, entry.id)
     assert (done.status, done.run_id) == (buffer.PROCESSED, 5)
-
-
-def test_without_the_buffer_module_the_buffer_source_is_skipped_with_a_warning(
-        memory_store, monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "core.buffer", None)  # import raises ModuleNotFoundError
-    with caplog.at_level(logging.WARNING, logger="core.sources"):
-        collected = _collect(memory_store, [{"kind": "buffer"}])
-    message = "buffer source skipped: the upload buffer (core.buffer) is not installed yet"
-    assert (collected.files, collected.warnings) == ([], [message])
-    assert [r.getMessage() for r in caplog.records] == [message]
 
 
 # -- SQL: validation and Oracle ------------------------------------------------------------------

@@ -10,14 +10,17 @@ from itertools import pairwise
 
 import pytest
 
-import core.passwords
+import core.identity.passwords
 from core.access import ADMIN, ANALYST, SYSTEM, VIEWER, Actor
 from core.audit import load_changes
-from core.column_profiles import delete_column_profile, load_column_profiles, save_column_profile
 from core.config import load_settings
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.passwords import hash_password, verify_password
-from core.sessions_auth import (
+from core.identity.column_profiles import (
+    delete_column_profile,
+    load_column_profiles,
+    save_column_profile,
+)
+from core.identity.login import (
     BAD_PASSWORD,
     DISABLED,
     LOCKED,
@@ -34,7 +37,8 @@ from core.sessions_auth import (
     session_is_valid,
     set_self_registration,
 )
-from core.users import (
+from core.identity.passwords import hash_password, verify_password
+from core.identity.users import (
     User,
     approve_user,
     count_users,
@@ -59,7 +63,7 @@ TOKEN_GONE = "token: this reset link has expired or was already used"
 @pytest.fixture(autouse=True)
 def _fast_bcrypt(monkeypatch):
     """Cost 4 instead of 12: the same code path, a hundredth of the time."""
-    monkeypatch.setattr(core.passwords, "BCRYPT_ROUNDS", 4)
+    monkeypatch.setattr(core.identity.passwords, "BCRYPT_ROUNDS", 4)
 
 
 @pytest.fixture
@@ -113,7 +117,7 @@ def test_first_admin_is_created_once_and_audited_as_system(store):
 
 def test_production_hashes_are_the_authenticators_bcrypt_cost_12(monkeypatch):
     stauth = pytest.importorskip("streamlit_authenticator")
-    monkeypatch.setattr(core.passwords, "BCRYPT_ROUNDS", 12)
+    monkeypatch.setattr(core.identity.passwords, "BCRYPT_ROUNDS", 12)
     hashed = hash_password(ADA_PW)
     assert re.fullmatch(r"\$2b\$12\$[./A-Za-z0-9]{53}", hashed)
     assert stauth.Hasher.check_pw(ADA_PW, hashed)
@@ -521,7 +525,7 @@ def test_registered_users_wait_for_approval_as_viewers(store, ada, settings):
 
 
 def test_a_logged_out_cookie_is_refused_even_if_the_browser_keeps_it(store):
-    from core.sessions_auth import login_cookie_revoked, record_logout
+    from core.identity.login import login_cookie_revoked, record_logout
 
     now = datetime(2026, 3, 13, 9, 0, tzinfo=UTC)
     expires = (now + timedelta(hours=8)).timestamp()

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.checks import REQUIRED_VALUES
 from core.config import load_settings
-from core.ingest import read_colors
+from core.ingest.color_file import read_colors
+from core.ingest.row_checks import REQUIRED_VALUES
+from core.ingest.validation import Problem, ValidationReport, validate_colors
 from core.schema import (
     BIAS,
     CONFIDENCE,
@@ -25,7 +26,6 @@ from core.schema import (
     SOURCE_ROW,
     SOURCE_SHEET,
 )
-from core.validation import Problem, ValidationReport, validate_colors
 from tests.factories import make_colors
 
 SETTINGS = load_settings({}, {})

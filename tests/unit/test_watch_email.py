@@ -9,15 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from core.access import SYSTEM, Actor
-from core.audit import load_changes
-from core.column_profiles import save_column_profile
-from core.config import load_settings
-from core.errors import PermissionDenied
-from core.notifications import list_notifications
-from core.notify import SmtpConfig, load_send_log, save_smtp_config
-from core.users import create_user
-from core.watch_email import WatchEmail
-from core.watchlists import (
+from core.alerts.bell import list_notifications
+from core.alerts.email import SmtpConfig, load_send_log, save_smtp_config
+from core.alerts.watch_email import WatchEmail
+from core.alerts.watchlists import (
     PREFIX,
     WatchItem,
     alert_after_publish,
@@ -28,6 +23,11 @@ from core.watchlists import (
     save_watch_email,
     watch,
 )
+from core.audit import load_changes
+from core.config import load_settings
+from core.errors import PermissionDenied
+from core.identity.column_profiles import save_column_profile
+from core.identity.users import create_user
 from storage import ANY_VERSION
 from tests.unit.test_watchlists import publish  # one run of (CUSIP, SECTOR, BIAS, PX, SOURCE)
 

@@ -6,15 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import pipeline
 from core.access import SYSTEM, Actor
-from core.audit import load_changes
-from core.config import load_settings
-from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.exports import write_csv
-from core.notifications import list_notifications
-from core.users import create_user
-from core.watchlists import (
+from core.alerts.bell import list_notifications
+from core.alerts.watchlists import (
     BETTER_RANK,
     NEW_COLOR,
     PX_MOVE,
@@ -25,6 +19,12 @@ from core.watchlists import (
     unwatch,
     watch,
 )
+from core.audit import load_changes
+from core.config import load_settings
+from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.identity.users import create_user
+from core.runs import pipeline
+from core.runs.exports import write_csv
 from tests.factories import make_colors
 
 SETTINGS = load_settings({}, {})

@@ -11,14 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from core import runs
 from core.access import SYSTEM, Actor
-from core.audit import load_changes
-from core.config import load_settings
-from core.email_templates import load_send_log
-from core.errors import InvalidInput, PermissionDenied
-from core.notify import DeliveryFailed
-from core.webhooks import (
+from core.alerts.email import DeliveryFailed
+from core.alerts.templates import load_send_log
+from core.alerts.webhooks import (
     WebhookDelivery,
     WebhookSettings,
     get_webhook_settings,
@@ -28,6 +24,10 @@ from core.webhooks import (
     save_webhook_settings,
     send_test_webhook,
 )
+from core.audit import load_changes
+from core.config import load_settings
+from core.errors import InvalidInput, PermissionDenied
+from core.runs import records as runs
 
 SETTINGS = load_settings({}, {})
 NOW = datetime(2026, 3, 13, 9, 30, tzinfo=UTC)

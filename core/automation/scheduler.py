@@ -1,0 +1,426 @@
+"""The scheduler sidecar (`python -m core.scheduler`): a loop around `run_once(now)` that, while it
+holds the "scheduler" lease, runs due jobs and queued triggers through the pipeline
+(core.automation.job_runs)
+and writes a heartbeat.
+
+It shares only the store with the app (DESIGN.md §1). A run killed mid-way stays invisible (the
+pipeline publishes last) and is marked abandoned by whichever scheduler takes the lease next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from itertools import islice, takewhile
+from typing import Any
+
+from core.access import SYSTEM, TRIGGER_RUN, Actor, require
+from core.audit import record_change
+from core.automation.job_runs import (
+    CURRENT_KEY,
+    Collect,
+    Notify,
+    RunContext,
+    aware,
+    recover_abandoned,
+    run_trigger,
+)
+from core.automation.jobs import AREA as JOBS_AREA
+from core.automation.jobs import PREFIX as JOBS_PREFIX
+from core.automation.jobs import Job, get_job, load_jobs, pending_triggers, skip_next_run
+from core.automation.leases import acquire_lease, lease_holder, release_lease, renew_lease
+from core.automation.schedules import previous_occurrences
+from core.automation.sweep import sweep_runs
+from core.config import BY_KEY, Settings
+from core.errors import Conflict, MarketPulseError, NotFound
+from core.reads.compaction import compact_colors, plan_compaction
+from core.runs.liveness import stale_seconds
+from core.runs.records import MISSED, SKIPPED, RunRecord
+from storage import ANY_VERSION, ObjectNotFound, Store, StoreError, WriteConflict
+
+log = logging.getLogger("core.automation.scheduler")  # also when run as __main__
+
+LEASE = "scheduler"
+HEARTBEAT_KEY = "scheduler/heartbeat"
+STATE_PREFIX = "scheduler/state/"
+COMPACT_RETRY = timedelta(minutes=15)  # after a failed compaction
+MISSED_RECORDS_MAX = 10  # per job and catch-up; older missed slots are summed up in one note
+SKIPPED_TEXT = "skipped: 'Run now and skip the next scheduled run'"
+MISSED_TEXT = "missed: the scheduler was not running at {slot}"
+try:
+    VERSION = metadata.version("marketpulse")
+except metadata.PackageNotFoundError:
+    VERSION = "dev"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_owner() -> str:
+    """host:pid:random, unique per process (a restarted process is a new owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Context(RunContext):
+    """One scheduler step's view: a RunContext that writes the heartbeat (with the last errors it
+    keeps across steps) and, during a live run, keeps the lease."""
+
+    def __init__(self, store: Store, settings: Settings, owner: str, *, now: datetime,
+                 collect: Collect | None = None, notify: Notify | None = None,
+                 stop: threading.Event | None = None,
+                 clock: Callable[[], datetime] | None = None, tick_s: float = 1.0,
+                 heartbeat: bool = True) -> None:
+        try:
+            beat = store.get(HEARTBEAT_KEY)[0] if heartbeat else {}
+        except ObjectNotFound:
+            beat = {}
+        super().__init__(store, settings, owner, now=now, collect=collect, notify=notify,
+                         stop=stop, clock=clock, errors=list(beat.get("last_errors", [])))
+        self.tick_s, self.heartbeat = tick_s, heartbeat
+        self.compaction: dict[str, Any] | None = beat.get("compaction")
+        self.swept_at: str | None = beat.get("swept_at")
+
+    def write_heartbeat(self) -> None:
+        if not self.heartbeat:
+            return
+        self.store.put(HEARTBEAT_KEY, {
+            "at": self.clock().isoformat(), "owner": self.owner, "pid": os.getpid(),
+            "host": socket.gethostname(), "version": VERSION, "tick_s": self.tick_s,
+            "current": None if self.current is None else {k: self.current[k] for k in (
+                "run_id", "job", "stage", "rows", "started_at")},
+            "last_errors": self.errors, "compaction": self.compaction, "stopped": False,
+            "swept_at": self.swept_at},
+            ANY_VERSION)
+
+    @contextlib.contextmanager
+    def keep(self) -> Iterator[None]:
+        """During a live run: renew the lease and refresh the heartbeat in a thread."""
+        keeper = _Keeper(self) if self.live else None
+        try:
+            yield
+        finally:
+            if keeper is not None:
+                keeper.halt()
+
+
+class _Keeper(threading.Thread):
+    """During a live run: renew the lease and refresh the heartbeat, so a long run keeps it."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(name="scheduler-keeper", daemon=True)
+        self.ctx = ctx
+        ttl = float(ctx.settings["scheduler.lease_seconds"])
+        self.interval = min(ctx.tick_s, ttl / 3)
+        self._halt = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        ttl = float(self.ctx.settings["scheduler.lease_seconds"])
+        while not self._halt.wait(self.interval):
+            try:
+                if not renew_lease(self.ctx.store, LEASE, self.ctx.owner, ttl,
+                                   aware(self.ctx.clock())):
+                    log.error("lost the scheduler lease during a run")
+                self.ctx.write_heartbeat()
+            except Exception:  # keep trying: the store may be briefly unavailable
+                log.warning("could not renew the scheduler lease", exc_info=True)
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+
+def clear_skip(store: Store, job_id: str, skip_iso: str, now: datetime) -> None:
+    """The skipped occurrence has passed: clear skip_next_at (logged as a system job change)."""
+    for _ in range(3):
+        try:
+            job, version = get_job(store, job_id)
+        except NotFound:
+            return
+        if job.skip_next_at != skip_iso:
+            return
+        after = replace(job, skip_next_at=None)
+        try:
+            store.put(JOBS_PREFIX + job_id, after.to_dict(), version)
+        except WriteConflict:
+            continue
+        record_change(store, SYSTEM, JOBS_AREA, "skip_done", job.name, before=job.to_dict(),
+                      after=after.to_dict(), now=now)
+        return
+
+
+def _state(store: Store, job_id: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        return store.get(STATE_PREFIX + job_id)
+    except ObjectNotFound:
+        return None, None
+
+
+def _claim_slot(store: Store, job: Job, slot: datetime, version: str | None,
+                now: datetime) -> bool:
+    """Record `slot` as handled before running it (at most once, even across a crash)."""
+    try:
+        store.put(STATE_PREFIX + job.id, {"last_slot": slot.isoformat(),
+                                          "updated_at": now.isoformat()}, version)
+    except WriteConflict:
+        return False
+    return True
+
+
+def _baseline(state: dict[str, Any] | None, job: Job, now: datetime) -> datetime:
+    """Slots after this are new: the last handled slot, else when the job was created."""
+    text = (state or {}).get("last_slot") or job.created_at
+    if not text:
+        return now
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _scheduled(ctx: Context, job: Job, now: datetime) -> list[RunRecord]:
+    """Handle the job's slots since its last handled one: the latest runs if within the grace
+    window (else missed); earlier ones are missed; the skip_next_at slot is skipped."""
+    state, version = _state(ctx.store, job.id)
+    baseline = _baseline(state, job, now)
+    latest = next(previous_occurrences(job.schedule, job.timezone, now), None)
+    if latest is None or latest <= baseline or ctx.stopping():
+        return []
+    if not _claim_slot(ctx.store, job, latest, version, now):
+        return []  # another scheduler handled it
+    if not job.active:
+        return []
+    skip = datetime.fromisoformat(job.skip_next_at) if job.skip_next_at else None
+    earlier = list(islice(takewhile(lambda at: at > baseline, previous_occurrences(
+        job.schedule, job.timezone, latest - timedelta(microseconds=1))), MISSED_RECORDS_MAX + 1))
+    note = ""
+    if len(earlier) > MISSED_RECORDS_MAX:  # a long outage: record the latest few, note the rest
+        earlier = earlier[:MISSED_RECORDS_MAX]
+        note = f" (and earlier missed runs since {baseline.isoformat()})"
+    records: list[RunRecord] = []
+    for slot in sorted(earlier):
+        if slot == skip:
+            records.append(ctx.mark(job, slot, SKIPPED, SKIPPED_TEXT))
+        else:
+            text = MISSED_TEXT.format(slot=slot.isoformat()) + note
+            records.append(ctx.mark(job, slot, MISSED, text))
+            note = ""
+    if skip is not None and skip <= latest:  # its slot has passed (or the schedule changed)
+        clear_skip(ctx.store, job.id, job.skip_next_at or "", now)
+    minutes = float(ctx.settings["scheduler.grace_minutes"])
+    if latest == skip:
+        records.append(ctx.mark(job, latest, SKIPPED, SKIPPED_TEXT))
+    elif now - latest > timedelta(minutes=minutes):
+        text = MISSED_TEXT.format(slot=latest.isoformat())
+        records.append(ctx.mark(job, latest, MISSED,
+                                f"{text}, outside the {minutes:g}-minute grace window"))
+    else:
+        done = ctx.execute(job, trigger="scheduled", override=False, actor=SYSTEM)
+        records += [done] if done else []
+    return records
+
+
+def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
+             collect: Collect | None = None, notify: Notify | None = None,
+             stop: threading.Event | None = None, clock: Callable[[], datetime] | None = None,
+             tick_s: float | None = None) -> list[RunRecord]:
+    """One scheduler step at `now`: take or renew the lease (standby → []), recover runs a dead
+    scheduler left running, handle due and missed slots of every job, then queued triggers.
+    Returns the run records written. A job's error is recorded and never stops the scheduler.
+    `clock` (live loops) stamps runs with the real time and renews the lease during long runs."""
+    now = aware(now)
+    ttl = float(settings["scheduler.lease_seconds"])
+    holder = lease_holder(store, LEASE, now)
+    if not acquire_lease(store, LEASE, owner, ttl, now):
+        log.debug("standby: %s holds the scheduler lease", holder and holder[0])
+        return []
+    ctx = Context(store, settings, owner, collect=collect, notify=notify, stop=stop, clock=clock,
+                  tick_s=tick_s or float(settings["scheduler.tick_seconds"]),
+                  heartbeat=True, now=now)
+    recover_abandoned(ctx, fresh=holder is None or holder[0] != owner)
+    sweep_if_due(ctx)
+    records: list[RunRecord] = []
+    for job in load_jobs(store):
+        try:
+            records += _scheduled(ctx, job, now)
+        except Exception as exc:  # a broken job must not stop the others
+            log.exception("job %s could not be scheduled", job.name)
+            ctx.error(job.name, f"could not be scheduled: {exc}")
+    for trigger in pending_triggers(store):
+        if ctx.stopping():
+            break
+        records += run_trigger(ctx, trigger)
+    if settings["scheduler.compact"] and not ctx.stopping():
+        compact_if_needed(ctx)
+    ctx.write_heartbeat()
+    return records
+
+
+def sweep_if_due(ctx: Context) -> None:
+    """Every tenth of runs.stale_seconds: mark runs whose process died (a CLI or manual run too)
+    abandoned and remove their partial data (core.runs.liveness)."""
+    every = timedelta(seconds=stale_seconds(ctx.settings) / 10)
+    if ctx.swept_at and timedelta(0) <= ctx.now - datetime.fromisoformat(ctx.swept_at) < every:
+        return
+    try:
+        for record in sweep_runs(ctx.store, SYSTEM, ctx.settings, now=ctx.now):
+            ctx.error(record.job or record.kind, f"run {record.run_id} {record.error}")
+    except Exception as exc:  # the next step tries again
+        log.exception("sweeping dead runs failed")
+        ctx.error("runs", f"sweeping dead runs failed: {exc}")
+    ctx.swept_at = ctx.now.isoformat()
+
+
+def compact_if_needed(ctx: Context) -> bool:
+    """Keep search fast as runs arrive: when core.reads.compaction says the layout needs it, add
+    the new
+    runs to the copy's delta or write a new copy (readers switch when it is complete), keeping the
+    lease meanwhile. A failure is recorded in the heartbeat and retried after COMPACT_RETRY; a
+    compaction that lost the race to another (`python -m core compact`) is retried next step."""
+    failed = (ctx.compaction or {}).get("failed_at")
+    if failed and aware(ctx.clock()) - datetime.fromisoformat(failed) < COMPACT_RETRY:
+        return False
+    try:
+        plan = plan_compaction(ctx.store)
+        if not plan.needed:
+            return False
+        log.info("compacting published colors: %s", plan.reason)
+        with ctx.keep():
+            report = compact_colors(ctx.store, now=ctx.clock())
+    except WriteConflict:
+        log.info("another compaction switched the copy first; planning again next step")
+        return False
+    except Exception as exc:  # search stays correct on the old layout, only slower
+        log.exception("compaction failed")
+        ctx.error("compaction", f"failed: {exc}")
+        ctx.compaction = {**(ctx.compaction or {}), "failed_at": aware(ctx.clock()).isoformat()}
+        return False
+    ctx.compaction = {"at": aware(ctx.clock()).isoformat(), "mode": report.mode,
+                      "runs": report.runs, "rows": report.rows, "seconds": report.seconds,
+                      "reason": report.reason}
+    return report.done
+
+
+def run_in_app(store: Store, settings: Settings, actor: Actor, job_id: str, now: datetime, *,
+               override: bool = False, skip_next: bool = False,
+               collect: Collect | None = None,
+               notify: Notify | None = None) -> RunRecord | None:
+    """Run one job in this process while no scheduler is up, under the same lease. Conflict when a
+    live scheduler holds it (queue the run with request_run instead). None: nothing to process."""
+    require(actor, TRIGGER_RUN)
+    now = aware(now)
+    owner = "app:" + default_owner()
+    ttl = float(settings["scheduler.lease_seconds"])
+    if not acquire_lease(store, LEASE, owner, ttl, now):
+        holder = lease_holder(store, LEASE, now)
+        held = f" ({holder[0]}, lease until {holder[1]:%H:%M:%S})" if holder else ""
+        raise Conflict(f"a scheduler is running jobs{held}; use Run now to queue the run for it")
+    try:
+        job, _ = get_job(store, job_id)
+        if skip_next:
+            skip_next_run(store, actor, job_id, now=now)
+        ctx = Context(store, settings, owner, collect=collect, notify=notify, clock=_utcnow,
+                      tick_s=1.0, heartbeat=False, now=now)
+        recover_abandoned(ctx, fresh=True)
+        return ctx.execute(job, trigger="run_now", override=override, actor=actor,
+                           record_empty=True)
+    finally:
+        release_lease(store, LEASE, owner)
+
+
+def scheduler_health(store: Store, now: datetime) -> dict[str, Any]:
+    """For the UI: alive (heartbeat younger than 3 ticks), heartbeat age, lease holder, the
+    current run and the last errors."""
+    now = aware(now)
+    try:
+        beat: dict[str, Any] | None = store.get(HEARTBEAT_KEY)[0]
+    except ObjectNotFound:
+        beat = None
+    age = None
+    if beat:
+        age = (now - datetime.fromisoformat(beat["at"])).total_seconds()
+    tick = float((beat or {}).get("tick_s") or BY_KEY["scheduler.tick_seconds"].default)
+    holder = lease_holder(store, LEASE, now)
+    try:
+        current = store.get(CURRENT_KEY)[0]
+    except ObjectNotFound:
+        current = None
+    return {
+        "alive": bool(beat) and not beat.get("stopped") and age is not None
+        and age <= max(3 * tick, 3.0),
+        "heartbeat_age_s": age,
+        "heartbeat": beat,
+        "lease_holder": None if holder is None else {"owner": holder[0],
+                                                     "until": holder[1].isoformat()},
+        "current": current,
+        "last_errors": (beat or {}).get("last_errors", []),
+    }
+
+
+def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
+                tick_s: float | None = None, owner: str | None = None,
+                clock: Callable[[], datetime] | None = None,
+                collect: Collect | None = None,
+                notify: Notify | None = None) -> None:
+    """Call run_once every tick until `stop` is set; a run in progress finishes first. The lease
+    is released on the way out so a standby takes over at once."""
+    tick = float(tick_s or settings["scheduler.tick_seconds"])
+    owner = owner or default_owner()
+    clock = clock or _utcnow
+    log.info("scheduler %s started (tick %.1f s, store %s)", owner, tick, store.url)
+    try:
+        while not stop.is_set():
+            try:
+                run_once(store, settings, clock(), owner=owner, collect=collect, notify=notify,
+                         stop=stop, clock=clock, tick_s=tick)
+            except Exception:  # e.g. the store is briefly unreachable: try again next tick
+                log.exception("scheduler step failed; retrying in %.1f s", tick)
+            stop.wait(tick)
+    finally:
+        try:
+            beat = store.get(HEARTBEAT_KEY)[0]
+            if beat.get("owner") == owner:
+                store.put(HEARTBEAT_KEY, {**beat, "stopped": True, "current": None},
+                          ANY_VERSION)
+            release_lease(store, LEASE, owner)
+        except Exception:  # best effort: the lease expires on its own
+            log.warning("could not release the scheduler lease", exc_info=True)
+        log.info("scheduler %s stopped", owner)
+
+
+def main() -> int:
+    """Composition root of the sidecar: settings, store, signals, loop."""
+    from core.config import load_settings, read_secrets_file
+    from storage import open_store
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(read_secrets_file(), os.environ)
+        store = open_store(settings["store.url"])
+    except (MarketPulseError, StoreError) as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping after the current run", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    run_forever(store, settings, stop=stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

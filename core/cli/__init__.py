@@ -1,0 +1,1 @@
+"""`python -m core ...` subcommands (core/__main__.py dispatches here) and the demo data."""

@@ -1,0 +1,1 @@
+"""The change log's revert (revert) and the access log (access_log)."""

@@ -1,0 +1,131 @@
+"""Run a reader of untrusted bytes in a child process with a memory limit (RLIMIT_AS) and a
+wall-clock limit, so a bomb or a reader bug ends as an UnreadableFile naming the file, never as a
+dead server or scheduler. Children fork from a forkserver that has the readers imported."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import resource
+import time
+from collections.abc import Callable
+from multiprocessing import spawn
+from typing import Any
+
+from core.errors import FileProblem, UnreadableFile
+
+log = logging.getLogger(__name__)
+
+PRELOAD = ("core.ingest.readers", "core.reads.identifiers")
+CHILD_NAME = "marketpulse-read"
+MB = 1024 * 1024
+_CTX = multiprocessing.get_context("forkserver")
+_preloaded = False
+last_peak_mb: float = 0.0  # the peak RSS of the last child (for benchmarks and the report)
+
+
+def _preparation_data(name: str) -> dict[str, Any]:
+    """multiprocessing's child preparation, without re-running the parent's main module in a
+    reading child (Streamlit's page script, a test runner, a script without a main guard)."""
+    data = _original_preparation_data(name)
+    if name.startswith(CHILD_NAME):
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+    return data
+
+
+_original_preparation_data = spawn.get_preparation_data
+spawn.get_preparation_data = _preparation_data
+
+
+def _preload() -> None:
+    """Import the readers once in the forkserver, so each child starts with them."""
+    global _preloaded
+    if not _preloaded:
+        _CTX.set_forkserver_preload(list(PRELOAD))
+        _preloaded = True
+
+
+def _child(conn: Any, memory_mb: int, func: Callable[..., Any], args: tuple) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    devnull = os.open(os.devnull, os.O_WRONLY)  # a reader's panic or abort is reported by the
+    os.dup2(devnull, 2)  # parent, naming the file, not dumped into the server's log
+    if memory_mb:
+        with open("/proc/self/statm") as statm:
+            mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = mapped + memory_mb * MB
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        reply: tuple = ("ok", func(*args))
+    except FileProblem as exc:
+        reply = ("problem", exc.file, exc.detail, exc.sheet)
+    except MemoryError:
+        reply = ("memory",)
+    except BaseException as exc:  # a reader's own error or panic: the file is unreadable
+        reply = ("error", f"{type(exc).__name__}: {exc}"[:300])
+    try:
+        conn.send(reply)
+    except MemoryError:
+        conn.send(("memory",))
+    conn.close()
+
+
+def _hwm_mb(pid: int | None) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def run_isolated(func: Callable[..., Any], args: tuple, filename: str, *, memory_mb: int,
+                 seconds: float, unreadable: str) -> Any:
+    """func(*args) in a child limited to `memory_mb` more MB than it starts with (0 = no limit)
+    and `seconds` of wall clock (0 = no limit). FileProblem raised in the child is raised here;
+    any other failure, a crash or a kill becomes UnreadableFile(filename, ...)."""
+    global last_peak_mb
+    _preload()
+    receive, send = _CTX.Pipe(duplex=False)
+    child = _CTX.Process(target=_child, args=(send, memory_mb, func, args), daemon=True,
+                         name=f"{CHILD_NAME}-{filename[:40]}")
+    started = time.monotonic()
+    child.start()
+    send.close()
+    peak, reply = 0.0, None
+    try:
+        while True:
+            peak = max(peak, _hwm_mb(child.pid))
+            if receive.poll(0.05):
+                try:
+                    reply = receive.recv()
+                except (EOFError, OSError):
+                    reply = None
+                break
+            if seconds and time.monotonic() - started > seconds:
+                child.kill()
+                raise UnreadableFile(filename, f"could not be read safely: reading it took longer "
+                                     f"than {seconds:g} s (upload.read_seconds); {unreadable}")
+    finally:
+        receive.close()
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        last_peak_mb = peak
+        log.info("%s read in a child in %.2f s, peak %.0f MB", filename,
+                 time.monotonic() - started, peak)
+    if reply is None or reply[0] == "memory":
+        how = "" if reply else f" or crashed the reader (exit status {child.exitcode})"
+        raise UnreadableFile(filename, f"could not be read safely: reading it needs more than "
+                             f"{memory_mb} MB of memory (upload.read_memory_mb){how}; open it in "
+                             "Excel, delete what is not colors, save it as .xlsx and upload again")
+    if reply[0] == "ok":
+        return reply[1]
+    if reply[0] == "problem":
+        raise UnreadableFile(reply[1], reply[2], sheet=reply[3])
+    log.warning("reading %s failed in the child: %s", filename, reply[1])
+    raise UnreadableFile(filename, unreadable)

@@ -1,0 +1,280 @@
+"""Dashboard data (DOMAIN.md §6): KPIs, chart frames and the latest parents, computed in DuckDB from
+the per-run rollups (core.runs.published) under the reader's sectors and the dashboard's filters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from core.access import VIEW, Actor, entitled_columns, require
+from core.reads.search_sql import entitlement_sql
+from core.runs import records as runs
+from core.runs.exports import write_xlsx
+from core.runs.published import (
+    DIFF_BIN,
+    duckdb_session,
+    fetch_frame,
+    open_colors,
+    open_rollups,
+    read_layout,
+)
+from storage import Store
+
+LATEST_RUNS_SCANNED = 5  # newest runs searched for the latest parents before giving up
+
+
+@dataclass(frozen=True)
+class DashboardFilters:
+    """What drives every dashboard element (hashable: pages cache on it). Dates bound DATE (the
+    colors' business date), inclusive; empty tuples mean all; cusips pick the price trends."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    sectors: tuple[str, ...] = ()
+    processing_types: tuple[str, ...] = ()
+    cusips: tuple[str, ...] = ()
+    latest_limit: int = 50
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """KPIs (today and this month by processing time, in `now`'s timezone; next_run_at is for the
+    page to fill) and one frame per chart, in long form ready for plotly."""
+
+    kpis: dict[str, Any]
+    colors_by_month_bias: pd.DataFrame  # MONTH, BIAS, COLORS
+    volume_by_sector: pd.DataFrame  # DAY, SECTOR, COLORS
+    volume_by_source: pd.DataFrame  # DAY, SOURCE, COLORS
+    price_trend: pd.DataFrame  # CUSIP, DATE, PX, COV_PRICE, SOURCE, BIAS (newest run's parent)
+    diff_distribution: pd.DataFrame  # DIFF_STATUS, BIN_LOW, BIN_HIGH, COLORS (points, PX − COV)
+    runs: pd.DataFrame  # RUN_COLUMNS; without WHOLE_RUN for a sector-limited reader
+    latest_parents: pd.DataFrame
+
+
+def _filter_sql(actor: Actor, filters: DashboardFilters, *, dates: bool = True
+                ) -> tuple[str, list[Any]]:
+    rule, params = entitlement_sql(actor)
+    parts = [f"({rule})"]
+    if filters.sectors:
+        parts.append("SECTOR IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(filters.sectors))
+    if filters.processing_types:
+        parts.append("PROCESSING_TYPE IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(filters.processing_types))
+    if dates and filters.date_from is not None:
+        parts.append("TRY_CAST(DATE AS DATE) >= ?")
+        params.append(filters.date_from)
+    if dates and filters.date_to is not None:
+        parts.append("TRY_CAST(DATE AS DATE) <= ?")
+        params.append(filters.date_to)
+    return " AND ".join(parts), params
+
+
+def _day_bounds(now: datetime) -> tuple[datetime, datetime, datetime]:
+    """Start of today, of tomorrow and of this month in now's timezone, as UTC instants."""
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    today = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
+    month = today.replace(day=1)
+    return today.astimezone(UTC), (today + timedelta(days=1)).astimezone(UTC), month.astimezone(UTC)
+
+
+def _empty(*columns: str) -> pd.DataFrame:
+    return pd.DataFrame(columns=list(columns))
+
+
+def _charts(con: duckdb.DuckDBPyConnection, rollups: str, where: str, params: list[Any]
+            ) -> dict[str, Any]:
+    counts = f"FROM {rollups} AS rollups WHERE KIND = 'count' AND {where}"
+    return {
+        "colors_by_month_bias": fetch_frame(
+            con, f"SELECT CAST(date_trunc('month', DATE) AS DATE) AS MONTH, BIAS, "
+                 f"sum(COLORS)::BIGINT AS COLORS {counts} GROUP BY ALL ORDER BY MONTH, BIAS",
+            params),
+        "volume_by_sector": fetch_frame(
+            con, f"SELECT CAST(DATE AS DATE) AS DAY, SECTOR, sum(COLORS)::BIGINT AS COLORS "
+                 f"{counts} GROUP BY ALL ORDER BY DAY, SECTOR", params),
+        "volume_by_source": fetch_frame(
+            con, f"SELECT CAST(DATE AS DATE) AS DAY, SOURCE, sum(COLORS)::BIGINT AS COLORS "
+                 f"{counts} GROUP BY ALL ORDER BY DAY, SOURCE", params),
+        "diff_distribution": fetch_frame(
+            con, f"SELECT DIFF_STATUS, BIN * ? AS BIN_LOW, (BIN + 1) * ? AS BIN_HIGH, "
+                 f"sum(COLORS)::BIGINT AS COLORS FROM {rollups} AS rollups WHERE KIND = 'diff' "
+                 f"AND {where} "
+                 "GROUP BY ALL ORDER BY DIFF_STATUS, BIN_LOW", [DIFF_BIN, DIFF_BIN, *params]),
+    }
+
+
+def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: DashboardFilters,
+          now: datetime, rollups: str | None) -> dict[str, Any]:
+    start, end, month = _day_bounds(now)
+    where, params = _filter_sql(actor, filters, dates=False)
+    today = month_total = parents = 0
+    if rollups is not None:
+        row = con.execute(
+            "SELECT coalesce(sum(COLORS) FILTER (WHERE PROCESSED_AT >= ? AND PROCESSED_AT < ?), 0),"
+            " coalesce(sum(COLORS) FILTER (WHERE PROCESSED_AT >= ? AND PROCESSED_AT < ?), 0),"
+            " coalesce(sum(COLORS) FILTER (WHERE PROCESSED_AT >= ? AND PROCESSED_AT < ? "
+            f"AND IS_PARENT), 0) FROM {rollups} AS rollups WHERE KIND = 'count' AND {where}",
+            [start, end, month, end, start, end, *params]).fetchall()[0]
+        today, month_total, parents = (int(v) for v in row)
+    records = runs.load_runs(store)
+    todays = [runs.run_partition(r.run_id) for r in records if r.status == runs.SUCCESS
+              and start.isoformat() <= _utc_text(r.started_at) < end.isoformat()]
+    kpis: dict[str, Any] = {"today_colors": today, "month_colors": month_total,
+                            "today_parents": parents}
+    needed = {"SECTOR"} if actor.sectors is not None or filters.sectors else set()
+    needed |= {"PROCESSING_TYPE"} if filters.processing_types else set()
+    for table in (runs.EXCLUDED_TABLE, runs.QUARANTINED_TABLE):
+        stored = set(store.partitions(table))
+        present = [p for p in todays if p in stored]
+        kpis[f"today_{table}"] = 0
+        if present and store.register(con, table, present):
+            columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+            if needed <= columns:  # rows without a SECTOR are not shown to sector-limited users
+                found = con.execute(f"SELECT count(*) FROM {table} WHERE {where}",
+                                    params).fetchall()
+                kpis[f"today_{table}"] = int(found[0][0])
+    last = records[0] if records else None
+    kpis.update(last_run_id=last.run_id if last else None,
+                last_run_status=last.status if last else None,
+                last_run_kind=last.kind if last else None,
+                last_run_at=(last.finished_at or last.started_at) if last else None,
+                next_run_at=None)
+    return kpis
+
+
+def _utc_text(stamp: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        return ""
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+RUN_COLUMNS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT", "DURATION_S", "READ",
+               "ROWS_PER_S", "PUBLISHED", "PARENTS", "EXCLUDED", "QUARANTINED", "QUALITY", "ERROR"]
+# Counts over every sector of a run: a user limited to some sectors never receives them.
+WHOLE_RUN = ("READ", "ROWS_PER_S", "EXCLUDED", "QUARANTINED")
+
+
+def _sector_counts(con: duckdb.DuckDBPyConnection, rollups: str | None, actor: Actor
+                   ) -> dict[int, tuple[int, int]]:
+    """RUN_ID → (colors, parents) published in the actor's sectors, from the rollups."""
+    if rollups is None:
+        return {}
+    rule, params = entitlement_sql(actor)
+    found = con.execute(
+        "SELECT RUN_ID, sum(COLORS)::BIGINT, coalesce(sum(COLORS) FILTER (WHERE IS_PARENT), 0)"
+        f"::BIGINT FROM {rollups} AS rollups WHERE KIND = 'count' AND ({rule}) GROUP BY RUN_ID",
+        params).fetchall()
+    return {int(run): (int(colors), int(parents)) for run, colors, parents in found}
+
+
+def _run_stats(store: Store, actor: Actor, filters: DashboardFilters,
+               con: duckdb.DuckDBPyConnection, rollups: str | None) -> pd.DataFrame:
+    """One row per run under the date and processing-type filters, oldest first. A user limited
+    to some sectors gets no whole-run counts (WHOLE_RUN): PUBLISHED and PARENTS count the colors
+    of their sectors still visible; duration, status and quality are theirs to see."""
+    limited = actor.sectors is not None
+    mine = _sector_counts(con, rollups, actor) if limited else {}
+    rows = []
+    for record in runs.load_runs(store):
+        day = _utc_text(record.started_at)[:10]
+        if filters.processing_types and record.kind not in filters.processing_types:
+            continue
+        if (filters.date_from and day < filters.date_from.isoformat()) or (
+                filters.date_to and day > filters.date_to.isoformat()):
+            continue
+        counts = record.counts
+        read = counts.get("read", 0)
+        published, parents = (mine.get(record.run_id, (0, 0)) if limited else
+                              (counts.get("published", 0), counts.get("parents", 0)))
+        rows.append({"RUN_ID": record.run_id, "KIND": record.kind, "STATUS": record.status,
+                     "TRIGGER": record.trigger, "ACTOR": record.actor,
+                     "STARTED_AT": record.started_at, "DURATION_S": record.duration_s,
+                     "READ": read, "ROWS_PER_S": round(read / record.duration_s)
+                     if record.duration_s else None, "PUBLISHED": published, "PARENTS": parents,
+                     "EXCLUDED": counts.get("excluded", 0),
+                     "QUARANTINED": counts.get("quarantined", 0),
+                     "QUALITY": record.quality_score, "ERROR": record.error})
+    columns = [c for c in RUN_COLUMNS if not (limited and c in WHOLE_RUN)]
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)[columns]
+    return frame.sort_values("RUN_ID").reset_index(drop=True)
+
+
+def _latest_parents(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor,
+                    filters: DashboardFilters, visible: tuple[int, ...]) -> pd.DataFrame:
+    """Parents of the newest runs, read from their own partitions (small, always present)."""
+    present = set(store.partitions(runs.COLORS_TABLE))
+    newest = [runs.run_partition(r) for r in sorted(visible, reverse=True)
+              if runs.run_partition(r) in present][:LATEST_RUNS_SCANNED]
+    if not newest or filters.latest_limit <= 0:
+        return pd.DataFrame()
+    if not store.register(con, runs.COLORS_TABLE, newest):
+        return pd.DataFrame()
+    names = [row[0] for row in con.execute(f"DESCRIBE {runs.COLORS_TABLE}").fetchall()]
+    order = "RUN_ID DESC, POSITION" if "POSITION" in names else "RUN_ID DESC"
+    where, params = _filter_sql(actor, filters)
+    frame = fetch_frame(con, f"SELECT * FROM {runs.COLORS_TABLE} WHERE IS_PARENT AND {where} "
+                             f"ORDER BY {order} LIMIT ?", [*params, filters.latest_limit])
+    return entitled_columns(frame.drop(columns=[c for c in ("run",) if c in frame]), actor)
+
+
+def _price_trend(con: duckdb.DuckDBPyConnection, src: str, actor: Actor,
+                 filters: DashboardFilters) -> pd.DataFrame:
+    where, params = _filter_sql(actor, filters)
+    frame = fetch_frame(
+        con, "SELECT CUSIP, CAST(DATE AS DATE) AS DATE, arg_max(PX, RUN_ID) AS PX, "
+             "arg_max(COV_PRICE, RUN_ID) AS COV_PRICE, arg_max(SOURCE, RUN_ID) AS SOURCE, "
+             f"arg_max(BIAS, RUN_ID) AS BIAS FROM {src} AS published WHERE IS_PARENT AND "
+             f"CUSIP IN (SELECT unnest(?::VARCHAR[])) AND {where} GROUP BY ALL "
+             "ORDER BY CUSIP, DATE", [[c.strip().upper() for c in filters.cusips], *params])
+    return entitled_columns(frame, actor)
+
+
+def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: datetime
+                   ) -> DashboardData:
+    """Everything the dashboard shows, in one call the page caches (key: store url, data_version,
+    actor, filters, today)."""
+    require(actor, VIEW)
+    layout = read_layout(store)
+    where, params = _filter_sql(actor, filters)
+    with duckdb_session() as con:
+        latest = _latest_parents(con, store, actor, filters, layout.visible)
+        src = open_colors(store, con, layout)
+        rollups = open_rollups(store, con, layout) if src is not None else None
+        charts = _charts(con, rollups, where, params) if rollups is not None else {
+            "colors_by_month_bias": _empty("MONTH", "BIAS", "COLORS"),
+            "volume_by_sector": _empty("DAY", "SECTOR", "COLORS"),
+            "volume_by_source": _empty("DAY", "SOURCE", "COLORS"),
+            "diff_distribution": _empty("DIFF_STATUS", "BIN_LOW", "BIN_HIGH", "COLORS")}
+        trend = (_price_trend(con, src, actor, filters) if src is not None and filters.cusips
+                 else _empty("CUSIP", "DATE", "PX", "COV_PRICE", "SOURCE", "BIAS"))
+        kpis = _kpis(con, store, actor, filters, now, rollups)
+        stats = _run_stats(store, actor, filters, con, rollups)
+    return DashboardData(kpis=kpis, price_trend=trend, runs=stats, latest_parents=latest,
+                         **charts)
+
+
+_SHEETS = {"colors_by_month_bias": "Colors by month x bias", "volume_by_sector": "Volume by sector",
+           "volume_by_source": "Volume by source", "price_trend": "Price trend",
+           "diff_distribution": "PX - COV distribution", "runs": "Runs",
+           "latest_parents": "Latest parents"}
+
+
+def dashboard_workbook(data: DashboardData) -> bytes:
+    """The dashboard's data as an .xlsx: a KPIs sheet, then one sheet per chart and table."""
+    kpis = pd.DataFrame({"KPI": list(data.kpis), "VALUE": [str(v) if v is not None else ""
+                                                           for v in data.kpis.values()]})
+    sheets = {_SHEETS[f.name]: getattr(data, f.name) for f in fields(data) if f.name in _SHEETS}
+    return write_xlsx(kpis, sheet_name="KPIs", extra_sheets=sheets)
+
+
+def export_dashboard(store: Store, actor: Actor, filters: DashboardFilters, now: datetime
+                     ) -> bytes:
+    """dashboard_workbook of dashboard_data: what the actor sees, as an .xlsx."""
+    return dashboard_workbook(dashboard_data(store, actor, filters, now))

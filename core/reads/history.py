@@ -1,0 +1,63 @@
+"""Reads of the history store: published, excluded and quarantined rows of visible runs, always
+filtered by the reader's entitlements (sectors, column profile)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from core.access import VIEW, Actor, entitled_columns, entitled_rows, require
+from core.runs import records as runs
+from core.schema import IS_PARENT, POSITION, RUN_ID
+from storage import Store
+
+
+def _partitions(store: Store, table: str, run_ids: Iterable[int] | None) -> list[str]:
+    visible = set(runs.visible_run_ids(store))
+    wanted = visible if run_ids is None else visible & set(run_ids)
+    present = set(store.partitions(table))
+    return sorted(p for p in (runs.run_partition(r) for r in wanted) if p in present)
+
+
+def load_rows(
+    store: Store, actor: Actor, table: str = runs.COLORS_TABLE, *,
+    run_ids: Iterable[int] | None = None,
+) -> pd.DataFrame:
+    """Rows of `table` from visible runs (all, or the given ones) that the actor may see."""
+    require(actor, VIEW)
+    partitions = _partitions(store, table, run_ids)
+    if not partitions:
+        return pd.DataFrame()
+    frame = store.scan(table, partitions=partitions)
+    return entitled_columns(entitled_rows(frame, actor), actor).reset_index(drop=True)
+
+
+def published_colors(
+    store: Store, actor: Actor, *, run_ids: Iterable[int] | None = None
+) -> pd.DataFrame:
+    """Published colors of visible runs, newest run first, each run in ranked order."""
+    frame = load_rows(store, actor, runs.COLORS_TABLE, run_ids=run_ids)
+    if frame.empty:
+        return frame
+    order = [RUN_ID, POSITION] if POSITION in frame.columns else [RUN_ID]
+    ranked = frame.sort_values(order, ascending=[False, True][: len(order)], kind="stable")
+    return ranked.reset_index(drop=True)
+
+
+def latest_run(store: Store) -> runs.RunRecord | None:
+    """The newest successful run, or None."""
+    for record in runs.load_runs(store):
+        if record.status == runs.SUCCESS:
+            return record
+    return None
+
+
+def run_summary(store: Store, actor: Actor, run_id: int) -> dict[str, object]:
+    """Counts of one run as this actor may see them, plus its published rows under "colors"."""
+    colors = published_colors(store, actor, run_ids=[run_id])
+    excluded = load_rows(store, actor, runs.EXCLUDED_TABLE, run_ids=[run_id])
+    quarantined = load_rows(store, actor, runs.QUARANTINED_TABLE, run_ids=[run_id])
+    parents = int(colors[IS_PARENT].sum()) if len(colors) else 0
+    return {"published": len(colors), "parents": parents, "excluded": len(excluded),
+            "quarantined": len(quarantined), "colors": colors}

@@ -1,0 +1,330 @@
+"""One run: read inputs → validate → union → rules (unless override) → rank → publish atomically.
+
+Publishing writes the run's partitions and output workbook first and the run record last; the record
+saying `success` is what makes the rows visible, so a crash mid-run leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from core.access import MANUAL_SESSION, REPUBLISH, TRIGGER_RUN, Actor, entitled, require
+from core.audit import record_change
+from core.config import Settings
+from core.ingest.color_file import read_colors
+from core.ingest.columns import load_column_config
+from core.ingest.validation import ValidationReport, validate_colors
+from core.rules.exclusion import Rule, RulesOutcome, load_rules, match_rules
+from core.runs import duplicates
+from core.runs import records as runs
+from core.runs.exports import output_columns, write_xlsx
+from core.runs.liveness import Heartbeat
+from core.runs.ranking import check_invariants, rank_colors
+from core.schema import (
+    COLOR_ID,
+    COLOR_KEY,
+    CUSIP,
+    IS_PARENT,
+    POSITION,
+    PROCESSED_AT,
+    PROCESSING_TYPE,
+    RUN_ID,
+)
+from storage import Store
+
+log = logging.getLogger(__name__)
+
+MANUAL, AUTOMATED, OVERRIDE = "MANUAL", "AUTOMATED", "OVERRIDE"
+Progress = Callable[[str, float], None]  # (stage, fraction done) for progress bars
+
+
+@dataclass
+class Prepared:
+    """Validated inputs of a run, not yet stored."""
+
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+    report: ValidationReport
+    files: list[dict[str, object]] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    record: runs.RunRecord
+    published: pd.DataFrame
+    excluded: pd.DataFrame
+    quarantined: pd.DataFrame
+    report: ValidationReport
+    workbook: bytes
+
+
+def _noop(stage: str, fraction: float) -> None:
+    return None
+
+
+def prepare_files(
+    store: Store, files: Sequence[tuple[str, bytes]], settings: Settings, *,
+    skip_published: bool = True, whole: bool = True,
+) -> Prepared:
+    """Read and validate every file. A whole-file problem raises FileProblem before anything is
+    stored; row problems are collected in the report and the bad rows quarantined.
+    skip_published: a file identical to one a visible run published (or to an earlier one here)
+    is not read, only listed with a note (core.runs.duplicates). Each file's SHA-256 is listed,
+    unless
+    whole=False: its rows may still change (a manual session), so it never makes a later identical
+    file a duplicate (its colors still do)."""
+    columns = load_column_config(store)
+    skipped: list[dict[str, object]] = []
+    if skip_published:
+        files, skipped = duplicates.skip_published_files(store, files)
+    started = time.perf_counter()
+    batches = [read_colors(data, name, columns=columns, settings=settings) for name, data in files]
+    read_s = time.perf_counter() - started
+    started = time.perf_counter()
+    validated = [validate_colors(batch, settings) for batch in batches]
+    validate_s = time.perf_counter() - started
+    report = validated[0].report if validated else ValidationReport([], 0, 0)
+    for item in validated[1:]:
+        report = report.merge(item.report)
+    files_meta: list[dict[str, object]] = [
+        {"name": b.file, "sheet": b.sheet, "rows": len(b.frame),
+         "quarantined": len(v.quarantined),
+         **({"sha256": duplicates.file_sha256(data)} if whole else {})}
+        for b, v, (_, data) in zip(batches, validated, files, strict=True)
+    ] + skipped
+    return Prepared(
+        valid=_concat([v.valid for v in validated]),
+        quarantined=_concat([v.quarantined for v in validated]),
+        report=report,
+        files=files_meta,
+        stages={"read": round(read_s, 3), "validate": round(validate_s, 3)},
+    )
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f.columns)]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(
+        drop=True
+    )
+
+
+def _stamp(frame: pd.DataFrame, run_id: int, kind: str, at: datetime) -> pd.DataFrame:
+    frame = frame.copy()
+    frame[RUN_ID] = pd.array(np.full(len(frame), run_id), dtype="Int64")
+    frame[PROCESSED_AT] = pd.Timestamp(at).tz_convert("UTC")
+    frame[PROCESSING_TYPE] = pd.array([kind] * len(frame), dtype="string")
+    return frame
+
+
+def assign_color_ids(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
+    """COLOR_ID = "<run>-<ordinal>": unique across runs, stable within one."""
+    frame = frame.copy()
+    ordinals = pd.Series(np.arange(1, len(frame) + 1), index=frame.index).astype("string")
+    frame[COLOR_ID] = (f"{run_id}-" + ordinals).astype("string")
+    return frame
+
+
+def publish_run(
+    store: Store,
+    actor: Actor,
+    prepared: Prepared,
+    *,
+    kind: str = MANUAL,
+    trigger: str = "manual",
+    settings: Settings,
+    rules: list[Rule] | None = None,
+    pinned: Sequence[str] = (),
+    job: str = "",
+    now: datetime | None = None,
+    progress: Progress = _noop,
+    republish: bool = False,
+) -> RunResult:
+    """Rules (none for OVERRIDE), rank, and publish one run atomically; returns the result.
+    Colors a visible run already published are left out of the batch (core.runs.duplicates) unless
+    an
+    admin republishes them; either way the record counts them and says where they were first.
+
+    A failure after the run id is taken records a failed run and leaves nothing visible."""
+    require(actor, MANUAL_SESSION if kind == MANUAL else TRIGGER_RUN)
+    if republish:
+        require(actor, REPUBLISH)
+    started_at = now or datetime.now(UTC)
+    clock = time.perf_counter()
+    run_id = runs.next_run_id(store)
+    record = runs.RunRecord(
+        run_id=run_id, kind=kind, trigger=trigger, actor=actor.username, job=job,
+        started_at=started_at.isoformat(), files=prepared.files, stages=dict(prepared.stages),
+        quality_score=prepared.report.quality_score,
+        problems=[vars(p) for p in prepared.report.problems[:500]], republished=republish,
+    )
+    beat = Heartbeat(store, record, settings)  # writes it running, with its owner
+    try:
+        with beat:
+            result = _process(store, prepared, record, kind, settings, rules, pinned,
+                              started_at, progress)
+    except Exception as exc:
+        _abandon(store, record, exc, started_at + timedelta(seconds=time.perf_counter() - clock))
+        raise
+    record.status = runs.SUCCESS
+    record.duration_s = round(time.perf_counter() - clock, 3)
+    # On the caller's clock (a scheduler step's `now`), like started_at.
+    record.finished_at = (started_at + timedelta(seconds=record.duration_s)).isoformat()
+    beat.publish(record)  # the visibility point (unless a sweep abandoned the run meanwhile)
+    runs.bump_data_version(store)
+    record_change(store, actor, "runs", "run_published", f"run {run_id}",
+                  after={"kind": kind, "counts": record.counts}, detail=trigger)
+    progress("done", 1.0)
+    return result
+
+
+def active_rules(store: Store, rules: list[Rule] | None = None) -> list[Rule]:
+    """The given rules (or the stored ones) that are active."""
+    return [r for r in (load_rules(store) if rules is None else rules) if r.active]
+
+
+def rank_batch(
+    batch: pd.DataFrame, rules: list[Rule], settings: Settings, *, pinned: Sequence[str] = ()
+) -> tuple[pd.DataFrame, RulesOutcome]:
+    """Apply exclusion rules, then rank what is kept (DOMAIN.md §2: rank after exclusions).
+    Used by publishing and by previews, so a preview is exactly what would be published.
+    The kept rows are never copied out: ranking gathers them once, already in ranked order."""
+    found = match_rules(batch, rules)
+    kept = np.flatnonzero(~found.excluded)
+    if len(kept):
+        ranked = rank_colors(batch, date_column=settings["ranking.date_column"], pinned=pinned,
+                             rows=kept)
+    else:
+        ranked = batch.iloc[:0]
+    outcome = RulesOutcome(kept=ranked, excluded=found.excluded_rows(batch), counts=found.counts,
+                           matches=found.matches)
+    return ranked, outcome
+
+
+def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str,
+             settings: Settings, rules: list[Rule] | None, pinned: Sequence[str],
+             at: datetime, progress: Progress) -> RunResult:
+    run_id = record.run_id
+    batch = prepared.valid
+    if len(batch) and COLOR_ID not in batch.columns:
+        batch = assign_color_ids(batch, run_id)
+    batch = _without_published(store, batch, record)
+    clock = time.perf_counter()
+    active = [] if kind == OVERRIDE else active_rules(store, rules)
+    progress("rules", 0.3)
+    ranked, outcome = rank_batch(batch, active, settings, pinned=pinned)
+    record.stages["rules+rank"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
+    published = _stamp(ranked, run_id, kind, at)
+    published[POSITION] = pd.array(np.arange(1, len(published) + 1), dtype="Int64")
+    excluded = _stamp(outcome.excluded, run_id, kind, at)
+    quarantined = _stamp(prepared.quarantined, run_id, kind, at)
+    if len(published):
+        check_invariants(published)
+    progress("publish", 0.7)
+    if len(published):
+        published = published[[*output_columns(published), POSITION, COLOR_KEY]]
+    partition = runs.run_partition(run_id)
+    for table, frame in ((runs.COLORS_TABLE, published), (runs.EXCLUDED_TABLE, excluded),
+                         (runs.QUARANTINED_TABLE, quarantined)):
+        if len(frame):
+            store.append(table, frame, partition)
+    extra = {name: frame for name, frame in (("Excluded", excluded), ("Quarantined", quarantined))
+             if len(frame)}
+    workbook = write_xlsx(published, extra_sheets=extra)
+    store.put_blob(runs.output_blob_key(run_id), workbook)
+    record.output = runs.output_blob_key(run_id)
+    record.stages["publish"] = round(time.perf_counter() - clock, 3)
+    parents = int(published[IS_PARENT].sum()) if len(published) else 0
+    record.counts = {
+        "read": len(prepared.valid) + len(prepared.quarantined),
+        "quarantined": len(prepared.quarantined),
+        "excluded": len(outcome.excluded),
+        "published": len(published),
+        "parents": parents,
+        "children": len(published) - parents,
+        "cusips": int(published[CUSIP].nunique()) if len(published) else 0,
+    }
+    record.per_rule = {k: int(v) for k, v in outcome.counts.items()}
+    record.rules_applied = [r.name for r in active]
+    return RunResult(record, published, excluded, quarantined, prepared.report, workbook)
+
+
+def _without_published(store: Store, batch: pd.DataFrame, record: runs.RunRecord
+                       ) -> pd.DataFrame:
+    """The batch stamped with COLOR_KEY, without the colors a visible run already published
+    (all kept when the run republishes); the record notes how many and where they were first."""
+    if not len(batch):
+        return batch
+    started = time.perf_counter()
+    batch = batch.copy()
+    batch[COLOR_KEY] = duplicates.color_keys(batch)
+    found = duplicates.find_published(store, batch, batch[COLOR_KEY])
+    record.stages["already_published"] = round(time.perf_counter() - started, 3)
+    if found.count:
+        record.already_published = found.to_dict()
+        log.info("run %s: %s", record.run_id, found.sentence(
+            "published again" if record.republished else "skipped"))
+    if not found.count or record.republished:
+        return batch
+    return batch[~found.skipped].reset_index(drop=True)
+
+
+def workbook_for(result: RunResult, actor: Actor) -> bytes:
+    """The run's output workbook as this actor may download it (their sectors and columns)."""
+    if actor.sectors is None and actor.columns is None:
+        return result.workbook
+    extra = {name: entitled(frame, actor) for name, frame in
+             (("Excluded", result.excluded), ("Quarantined", result.quarantined)) if len(frame)}
+    return write_xlsx(entitled(result.published, actor), extra_sheets=extra)
+
+
+def _abandon(store: Store, record: runs.RunRecord, exc: BaseException, finished: datetime
+             ) -> None:
+    """Mark the run failed and remove whatever it had written (it was never visible)."""
+    log.exception("run %s failed", record.run_id)
+    record.status = runs.FAILED
+    record.error = str(exc) or type(exc).__name__
+    record.finished_at = finished.isoformat()
+    for table in runs.RUN_TABLES:
+        try:
+            store.delete_partition(table, runs.run_partition(record.run_id))
+        except Exception:  # cleanup is best effort; readers ignore failed runs anyway
+            log.warning("could not remove %s of failed run %s", table, record.run_id)
+    store.delete_blob(runs.output_blob_key(record.run_id))
+    runs.save_run(store, record)
+
+
+def process_files(
+    store: Store,
+    actor: Actor,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    settings: Settings,
+    kind: str = MANUAL,
+    trigger: str = "manual",
+    now: datetime | None = None,
+    rules: list[Rule] | None = None,
+    progress: Progress = _noop,
+    republish: bool = False,
+) -> RunResult:
+    """Read, validate and publish files as one run (the CLI's `process`, a manual upload).
+    rules=None applies the stored active rules; [] applies none. republish (admins): files and
+    colors already published are published again."""
+    require(actor, MANUAL_SESSION if kind == MANUAL else TRIGGER_RUN)
+    if republish:
+        require(actor, REPUBLISH)
+    progress("read", 0.0)
+    prepared = prepare_files(store, files, settings, skip_published=not republish)
+    return publish_run(store, actor, prepared, kind=kind, trigger=trigger, settings=settings,
+                       rules=rules, now=now, progress=progress, republish=republish)
+
