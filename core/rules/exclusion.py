@@ -188,6 +188,9 @@ def match_rules(
     counts: dict[str, int] = {}
     matches: dict[str, int] = {}
     for position, rule in enumerate(ordered):
+        if not len(frame):  # nothing to match: a run whose files were all published already
+            counts[rule.name] = matches[rule.name] = 0
+            continue
         flags = _rule_flags(rule, prepared)
         claimed = flags & (first < 0)
         first[claimed] = position

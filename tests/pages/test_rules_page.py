@@ -175,7 +175,8 @@ def test_the_rule_is_tested_against_and_applied_by_the_latest_run(
     assert _table(at, "Rows matched")["Rows matched"].tolist() == [3, 4, 4]
     _ok(at.button(key="rules.save").click())
 
-    pipeline.process_files(app_store, SYSTEM, [colors_file], settings=SETTINGS)
+    # the same file again, on purpose (else its colors are skipped as already published)
+    pipeline.process_files(app_store, SYSTEM, [colors_file], settings=SETTINGS, republish=True)
     table = _table(_ok(at), "Conditions")
     assert table[["Name", "Excluded in run 2"]].values.tolist() == [["No DZ", 5]]
     _ok(at.button(key="rules.edit").click())  # the saved rule back in the form, nesting and all

@@ -198,3 +198,15 @@ def test_downloaded_workbook_keeps_to_the_readers_sectors_and_columns(memory_sto
     assert list(sheet.columns) == [SECTOR, CUSIP, "PX"]  # output order (DOMAIN.md §1.4)
     assert set(sheet[SECTOR]) == {sector}
     assert len(sheet) == int((result.published[SECTOR] == sector).sum())
+
+
+def test_a_file_published_already_makes_an_empty_run_even_with_an_active_rule(memory_store):
+    save_rule(memory_store, SYSTEM, Rule(
+        name="No JPM", conditions=Group("or", [Condition(SOURCE, "equal_to", "jpm")])))
+    files = [("a.xlsx", _xlsx(40))]
+    first = pipeline.process_files(memory_store, SYSTEM, files, settings=SETTINGS)
+    again = pipeline.process_files(memory_store, SYSTEM, files, settings=SETTINGS)
+    assert first.record.status == again.record.status == "success"
+    assert (again.record.counts["published"], again.record.counts["excluded"]) == (0, 0)
+    assert again.record.per_rule == {"No JPM": 0}
+    assert len(history.published_colors(memory_store, SYSTEM)) == first.record.counts["published"]
