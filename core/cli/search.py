@@ -91,7 +91,8 @@ def run(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     if result.total_parents and result.page > result.pages:
         raise InvalidInput("page", f"page {result.page} is past the last page ({result.pages})")
     if result.text is not None:
-        reason = f" ({cut(result.text.reason)})" if result.text.reason else ""
+        # the reason echoes the searched text: cut wider than a cell, still bounded
+        reason = f" ({cut(result.text.reason, 200)})" if result.text.reason else ""
         print(f"Searched {result.text.kind} {cut(result.text.value or result.text.text)}{reason}")
     print(f"{result.total_parents} parent group(s), {result.total_rows} row(s); "
           f"page {result.page} of {result.pages}")

@@ -12,8 +12,11 @@ from typing import Any
 
 import pandas as pd
 
+from core.config import Settings, load_settings
 from core.errors import InvalidInput
 from core.ingest.cusips import lost_zeros
+from core.ingest.safe_read import run_isolated
+from core.ingest.upload_guard import inspect_text, inspect_zip
 from core.schema import CUSIP, MESSAGE_ID, TICKER, is_valid_cusip, normalise_header
 
 CUSIP_ID, MESSAGE_ID_ID, TICKER_ID, MANGLED = "cusip", "message_id", "ticker", "mangled"
@@ -136,25 +139,44 @@ def _cells(values: Iterable[Any]) -> list[str]:
     return [str(v).strip() for v in values if v is not None and not pd.isna(v) and str(v).strip()]
 
 
-def read_id_file(name: str, data: bytes) -> list[Identifier]:
+def read_id_file(name: str, data: bytes, settings: Settings | None = None) -> list[Identifier]:
     """Identifiers in an uploaded .xlsx/.xls/.csv/.txt: the columns named CUSIP, MESSAGE_ID or
     TICKER (each read as that kind), else the first column (a header cell that is not an id is
     skipped). Numbers Excel stored as numbers come out as they would paste, so mangled ids are
-    reported as such."""
+    reported as such. A spreadsheet is untrusted: inspected, then read in a child process with
+    the upload.read_memory_mb and upload.read_seconds limits, like a color file."""
     suffix = PurePath(name).suffix.lower()
+    if suffix == ".txt":
+        return parse_bulk(data.decode("utf-8-sig", errors="replace"))
+    if suffix not in (".xlsx", ".xls", ".xlsm", ".csv"):
+        raise InvalidInput("file", f"{name}: use .xlsx, .xls, .csv or .txt")
+    settings = settings or load_settings({}, {})
+    if data.startswith(b"PK"):
+        inspect_zip(data, name, settings)
+    elif suffix == ".csv":
+        inspect_text(data, name)
+    outcome = run_isolated(_read_id_table, (name, data), name,
+                           memory_mb=settings["upload.read_memory_mb"],
+                           seconds=settings["upload.read_seconds"],
+                           unreadable="save it as .xlsx or .csv and upload again")
+    if isinstance(outcome, str):
+        raise InvalidInput("file", outcome)
+    return _identifiers_in(outcome)
+
+
+def _read_id_table(name: str, data: bytes) -> pd.DataFrame | str:
+    """The raw cells of an id file (run in the limited child), or why it cannot be read."""
     try:
-        if suffix in (".xlsx", ".xls", ".xlsm"):
-            table = pd.read_excel(io.BytesIO(data), header=None, dtype=str, engine="calamine")
-        elif suffix in (".csv", ".txt"):
+        if PurePath(name).suffix.lower() == ".csv":
             text = data.decode("utf-8-sig", errors="replace")
-            if suffix == ".txt":
-                return parse_bulk(text)
-            table = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False,
-                                skip_blank_lines=True)
-        else:
-            raise InvalidInput("file", f"{name}: use .xlsx, .xls, .csv or .txt")
+            return pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False,
+                               skip_blank_lines=True)
+        return pd.read_excel(io.BytesIO(data), header=None, dtype=str, engine="calamine")
     except (ValueError, UnicodeError, pd.errors.ParserError) as exc:
-        raise InvalidInput("file", f"{name} cannot be read: {exc}") from None
+        return f"{name} cannot be read: {exc}"
+
+
+def _identifiers_in(table: pd.DataFrame) -> list[Identifier]:
     if table.empty:
         return []
     header = [normalise_header(v) if isinstance(v, str) else "" for v in table.iloc[0]]

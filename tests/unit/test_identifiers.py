@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, UnreadableFile
 from core.reads.identifiers import (
     CUSIP_ID,
     DIGITS_REASON,
@@ -119,3 +121,16 @@ def test_an_unknown_file_type_is_refused():
 def test_identifiers_round_trip_through_dicts():
     ident = classify("17734072432755600")
     assert Identifier.from_dict(ident.to_dict()) == ident
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("far-cell-no-dimension.xlsx", "could not be read safely"),
+    ("bomb-sheet.xlsx", "unpacks to 600 MB"),
+    ("billion-laughs.xlsx", "document type declaration"),
+])
+def test_a_hostile_id_file_is_refused_by_name_and_the_process_lives(name, reason):
+    data = (Path(__file__).resolve().parents[1] / "data" / "hostile" / name).read_bytes()
+    with pytest.raises(UnreadableFile) as raised:
+        read_id_file(name, data)
+    assert str(raised.value).startswith(f"{name}: ")
+    assert reason in str(raised.value)
