@@ -17,6 +17,7 @@ from core.reads import compaction
 from core.reads.compaction import MIN_UNCOVERED_RUNS
 from core.reads.search import SearchQuery, search_rows
 from core.runs import pipeline
+from core.runs import records as runs
 from core.runs.exports import write_csv
 from core.runs.published import MANIFEST_KEY, load_manifest, read_layout
 from core.schema import INPUT_COLUMNS
@@ -27,7 +28,10 @@ NOW = datetime(2026, 3, 20, 20, tzinfo=UTC)
 
 
 def publish(store, n: int) -> None:
-    for i in range(n):
+    """Publishes n runs of new colors, each a day after the store's last run (a file published
+    already would be skipped, DOMAIN.md §1.5)."""
+    first = len(runs.load_runs(store))
+    for i in range(first, first + n):
         day = f"2026-03-{i + 1:02d}"
         frame = generate_colors(40, date=day, cusips=12, seed=i)[list(INPUT_COLUMNS)]
         pipeline.process_files(store, SYSTEM, [(f"{day}.csv", write_csv(frame))],

@@ -4,8 +4,6 @@ Oracle compiled, and live only when MARKETPULSE_ORACLE_DSN is set)."""
 from __future__ import annotations
 
 import os
-import sys
-import types
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -177,17 +175,19 @@ def test_a_missing_inbox_folder_fails_the_collection(memory_store, tmp_path):
 # -- buffer --------------------------------------------------------------------------------------
 @pytest.fixture
 def fake_buffer(monkeypatch):
-    """A stand-in core.intake.buffer recording the calls the buffer source makes."""
+    """The real core.intake.buffer with its calls recorded and answered by stand-ins."""
+    from core.intake import buffer
+
     calls: list[tuple] = []
-    module = types.ModuleType("core.intake.buffer")
-    module.claim_pending = lambda store, owner: (calls.append(("claim", owner))
-                                                 or [("e1", "up.xlsx", _xlsx(1)),
-                                                     ("e2", "bad.xlsx", b"not a workbook")])
-    module.mark_processed = lambda store, ids, run_id, owner: calls.append(
-        ("processed", ids, run_id, owner))
-    module.mark_failed = lambda store, ids, error, owner: calls.append(("failed", ids, owner))
-    module.release = lambda store, ids, owner: calls.append(("release", ids, owner))
-    monkeypatch.setitem(sys.modules, "core.intake.buffer", module)
+    monkeypatch.setattr(buffer, "claim_pending", lambda store, owner: (
+        calls.append(("claim", owner)) or [("e1", "up.xlsx", _xlsx(1)),
+                                           ("e2", "bad.xlsx", b"not a workbook")]))
+    monkeypatch.setattr(buffer, "mark_processed", lambda store, ids, run_id, owner, note=None:
+                        calls.append(("processed", ids, run_id, owner)))
+    monkeypatch.setattr(buffer, "mark_failed", lambda store, ids, error, owner:
+                        calls.append(("failed", ids, owner)))
+    monkeypatch.setattr(buffer, "release", lambda store, ids, owner:
+                        calls.append(("release", ids, owner)))
     return calls
 
 
