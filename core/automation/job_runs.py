@@ -42,7 +42,20 @@ Notify = Callable[[Store, Settings, Job, RunRecord], None]
 
 CURRENT_KEY = "scheduler/current"
 ABANDONED = "abandoned: the scheduler stopped during the run"
-NOTHING_TEXT = "nothing to process: the job's sources had no new input"
+NOTHING_TEXT = "nothing to process: {sources} had no new input"
+
+
+def describe_sources(sources: list[dict[str, Any]]) -> str:
+    """A job's sources in words, for "nothing to process" (the upload buffer, inbox x, ...)."""
+    words = []
+    for source in sources:
+        kind = source.get("kind")
+        words.append("the upload buffer" if kind == "buffer" else
+                     f"inbox {source.get('path', '')}" if kind == "inbox" else
+                     "the SQL query" if kind == "sql" else f"source {kind}")
+    if not words:
+        return "the job has no sources: it"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def aware(at: datetime) -> datetime:
@@ -92,6 +105,7 @@ class RunContext:
         self.notify = notify or _default_notify
         self.stop, self.clock, self.live = stop, clock or (lambda: now), clock is not None
         self.current: dict[str, Any] | None = None
+        self.requested_by, self.request_id = "", ""  # of the run execute() is carrying out
         self.errors: list[dict[str, str]] = list(errors or [])
 
     def stopping(self) -> bool:
@@ -113,32 +127,43 @@ class RunContext:
         return contextlib.nullcontext()
 
     def show(self, **changes: Any) -> None:
-        """Update the live status of the current run (scheduler/current and the heartbeat)."""
+        """Update the live status of the current run (scheduler/current and the heartbeat); a new
+        stage is added to its timeline (stage, start), from which the page times the stages."""
         if self.current is None:
             return
+        stage = changes.get("stage")
+        timeline = self.current.setdefault("stages", [])
+        if stage and (not timeline or timeline[-1][0] != stage):
+            timeline.append([stage, aware(self.clock()).isoformat()])
+            log.info("%s: %s%s", self.current["job"], stage,
+                     f" ({changes['rows']:,} rows)" if changes.get("rows") else "")
         self.current.update(changes)
         self.store.put(CURRENT_KEY, dict(self.current), ANY_VERSION)
         self.write_heartbeat()
 
     def mark(self, job: Job, slot: datetime, status: str, text: str) -> RunRecord:
-        """A record for a slot that did not run (skipped, missed) or a run that failed early."""
+        """A record for a slot that did not run (skipped, missed)."""
         record = RunRecord(run_id=next_run_id(self.store), kind=_kind(job, False),
                            trigger="scheduled", actor=SYSTEM.username, status=status,
                            started_at=slot.isoformat(), finished_at=slot.isoformat(),
-                           job=job.name, error=text)
+                           job=job.name, error=text, requested_by=SYSTEM.username)
         save_run(self.store, record)
         return record
 
     def execute(self, job: Job, *, trigger: str, override: bool, actor: Actor,
-                record_empty: bool = False) -> RunRecord | None:
-        """Collect → validate → publish one run of the job; never raises for a job error."""
+                record_empty: bool = False, requested_by: str = "",
+                request_id: str = "") -> RunRecord | None:
+        """Collect → validate → publish one run of the job; never raises for a job error.
+        requested_by and request_id: whose "Run now" this is (else the actor's run)."""
         started = aware(self.clock())
+        self.requested_by, self.request_id = requested_by or actor.username, request_id
         self.current = {"owner": self.owner, "run_id": None, "job": job.name, "job_id": job.id,
-                        "trigger": trigger, "stage": "collect", "rows": 0,
-                        "started_at": started.isoformat()}
+                        "trigger": trigger, "stage": "", "rows": 0, "files": 0,
+                        "started_at": started.isoformat(), "requested_by": self.requested_by,
+                        "request_id": request_id}
         try:
             with self.keep():
-                self.show()
+                self.show(stage="collect")
                 record = self._run(job, trigger, _kind(job, override), actor, started,
                                    record_empty)
         finally:
@@ -158,7 +183,7 @@ class RunContext:
         try:
             collected = self.collect(self.store, job, self.settings, started)
             files = list(collected.files)
-            self.show(stage="read")
+            self.show(stage="read", files=len(files))
             prepared = prepare_files(self.store, files, self.settings) if files else None
         except Exception as exc:
             log.exception("run of %s failed before publishing", job.name)
@@ -166,11 +191,16 @@ class RunContext:
             return self._failed(job, kind, trigger, actor, started, str(exc))
         if prepared is None:
             self._release(job, collected, None)
-            log.info("%s: %s", job.name, NOTHING_TEXT)
+            nothing = NOTHING_TEXT.format(sources=describe_sources(job.sources))
+            log.info("%s: %s", job.name, nothing)
             if not record_empty:  # a frequent job would flood the history with empty runs
                 return None
-            record = self.mark(job, started, SKIPPED, NOTHING_TEXT)
-            record.trigger, record.kind, record.actor = trigger, kind, actor.username
+            record = RunRecord(run_id=next_run_id(self.store), kind=kind, trigger=trigger,
+                               actor=actor.username, status=SKIPPED,
+                               started_at=started.isoformat(),
+                               finished_at=aware(self.clock()).isoformat(), job=job.name,
+                               error=nothing, requested_by=self.requested_by,
+                               request_id=self.request_id)
             save_run(self.store, record)
             return record
         self.show(stage="rules", rows=len(prepared.valid) + len(prepared.quarantined))
@@ -183,7 +213,8 @@ class RunContext:
         try:
             result = publish_run(self.store, actor, prepared, kind=kind, trigger=trigger,
                                  settings=self.settings, job=job.name, now=started,
-                                 progress=progress)
+                                 progress=progress, requested_by=self.requested_by,
+                                 request_id=self.request_id)
         except Exception as exc:  # publish_run has recorded the failed run and removed its data
             self._release(job, collected, exc)
             self.error(job.name, str(exc) or type(exc).__name__)
@@ -214,7 +245,8 @@ class RunContext:
         record = RunRecord(run_id=next_run_id(self.store), kind=kind, trigger=trigger,
                            actor=actor.username, status=FAILED, started_at=started.isoformat(),
                            finished_at=aware(self.clock()).isoformat(), job=job.name,
-                           error=error)
+                           error=error, requested_by=self.requested_by,
+                           request_id=self.request_id)
         save_run(self.store, record)
         return record
 
@@ -247,7 +279,8 @@ def run_trigger(ctx: RunContext, trigger: Trigger) -> list[RunRecord]:
         return []  # consumed by someone else (cancelled, or another scheduler)
     log.info("running %s now (requested by %s)", job.name, trigger.requested_by)
     done = ctx.execute(job, trigger="run_now", override=trigger.override, actor=SYSTEM,
-                       record_empty=True)
+                       record_empty=True, requested_by=trigger.requested_by,
+                       request_id=trigger.id)
     return [done] if done else []
 
 

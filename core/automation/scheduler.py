@@ -39,6 +39,7 @@ from core.automation.jobs import AREA as JOBS_AREA
 from core.automation.jobs import PREFIX as JOBS_PREFIX
 from core.automation.jobs import Job, get_job, load_jobs, pending_triggers, skip_next_run
 from core.automation.leases import acquire_lease, lease_holder, release_lease, renew_lease
+from core.automation.log_tail import LogTail
 from core.automation.schedules import previous_occurrences
 from core.automation.sweep import sweep_runs
 from core.config import BY_KEY, Settings
@@ -80,14 +81,14 @@ class Context(RunContext):
                  collect: Collect | None = None, notify: Notify | None = None,
                  stop: threading.Event | None = None,
                  clock: Callable[[], datetime] | None = None, tick_s: float = 1.0,
-                 heartbeat: bool = True) -> None:
+                 heartbeat: bool = True, log_tail: LogTail | None = None) -> None:
         try:
             beat = store.get(HEARTBEAT_KEY)[0] if heartbeat else {}
         except ObjectNotFound:
             beat = {}
         super().__init__(store, settings, owner, now=now, collect=collect, notify=notify,
                          stop=stop, clock=clock, errors=list(beat.get("last_errors", [])))
-        self.tick_s, self.heartbeat = tick_s, heartbeat
+        self.tick_s, self.heartbeat, self.log_tail = tick_s, heartbeat, log_tail
         self.compaction: dict[str, Any] | None = beat.get("compaction")
         self.swept_at: str | None = beat.get("swept_at")
 
@@ -102,6 +103,8 @@ class Context(RunContext):
             "last_errors": self.errors, "compaction": self.compaction, "stopped": False,
             "swept_at": self.swept_at},
             ANY_VERSION)
+        if self.log_tail is not None:  # the lease holder's recent lines, for the page
+            self.log_tail.save(self.store, self.owner)
 
     @contextlib.contextmanager
     def keep(self) -> Iterator[None]:
@@ -232,11 +235,12 @@ def _scheduled(ctx: Context, job: Job, now: datetime) -> list[RunRecord]:
 def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
              collect: Collect | None = None, notify: Notify | None = None,
              stop: threading.Event | None = None, clock: Callable[[], datetime] | None = None,
-             tick_s: float | None = None) -> list[RunRecord]:
+             tick_s: float | None = None, log_tail: LogTail | None = None) -> list[RunRecord]:
     """One scheduler step at `now`: take or renew the lease (standby → []), recover runs a dead
     scheduler left running, handle due and missed slots of every job, then queued triggers.
     Returns the run records written. A job's error is recorded and never stops the scheduler.
-    `clock` (live loops) stamps runs with the real time and renews the lease during long runs."""
+    `clock` (live loops) stamps runs with the real time and renews the lease during long runs;
+    `log_tail` (live loops) is saved with each heartbeat."""
     now = aware(now)
     ttl = float(settings["scheduler.lease_seconds"])
     holder = lease_holder(store, LEASE, now)
@@ -245,7 +249,7 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
         return []
     ctx = Context(store, settings, owner, collect=collect, notify=notify, stop=stop, clock=clock,
                   tick_s=tick_s or float(settings["scheduler.tick_seconds"]),
-                  heartbeat=True, now=now)
+                  heartbeat=True, now=now, log_tail=log_tail)
     recover_abandoned(ctx, fresh=holder is None or holder[0] != owner)
     sweep_if_due(ctx)
     records: list[RunRecord] = []
@@ -372,29 +376,35 @@ def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
                 collect: Collect | None = None,
                 notify: Notify | None = None) -> None:
     """Call run_once every tick until `stop` is set; a run in progress finishes first. The lease
-    is released on the way out so a standby takes over at once."""
+    is released on the way out so a standby takes over at once. Meanwhile core's log lines are
+    kept (core.automation.log_tail) and saved with the heartbeat for the Automation page."""
     tick = float(tick_s or settings["scheduler.tick_seconds"])
     owner = owner or default_owner()
     clock = clock or _utcnow
+    tail = LogTail()
+    logging.getLogger("core").addHandler(tail)
     log.info("scheduler %s started (tick %.1f s, store %s)", owner, tick, store.url)
     try:
         while not stop.is_set():
             try:
                 run_once(store, settings, clock(), owner=owner, collect=collect, notify=notify,
-                         stop=stop, clock=clock, tick_s=tick)
+                         stop=stop, clock=clock, tick_s=tick, log_tail=tail)
             except Exception:  # e.g. the store is briefly unreachable: try again next tick
                 log.exception("scheduler step failed; retrying in %.1f s", tick)
             stop.wait(tick)
     finally:
+        log.info("scheduler %s stopped", owner)
         try:
             beat = store.get(HEARTBEAT_KEY)[0]
             if beat.get("owner") == owner:
                 store.put(HEARTBEAT_KEY, {**beat, "stopped": True, "current": None},
                           ANY_VERSION)
+                tail.save(store, owner)
             release_lease(store, LEASE, owner)
         except Exception:  # best effort: the lease expires on its own
             log.warning("could not release the scheduler lease", exc_info=True)
-        log.info("scheduler %s stopped", owner)
+        finally:
+            logging.getLogger("core").removeHandler(tail)
 
 
 def main() -> int:

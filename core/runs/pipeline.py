@@ -148,13 +148,16 @@ def publish_run(
     now: datetime | None = None,
     progress: Progress = _noop,
     republish: bool = False,
+    requested_by: str = "",
+    request_id: str = "",
 ) -> RunResult:
     """Rules (none for OVERRIDE), rank, and publish one run atomically; returns the result.
     Colors a visible run already published are left out of the batch (core.runs.duplicates) unless
     an
     admin republishes them; either way the record counts them and says where they were first.
 
-    A failure after the run id is taken records a failed run and leaves nothing visible."""
+    A failure after the run id is taken records a failed run and leaves nothing visible.
+    requested_by (default: the actor) and request_id say whose "Run now" this run carries out."""
     require(actor, MANUAL_SESSION if kind == MANUAL else TRIGGER_RUN)
     if republish:
         require(actor, REPUBLISH)
@@ -166,6 +169,7 @@ def publish_run(
         started_at=started_at.isoformat(), files=prepared.files, stages=dict(prepared.stages),
         quality_score=prepared.report.quality_score,
         problems=[vars(p) for p in prepared.report.problems[:500]], republished=republish,
+        requested_by=requested_by or actor.username, request_id=request_id,
     )
     beat = Heartbeat(store, record, settings)  # writes it running, with its owner
     try:

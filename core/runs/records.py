@@ -49,7 +49,7 @@ class RunRecord:
     run_id: int
     kind: str  # AUTOMATED | MANUAL | OVERRIDE
     trigger: str  # cli | manual_save | upload | scheduled | run_now | ...
-    actor: str
+    actor: str  # who ran it: the user, or "system" for the scheduler
     status: str = RUNNING
     started_at: str = ""
     finished_at: str = ""
@@ -70,6 +70,10 @@ class RunRecord:
     # skipped, unless an admin republished them (republished: True).
     already_published: dict[str, Any] = field(default_factory=dict)
     republished: bool = False
+    # Who asked for it: the user behind a "Run now" the scheduler ran as system (else the actor),
+    # and the request (core.automation.jobs.Trigger id) the page follows until the run ends.
+    requested_by: str = ""
+    request_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -235,13 +235,14 @@ def test_a_trigger_while_a_run_is_running_waits_and_runs_once(memory_store):
     assert len(sources.calls) == 2
 
 
-def test_a_trigger_with_nothing_to_process_is_recorded(memory_store):
-    job = add_job(memory_store)
+def test_a_trigger_with_nothing_to_process_is_recorded_naming_the_sources(memory_store):
+    job = add_job(memory_store, sources=[{"kind": "buffer"}, {"kind": "inbox", "path": "in"}])
     now = datetime(2026, 11, 28, 12, tzinfo=PKT)
-    request_run(memory_store, BOSS, job.id, now=now)
+    trigger = request_run(memory_store, BOSS, job.id, now=now)
     records = once(memory_store, now, FakeSources(files=[]))
-    assert [(r.status, r.trigger, r.error) for r in records] == [
-        ("skipped", "run_now", "nothing to process: the job's sources had no new input")]
+    assert [(r.status, r.trigger, r.error, r.requested_by, r.request_id) for r in records] == [
+        ("skipped", "run_now", "nothing to process: the upload buffer and inbox in had no new "
+         "input", "ayesha", trigger.id)]
 
 
 # -- the lease -------------------------------------------------------------------------------------
