@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,6 +23,7 @@ from core.cli import columns as cli_columns
 from core.cli import jobs as cli_jobs
 from core.cli import search as cli_search
 from core.cli import users as cli_users
+from core.clock import utc_now
 from core.config import load_settings, read_secrets_file, secrets_path
 from core.errors import MarketPulseError
 from core.reads import history
@@ -171,7 +171,7 @@ def _run(args: argparse.Namespace, store, settings) -> int:
             rules=[] if args.no_rules else None, republish=args.republish,
         )
         _print_run(result)
-        alert_after_publish(store, result.record, datetime.now(UTC), settings=settings)
+        alert_after_publish(store, result.record, utc_now(), settings=settings)
         if args.out:
             write_output(result.published, args.out)
             print(f"Wrote {len(result.published)} rows to {args.out}")

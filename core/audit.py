@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from core.access import Actor
+from core.clock import now_or
 from core.errors import NotFound
 from storage import Store
 
@@ -35,7 +36,7 @@ def record_change(
     now: datetime | None = None,
 ) -> str:
     """Append one change to the log and return its id. before/after are JSON-able snapshots."""
-    at = now or datetime.now(UTC)
+    at = now_or(now)
     event_id = uuid.uuid4().hex
     stamp = pd.Timestamp(at)
     row = {

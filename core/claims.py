@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
+from core.clock import utc_now
 from storage import ObjectNotFound, Store, WriteConflict
 
 PREFIX = "claims/"
@@ -28,7 +29,7 @@ def claim(store: Store, key: str, holder: str, *, holds: Callable[[str], bool]) 
     """Take the claim `key` for `holder`: None when holder has it now, else who holds it.
     holds(other) says whether another holder still uses the name (its entity exists with it).
     Staleness is on this machine's clock, not a caller's business time."""
-    at = datetime.now(UTC)
+    at = utc_now()
     mine = {"holder": holder, "at": at.isoformat()}
     for _ in range(_ATTEMPTS):
         try:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pandas as pd
 import streamlit as st
 
+from core.clock import utc_now
 from core.identity.login import change_own_password
 from core.identity.passwords import HISTORY_SIZE, MIN_LENGTH
 from pages._ui.auth import LOGIN_AT
@@ -43,7 +42,7 @@ if submitted:
         st.error("The two new passwords differ.")
     else:
         with error_boundary("Changing your password"):
-            now = datetime.now(UTC)
+            now = utc_now()
             change_own_password(store(), current_actor(), current, new, now=now)
             st.session_state[LOGIN_AT] = now  # this session stays valid; the others end
             st.session_state[DONE] = True

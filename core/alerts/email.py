@@ -10,7 +10,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -29,6 +29,7 @@ from core.alerts.templates import (
     template_problems,
 )
 from core.audit import record_change
+from core.clock import now_or
 from core.config import Settings
 from core.errors import InvalidInput, MarketPulseError
 from core.runs.records import EXCLUDED_TABLE, SUCCESS, RunRecord, run_partition
@@ -205,7 +206,7 @@ def send_test_email(store: Store, settings: Settings, actor: Actor, to: str | Se
     smtp = load_smtp_config(store)
     if smtp is None:
         raise InvalidInput("smtp", "save the SMTP server settings first")
-    now = now or datetime.now(UTC)
+    now = now_or(now)
     config = load_email_settings(store)
     sample = RunRecord(run_id=123, kind="AUTOMATED", trigger="run_now", actor=actor.username,
                        status=SUCCESS, duration_s=12.3, job="example job",

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -19,6 +19,7 @@ from core.alerts.bell import list_notifications, notify_users
 from core.alerts.email import load_smtp_config
 from core.alerts.watch_email import WatchEmail, email_alerts
 from core.audit import record_change
+from core.clock import now_or
 from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identity.column_profiles import load_column_profiles
@@ -130,7 +131,7 @@ def watch(store: Store, actor: Actor, item: WatchItem, *, now: datetime | None =
         raise InvalidInput("cusip", f"{item.cusip!r} is not a CUSIP: {ident.reason}")
     if item.px_move is not None and not item.px_move > 0:
         raise InvalidInput("px_move", "the PX move threshold is a positive number of points")
-    stamp = (now or datetime.now(UTC)).isoformat()
+    stamp = now_or(now).isoformat()
     item = WatchItem(ident.value, item.new_color, item.px_move, item.better_rank, stamp)
     return _write(store, actor, ident.value, item, now)
 

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +20,7 @@ from core.access import EDIT_NOTIFICATIONS, Actor, require
 from core.alerts import templates
 from core.alerts.email import DeliveryFailed
 from core.audit import record_change
+from core.clock import now_or
 from core.config import Settings
 from core.errors import InvalidInput
 from core.runs.records import FAILED, MISSED, SUCCESS, RunRecord
@@ -285,7 +286,7 @@ def send_test_webhook(store: Store, settings: Settings, actor: Actor, service: s
     payload = slack_payload(sample, link=_link(settings)) if service == SLACK else \
         teams_payload(sample, link=_link(settings), style=config.teams_format)
     delivery = _post(store, service, url, payload, event="test", run_id=None,
-                     now=now or datetime.now(UTC), sleep=time.sleep, timeout_s=TIMEOUT_S,
+                     now=now_or(now), sleep=time.sleep, timeout_s=TIMEOUT_S,
                      attempts=1)
     if delivery.status != "sent":
         raise DeliveryFailed(delivery.error)

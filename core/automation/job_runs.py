@@ -9,11 +9,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from core.access import SYSTEM, Actor
 from core.automation.jobs import Job, Trigger, get_job, take_trigger
+from core.clock import aware, parse_stamp, utc_now
 from core.config import Settings
 from core.errors import NotFound
 from core.runs.liveness import remove_run_data
@@ -58,14 +59,10 @@ def describe_sources(sources: list[dict[str, Any]]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def _last_success(store: Store, job: Job) -> datetime | None:
     for record in load_runs(store, limit=200):
         if record.job == job.name and record.status == SUCCESS and record.started_at:
-            return aware(datetime.fromisoformat(record.started_at))
+            return parse_stamp(record.started_at)
     return None
 
 
@@ -83,7 +80,7 @@ def _default_notify(store: Store, settings: Settings, job: Job, record: RunRecor
     from core.alerts import watchlists, webhooks
 
     # Stamped when the run ended (the scheduler's clock; the wall clock only for a record without).
-    now = datetime.fromisoformat(record.finished_at) if record.finished_at else datetime.now(UTC)
+    now = parse_stamp(record.finished_at) if record.finished_at else utc_now()
     wants_email = job.email_on_success if record.status == SUCCESS else job.email_on_failure
     if wants_email:
         notify.notify_run(store, settings, record, workbook=None, excluded=None, now=now)

@@ -32,6 +32,7 @@ from core.automation.schedules import (
     zone,
 )
 from core.claims import T, claim_key, release, write_named
+from core.clock import aware, now_or
 from core.errors import Conflict, InvalidInput, NotFound
 from storage import ObjectNotFound, Store, WriteConflict
 
@@ -50,10 +51,6 @@ TRIGGER_AREA = "triggers"
 DEFAULT_TIMEZONE = "Asia/Karachi"
 REVERTIBLE = 4  # the last N job changes can be reverted (DOMAIN.md §6)
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -173,7 +170,7 @@ def save_job(store: Store, actor: Actor, job: Job, expected_version: str | None 
     """Create (empty id) or update a job, validated and logged; returns it as stored.
     expected_version: the version the editor read (stale → Conflict); None = the current one."""
     require(actor, EDIT_JOBS)
-    at = _aware(now or datetime.now(UTC))
+    at = now_or(now)
     if job.id and not _ID.match(job.id):
         raise InvalidInput("id", "a job id is letters, digits, _ and - (at most 64)")
     job = validate_job(job, load_jobs(store))
@@ -224,7 +221,7 @@ def delete_job(store: Store, actor: Actor, job_id: str, *, expected_version: str
         raise NotFound(f"job {job_id!r} not found") from None
     release(store, claim_key(AREA, job.name), job_id)
     record_change(store, actor, AREA, "delete", job.name, before=job.to_dict(),
-                  now=_aware(now or datetime.now(UTC)))
+                  now=now_or(now))
 
 
 def toggle_job(store: Store, actor: Actor, job_id: str, active: bool | None = None, *,
@@ -235,7 +232,7 @@ def toggle_job(store: Store, actor: Actor, job_id: str, active: bool | None = No
     target = (not before.active) if active is None else bool(active)
     if target == before.active:
         return before
-    at = _aware(now or datetime.now(UTC))
+    at = now_or(now)
     after = replace(before, active=target, updated_by=actor.username, updated_at=at.isoformat())
     return _commit(store, actor, "activate" if target else "deactivate", before, after, version, at)
 
@@ -288,7 +285,7 @@ def revert_job_change(store: Store, actor: Actor, event_id: str, *,
         raise Conflict(f"job {row['ENTITY']!r} changed since ({fields}, last by "
                        f"{now_dict.get('updated_by')} at {now_dict.get('updated_at')}); "
                        "edit it instead")
-    at = _aware(now or datetime.now(UTC))
+    at = now_or(now)
     if before is None:
         store.delete(PREFIX + job_id, version or "")
         release(store, claim_key(AREA, after["name"]), job_id)
@@ -330,7 +327,7 @@ def skip_next_run(store: Store, actor: Actor, job_id: str, *, now: datetime) -> 
     """Persist skip_next_at = the job's next occurrence after now (logged as a job change)."""
     require(actor, TRIGGER_RUN)
     before, version = get_job(store, job_id)
-    at = _aware(now)
+    at = aware(now)
     upcoming = next(occurrences(before.schedule, before.timezone, at))
     after = replace(before, skip_next_at=upcoming.isoformat(), updated_by=actor.username,
                     updated_at=at.isoformat())
@@ -360,7 +357,7 @@ def request_run(store: Store, actor: Actor, job_id: str, *, skip_next: bool = Fa
     for queued in pending_triggers(store):  # also requests queued under the earlier keys
         if queued.job_id == job_id:
             raise _queued(job, queued)
-    at = _aware(now)
+    at = aware(now)
     trigger = Trigger(id=uuid.uuid4().hex[:12], job_id=job_id, job=job.name,
                       requested_by=actor.username, requested_at=at.isoformat(),
                       override=override, skip_next=skip_next)
@@ -408,6 +405,6 @@ def cancel_trigger(store: Store, actor: Actor, trigger_id: str, *,
             if not take_trigger(store, trigger):
                 break
             record_change(store, actor, TRIGGER_AREA, "cancel", trigger.job,
-                          before=trigger.to_dict(), now=_aware(now or datetime.now(UTC)))
+                          before=trigger.to_dict(), now=now_or(now))
             return
     raise NotFound(f"no queued run {trigger_id!r} (it may have started already)")

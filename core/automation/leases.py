@@ -9,9 +9,10 @@ sharing a store must agree to well within the lease time.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from core.clock import parse_stamp
 from storage import ObjectNotFound, Store, WriteConflict
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,7 @@ def _read(store: Store, name: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _until(value: dict[str, Any]) -> datetime:
-    until = datetime.fromisoformat(value["until"])
-    return until if until.tzinfo else until.replace(tzinfo=UTC)
+    return parse_stamp(value["until"])
 
 
 def acquire_lease(store: Store, name: str, owner: str, ttl_s: float, now: datetime) -> bool:

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib import metadata
 from itertools import islice, takewhile
 from typing import Any
@@ -31,7 +31,6 @@ from core.automation.job_runs import (
     Collect,
     Notify,
     RunContext,
-    aware,
     recover_abandoned,
     run_trigger,
 )
@@ -42,6 +41,7 @@ from core.automation.leases import acquire_lease, lease_holder, release_lease, r
 from core.automation.log_tail import LogTail
 from core.automation.schedules import previous_occurrences
 from core.automation.sweep import sweep_runs
+from core.clock import aware, parse_stamp, utc_now
 from core.config import BY_KEY, Settings
 from core.errors import Conflict, MarketPulseError, NotFound
 from core.reads.compaction import compact_colors, plan_compaction
@@ -62,10 +62,6 @@ try:
     VERSION = metadata.version("marketpulse")
 except metadata.PackageNotFoundError:
     VERSION = "dev"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def default_owner() -> str:
@@ -186,8 +182,7 @@ def _baseline(state: dict[str, Any] | None, job: Job, now: datetime) -> datetime
     text = (state or {}).get("last_slot") or job.created_at
     if not text:
         return now
-    at = datetime.fromisoformat(text)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return parse_stamp(text)
 
 
 def _scheduled(ctx: Context, job: Job, now: datetime) -> list[RunRecord]:
@@ -332,7 +327,7 @@ def run_in_app(store: Store, settings: Settings, actor: Actor, job_id: str, now:
         job, _ = get_job(store, job_id)
         if skip_next:
             skip_next_run(store, actor, job_id, now=now)
-        ctx = Context(store, settings, owner, collect=collect, notify=notify, clock=_utcnow,
+        ctx = Context(store, settings, owner, collect=collect, notify=notify, clock=utc_now,
                       tick_s=1.0, heartbeat=False, now=now)
         recover_abandoned(ctx, fresh=True)
         return ctx.execute(job, trigger="run_now", override=override, actor=actor,
@@ -380,7 +375,7 @@ def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
     kept (core.automation.log_tail) and saved with the heartbeat for the Automation page."""
     tick = float(tick_s or settings["scheduler.tick_seconds"])
     owner = owner or default_owner()
-    clock = clock or _utcnow
+    clock = clock or utc_now
     tail = LogTail()
     logging.getLogger("core").addHandler(tail)
     log.info("scheduler %s started (tick %.1f s, store %s)", owner, tick, store.url)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from core.clock import aware, parse_stamp
 from core.errors import InvalidInput
 
 _PLURAL = ("Sundays", "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays")
@@ -52,10 +53,6 @@ def zone(tz: str) -> ZoneInfo:
                            "Asia/Karachi, Europe/London or America/New_York") from None
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def _place(wall: datetime, tz: ZoneInfo) -> datetime:
     """A wall time in tz as an instant (fold=0: a gap time moves forward, a repeated time is the
     first of the two)."""
@@ -65,7 +62,7 @@ def _place(wall: datetime, tz: ZoneInfo) -> datetime:
 def occurrences(cron: str, tz: str, after: datetime) -> Iterator[datetime]:
     """Occurrences strictly after `after`, in order, tz-aware in the job's timezone."""
     z = zone(tz)
-    after = _aware(after)
+    after = aware(after)
     local = after.astimezone(z)
     # A wall time inside a spring-forward gap before `after` can land after it: start that far back.
     earlier = (after - timedelta(hours=3)).astimezone(z)
@@ -82,7 +79,7 @@ def occurrences(cron: str, tz: str, after: datetime) -> Iterator[datetime]:
 def previous_occurrences(cron: str, tz: str, at: datetime) -> Iterator[datetime]:
     """Occurrences at or before `at`, newest first (the same instants `occurrences` gives)."""
     z = zone(tz)
-    at = _aware(at)
+    at = aware(at)
     it = croniter(cron, at.astimezone(z).replace(tzinfo=None) + timedelta(microseconds=1))
     last: datetime | None = None
     while True:
@@ -94,7 +91,7 @@ def previous_occurrences(cron: str, tz: str, at: datetime) -> Iterator[datetime]
 
 def parse_time(value: str | None) -> datetime | None:
     """An ISO time (a job's skip_next_at) as an aware datetime, UTC when it has no offset."""
-    return _aware(datetime.fromisoformat(value)) if value else None
+    return parse_stamp(value) if value else None
 
 
 def upcoming_runs(job: Scheduled, after: datetime, count: int = 5) -> list[Occurrence]:

@@ -9,17 +9,16 @@ from datetime import datetime
 
 from core.access import TRIGGER_RUN, Actor, require
 from core.audit import record_change
+from core.clock import now_or, parse_stamp
 from core.config import Settings
 from core.intake import buffer
 from core.runs import records as runs
 from core.runs.liveness import (
     SWEEP_LIMIT,
     abandon_run,
-    aware,
     death,
     remove_run_data,
     stale_seconds,
-    wall,
 )
 from storage import ObjectNotFound, Store
 
@@ -36,8 +35,7 @@ def _release_job_claims(store: Store, record: runs.RunRecord, now: datetime) -> 
     last = max(filter(None, (record.started_at, record.heartbeat_at)), default="")
     ids = [e.id for e in buffer.list_entries(store, buffer.CLAIMED)
            if e.claimed_by == owner and last and e.claimed_at
-           and aware(datetime.fromisoformat(e.claimed_at))
-           <= aware(datetime.fromisoformat(last))]
+           and parse_stamp(e.claimed_at) <= parse_stamp(last)]
     return buffer.release(store, ids, owner=owner, now=now) if ids else []
 
 
@@ -48,7 +46,7 @@ def sweep_runs(store: Store, actor: Actor, settings: Settings, *, now: datetime 
     buffer files they claimed; returns them. Looks at `records` (already loaded) or the newest
     `limit` runs (None: all, and then also re-removes data an interrupted sweep left behind)."""
     require(actor, TRIGGER_RUN)
-    now = aware(now or wall())
+    now = now_or(now)
     stale = stale_seconds(settings)
     found = []
     for record in runs.load_runs(store, limit=limit) if records is None else records:

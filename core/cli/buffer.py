@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 
 from core.access import SYSTEM
+from core.clock import utc_now
 from core.config import Settings
 from core.intake import buffer
 from storage import Store
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, store: Store, settings: Settings) -> int:
         # Local files chosen by the operator: the upload size limit protects the web process only.
         settings = settings.override(upload_max_mb=0)
         files = [(path.name, path.read_bytes()) for path in args.files]
-        entries = buffer.add_files(store, SYSTEM, files, settings, now=datetime.now(UTC))
+        entries = buffer.add_files(store, SYSTEM, files, settings, now=utc_now())
         for entry in entries:
             print(f"Queued {entry.name} as {entry.id}: {entry.summary}")
         return 0

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.access import SYSTEM
+from core.clock import now_or
 from core.config import Settings
 from core.runs.exports import write_xlsx
 from core.schema import (
@@ -283,7 +284,7 @@ def load_demo(store: Store, settings: Settings, *, force: bool = False, days: in
         return 0
     if not any(r.name == DEMO_RULE["name"] for r in rules.load_rules(store)):
         rules.save_rule(store, SYSTEM, rules.Rule.from_dict(DEMO_RULE))
-    yesterday = (now or dt.datetime.now(dt.UTC)).date() - dt.timedelta(days=1)
+    yesterday = now_or(now).date() - dt.timedelta(days=1)
     last = np.busday_offset(np.datetime64(yesterday, "D"), 0, roll="backward")
     for back in range(days - 1, -1, -1):
         day = pd.Timestamp(np.busday_offset(last, -back)).date()

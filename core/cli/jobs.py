@@ -7,7 +7,6 @@ scheduler's lease.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from typing import Any
 
 from core.access import SYSTEM
@@ -15,6 +14,7 @@ from core.automation import jobs
 from core.automation.leases import lease_holder
 from core.automation.scheduler import LEASE, run_in_app
 from core.automation.schedules import cron_from_builder, describe_schedule, next_runs
+from core.clock import utc_now
 from core.config import Settings
 from core.errors import InvalidInput
 from core.runs.records import load_runs
@@ -69,7 +69,7 @@ def _last_status(records: list[Any], name: str) -> str:
 
 
 def run(args: argparse.Namespace, store: Store, settings: Settings) -> int:
-    now = datetime.now(UTC)
+    now = utc_now()
     if args.action == "list":
         records = load_runs(store, limit=500)
         print(f"{'NAME':24} {'STATE':8} {'NEXT RUN':26} {'LAST':18} SCHEDULE")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
 
 from core.access import Actor
+from core.clock import as_utc, utc_now_or
 from core.runs.published import duckdb_session, fetch_frame
 from storage import Store, StoreUnavailable
 
@@ -25,18 +26,13 @@ ACTIONS = (SEARCH, SECURITY_VIEW, EXPORT)
 _ATTEMPTS = 3
 
 
-def _utc(now: datetime | None) -> datetime:
-    at = now or datetime.now(UTC)
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def record_access(store: Store, actor: Actor | str, action: str, what: str, *, rows: int,
                   detail: str = "", now: datetime | None = None) -> str:
     """Append one access and return its id. Pages call this after a (possibly cached) read, so a
     cache hit is still logged."""
     if action not in ACTIONS:
         raise ValueError(f"unknown access action {action!r}; use one of {ACTIONS}")
-    at = _utc(now)
+    at = utc_now_or(now)
     event_id = uuid.uuid4().hex
     row = {"EVENT_ID": event_id, "AT": pd.Timestamp(at), "ACTOR": getattr(actor, "username", actor),
            "ACTION": action, "WHAT": what, "ROWS": int(rows), "DETAIL": detail}
@@ -73,12 +69,12 @@ def load_access_log(store: Store, *, username: str | None = None, action: str | 
     months in range are read. Compliance data: pages show it to admins only."""
     partitions = store.partitions(TABLE)
     if since is not None:
-        partitions = [p for p in partitions if p >= _utc(since).strftime("%Y-%m")]
+        partitions = [p for p in partitions if p >= as_utc(since).strftime("%Y-%m")]
     if until is not None:
-        partitions = [p for p in partitions if p <= _utc(until).strftime("%Y-%m")]
+        partitions = [p for p in partitions if p <= as_utc(until).strftime("%Y-%m")]
     parts, params = ["TRUE"], []
     bounds = (('"ACTOR" = ?', username), ('"ACTION" = ?', action),
-              ('"AT" >= ?', since and _utc(since)), ('"AT" < ?', until and _utc(until)))
+              ('"AT" >= ?', since and as_utc(since)), ('"AT" < ?', until and as_utc(until)))
     for clause, value in bounds:
         if value is not None:
             parts.append(clause)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -21,6 +21,7 @@ from core.access import REVERT, Actor, require
 from core.audit import get_change, load_changes, record_change
 from core.automation import jobs
 from core.claims import claim_key, release
+from core.clock import now_or
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ingest import columns
 from core.rules import exclusion as rules
@@ -214,7 +215,7 @@ def revert_change(store: Store, actor: Actor, event_id: str, *, now: datetime | 
     _AREAS[target.area].handler.restore(store, actor, target.before, target.after)
     return record_change(store, actor, target.area, REVERT_ACTION, target.entity,
                          before=target.after, after=target.before, detail=event_id,
-                         now=now or datetime.now(UTC))
+                         now=now_or(now))
 
 
 # -- built-in areas --------------------------------------------------------------------------------

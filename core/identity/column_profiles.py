@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from core.access import MANAGE_USERS, Actor, require
 from core.audit import record_change
+from core.clock import now_or
 from core.errors import Conflict, InvalidInput, NotFound
 from core.settings_docs import changed_meanwhile
 from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
@@ -70,7 +71,7 @@ def _write(store: Store, actor: Actor, name: str, columns: list[str] | None,
             continue
         action = "column_profile_deleted" if columns is None else "column_profile_saved"
         record_change(store, actor, AREA, action, f"column_profiles/{name}", before=before,
-                      after=columns, now=now or datetime.now(UTC))
+                      after=columns, now=now_or(now))
         return
     raise Conflict("the column profiles kept changing while saving; try again")
 

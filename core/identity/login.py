@@ -11,6 +11,7 @@ from typing import Any
 
 from core.access import MANAGE_USERS, VIEWER, Actor, require
 from core.audit import record_change
+from core.clock import as_utc, parse_stamp, utc_now_or
 from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.identity.passwords import (
@@ -24,7 +25,6 @@ from core.identity.user_records import (
     AREA,
     RECENT_LOGINS,
     User,
-    as_utc,
     check_email,
     get_user,
     insert_user,
@@ -78,7 +78,7 @@ def authenticate(store: Store, username: str, password: str, *, settings: Settin
     """Check a login and record it in the store: after auth.lockout_attempts consecutive failures
     the account is locked for auth.lockout_minutes (even the right password is then refused);
     success resets the counter. Concurrent attempts from several processes all count."""
-    now = as_utc(now)
+    now = utc_now_or(now)
     attempts = int(settings["auth.lockout_attempts"])
     lock_for = timedelta(minutes=int(settings["auth.lockout_minutes"]))
     checked: dict[str, bool] = {}  # hash → matches; bcrypt runs once even when the write retries
@@ -138,7 +138,7 @@ def record_logout(store: Store, username: str, now: datetime | None = None, *,
     browser and can be lost; revoking the cookie here (by its expiry stamp, unique per login)
     makes the server refuse it even if the browser still sends it."""
     name = normalise_username(username)
-    now = as_utc(now)
+    now = utc_now_or(now)
     if cookie_expires is not None:
         key = REVOKED_PREFIX + name
         while True:
@@ -168,7 +168,7 @@ def session_is_valid(user: User, login_at: datetime, last_seen: datetime, *, set
                      now: datetime | None = None) -> bool:
     """False once the session idled longer than auth.session_hours, began before the user's
     sessions were ended (password change or reset), or the account is disabled or unapproved."""
-    now = as_utc(now)
+    now = utc_now_or(now)
     if user.disabled or user.pending_approval:
         return False
     if as_utc(login_at) < user.sessions_valid_after:
@@ -189,7 +189,7 @@ def change_own_password(store: Store, actor: Actor, old: str, new: str, *,
                         now: datetime | None = None) -> User:
     """Change the actor's own password. Ends their sessions that logged in before now: the page
     keeps the current one by stamping its login time with now."""
-    now = as_utc(now)
+    now = utc_now_or(now)
     user = get_user(store, actor.username)
     if not verify_password(old, user.password_hash):
         raise InvalidInput("old_password", "the current password is not correct")
@@ -217,8 +217,7 @@ def _drop_tokens(store: Store, username: str, now: datetime) -> None:
     for key in store.list(TOKEN_PREFIX):
         try:
             data, version = store.get(key)
-            if data["username"] == username or as_utc(
-                    datetime.fromisoformat(data["expires_at"])) <= now:
+            if data["username"] == username or parse_stamp(data["expires_at"]) <= now:
                 store.delete(key, version)
         except (ObjectNotFound, WriteConflict):
             continue
@@ -229,7 +228,7 @@ def issue_reset_token(store: Store, username_or_email: str, *,
     """A single-use token valid TOKEN_MINUTES for the user with that name or email, to be mailed;
     None when there is no such enabled user (the page says the same either way). Only the token's
     sha256 is stored."""
-    now = as_utc(now)
+    now = utc_now_or(now)
     wanted = str(username_or_email).strip().casefold()
     user = next((u for u in list_users(store) if wanted and wanted in
                  (u.username, u.email.casefold())), None)
@@ -249,11 +248,11 @@ def redeem_reset_token(store: Store, token: str, new_password: str, *,
                        now: datetime | None = None) -> User:
     """Set a new password with a reset token. The token is used up only once the password meets
     the policy; an expired, used or unknown token raises InvalidInput("token", …)."""
-    now = as_utc(now)
+    now = utc_now_or(now)
     key = _token_key(str(token))
     try:
         data, version = store.get(key)
-        if as_utc(datetime.fromisoformat(data["expires_at"])) <= now:
+        if parse_stamp(data["expires_at"]) <= now:
             store.delete(key, version)
             raise InvalidInput("token", TOKEN_UNUSABLE)
         user = get_user(store, data["username"])
@@ -299,7 +298,7 @@ def set_self_registration(store: Store, actor: Actor, enabled: bool, *,
                    entity=AUTH_CONFIG_KEY)
     record_change(store, actor, AREA, "self_registration_changed", AUTH_CONFIG_KEY,
                   before={"self_registration": before},
-                  after={"self_registration": bool(enabled)}, now=as_utc(now))
+                  after={"self_registration": bool(enabled)}, now=utc_now_or(now))
 
 
 def register_user(store: Store, username: str, name: str, email: str, password: str, *,
@@ -310,7 +309,7 @@ def register_user(store: Store, username: str, name: str, email: str, password: 
     if not enabled:
         raise PermissionDenied(str(username).strip() or "anonymous",
                                "register: self-registration is turned off; ask an admin")
-    now = as_utc(now)
+    now = utc_now_or(now)
     username = normalise_username(username)
     email = check_email(store, email, username=username, required=True)
     check_password(password, username, [])
@@ -333,5 +332,5 @@ def cookie_expiry_trusted(expires: Any, *, settings: Settings, now: datetime | N
     if isinstance(expires, bool) or not isinstance(expires, int | float):
         return False
     lifetime = timedelta(hours=float(settings["auth.session_hours"]))
-    latest = as_utc(now) + lifetime + COOKIE_CLOCK_SLACK
+    latest = utc_now_or(now) + lifetime + COOKIE_CLOCK_SLACK
     return float(expires) <= latest.timestamp()

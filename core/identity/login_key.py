@@ -10,11 +10,11 @@ import os
 import secrets
 import stat
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 
 from core.access import SYSTEM
 from core.audit import record_change
+from core.clock import utc_now
 from core.config import Settings, read_secrets_file
 from core.errors import ConfigError
 from core.identity.user_records import AREA
@@ -66,7 +66,7 @@ def _add_key_to_file(path: Path, key: str) -> None:
     """Add cookie_key to the file's [auth] table (made when missing), keeping everything else."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     line = (f'cookie_key = "{key}"  # signs the login cookie; generated '
-            f'{datetime.now(UTC):%Y-%m-%d}, keep it secret\n')
+            f'{utc_now():%Y-%m-%d}, keep it secret\n')
     lines = text.splitlines(keepends=True)
     header = next((i for i, text_line in enumerate(lines)
                    if text_line.split("#")[0].strip() == "[auth]"), None)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.access import Actor
+from core.clock import as_utc, now_or, parse_stamp
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identity.column_profiles import resolve_columns
 from storage import ObjectNotFound, Store, WriteConflict
@@ -25,19 +26,12 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def as_utc(now: datetime | None) -> datetime:
-    """now as an aware UTC datetime (naive values are taken as UTC); the clock when None."""
-    if now is None:
-        return datetime.now(UTC)
-    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
 def _parse(value: str | None) -> datetime | None:
-    return None if value is None else as_utc(datetime.fromisoformat(value))
+    return None if value is None else as_utc(parse_stamp(value))
 
 
 @dataclass
@@ -67,7 +61,7 @@ class User:
 
     def is_locked(self, now: datetime) -> bool:
         """Whether a lockout is still running at now."""
-        return self.locked_until is not None and as_utc(now) < self.locked_until
+        return self.locked_until is not None and now_or(now) < self.locked_until
 
     def actor(self, profiles: Mapping[str, Sequence[str]] | None = None) -> Actor:
         """The Actor core acts for; pass load_column_profiles(store) when the user has a profile

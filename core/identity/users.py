@@ -14,6 +14,7 @@ from core.access import ADMIN, MANAGE_USERS, ROLES, SYSTEM, Actor, require
 from core.audit import record_change
 from core.claims import PREFIX as CLAIMS
 from core.claims import claim, release
+from core.clock import utc_now_or
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identity.column_profiles import (
     delete_column_profile,
@@ -31,7 +32,6 @@ from core.identity.user_records import (
     AREA,
     WRITE_ATTEMPTS,
     User,
-    as_utc,
     check_email,
     count_users,
     get_user,
@@ -127,7 +127,7 @@ def create_first_admin(store: Store, username: str, name: str, email: str, passw
     """The first account, an admin; Conflict once any user exists (no actor: nobody is yet).
     Processes racing here pass one at a time through a create-only gate (core.claims), so
     exactly one first admin is created; a gate left by a crash opens again after a while."""
-    now = as_utc(now)
+    now = utc_now_or(now)
     exists = Conflict("users already exist: ask an admin to create your account")
     if count_users(store):
         raise exists
@@ -156,7 +156,7 @@ def create_user(store: Store, actor: Actor, username: str, *, name: str, email: 
     """Create an account. Without a password a temporary one is generated and returned (to be
     changed at first login); with one, temporary says whether it must be changed."""
     require(actor, MANAGE_USERS)
-    now = as_utc(now)
+    now = utc_now_or(now)
     username = normalise_username(username)
     role = _check_role(role)
     email = check_email(store, email, username=username)
@@ -184,7 +184,7 @@ def update_user(store: Store, actor: Actor, username: str, *,
                 now: datetime | None = None) -> User:
     """Change the given fields (others stay). Demoting yourself or the last admin is refused."""
     require(actor, MANAGE_USERS)
-    now = as_utc(now)
+    now = utc_now_or(now)
     username = get_user(store, username).username
     new_email = email if isinstance(email, Unchanged) else check_email(store, email,
                                                                        username=username)
@@ -240,13 +240,13 @@ def set_disabled(store: Store, actor: Actor, username: str, disabled: bool, *,
         user.disabled = disabled
 
     action = "user_disabled" if disabled else "user_enabled"
-    return _admin_change(store, actor, username, action, as_utc(now), change)
+    return _admin_change(store, actor, username, action, utc_now_or(now), change)
 
 
 def reset_password(store: Store, actor: Actor, username: str, *,
                    now: datetime | None = None) -> str:
     """Give the user a new temporary password (returned), end their sessions and unlock them."""
-    now = as_utc(now)
+    now = utc_now_or(now)
     temp = generate_temporary_password(get_user(store, username).username)
     password_hash = hash_password(temp)
 
@@ -266,7 +266,7 @@ def unlock(store: Store, actor: Actor, username: str, *, now: datetime | None = 
     def change(user: User) -> None:
         user.failed_logins, user.locked_until = 0, None
 
-    return _admin_change(store, actor, username, "user_unlocked", as_utc(now), change)
+    return _admin_change(store, actor, username, "user_unlocked", utc_now_or(now), change)
 
 
 def approve_user(store: Store, actor: Actor, username: str, *,
@@ -277,13 +277,13 @@ def approve_user(store: Store, actor: Actor, username: str, *,
             raise Conflict(f"{user.username} is not waiting for approval")
         user.pending_approval = False
 
-    return _admin_change(store, actor, username, "user_approved", as_utc(now), change)
+    return _admin_change(store, actor, username, "user_approved", utc_now_or(now), change)
 
 
 def delete_user(store: Store, actor: Actor, username: str, *, now: datetime | None = None) -> None:
     """Remove an account for good (never yourself, never the last enabled admin)."""
     require(actor, MANAGE_USERS)
-    now = as_utc(now)
+    now = utc_now_or(now)
     for _ in range(WRITE_ATTEMPTS):
         user, version = load_user(store, username)
         _refuse_self(actor, user.username, "delete")

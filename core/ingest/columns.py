@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from core.access import EDIT_COLUMNS, Actor, require
 from core.audit import record_change
+from core.clock import now_or
 from core.config import Settings, load_settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ingest.color_file import _map_header, _present  # ingest's own header rules, not a copy
@@ -182,7 +183,7 @@ def _write(store: Store, actor: Actor, specs: list[ColumnSpec], version: str | N
         raise InvalidInput(ENTITY, "; ".join(problems))
     store.put(CONFIG_KEY, [s.to_dict() for s in specs], version)  # WriteConflict: caller's
     record_change(store, actor, AREA, "update", ENTITY, before=_document(before),
-                  after=_document(specs), detail=detail, now=now or datetime.now(UTC))
+                  after=_document(specs), detail=detail, now=now_or(now))
     return specs
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.clock import utc_today
 from core.config import Settings
 from core.errors import ConfigError
 from core.ingest.coercion import describe_value, normalise_bias
@@ -79,7 +80,7 @@ def check_colors(frame: pd.DataFrame, settings: Settings, *, unreadable: dict[st
         *_check_cusips(frame[CUSIP], bool(settings["validation.cusip_check_blocking"])),
         _check_duplicates(frame, rows),
     ]
-    findings += _check_dates(frame, settings, today or dt.date.today())
+    findings += _check_dates(frame, settings, today or utc_today())
     findings += _check_lengths(frame, min(int(settings["upload.max_cell_chars"]),
                                           EXCEL_MAX_CELL))
     return [f for f in findings if f.mask.any()]

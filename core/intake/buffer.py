@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from core.access import SYSTEM, UPLOAD_BUFFER, Actor, require
 from core.audit import record_change
+from core.clock import now_or
 from core.config import Settings
 from core.errors import Conflict, FileProblem, NotFound
 from core.ingest.validation import Problem, ValidationReport
@@ -79,7 +80,7 @@ def entry_key(entry_id: str) -> str:
 
 
 def _at(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).isoformat()
+    return now_or(now).isoformat()
 
 
 def _who(actor: Actor | str) -> str:

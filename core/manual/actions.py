@@ -8,13 +8,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from core.access import MANUAL_SESSION, REPUBLISH, Actor, require
 from core.alerts.watchlists import alert_after_publish
+from core.clock import now_or, utc_now
 from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ingest.coercion import coerce_column, describe_value
@@ -297,7 +298,7 @@ def save(store: Store, actor: Actor, settings: Settings, *, idempotency_key: str
         return _saved_result(store, session.saves[idempotency_key])
     if session.status == SAVED and session.saved_run_id is not None:
         return _saved_result(store, session.saved_run_id)
-    at = now or datetime.now(UTC)
+    at = now_or(now)
     if session.status == SAVING:
         if at - datetime.fromisoformat(session.saving_at) < SAVE_TIMEOUT:
             raise Conflict("the session is being saved; reload in a moment to see the run")
@@ -329,7 +330,7 @@ def save(store: Store, actor: Actor, settings: Settings, *, idempotency_key: str
                action="save_failed", now=now)
         raise
     _finish(store, actor, saving, result.record.run_id, idempotency_key, now)
-    alert_after_publish(store, result.record, datetime.now(UTC), settings=settings)
+    alert_after_publish(store, result.record, utc_now(), settings=settings)
     return result
 
 

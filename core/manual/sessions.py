@@ -12,13 +12,14 @@ import io
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
 from core.access import MANUAL_SESSION, Actor, require
 from core.audit import record_change
+from core.clock import now_or
 from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ingest.validation import Problem, ValidationReport
@@ -113,7 +114,7 @@ class SessionView:
 
 
 def _at(now: datetime | None) -> datetime:
-    return now or datetime.now(UTC)
+    return now_or(now)
 
 
 def session_key(username: str) -> str:

@@ -9,11 +9,12 @@ import time
 import uuid
 import weakref
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
 
+from core.clock import now_or
 from core.runs import records as runs
 from core.runs.published import (
     COMPACT_TABLE,
@@ -146,7 +147,7 @@ def compact_colors(store: Store, *, force: bool = False, now: datetime | None = 
                 "shards": [{"partition": s.partition, "low": s.low, "high": s.high}
                            for s in shards],
                 "rows": rows, "files": len(shards),
-                "compacted_at": (now or datetime.now(UTC)).isoformat(),
+                "compacted_at": now_or(now).isoformat(),
                 "seconds": round(time.perf_counter() - started, 3)}
     _switch(store, manifest, old, version, written=_partitions(manifest))
     log.info("compacted %s runs, %s rows into %s (%s shards)", len(layout.visible), rows,
@@ -184,7 +185,7 @@ def _compact_delta(store: Store, layout: Layout, plan: CompactionReport, old: di
     seconds = round(time.perf_counter() - started, 3)
     manifest = {**old, "delta": {"partition": partition, "number": number, "runs": covered,
                                  "rows": rows, "seconds": seconds,
-                                 "compacted_at": (now or datetime.now(UTC)).isoformat()}}
+                                 "compacted_at": now_or(now).isoformat()}}
     _switch(store, manifest, old, version, written={partition})
     log.info("compacted %s new run(s) into the delta %s (%s rows)", len(layout.uncovered),
              partition, rows)

@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from core.access import VIEW, Actor, entitled_columns, require
+from core.clock import as_utc, aware, parse_stamp
 from core.reads.search_sql import entitlement_sql
 from core.runs import records as runs
 from core.runs.exports import write_xlsx
@@ -76,7 +77,7 @@ def _filter_sql(actor: Actor, filters: DashboardFilters, *, dates: bool = True
 
 def _day_bounds(now: datetime) -> tuple[datetime, datetime, datetime]:
     """Start of today, of tomorrow and of this month in now's timezone, as UTC instants."""
-    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    now = aware(now)
     today = datetime.combine(now.date(), time(), tzinfo=now.tzinfo)
     month = today.replace(day=1)
     return today.astimezone(UTC), (today + timedelta(days=1)).astimezone(UTC), month.astimezone(UTC)
@@ -149,10 +150,9 @@ def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: D
 
 def _utc_text(stamp: str) -> str:
     try:
-        parsed = datetime.fromisoformat(stamp)
+        return as_utc(parse_stamp(stamp)).isoformat()
     except ValueError:
         return ""
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
 RUN_COLUMNS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT", "DURATION_S", "READ",

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from core.access import OWN_SEARCHES, Actor, require
 from core.audit import record_change
+from core.clock import now_or
 from core.errors import Conflict, InvalidInput, NotFound
 from core.reads.search import SearchQuery
 from storage import ObjectNotFound, Store, WriteConflict
@@ -44,7 +45,7 @@ class SavedSearch:
 
 
 def _stamp(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).isoformat()
+    return now_or(now).isoformat()
 
 
 def _modify(store: Store, key: str, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]

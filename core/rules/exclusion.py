@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import pandas as pd
 from core.access import EDIT_RULES, Actor, require
 from core.audit import record_change
 from core.claims import T, claim_key, release, write_named
+from core.clock import aware, now_or, parse_stamp
 from core.errors import Conflict, NotFound
 from core.rules.conditions import (
     Condition,
@@ -48,8 +49,8 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 def _time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
-    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)  # the earlier system: naive UTC
+    # the earlier system stored naive UTC stamps
+    return aware(value) if isinstance(value, datetime) else parse_stamp(str(value))
 
 
 @dataclass
@@ -307,7 +308,7 @@ def save_rule(
     exist yet creates the rule under that id (imports of earlier rules keep theirs).
     """
     require(actor, EDIT_RULES)
-    at = now or datetime.now(UTC)
+    at = now_or(now)
     rule = replace(rule, name=rule.name.strip(), description=rule.description.strip())
     validate_rule(rule, rule_columns(columns))
     if rule.id and not _ID.match(rule.id):
@@ -367,7 +368,7 @@ def delete_rule(
         raise NotFound(f"rule {rule_id!r} not found") from None
     release(store, claim_key(AREA, rule.name), rule_id)
     record_change(store, actor, AREA, "delete", rule.name, before=rule.to_dict(),
-                  now=now or datetime.now(UTC))
+                  now=now_or(now))
 
 
 def toggle_rule(
@@ -385,7 +386,7 @@ def toggle_rule(
         return before
     if target:
         validate_rule(before, rule_columns(columns))
-    at = now or datetime.now(UTC)
+    at = now_or(now)
     after = replace(before, active=target, updated_by=actor.username, updated_at=at)
     action = "activate" if target else "deactivate"
     return _commit(store, actor, action, before, after, expected_version or version, at)
@@ -402,6 +403,6 @@ def set_priority(
         raise invalid_rule(before.name, _bad_priority(priority))
     if priority == before.priority:
         return before
-    at = now or datetime.now(UTC)
+    at = now_or(now)
     after = replace(before, priority=priority, updated_by=actor.username, updated_at=at)
     return _commit(store, actor, "set_priority", before, after, expected_version or version, at)

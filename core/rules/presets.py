@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -16,6 +16,7 @@ import pandas as pd
 from core.access import ADMIN, OWN_SEARCHES, Actor, require
 from core.audit import record_change
 from core.claims import claim_key, release, write_named
+from core.clock import now_or
 from core.errors import Conflict, InvalidInput, InvalidRule, NotFound, PermissionDenied
 from core.ingest.columns import custom_column_types, load_column_config
 from core.rules.conditions import Group, iter_conditions, validate_group
@@ -150,7 +151,7 @@ def save_preset(
     Names are unique per owner (case-insensitive); conditions must fit `columns` (default
     preset_columns(store)). expected_version: the version the editor read (stale: Conflict)."""
     require(actor, OWN_SEARCHES)
-    at = now or datetime.now(UTC)
+    at = now_or(now)
     preset = replace(preset, name=preset.name.strip(), description=preset.description.strip())
     stored = _all(store)
     current = next(((p, v) for p, v in stored if p.id and p.id == preset.id), None)
@@ -203,7 +204,7 @@ def delete_preset(store: Store, actor: Actor, preset_id: str, *,
                        "try again") from exc
     release(store, claim_key(f"{AREA}/{preset.owner}", preset.name), preset.id)
     record_change(store, actor, AREA, "delete", key, before=preset.to_dict(),
-                  now=now or datetime.now(UTC))
+                  now=now_or(now))
 
 
 def apply_preset(frame: pd.DataFrame, preset: Preset, *,

@@ -8,11 +8,12 @@ import logging
 import os
 import socket
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from core.clock import aware, parse_stamp, utc_now
 from core.config import BY_KEY, Settings
 from core.errors import Conflict
 from core.runs import records as runs
@@ -25,14 +26,6 @@ SWEEP_LIMIT = 200  # newest runs an automatic sweep reads; `python -m core runs 
 DIED = "abandoned: its process ({where}) died during the run"
 SILENT = "abandoned: no heartbeat from {where} for {age:.0f} s (the limit is {limit:g} s)"
 _PROC = Path("/proc")
-
-
-def wall() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def stale_seconds(settings: Settings) -> float:
@@ -111,7 +104,7 @@ def death(record: runs.RunRecord, now: datetime, stale_s: float) -> str:
     beat = record.heartbeat_at or record.started_at
     if alive or not beat:
         return ""
-    age = (aware(now) - aware(datetime.fromisoformat(beat))).total_seconds()
+    age = (aware(now) - parse_stamp(beat)).total_seconds()
     if age <= stale_s:
         return ""
     return SILENT.format(where=_where(record.owner), age=age, limit=stale_s)
@@ -154,7 +147,7 @@ class Heartbeat:
         self.store, self.run_id = store, record.run_id
         self.key = runs.run_key(record.run_id)
         self.interval = max(1.0, stale_seconds(settings) / 10)
-        record.owner, record.heartbeat_at = current_owner(), wall().isoformat()
+        record.owner, record.heartbeat_at = current_owner(), utc_now().isoformat()
         self.version = store.put(self.key, record.to_dict(), expected_version=None)
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
@@ -186,7 +179,7 @@ class Heartbeat:
         value, version = self.store.get(self.key)
         if version != self.version or value.get("status") != runs.RUNNING:
             return False
-        value["heartbeat_at"] = (now or wall()).isoformat()
+        value["heartbeat_at"] = (now or utc_now()).isoformat()
         try:
             self.version = self.store.put(self.key, value, expected_version=version)
         except WriteConflict:

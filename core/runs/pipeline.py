@@ -10,13 +10,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from core.access import MANUAL_SESSION, REPUBLISH, TRIGGER_RUN, Actor, entitled, require
 from core.audit import record_change
+from core.clock import now_or
 from core.config import Settings
 from core.ingest.color_file import read_colors
 from core.ingest.columns import load_column_config
@@ -161,7 +162,7 @@ def publish_run(
     require(actor, MANUAL_SESSION if kind == MANUAL else TRIGGER_RUN)
     if republish:
         require(actor, REPUBLISH)
-    started_at = now or datetime.now(UTC)
+    started_at = now_or(now)
     clock = time.perf_counter()
     run_id = runs.next_run_id(store)
     record = runs.RunRecord(

@@ -8,9 +8,10 @@ A run's rows become visible only when its record says `success` (DESIGN.md §3):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from core.clock import now_or
 from core.errors import NotFound
 from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
 
@@ -131,7 +132,7 @@ def visible_run_ids(store: Store) -> list[int]:
 
 def bump_data_version(store: Store, now: datetime | None = None) -> None:
     """Mark published data as changed, so caches keyed on data_version refresh."""
-    at = (now or datetime.now(UTC)).isoformat()
+    at = now_or(now).isoformat()
     store.put(DATA_VERSION_KEY, {"changed_at": at}, expected_version=ANY_VERSION)
 
 

@@ -10,6 +10,7 @@ import streamlit as st
 import streamlit_authenticator as stauth
 
 from core.alerts import email as notify
+from core.clock import utc_now
 from core.config import Settings
 from core.errors import MarketPulseError, NotFound
 from core.identity.login import (
@@ -36,10 +37,6 @@ NOTICE = "auth.notice"
 COOKIE_EXPIRES = "auth.cookie_expires"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _authenticator(store: Store, settings: Settings) -> stauth.Authenticate:
     return stauth.Authenticate(
         credentials_for_authenticator(store), COOKIE_NAME, cookie_key(settings),
@@ -52,7 +49,7 @@ def _sign_in(auth: stauth.Authenticate, user: User) -> None:
     st.session_state.update({
         "authentication_status": True, "username": user.username, "name": user.name,
         "email": user.email, "roles": [user.role], "logout": False,
-        LOGIN_AT: _now(), LAST_SEEN: _now(),
+        LOGIN_AT: utc_now(), LAST_SEEN: utc_now(),
     })
     # No st.rerun() here: the cookie component must reach the browser first (STACK.md §3).
     auth.cookie_controller.set_cookie()
@@ -80,7 +77,7 @@ def _cookie_login_time(expires: float, settings: Settings) -> datetime:
     """When the cookie was issued: its expiry minus its lifetime (a cookie holds no login time)."""
     lifetime = timedelta(hours=settings["auth.session_hours"])
     issued = datetime.fromtimestamp(float(expires), UTC) - lifetime
-    return min(issued, _now())
+    return min(issued, utc_now())
 
 
 def _signed_out() -> None:
@@ -141,13 +138,13 @@ def require_login(store: Store, settings: Settings) -> User:
         auth.login(location="unrendered")  # re-login from a valid cookie, if any
         if st.session_state.get("authentication_status"):
             expires = _cookie_expires(auth)
-            if not cookie_expiry_trusted(expires, settings=settings, now=_now()):
+            if not cookie_expiry_trusted(expires, settings=settings, now=utc_now()):
                 auth.logout(location="unrendered")  # outlives any session this server grants
             elif login_cookie_revoked(store, st.session_state["username"], expires):
                 auth.logout(location="unrendered")  # a logged-out cookie the browser kept
             else:
                 st.session_state[LOGIN_AT] = _cookie_login_time(expires, settings)
-                st.session_state[LAST_SEEN] = _now()
+                st.session_state[LAST_SEEN] = utc_now()
                 st.session_state[COOKIE_EXPIRES] = expires
     if not st.session_state.get("authentication_status") and not _login_screen(
         store, settings, authenticator()
@@ -158,7 +155,7 @@ def require_login(store: Store, settings: Settings) -> User:
     except NotFound:
         _sign_out(store, authenticator(), "Your account no longer exists.")
         st.rerun()
-    now = _now()
+    now = utc_now()
     login_at = st.session_state.get(LOGIN_AT) or now
     last_seen = st.session_state.get(LAST_SEEN) or now
     if not session_is_valid(user, login_at, last_seen, settings=settings, now=now):
@@ -300,5 +297,5 @@ def _forced_password_change(store: Store, user: User) -> None:
             return
         with error_boundary("Changing the password"):
             change_own_password(store, user.actor(), old, new)
-            st.session_state[LOGIN_AT] = _now()  # this session stays; the others end
+            st.session_state[LOGIN_AT] = utc_now()  # this session stays; the others end
             st.rerun()

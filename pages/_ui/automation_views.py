@@ -4,7 +4,7 @@ triggers the Automation page and the Dashboard share. Core validates, logs and d
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from zoneinfo import available_timezones
 
 import pandas as pd
@@ -24,6 +24,7 @@ from core.automation.jobs import (
     save_job,
     upcoming_runs,
 )
+from core.clock import utc_now
 from core.errors import InvalidInput, MarketPulseError
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
@@ -50,7 +51,7 @@ SKIPPED_NOTE = "skipped (Run now and skip the next scheduled run)"
 
 def clock() -> datetime:
     """Now; tests replace it to pin the preview, countdowns and trigger times."""
-    return datetime.now(UTC)
+    return utc_now()
 
 
 # -- messages that survive st.rerun ---------------------------------------------------------

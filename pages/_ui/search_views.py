@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import streamlit as st
 
 from core.access import Actor
+from core.clock import utc_now
 from core.compliance.access_log import log_export, log_search
 from core.reads.dashboard import DashboardFilters
 from core.reads.identifiers import (
@@ -217,7 +217,7 @@ def render_order(actor: Actor) -> tuple[str, bool, int]:
 def filter_options(store: Store, actor: Actor) -> dict[str, list[Any]]:
     """Values to offer in the list filters: the sectors and sources the actor's colors have."""
     overview = cached.dashboard(store, actor, DashboardFilters(latest_limit=0),
-                                datetime.now(ZoneInfo("UTC")))
+                                utc_now())
     return {"sectors": sorted(overview.volume_by_sector[SECTOR].dropna().unique().tolist()),
             "sources": sorted(overview.volume_by_source[SOURCE].dropna().unique().tolist()),
             "biases": BIASES, "ranks": list(range(1, 7)),
@@ -402,7 +402,7 @@ def render_export(store: Store, actor: Actor, query: SearchQuery, result: Search
             st.session_state[EXPORTED] = (_page_key(query), fmt, data)
     ready = st.session_state.get(EXPORTED)
     if ready and ready[:2] == (_page_key(query), fmt):
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+        stamp = utc_now().strftime("%Y%m%d-%H%M")
         st.download_button(f"Download {FORMATS[fmt]}", ready[2],
                            file_name=f"marketpulse-search-{stamp}.{fmt}", mime=MIME[fmt],
                            key=DOWNLOAD, on_click="ignore")

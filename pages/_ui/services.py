@@ -6,11 +6,11 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import streamlit as st
 
 from core.access import Actor
+from core.clock import utc_now
 from core.config import (
     SECRETS_FILE_ENV,
     Settings,
@@ -89,7 +89,7 @@ def current_user() -> User:
     remembered = st.session_state.get(USER_KEY)
     if remembered is None:
         st.switch_page("app.py")
-    now = datetime.now(UTC)
+    now = utc_now()
     try:
         user = get_user(store(), remembered.username)
     except NotFound:

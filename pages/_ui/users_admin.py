@@ -4,13 +4,14 @@ recent user changes. Core decides and audits; this only renders and passes the a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 
 from core.access import ROLES, VIEWER, Actor
 from core.audit import load_changes
+from core.clock import utc_now
 from core.identity.column_profiles import load_column_profiles
 from core.identity.user_records import User, list_users
 from core.identity.users import (
@@ -104,7 +105,7 @@ def _profile_value(prefix: str) -> str | None:
 
 # -- the tab --------------------------------------------------------------------------------
 def users_tab(store: Store, actor: Actor) -> None:
-    now = datetime.now(UTC)
+    now = utc_now()
     users = list_users(store)
     profiles = list(load_column_profiles(store))
     sectors = known_sectors(users)
