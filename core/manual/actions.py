@@ -1,12 +1,13 @@
-"""What a user does to an open manual session (DOMAIN.md §5): delete, edit and add rows, pin
-parents, select rules, undo and redo, save exactly once, discard. Each change is one versioned
+"""What a user does to an open manual session (DOMAIN.md §5): delete rows, pin parents, select
+rules, undo and redo, save exactly once (and announce it), discard. Cell edits and added rows:
+core.manual.edits. Each change is one versioned
 write of the session (core.manual.sessions) with an audit entry; the next preview re-ranks.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,11 +19,9 @@ from core.alerts.watchlists import alert_after_publish
 from core.clock import now_or, utc_now
 from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound
-from core.ingest.coercion import coerce_column, describe_value
-from core.ingest.color_file import derive_fields
-from core.ingest.columns import load_column_config
-from core.ingest.validation import Problem, ValidationReport, validate_colors
+from core.ingest.validation import Problem, ValidationReport
 from core.intake import buffer
+from core.manual.edits import position, replace_rows
 from core.manual.sessions import (
     DISCARDED,
     OPEN,
@@ -36,7 +35,6 @@ from core.manual.sessions import (
     load_frame,
     load_quarantined,
     load_report,
-    put_frame,
     read_session,
     selected_rules,
     session_key,
@@ -45,70 +43,15 @@ from core.rules.exclusion import load_rules
 from core.runs import records as runs
 from core.runs.pipeline import MANUAL, Prepared, RunResult, publish_run
 from core.schema import (
-    BIAS,
     COLOR_ID,
-    COLUMN_TYPE,
-    COV_PRICE,
     CUSIP,
-    DIFF_STATUS,
-    INPUT_COLUMNS,
-    PERCENT_DIFF,
     POSITION,
-    PRICE_DIFF,
-    PX,
-    RANK,
-    SOURCE_FILE,
-    SOURCE_ROW,
 )
 from storage import Store
 
 SAVE_TRIGGER = "manual_save"
 SAVES_KEPT = 20  # idempotency keys remembered from one session to the next
 SAVE_TIMEOUT = timedelta(minutes=10)  # a save still "saving" after this died mid-way
-MANUAL_ROW_FILE = "manual entry"  # SOURCE_FILE of rows added by hand (SOURCE_ROW 0)
-# Editing one of these blanks the derived fields that depend on it, so derive_fields recomputes.
-REDERIVED = {PX: (PERCENT_DIFF, PRICE_DIFF, DIFF_STATUS),
-             COV_PRICE: (PERCENT_DIFF, PRICE_DIFF, DIFF_STATUS), BIAS: (RANK,)}
-
-
-def _position(rows: pd.DataFrame, color_id: str) -> int:
-    hits = (rows[COLOR_ID] == color_id).to_numpy(dtype=bool, na_value=False).nonzero()[0]
-    if not len(hits):
-        raise NotFound(f"row {color_id} is not in the session")
-    return int(hits[0])
-
-
-def _column_types(store: Store, rows: pd.DataFrame) -> dict[str, str]:
-    """Editable columns → type: the input columns and the custom columns the rows carry."""
-    custom = {c.name: c.type for c in load_column_config(store) if c.custom and c.name in rows}
-    return {c: COLUMN_TYPE[c] for c in INPUT_COLUMNS} | custom
-
-
-def _coerce(column: str, kind: str, value: Any, where: str) -> Any:
-    values, bad = coerce_column(pd.Series([value], dtype=object), column, kind)
-    for cells in bad:
-        if cells.blocking:
-            raise InvalidInput(f"{where}, column {column}",
-                               f"{describe_value(value)} {cells.reason}")
-    return values.iloc[0]
-
-
-def _checked(row: pd.DataFrame, settings: Settings, where: str) -> pd.DataFrame:
-    """Derive the blank derived fields of one row, then refuse it if validation blocks it."""
-    row = derive_fields(row, settings)
-    problems = validate_colors(row, settings).report.blocking
-    if problems:
-        raise InvalidInput(where, "; ".join(p.message for p in problems))
-    return row
-
-
-def _replace_rows(store: Store, actor: Actor, session: Session, rows: pd.DataFrame, label: str,
-                  action: str, now: datetime | None, change: dict[str, Any],
-                  **state: Any) -> Session:
-    after = replace(changed(session, label), **state)
-    after.rows_key = put_frame(store, session, "rows", rows.reset_index(drop=True))
-    return commit(store, actor, session, after, action=action, now=now, written=[after.rows_key],
-                  detail=label, change=change)
 
 
 def delete_rows(store: Store, actor: Actor, color_ids: Collection[str], *,
@@ -119,65 +62,12 @@ def delete_rows(store: Store, actor: Actor, color_ids: Collection[str], *,
         raise InvalidInput("rows", "select the rows to delete")
     rows = load_frame(store, session.rows_key)
     for color_id in color_ids:
-        _position(rows, color_id)
+        position(rows, color_id)
     gone = set(color_ids)
     kept = rows[~rows[COLOR_ID].isin(list(gone)).to_numpy(dtype=bool, na_value=False)]
-    return _replace_rows(store, actor, session, kept, f"delete {len(gone)} row(s)", "rows_deleted",
+    return replace_rows(store, actor, session, kept, f"delete {len(gone)} row(s)", "rows_deleted",
                          now, {"color_ids": sorted(gone)},
                          pinned=[p for p in session.pinned if p not in gone])
-
-
-def edit_cell(store: Store, actor: Actor, color_id: str, column: str, value: Any, *,
-              settings: Settings, version: str | None = None,
-              now: datetime | None = None) -> Session:
-    """Set one cell, coerced to the column's type. Changing PX or COV_PRICE recomputes
-    PERCENT_DIFF, PRICE_DIFF and DIFF_STATUS; changing BIAS recomputes RANK. A value that cannot
-    be read, or leaves the row invalid, raises InvalidInput naming the row, column and value."""
-    session = current(store, actor, version)
-    rows = load_frame(store, session.rows_key)
-    types = _column_types(store, rows)
-    if column not in types:
-        raise InvalidInput(f"column {column}", "is not an editable column")
-    at = _position(rows, color_id)
-    where = f"row {color_id}"
-    row = rows.iloc[[at]].copy()
-    before = row[column].iloc[0]
-    row[column] = pd.Series([_coerce(column, types[column], value, where)], index=row.index,
-                            dtype=row[column].dtype)
-    for derived in REDERIVED.get(column, ()):
-        row[derived] = pd.Series([pd.NA], index=row.index, dtype=row[derived].dtype)
-    row = _checked(row, settings, f"{where}, column {column} = {describe_value(value)}")
-    edited = pd.concat([rows.iloc[:at], row[rows.columns], rows.iloc[at + 1:]], ignore_index=True)
-    return _replace_rows(store, actor, session, edited, f"edit {column} of {color_id}",
-                         "cell_edited", now, {"color_id": color_id, "column": column,
-                                              "before": describe_value(before),
-                                              "after": describe_value(row[column].iloc[0])})
-
-
-def add_row(store: Store, actor: Actor, values: Mapping[str, Any], *, settings: Settings,
-            version: str | None = None, now: datetime | None = None) -> Session:
-    """Add one color typed by the user (canonical column names); blank derived fields are derived.
-    It gets a new COLOR_ID; an unreadable value or an invalid row raises InvalidInput."""
-    session = current(store, actor, version)
-    rows = load_frame(store, session.rows_key)
-    types = _column_types(store, rows)
-    unknown = sorted(set(values) - set(types))
-    if unknown:
-        raise InvalidInput("new row", f"unknown column(s) {', '.join(unknown)}")
-    color_id = f"{session.token}-{session.next_row}"
-    row = pd.DataFrame({c: pd.Series(pd.NA, index=[0], dtype=rows[c].dtype) for c in rows.columns})
-    for column, value in values.items():
-        row[column] = pd.Series([_coerce(column, types[column], value, "new row")],
-                                dtype=rows[column].dtype if column in rows else None)
-    row[COLOR_ID] = pd.array([color_id], dtype="string")
-    row[SOURCE_FILE] = pd.array([MANUAL_ROW_FILE], dtype="string")
-    row[SOURCE_ROW] = pd.array([0], dtype="Int64")
-    row = _checked(row, settings, "new row")
-    added = pd.concat([rows, row[rows.columns]], ignore_index=True)
-    return _replace_rows(store, actor, session, added, f"add row {color_id}", "row_added", now,
-                         {"color_id": color_id, "values": {k: describe_value(v)
-                                                           for k, v in values.items()}},
-                         next_row=session.next_row + 1)
 
 
 def _change(store: Store, actor: Actor, session: Session, label: str, action: str,
@@ -193,7 +83,7 @@ def pin_parent(store: Store, actor: Actor, color_id: str, *, version: str | None
     session = current(store, actor, version)
     rows = load_frame(store, session.rows_key)
     cusips = rows[CUSIP].astype("string").str.strip().str.upper()
-    group = set(rows[COLOR_ID][cusips == cusips.iloc[_position(rows, color_id)]])
+    group = set(rows[COLOR_ID][cusips == cusips.iloc[position(rows, color_id)]])
     pinned = [p for p in session.pinned if p not in group] + [color_id]
     return _change(store, actor, session, f"pin {color_id}", "row_pinned", now,
                    {"color_id": color_id}, pinned=pinned)

@@ -12,7 +12,7 @@ import streamlit as st
 from core.access import Actor, entitled_rows
 from core.config import Settings
 from core.manual import actions as session_actions
-from core.manual import sessions
+from core.manual import edits, sessions
 from core.manual.sessions import Session, SessionView
 from core.rules.conditions import CONTAINS, IN_LIST, Condition, Group
 from core.rules.exclusion import apply_rules, filter_frame, load_rules
@@ -235,7 +235,7 @@ def edit_cell(store: Store, actor: Actor, settings: Settings, shown: pd.DataFram
                          placeholder=f"now: {was.iloc[0]}" if len(was) else "")
     if st.button("Save the edit", key="manual_color.edit", disabled=not color_id):
         act("Editing a cell",
-            lambda: session_actions.edit_cell(store, actor, color_id, column, value,
+            lambda: edits.edit_cell(store, actor, color_id, column, value,
                                               settings=settings, version=version),
             lambda _: f"{column} of {color_id} set to {value}",
             reset={"manual_color.edit_value": ""})
@@ -254,7 +254,7 @@ def add_row(store: Store, actor: Actor, settings: Settings, version: str) -> Non
                   for c in INPUT_COLUMNS}
         values = {c: v for c, v in values.items() if v}
         act("Adding a row",
-            lambda: session_actions.add_row(store, actor, values, settings=settings,
+            lambda: edits.add_row(store, actor, values, settings=settings,
                                             version=version),
             lambda s: f"Added row {s.token}-{s.next_row - 1}",
             reset={ADD_PREFIX + c: "" for c in INPUT_COLUMNS})

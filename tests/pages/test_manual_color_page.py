@@ -216,8 +216,8 @@ def test_a_child_edited_above_its_parent_becomes_the_parent_and_undo_redo(app_as
     child = same_rank[COLOR_ID].iloc[-1]
     higher = float(parent[PX]) + 1
 
-    _ok(_edit(at, child, PX, str(higher)))
-    assert _toasts(at) == [f"PX of {child} set to {higher}"]
+    _ok(_edit(at, child, "BID", str(higher)))  # PX follows BID (DOMAIN.md §0)
+    assert _toasts(at) == [f"BID of {child} set to {higher}"]
     rows = _rows(at)
     assert (rows[COLOR_ID].iloc[0], rows["Role"].iloc[0], rows[PX].iloc[0]) == (
         child, "parent", higher)
@@ -225,7 +225,7 @@ def test_a_child_edited_above_its_parent_becomes_the_parent_and_undo_redo(app_as
     assert at.button(key="manual_color.undo").disabled is False
 
     _ok(_click(at, "manual_color.undo"))
-    assert _toasts(at) == [f"Undo: edit PX of {child}"]
+    assert _toasts(at) == [f"Undo: edit BID of {child}"]
     assert _shown_rows(at) == _expected_rows(_core_view(app_store))
     assert (_rows(at)[COLOR_ID].iloc[0], _rows(at)[PX].iloc[0]) == (parent[COLOR_ID], parent[PX])
     assert (at.button(key="manual_color.undo").disabled,

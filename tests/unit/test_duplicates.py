@@ -18,7 +18,7 @@ from core.config import load_settings
 from core.errors import PermissionDenied
 from core.intake import buffer
 from core.manual import actions as session_actions
-from core.manual import sessions
+from core.manual import edits, sessions
 from core.reads.compaction import compact_colors
 from core.reads.dashboard import DashboardFilters, dashboard_data
 from core.reads.history import published_colors
@@ -130,7 +130,7 @@ def test_an_edited_manual_color_row_has_a_new_identity_and_publishes(local_store
     sessions.open_session(local_store, ANN, SETTINGS, NOW)
     sessions.add_files(local_store, ANN, [(SAMPLE.name, SAMPLE.read_bytes())], SETTINGS, now=NOW)
     row = sessions.preview(local_store, ANN, SETTINGS).ranked.iloc[3]
-    session_actions.edit_cell(local_store, ANN, row["COLOR_ID"], PX, "55.5", settings=SETTINGS)
+    edits.edit_cell(local_store, ANN, row["COLOR_ID"], "BID", "55.5", settings=SETTINGS)
     view = sessions.preview(local_store, ANN, SETTINGS)
     assert view.already.count == 49
     result = session_actions.save(local_store, ANN, SETTINGS, idempotency_key="save-2", now=NOW)

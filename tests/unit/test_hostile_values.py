@@ -17,8 +17,7 @@ from core.errors import ConfigError, InvalidInput
 from core.ingest.color_file import read_colors
 from core.ingest.excel_errors import error_cells
 from core.ingest.validation import Validated, validate_colors
-from core.manual import actions as session_actions
-from core.manual import sessions
+from core.manual import edits, sessions
 from core.runs import pipeline
 from core.runs.exports import write_csv
 from core.schema import CONFIDENCE, CUSIP, DATE, INPUT_COLUMNS, IS_PARENT, PX, TICKER
@@ -257,8 +256,8 @@ def test_editing_a_cusip_cell_normalises_and_validates_it_like_ingest(memory_sto
     session = sessions.add_files(memory_store, ANN, [("a.csv", write_csv(frame))], SETTINGS)
     color_id = f"{session.token}-1"
     with pytest.raises(InvalidInput, match=r"'=1\+1' is not a valid CUSIP: it has 4 characters"):
-        session_actions.edit_cell(memory_store, ANN, color_id, CUSIP, "=1+1", settings=SETTINGS)
+        edits.edit_cell(memory_store, ANN, color_id, CUSIP, "=1+1", settings=SETTINGS)
     for typed, stored in ((f" {ZERO_LOST} ", "037833100"), ("52406e472", E_FORM_CUSIP)):
-        session_actions.edit_cell(memory_store, ANN, color_id, CUSIP, typed, settings=SETTINGS)
+        edits.edit_cell(memory_store, ANN, color_id, CUSIP, typed, settings=SETTINGS)
         view = sessions.preview(memory_store, ANN, SETTINGS)
         assert view.ranked[CUSIP].tolist() == [stored]

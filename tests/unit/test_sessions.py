@@ -24,12 +24,13 @@ from core.errors import (
 )
 from core.intake import buffer
 from core.manual import actions as session_actions
-from core.manual import sessions
+from core.manual import edits, sessions
 from core.rules.exclusion import Condition, Group, Rule, save_rule
 from core.runs import records as runs
 from core.runs.exports import write_csv
 from core.schema import (
     BIAS,
+    BID,
     CHILDREN_COUNT,
     COLOR_ID,
     COV_PRICE,
@@ -41,6 +42,7 @@ from core.schema import (
     IS_PARENT,
     PERCENT_DIFF,
     PRICE_DIFF,
+    PRICE_LEVEL,
     PROCESSING_TYPE,
     PX,
     RANK,
@@ -120,12 +122,14 @@ def test_deleting_the_parent_promotes_a_child(sample_session):
     assert _view(sample_session).counts["rows"] == 49
 
 
-def test_raising_a_childs_px_above_the_parent_makes_it_the_parent(sample_session):
+def test_raising_a_childs_bid_above_the_parent_moves_px_and_makes_it_the_parent(sample_session):
     before = _view(sample_session)
     child = _group(before).iloc[3]
-    session_actions.edit_cell(sample_session, ANN, child[COLOR_ID], PX, "102.5", settings=SETTINGS)
+    assert (child[BID], child[PX], child[PRICE_LEVEL]) == (101.7, 101.7, 101.7)
+    edits.edit_cell(sample_session, ANN, child[COLOR_ID], BID, "102.5", settings=SETTINGS)
     new = _parent(_view(sample_session))
-    assert (new[COLOR_ID], new[PX], new[CHILDREN_COUNT]) == (child[COLOR_ID], 102.5, 7)
+    assert (new[COLOR_ID], new[BID], new[PX], new[PRICE_LEVEL], new[CHILDREN_COUNT]) == (
+        child[COLOR_ID], 102.5, 102.5, 102.5, 7)
     assert new[PRICE_DIFF] == round(102.5 - child[COV_PRICE], 6)
     assert new[PERCENT_DIFF] == round(abs(102.5 - child[COV_PRICE]) / child[COV_PRICE] * 100, 2)
     _undo_redo_round_trip(sample_session, before)
@@ -137,7 +141,7 @@ def test_a_new_row_with_a_newer_date_becomes_the_parent(sample_session):
     values = {c: template[c] for c in INPUT_COLUMNS if c not in (RANK, PERCENT_DIFF, PRICE_DIFF,
                                                                  DIFF_STATUS)}
     values[DATE] = "2026-01-12"
-    session = session_actions.add_row(sample_session, ANN, values, settings=SETTINGS)
+    session = edits.add_row(sample_session, ANN, values, settings=SETTINGS)
     view = _view(sample_session)
     new = _parent(view)
     assert new[COLOR_ID] == f"{session.token}-51"
@@ -201,13 +205,13 @@ def test_edit_cell_refuses_a_bad_value_naming_row_column_and_value(memory_store)
     session = sessions.add_files(memory_store, ANN, [("a.csv", _csv(2))], SETTINGS)
     color_id = f"{session.token}-1"
     with pytest.raises(InvalidInput, match=rf"^row {color_id}, column PX: 'abc' is not a number"):
-        session_actions.edit_cell(memory_store, ANN, color_id, PX, "abc", settings=SETTINGS)
-    with pytest.raises(InvalidInput, match=rf"^row {color_id}, column RANK = 9: .*RANK"):
-        session_actions.edit_cell(memory_store, ANN, color_id, RANK, 9, settings=SETTINGS)
+        edits.edit_cell(memory_store, ANN, color_id, PX, "abc", settings=SETTINGS)
+    with pytest.raises(InvalidInput, match=rf"^row {color_id}, column RANK: 9 is outside 1–6$"):
+        edits.edit_cell(memory_store, ANN, color_id, RANK, 9, settings=SETTINGS)
     with pytest.raises(InvalidInput, match="column IS_PARENT: is not an editable column"):
-        session_actions.edit_cell(memory_store, ANN, color_id, IS_PARENT, True, settings=SETTINGS)
+        edits.edit_cell(memory_store, ANN, color_id, IS_PARENT, True, settings=SETTINGS)
     with pytest.raises(NotFound, match="row nope is not in the session"):
-        session_actions.edit_cell(memory_store, ANN, "nope", PX, 1, settings=SETTINGS)
+        edits.edit_cell(memory_store, ANN, "nope", PX, 1, settings=SETTINGS)
     assert sessions.load_session(memory_store, ANN).undo == []
 
 
@@ -215,8 +219,8 @@ def test_editing_bias_rederives_rank_and_cov_price_the_differences(memory_store)
     sessions.open_session(memory_store, ANN, SETTINGS, NOW)
     session = sessions.add_files(memory_store, ANN, [("a.csv", _csv(1, PX=[100.0]))], SETTINGS)
     color_id = f"{session.token}-1"
-    session_actions.edit_cell(memory_store, ANN, color_id, BIAS, "trade", settings=SETTINGS)
-    session_actions.edit_cell(memory_store, ANN, color_id, COV_PRICE, 95, settings=SETTINGS)
+    edits.edit_cell(memory_store, ANN, color_id, BIAS, "trade", settings=SETTINGS)
+    edits.edit_cell(memory_store, ANN, color_id, COV_PRICE, 95, settings=SETTINGS)
     row = _view(memory_store).ranked.iloc[0]
     assert (row[BIAS], row[RANK]) == ("TRADE", 1)
     assert (row[PERCENT_DIFF], row[PRICE_DIFF], row[DIFF_STATUS]) == (
@@ -225,10 +229,11 @@ def test_editing_bias_rederives_rank_and_cov_price_the_differences(memory_store)
 
 def test_add_row_refuses_unknown_columns_and_invalid_rows(memory_store):
     sessions.open_session(memory_store, ANN, SETTINGS, NOW)
-    with pytest.raises(InvalidInput, match="unknown column"):
-        session_actions.add_row(memory_store, ANN, {"NOPE": 1}, settings=SETTINGS)
-    with pytest.raises(InvalidInput, match=r"^new row: .*CUSIP"):
-        session_actions.add_row(memory_store, ANN, {PX: 99.0, BIAS: "BID"}, settings=SETTINGS)
+    with pytest.raises(InvalidInput, match=r"; new row 1, column NOPE: is not an editable column$"):
+        edits.add_row(memory_store, ANN, {"NOPE": 1}, settings=SETTINGS)
+    with pytest.raises(InvalidInput, match=(r"^new row 1, column MESSAGE_ID: value is missing; "
+                                            r".*CUSIP: value is missing")):
+        edits.add_row(memory_store, ANN, {PX: 99.0, BIAS: "BID"}, settings=SETTINGS)
 
 
 def test_undo_keeps_twenty_steps_and_drops_the_blobs_that_fall_off(memory_store):
@@ -236,8 +241,7 @@ def test_undo_keeps_twenty_steps_and_drops_the_blobs_that_fall_off(memory_store)
     session = sessions.add_files(memory_store, ANN, [("a.csv", _csv(1))], SETTINGS)
     color_id = f"{session.token}-1"
     for i in range(22):
-        session = session_actions.edit_cell(memory_store, ANN, color_id, PX, 90 + i,
-                                            settings=SETTINGS)
+        session = edits.edit_cell(memory_store, ANN, color_id, BID, 90 + i, settings=SETTINGS)
     assert len(session.undo) == 20
     assert set(memory_store.list_blobs("sessions/ann/")) == session.blobs()
     assert len(session.blobs()) == 22  # 20 undo steps + current rows + report
@@ -246,7 +250,7 @@ def test_undo_keeps_twenty_steps_and_drops_the_blobs_that_fall_off(memory_store)
     assert _view(memory_store).ranked[PX].tolist() == [91.0]
     with pytest.raises(InvalidInput, match="nothing to undo"):
         session_actions.undo(memory_store, ANN)
-    session_actions.edit_cell(memory_store, ANN, color_id, PX, 50, settings=SETTINGS)
+    edits.edit_cell(memory_store, ANN, color_id, BID, 50, settings=SETTINGS)
     with pytest.raises(InvalidInput, match="nothing to redo"):
         session_actions.redo(memory_store, ANN)
     assert set(memory_store.list_blobs("sessions/ann/")) == sessions.load_session(
@@ -438,8 +442,8 @@ MUTATIONS = {
     "add_from_buffer": lambda s, a: sessions.add_from_buffer(s, a, None, SETTINGS),
     "fetch_from_source": lambda s, a: sessions.fetch_from_source(s, a, [], SETTINGS),
     "delete_rows": lambda s, a: session_actions.delete_rows(s, a, ["x"]),
-    "edit_cell": lambda s, a: session_actions.edit_cell(s, a, "x", PX, 1, settings=SETTINGS),
-    "add_row": lambda s, a: session_actions.add_row(s, a, {}, settings=SETTINGS),
+    "edit_cell": lambda s, a: edits.edit_cell(s, a, "x", PX, 1, settings=SETTINGS),
+    "add_row": lambda s, a: edits.add_row(s, a, {}, settings=SETTINGS),
     "pin_parent": lambda s, a: session_actions.pin_parent(s, a, "x"),
     "unpin": lambda s, a: session_actions.unpin(s, a, "x"),
     "select_rules": lambda s, a: session_actions.select_rules(s, a, []),
