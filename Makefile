@@ -1,5 +1,6 @@
 # `make run`: the app and its scheduler sidecar on the local store, with demo data; Ctrl-C stops both.
-# `make test`: the whole test suite. Both create .venv from the pinned requirements on first use.
+# `make test`: ruff, mypy (core/ and storage/), then the whole test suite. Both create .venv from
+# the pinned requirements on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,10 +27,12 @@ run: $(VENV)/.run-deps
 
 test: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 
 bench: $(VENV)/.run-deps
 	$(PY) bench/pipeline.py

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 # -- the 18 input columns, in the order of DOMAIN.md §1.1 ---------------------------------------
 MESSAGE_ID = "MESSAGE_ID"
@@ -68,7 +68,11 @@ TEXT, NUMBER, INTEGER, DATE_TYPE, BOOLEAN, TIMESTAMP = (
 COLUMN_TYPES = (TEXT, NUMBER, INTEGER, DATE_TYPE, BOOLEAN, TIMESTAMP)
 
 # pandas dtype per logical type. Dates are datetime64 at midnight (naive); integers are nullable.
-PANDAS_DTYPES = {
+# Typed as literals so pandas' stubs pick the matching astype/array overload.
+PandasDtype = Literal[
+    "string", "Float64", "Int64", "datetime64[us]", "boolean", "datetime64[us, UTC]"
+]
+PANDAS_DTYPES: dict[str, PandasDtype] = {
     TEXT: "string",
     NUMBER: "Float64",
     INTEGER: "Int64",

@@ -27,9 +27,7 @@ def open_store(url: str) -> Store:
 
         return MemoryStore(url)
     if url.startswith("s3://"):
-        from storage.s3 import (
-            S3Store,  # type: ignore[import-not-found]  # arrives with the S3 issue
-        )
+        from storage.s3 import S3Store  # type: ignore[import-not-found]  # the S3 issue
 
         return S3Store(url)
     if "://" in url and not url.startswith("file://"):

@@ -6,6 +6,7 @@ append-only sets of Parquet-like partitions that DuckDB can query. Blobs are byt
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -136,19 +137,22 @@ class Store(Protocol):
     def scan(
         self,
         table: str,
-        partitions: list[str] | None = None,
-        columns: list[str] | None = None,
+        partitions: builtins.list[str] | None = None,
+        columns: builtins.list[str] | None = None,
     ) -> pd.DataFrame:
         """Rows of the table (optionally only some partitions / columns); empty frame if none."""
 
-    def partitions(self, table: str) -> list[str]:
+    def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table, sorted; [] for a table never written."""
 
     def delete_partition(self, table: str, partition: str) -> None:
         """Remove one partition (no error if absent: removal is idempotent)."""
 
     def register(
-        self, con: duckdb.DuckDBPyConnection, table: str, partitions: list[str] | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        partitions: builtins.list[str] | None = None,
     ) -> bool:
         """Expose table as a DuckDB view named `table` on con only (temporary: other connections
         of the same database never see it). Returns False (and registers nothing) when the table
@@ -160,13 +164,13 @@ class Store(Protocol):
         table: str,
         partition: str,
         query: str,
-        params: list[Any] | None = None,
+        params: builtins.list[Any] | None = None,
     ) -> int:
         """Add the rows of a DuckDB query on con to a partition, all rows or none, in the query's
         order and streamed (never one frame in memory), in row groups sized for lookups; returns
         the rows written (0: nothing written). For derived copies such as compaction's."""
 
-    def compact(self, table: str, partitions: list[str] | None = None) -> int:
+    def compact(self, table: str, partitions: builtins.list[str] | None = None) -> int:
         """Merge each partition's parts into one (parts appended meanwhile are left as they are);
         returns how many parts were merged away. Not atomic for readers: for a moment a reader
         may see merged rows twice, or fail to open a part that just went (and must read again).
@@ -179,7 +183,7 @@ class Store(Protocol):
     def get_blob(self, key: str) -> bytes:
         """Bytes of the blob; ObjectNotFound if absent."""
 
-    def list_blobs(self, prefix: str = "") -> list[str]:
+    def list_blobs(self, prefix: str = "") -> builtins.list[str]:
         """Blob keys starting with prefix, sorted."""
 
     def delete_blob(self, key: str) -> None:

@@ -8,6 +8,8 @@ never see half of it.
 
 from __future__ import annotations
 
+import builtins
+import functools
 import glob
 import json
 import os
@@ -120,8 +122,8 @@ class LocalStore:
     def scan(
         self,
         table: str,
-        partitions: list[str] | None = None,
-        columns: list[str] | None = None,
+        partitions: builtins.list[str] | None = None,
+        columns: builtins.list[str] | None = None,
     ) -> pd.DataFrame:
         """Rows of the table (optionally only some partitions / columns); empty frame if none."""
         frames: list[pd.DataFrame] = []
@@ -133,7 +135,7 @@ class LocalStore:
         rows = pd.concat(frames, ignore_index=True)
         return rows[list(columns)] if columns is not None else rows
 
-    def partitions(self, table: str) -> list[str]:
+    def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table that hold rows, sorted; [] for a table never written."""
         folder = self._table_dir(table)
         with self._guard():
@@ -156,7 +158,10 @@ class LocalStore:
             shutil.rmtree(trash)
 
     def register(
-        self, con: duckdb.DuckDBPyConnection, table: str, partitions: list[str] | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        partitions: builtins.list[str] | None = None,
     ) -> bool:
         """Expose the table as a temporary DuckDB view named `table` (on con only) over its current
         files (re-register after writes); False (nothing registered) when there are no files."""
@@ -181,7 +186,7 @@ class LocalStore:
         table: str,
         partition: str,
         query: str,
-        params: list[Any] | None = None,
+        params: builtins.list[Any] | None = None,
     ) -> int:
         """Add the rows of a DuckDB query to a partition as one new Parquet file, written by DuckDB
         (streamed, in the query's order, row groups of QUERY_ROW_GROUP_SIZE rows), all or none;
@@ -212,7 +217,7 @@ class LocalStore:
             _fsync_dir(folder)
         return rows
 
-    def compact(self, table: str, partitions: list[str] | None = None) -> int:
+    def compact(self, table: str, partitions: builtins.list[str] | None = None) -> int:
         """Merge each partition's parts into one file (see Store.compact): the merged file lands
         first, then the parts it holds go, so a reader never misses a row, but may see one twice."""
         merged = 0
@@ -225,8 +230,8 @@ class LocalStore:
                                         promote_options="default")
                 # Named after the newest part it holds, so parts keep sorting in append order.
                 name = f"{parts[-1].stem.split('~')[0]}-merged-{uuid.uuid4().hex[:8]}.parquet"
-                self._write_atomic(parts[0].parent / name, lambda f, rows=rows: pq.write_table(
-                    rows, f, compression="zstd", row_group_size=ROW_GROUP_SIZE))
+                self._write_atomic(parts[0].parent / name, functools.partial(
+                    pq.write_table, rows, compression="zstd", row_group_size=ROW_GROUP_SIZE))
                 for part in parts:
                     part.unlink(missing_ok=True)
                 _fsync_dir(parts[0].parent)
@@ -251,7 +256,7 @@ class LocalStore:
             except _ABSENT:
                 raise ObjectNotFound(key) from None
 
-    def list_blobs(self, prefix: str = "") -> list[str]:
+    def list_blobs(self, prefix: str = "") -> builtins.list[str]:
         """Blob keys starting with prefix, sorted."""
         check_prefix(prefix)
         with self._guard():
@@ -281,12 +286,12 @@ class LocalStore:
     def _table_dir(self, table: str) -> Path:
         return self.root / "tables" / check_table(table)
 
-    def _chosen(self, table: str, partitions: list[str] | None) -> list[str]:
+    def _chosen(self, table: str, partitions: builtins.list[str] | None) -> builtins.list[str]:
         if partitions is None:
             return self.partitions(table)
         return sorted({check_partition(p) for p in partitions})
 
-    def _part_files(self, table: str, partition: str) -> list[Path]:
+    def _part_files(self, table: str, partition: str) -> builtins.list[Path]:
         folder = self._table_dir(table) / partition
         try:
             names = os.listdir(folder)
@@ -295,8 +300,8 @@ class LocalStore:
         return [folder / n for n in sorted(names) if n.endswith(".parquet") and "~" not in n]
 
     def _read_partition(
-        self, table: str, partition: str, columns: list[str] | None
-    ) -> list[pd.DataFrame]:
+        self, table: str, partition: str, columns: builtins.list[str] | None
+    ) -> builtins.list[pd.DataFrame]:
         frames: list[pd.DataFrame] = []
         for path in self._part_files(table, partition):
             try:
@@ -323,7 +328,7 @@ class LocalStore:
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreUnavailable(f"{self.root}: unreadable {path}") from exc
 
-    def _walk(self, base: Path, prefix: str) -> list[str]:
+    def _walk(self, base: Path, prefix: str) -> builtins.list[str]:
         """Paths of the files under base in the folder prefix names; names no key can have
         (temporary "~" files, strays copied in by hand) are skipped."""
         head = prefix.rpartition("/")[0]

@@ -6,6 +6,7 @@ A real adapter, not a mock: it passes tests/contract, so it rejects what the dis
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from typing import TYPE_CHECKING, Any
@@ -94,8 +95,8 @@ class MemoryStore:
     def scan(
         self,
         table: str,
-        partitions: list[str] | None = None,
-        columns: list[str] | None = None,
+        partitions: builtins.list[str] | None = None,
+        columns: builtins.list[str] | None = None,
     ) -> pd.DataFrame:
         """Rows of the table (optionally only some partitions / columns); empty frame if none."""
         check_table(table)
@@ -109,7 +110,7 @@ class MemoryStore:
         rows = pd.concat(frames, ignore_index=True)
         return rows[list(columns)].copy() if columns is not None else rows.copy()
 
-    def partitions(self, table: str) -> list[str]:
+    def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table, sorted; [] for a table never written."""
         check_table(table)
         with self._lock:
@@ -123,7 +124,10 @@ class MemoryStore:
             self._tables.get(table, {}).pop(partition, None)
 
     def register(
-        self, con: duckdb.DuckDBPyConnection, table: str, partitions: list[str] | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        partitions: builtins.list[str] | None = None,
     ) -> bool:
         """Expose the table as a DuckDB view named `table`; False (nothing registered) if empty."""
         rows = self.scan(table, partitions)
@@ -138,7 +142,7 @@ class MemoryStore:
         table: str,
         partition: str,
         query: str,
-        params: list[Any] | None = None,
+        params: builtins.list[Any] | None = None,
     ) -> int:
         """Add the rows of a DuckDB query to a partition, all or none; returns the rows added."""
         check_table(table)
@@ -147,7 +151,7 @@ class MemoryStore:
         self.append(table, frame, partition)
         return len(frame)
 
-    def compact(self, table: str, partitions: list[str] | None = None) -> int:
+    def compact(self, table: str, partitions: builtins.list[str] | None = None) -> int:
         """Merge each partition's frames into one; returns how many were merged away."""
         check_table(table)
         merged = 0
@@ -177,7 +181,7 @@ class MemoryStore:
                 raise ObjectNotFound(key)
             return self._blobs[key]
 
-    def list_blobs(self, prefix: str = "") -> list[str]:
+    def list_blobs(self, prefix: str = "") -> builtins.list[str]:
         """Blob keys starting with prefix, sorted."""
         check_prefix(prefix)
         with self._lock:

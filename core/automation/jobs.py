@@ -287,6 +287,8 @@ def revert_job_change(store: Store, actor: Actor, event_id: str, *,
                        "edit it instead")
     at = now_or(now)
     if before is None:
+        if after is None:  # neither side recorded: nothing names the job to remove
+            raise InvalidInput("revert", "that change recorded no job to restore or remove")
         store.delete(PREFIX + job_id, version or "")
         release(store, claim_key(AREA, after["name"]), job_id)
         record_change(store, actor, AREA, "revert", row["ENTITY"], before=now_dict, now=at,

@@ -354,7 +354,7 @@ def scheduler_health(store: Store, now: datetime) -> dict[str, Any]:
     except ObjectNotFound:
         current = None
     return {
-        "alive": bool(beat) and not beat.get("stopped") and age is not None
+        "alive": beat is not None and not beat.get("stopped") and age is not None
         and age <= max(3 * tick, 3.0),
         "heartbeat_age_s": age,
         "heartbeat": beat,

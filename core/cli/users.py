@@ -53,8 +53,8 @@ def run(args: argparse.Namespace, store: Store) -> int:
         for user in list_users(store):
             status = "disabled" if user.disabled else (
                 "pending" if user.pending_approval else "active")
-            sectors = "all" if user.sectors is None else ",".join(user.sectors)
-            print(f"{user.username:20} {user.role:8} {status:9} {sectors:30} {user.name}")
+            shown = "all" if user.sectors is None else ",".join(user.sectors)
+            print(f"{user.username:20} {user.role:8} {status:9} {shown:30} {user.name}")
         return 0
     if args.action in ("disable", "enable"):
         user = set_disabled(store, SYSTEM, args.username, args.action == "disable")

@@ -72,7 +72,8 @@ def load_access_log(store: Store, *, username: str | None = None, action: str | 
         partitions = [p for p in partitions if p >= as_utc(since).strftime("%Y-%m")]
     if until is not None:
         partitions = [p for p in partitions if p <= as_utc(until).strftime("%Y-%m")]
-    parts, params = ["TRUE"], []
+    parts: list[str] = ["TRUE"]
+    params: list[object] = []
     bounds = (('"ACTOR" = ?', username), ('"ACTION" = ?', action),
               ('"AT" >= ?', since and as_utc(since)), ('"AT" < ?', until and as_utc(until)))
     for clause, value in bounds:

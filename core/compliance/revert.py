@@ -182,7 +182,8 @@ def _blocker(store: Store, change: Change, history: list[Change]) -> tuple[str, 
 
 
 def _history(store: Store, area: str) -> list[Change]:
-    return [_raw(row) for row in load_changes(store, area=area).to_dict("records")]
+    records = load_changes(store, area=area).to_dict("records")
+    return [_raw({str(k): v for k, v in row.items()}) for row in records]
 
 
 def _finish(store: Store, change: Change, history: list[Change]) -> Change:
@@ -239,8 +240,10 @@ class RulesHandler:
             raise Conflict("the rule changed while it was being reverted; reload and try again")
         try:
             if before is None:
+                if after is None:  # neither side recorded: nothing names the rule to remove
+                    raise InvalidInput("revert", "that change recorded no rule to restore")
                 store.delete(key, str(version))
-                release(store, claim_key(rules.AREA, after["name"]), rule_id)  # type: ignore[index]
+                release(store, claim_key(rules.AREA, after["name"]), rule_id)
                 return
             restored = rules.Rule.from_dict(before)
             for other in rules.load_rules(store):
@@ -292,8 +295,10 @@ class JobsHandler:
             raise Conflict("the job changed while it was being reverted; reload and try again")
         try:
             if before is None:
+                if after is None:  # neither side recorded: nothing names the job to remove
+                    raise InvalidInput("revert", "that change recorded no job to restore")
                 store.delete(jobs.PREFIX + job_id, str(version))
-                release(store, claim_key(jobs.AREA, after["name"]), job_id)  # type: ignore[index]
+                release(store, claim_key(jobs.AREA, after["name"]), job_id)
                 return
             restored = jobs.Job.from_dict(before)
             for other in jobs.load_jobs(store):

@@ -133,7 +133,8 @@ def _arrow_text(values: pd.Series) -> pa.Array:
 
 
 def _string_series(arr: pa.Array, index: pd.Index) -> pd.Series:
-    return pd.Series(pd.array(arr, dtype=PANDAS_DTYPES["text"]), index=index)
+    # pandas reads Arrow arrays; pandas-stubs type pd.array's data as a sequence only.
+    return pd.Series(pd.array(arr, dtype="string"), index=index)  # type: ignore[call-overload]
 
 
 def _is_int(values: np.ndarray) -> np.ndarray:
@@ -204,7 +205,9 @@ def to_number(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
             arr = pc.if_else(grouped, pc.replace_substring(arr, ",", ""), arr)
             readable = pc.match_substring_regex(arr, _DECIMAL)
             arr = pc.if_else(readable, arr, pa.scalar(None, arr.type))
-            parsed = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+            # pyarrow-stubs type if_else as array-or-scalar, so the cast looks like a scalar's.
+            parsed = pc.cast(arr, pa.float64()).to_numpy(  # type: ignore[attr-defined]
+                zero_copy_only=False)
         result[is_text] = np.where(np.isfinite(parsed), parsed, np.nan)
     unread = raw.notna().to_numpy() & np.isnan(result) & ~blank
     out = pd.Series(result, index=raw.index).astype("Float64")
@@ -233,7 +236,9 @@ def to_integer(raw: pd.Series, column: str) -> tuple[pd.Series, list[BadCells]]:
     over[np.flatnonzero(large)] = [abs(v) > INT64_MAX for v in exact]
     result = numbers.mask(large).astype("Int64")
     fits = large & ~over
-    result.iloc[np.flatnonzero(fits)] = [v for v in exact if abs(v) <= INT64_MAX]
+    # pandas-stubs take a scalar or a Series as iloc's value; pandas takes any list-like.
+    result.iloc[np.flatnonzero(fits)] = [  # type: ignore[call-overload]
+        v for v in exact if abs(v) <= INT64_MAX]
     return result, bad + _bad(column, over, raw, "bad_number", _TOO_LARGE)
 
 

@@ -129,7 +129,7 @@ def _present(name: str, mapped: dict[str, int]) -> bool:
     """In the file, or derivable from columns that are (schema.DERIVABLE, recursively)."""
     if name in mapped:
         return True
-    sources = DERIVABLE.get(name)
+    sources = DERIVABLE.get(name, ())
     return bool(sources) and all(_present(s, mapped) for s in sources)
 
 

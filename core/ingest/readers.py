@@ -151,7 +151,7 @@ def _table(header_cells: list[Any], body: pd.DataFrame, first_row: int, sheet: s
     while width and not _filled(header_cells[width - 1]):
         width -= 1
     body = body.iloc[:, :width] if body.shape[1] >= width else body.reindex(columns=range(width))
-    body.columns = range(width)
+    body.columns = pd.RangeIndex(width)
     blank = _blank_rows(body)
     rows = np.arange(first_row, first_row + len(body))[~blank]
     header = ["" if not _filled(c) else str(c).strip() for c in header_cells[:width]]
@@ -298,7 +298,9 @@ def _read_csv_body(data: bytes, encoding: str, delimiter: str, skip: int, width:
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False),
         )
-        return pd.DataFrame({i: pd.array(table.column(i), dtype="string") for i in range(width)})
+        # pandas reads Arrow arrays; pandas-stubs type pd.array's data as a sequence only.
+        return pd.DataFrame({i: pd.array(table.column(i), dtype="string")  # type: ignore[call-overload]
+                             for i in range(width)})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, LookupError):
         log.debug("arrow could not read the CSV; using pandas' C reader")
     columns = list(range(width))  # names + usecols: short and long rows are tolerated

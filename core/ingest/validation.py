@@ -217,7 +217,7 @@ def validate_colors(
             warned[pos] = True
     quarantined = frame[blocked].copy()
     quarantined[QUARANTINE_REASON] = pd.array(
-        ["; ".join(reasons[p]) for p in np.flatnonzero(blocked)], dtype="string")
+        ["; ".join(reasons[p]) for p in np.flatnonzero(blocked).tolist()], dtype="string")
     report = ValidationReport(ctx.problems, n, int(blocked.sum()), int((warned & ~blocked).sum()))
     log.info("validated %s: %s", default_file or "frame", report.summary())
     return Validated(frame[~blocked].reset_index(drop=True), quarantined.reset_index(drop=True),
@@ -231,14 +231,18 @@ def _origins(frame: pd.DataFrame, file: str, sheet: str | None) -> _Rows:
         rows = source.fillna(0).clip(lower=0).to_numpy(dtype=np.int64)
     else:
         rows = np.arange(2, n + 2, dtype=np.int64)
-    codes = {}
-    for column, default in ((SOURCE_FILE, file), (SOURCE_SHEET, sheet)):
-        if column in frame.columns:
-            found, uniques = pd.factorize(frame[column].astype("string"))
-            codes[column] = (found, [*map(str, uniques), default])
-        else:
-            codes[column] = (np.full(n, -1, dtype=np.int64), [default])
-    return _Rows(rows, *codes[SOURCE_FILE], *codes[SOURCE_SHEET])
+    file_codes, files = _coded(frame, SOURCE_FILE)
+    sheet_codes, sheets = _coded(frame, SOURCE_SHEET)
+    return _Rows(rows, file_codes, [*files, file], sheet_codes, [*sheets, sheet])
+
+
+def _coded(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
+    """The column's values as codes into its distinct values; -1 (missing cell or column) points
+    past them, at the default the caller appends."""
+    if column not in frame.columns:
+        return np.full(len(frame), -1, dtype=np.int64), []
+    found, uniques = pd.factorize(frame[column].astype("string"))
+    return found, [*map(str, uniques)]
 
 
 def _locate(ctx: _Rows, count: int) -> None:

@@ -137,12 +137,12 @@ def add_files(
         except FileProblem as exc:
             refused.append(exc)
     if refused:
-        for exc in refused:
-            entry = BufferEntry(_next_id(store), exc.file, actor.username, at, status=FAILED,
-                                error=str(exc), events=[_event(FAILED, at, actor)])
+        for problem in refused:
+            entry = BufferEntry(_next_id(store), problem.file, actor.username, at, status=FAILED,
+                                error=str(problem), events=[_event(FAILED, at, actor)])
             store.put(entry_key(entry.id), entry.to_dict(), expected_version=None)
             record_change(store, actor, AREA, "file_refused", f"buffer {entry.id}",
-                          after={"name": exc.file, "error": str(exc)}, now=now)
+                          after={"name": problem.file, "error": str(problem)}, now=now)
         others = f" ({len(refused) - 1} other file(s) refused too)" if len(refused) > 1 else ""
         raise FileProblem(refused[0].file, f"{refused[0].detail}{others}. Nothing was queued: "
                           "fix or leave out the refused file and upload again",

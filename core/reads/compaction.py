@@ -143,17 +143,17 @@ def compact_colors(store: Store, *, force: bool = False, now: datetime | None = 
     except BaseException:
         _drop(store, [p for p in _copies(store) if p.startswith(partition)])
         raise
+    seconds = round(time.perf_counter() - started, 3)
     manifest = {"generation": generation, "partition": partition, "runs": list(layout.visible),
                 "shards": [{"partition": s.partition, "low": s.low, "high": s.high}
                            for s in shards],
                 "rows": rows, "files": len(shards),
-                "compacted_at": now_or(now).isoformat(),
-                "seconds": round(time.perf_counter() - started, 3)}
+                "compacted_at": now_or(now).isoformat(), "seconds": seconds}
     _switch(store, manifest, old, version, written=_partitions(manifest))
     log.info("compacted %s runs, %s rows into %s (%s shards)", len(layout.visible), rows,
              partition, len(shards))
     return CompactionReport(True, plan.reason if plan.needed else "forced", True, partition,
-                            len(layout.visible), rows, len(shards), manifest["seconds"])
+                            len(layout.visible), rows, len(shards), seconds)
 
 
 def _compact_delta(store: Store, layout: Layout, plan: CompactionReport, old: dict[str, Any],

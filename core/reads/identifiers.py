@@ -118,7 +118,7 @@ def parse_bulk(text: str) -> list[Identifier]:
     """Identifiers in pasted text, in order, without repeats. Lines, commas, semicolons and tabs
     separate cells; a cell whose space-separated words are all ids is split into them, otherwise
     it is one ticker (tickers contain spaces, so a ticker takes its own line or cell)."""
-    found = []
+    found: list[Identifier] = []
     for line in str(text).splitlines():
         for cell in _SPLIT_CELLS.split(line):
             words = cell.split()

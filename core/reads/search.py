@@ -333,9 +333,11 @@ def _one_pass(con: duckdb.DuckDBPyConnection, plan: _Plan, query: SearchQuery, o
     starts = np.concatenate([[0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1])
     heads = table.select(["_SORT", "RUN_ID", "CUSIP"]).take(starts)  # each group's best row
     direction = "descending" if query.descending else "ascending"
-    order = pc.sort_indices(heads, [("_SORT", direction, "at_end"),
-                                    ("RUN_ID", "descending", "at_end"),
-                                    ("CUSIP", "ascending", "at_end")]).to_numpy()
+    # Null placement per key (pyarrow deprecated the global option in 25); pyarrow-stubs 20
+    # type only (name, order) keys.
+    keys = [("_SORT", direction, "at_end"), ("RUN_ID", "descending", "at_end"),
+            ("CUSIP", "ascending", "at_end")]
+    order = pc.sort_indices(heads, keys).to_numpy()  # type: ignore[arg-type]
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))  # group → its place in the result
     row_rank = np.repeat(rank, np.diff(np.append(starts, table.num_rows)))  # row → its group's

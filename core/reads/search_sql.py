@@ -110,7 +110,8 @@ def condition_sql(node: Condition | Group, columns: Mapping[str, str]) -> tuple[
     """A WHERE expression for a condition tree (semantics of core.rules.masks: null cells never
     match) and its bound parameters; columns (name → type) is the whitelist. Raises InvalidRule
     naming the failing condition."""
-    numbers, params = itertools.count(1), []
+    numbers = itertools.count(1)
+    params: list[Any] = []
 
     def visit(item: Condition | Group) -> str:
         if isinstance(item, Condition):

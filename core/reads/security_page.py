@@ -75,7 +75,7 @@ def security_summary(store: Store, actor: Actor, cusip: str) -> SecuritySummary:
         start = len(same) - int(np.argmin(same[::-1])) if not same.all() else 0
         since = chrono.iloc[start]
     shown = entitled_columns(parents, actor)
-    latest = shown.iloc[0].to_dict() if len(shown) else None
+    latest = {str(k): v for k, v in shown.iloc[0].to_dict().items()} if len(shown) else None
     run_columns = [RUN_ID, "PROCESSED_AT", "PROCESSING_TYPE", "DATE", "PX", "BIAS", "RANK",
                    "SOURCE", "CHILDREN_COUNT"]
     runs_frame = shown[[c for c in run_columns if c in shown.columns]].reset_index(drop=True)

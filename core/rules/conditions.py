@@ -8,7 +8,7 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -331,7 +331,9 @@ def _text(value: Any) -> str:
     return str(value).strip().lower()
 
 
-_PARSERS = {"number": _number, "text": _text, "date": _day, "boolean": _boolean}
+# Any: each parser returns values of its own kind, ordered among themselves (BETWEEN sorts them).
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "number": _number, "text": _text, "date": _day, "boolean": _boolean}
 
 
 def parse_operand(cond: Condition, operator: str, kind: str) -> Any:

@@ -27,7 +27,7 @@ from core.rules.conditions import (
     validate_group,
 )
 from core.rules.masks import PreparedFrame, condition_mask, group_mask
-from core.schema import COLUMN_TYPE, EXCLUDED_BY, INPUT_COLUMNS, PANDAS_DTYPES, TEXT
+from core.schema import COLUMN_TYPE, EXCLUDED_BY, INPUT_COLUMNS
 from storage import ObjectNotFound, Store, WriteConflict
 
 __all__ = [  # Condition, Group and describe are re-exported: rules are written with them
@@ -174,7 +174,7 @@ class RuleMatches:
         """The excluded rows of `frame` (input order) with EXCLUDED_BY."""
         hit = self.excluded
         excluded = frame[hit]
-        names = pd.array(self.names or [""], dtype=PANDAS_DTYPES[TEXT])
+        names = pd.array(self.names or [""], dtype="string")
         excluded[EXCLUDED_BY] = pd.Series(names.take(self.first[hit]), index=excluded.index)
         return excluded
 

@@ -96,6 +96,7 @@ def output_columns(frame: pd.DataFrame) -> list[str]:
 
 def _as(values: pd.Series, kind: str) -> pd.Series | None:
     """values converted to the declared kind, or None when any non-empty value would be lost."""
+    converted: pd.Series
     try:
         if kind in (DATE_TYPE, TIMESTAMP):
             converted = pd.to_datetime(values, errors="coerce")
@@ -163,7 +164,9 @@ def _width(name: str, kind: str, values: pd.Series) -> float:
 # at a time with Arrow kernels, as the inline-string cells xlsxwriter's constant_memory mode writes.
 
 def _xml_text(values: pd.Series) -> pa.Array:
-    text = pa.array(values.astype("string").array).cast(pa.string())
+    # pyarrow converts pandas arrays through __arrow_array__, which pyarrow-stubs do not type.
+    text = pa.array(values.astype("string").array).cast(  # type: ignore[call-overload]
+        pa.string())
     text = pc.utf8_slice_codeunits(text, 0, _MAX_CELL_TEXT)
     for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
         text = pc.replace_substring(text, char, entity)
@@ -196,7 +199,9 @@ def _xml_cells(kind: str, values: pd.Series, letter: str, style: str,
         head, tail = ' t="b"><v>', "</v></c>"
     else:
         value, head, tail = _xml_number(values, kind), "><v>", "</v></c>"
-    cells = pc.binary_join_element_wise(f'<c r="{letter}', rows, f'"{style}{head}', value, tail, "")
+    # pyarrow joins arrays and scalars alike; pyarrow-stubs want all of one kind.
+    cells = pc.binary_join_element_wise(  # type: ignore[call-overload]
+        f'<c r="{letter}', rows, f'"{style}{head}', value, tail, "")
     return pc.fill_null(cells, "")
 
 
@@ -217,9 +222,11 @@ def _column_styles(sheet_xml: str) -> dict[int, str]:
     itself: Excel applies the column's style only to cells that do not exist)."""
     styles: dict[int, str] = {}
     for col in re.findall(r"<col [^>]*>", sheet_xml):
-        first, last = (int(re.search(rf'{a}="(\d+)"', col).group(1)) for a in ("min", "max"))
+        first, last = re.search(r'min="(\d+)"', col), re.search(r'max="(\d+)"', col)
+        if first is None or last is None:
+            continue  # not a column range (xlsxwriter writes both on every <col>)
         style = re.search(r'style="(\d+)"', col)
-        for i in range(first - 1, last):
+        for i in range(int(first.group(1)) - 1, int(last.group(1))):
             styles[i] = f' s="{style.group(1)}"' if style else ""
     return styles
 

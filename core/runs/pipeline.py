@@ -100,7 +100,8 @@ def prepare_files(
          "quarantined": len(v.quarantined),
          **({"sha256": duplicates.file_sha256(data)} if whole else {})}
         for b, v, (_, data) in zip(batches, validated, files, strict=True)
-    ] + skipped
+    ]
+    files_meta += skipped
     return Prepared(
         valid=_concat([v.valid for v in validated]),
         quarantined=_concat([v.quarantined for v in validated]),

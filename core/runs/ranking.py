@@ -16,13 +16,11 @@ from core.errors import PublishRefused
 from core.schema import (
     CHILDREN_COUNT,
     COLOR_ID,
-    COLUMN_TYPE,
     CUSIP,
     DATE,
     DATE_1,
     IS_PARENT,
     MESSAGE_ID,
-    PANDAS_DTYPES,
     PARENT_COLOR_ID,
     PARENT_MESSAGE_ID,
     PX,
@@ -118,9 +116,9 @@ class _Cusips:
 
     @classmethod
     def of(cls, cusips: pd.Series) -> _Cusips:
-        spelling, spellings = pd.factorize(cusips.astype("string").array, use_na_sentinel=False)
+        spelling, spellings = cusips.astype("string").array.factorize(use_na_sentinel=False)
         keys = pd.Series(spellings, dtype="string").str.strip().str.upper().fillna("")
-        key_codes, key_uniques = pd.factorize(keys.array)
+        key_codes, key_uniques = keys.array.factorize()
         return cls(spelling, spellings, key_codes[spelling], pd.Series(key_uniques, dtype="string"))
 
 
@@ -175,8 +173,11 @@ def rank_colors(
     # Gathering ~20 columns of a million rows is most of the work; pyarrow and numpy release the
     # GIL while they copy, so two threads use both cores.
     todo = [c for c in source.columns if c not in known]
+    def gather(column: str) -> ExtensionArray:
+        return _gather(source[column], at)
+
     with ThreadPoolExecutor(max_workers=_GATHER_THREADS) as pool:
-        gathered = dict(zip(todo, pool.map(lambda c: _gather(source[c], at), todo), strict=True))
+        gathered = dict(zip(todo, pool.map(gather, todo), strict=True))
     columns = {c: known[c] if c in known else gathered[c] for c in source.columns}
     columns.update(known)  # appends COLOR_ID when the input had none
     ranked = pd.DataFrame(columns)  # a fresh RangeIndex
@@ -187,7 +188,7 @@ def rank_colors(
     parent_at = np.maximum.accumulate(np.where(is_parent, np.arange(n), 0))
     pointer = np.where(is_parent, -1, parent_at)  # -1 → NA on parents
 
-    ranked[IS_PARENT] = pd.array(is_parent, dtype=PANDAS_DTYPES[COLUMN_TYPE[IS_PARENT]])
+    ranked[IS_PARENT] = pd.array(is_parent, dtype="boolean")
     ranked[CHILDREN_COUNT] = pd.array(np.where(is_parent, sizes[group] - 1, 0), dtype="Int64")
     ranked[PARENT_COLOR_ID] = columns[COLOR_ID].take(pointer, allow_fill=True)
     messages = ranked[MESSAGE_ID].astype("string").array
