@@ -3,7 +3,8 @@
 Packages in dependency order: each may import the ones above it, never one below
 (tests/unit/test_layers.py checks it):
 
-    (base)       errors, config, schema, access, audit, claims, settings_docs
+    (base)       errors, config, schema, access, audit, claims, settings_docs, clock (the one
+                 "now"), catalog (every stored key: owner, state/derived/secret)
     ingest/      file bytes → canonical frame + validation report
     rules/       condition model, exclusion rules, presets
     runs/        ranking, pipeline (atomic publish), run records, published colors, exports

@@ -10,12 +10,13 @@ from typing import Any
 
 import pandas as pd
 
+from core import catalog
 from core.access import Actor
 from core.clock import now_or
 from core.errors import NotFound
 from storage import Store
 
-TABLE = "audit"
+TABLE = catalog.AUDIT.key
 COLUMNS = ["EVENT_ID", "AT", "ACTOR", "AREA", "ACTION", "ENTITY", "BEFORE", "AFTER", "DETAIL"]
 
 

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from core import catalog
 from core.clock import utc_now
 from storage import ObjectNotFound, Store, WriteConflict
 
-PREFIX = "claims/"
+PREFIX = catalog.CLAIMS.key
 STALE_AFTER = timedelta(minutes=2)
 _ATTEMPTS = 10
 T = TypeVar("T")

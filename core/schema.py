@@ -9,6 +9,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from core import catalog
+
 # -- the 18 input columns, in the order of DOMAIN.md §1.1 ---------------------------------------
 MESSAGE_ID = "MESSAGE_ID"
 TICKER = "TICKER"
@@ -148,7 +150,7 @@ def is_valid_cusip(cusip: str) -> bool:
 
 
 # -- column configuration (kept in the store under CONFIG_KEY) -----------------------------------
-CONFIG_KEY = "config/columns"
+CONFIG_KEY = catalog.COLUMNS_CONFIG.key
 
 
 @dataclass

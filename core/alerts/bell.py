@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from core import catalog
 from core.access import ADMIN
 from core.alerts.templates import format_duration
 from core.errors import Conflict, InvalidInput, NotFound
@@ -18,7 +19,7 @@ from core.identity.user_records import get_user, list_users, normalise_username
 from core.runs.records import FAILED, MISSED, SUCCESS, RunRecord
 from storage import ObjectNotFound, Store, WriteConflict
 
-PREFIX = "notifications/"
+PREFIX = catalog.NOTIFICATIONS.key
 KEEP = 200  # per user; older notifications drop off
 WRITE_ATTEMPTS = 20
 RUN_FINISHED, RUN_FAILED, BUFFER_PROCESSED = "run_finished", "run_failed", "buffer_processed"

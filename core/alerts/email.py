@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import catalog
 from core.access import EDIT_NOTIFICATIONS, Actor, require
 from core.alerts import templates
 from core.alerts.templates import (
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-SMTP_KEY = "config/smtp"
+SMTP_KEY = catalog.SMTP_CONFIG.key
 SECURITY = ("starttls", "ssl", "none")
 ATTEMPTS = 3
 BACKOFF_S = 2.0  # waits 2 s, then 4 s, between attempts

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from core import catalog
 from core.access import EDIT_NOTIFICATIONS, Actor, require
 from core.audit import record_change
 from core.errors import InvalidInput
@@ -20,7 +21,7 @@ from core.runs.records import FAILED, MISSED, SUCCESS, RunRecord
 from core.settings_docs import read_settings, write_settings
 from storage import Store
 
-EMAIL_KEY = "config/email"
+EMAIL_KEY = catalog.EMAIL_CONFIG.key
 
 VARIABLES: dict[str, str] = {
     "date": "the day of the notification (YYYY-MM-DD)",
@@ -54,7 +55,7 @@ Files: {{files}}
 MarketPulse: {{link}}
 """
 
-LOG_TABLE = "email_log"
+LOG_TABLE = catalog.EMAIL_LOG.key
 LOG_COLUMNS = ["AT", "CHANNEL", "EVENT", "RUN_ID", "ATTEMPT", "STATUS", "TO", "CC", "BCC",
                "SUBJECT", "ERROR"]
 OK, NOT_SENT = "ok", "failed"  # STATUS values of the send log

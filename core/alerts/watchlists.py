@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import catalog
 from core.access import OWN_SEARCHES, Actor, require
 from core.alerts.bell import list_notifications, notify_users
 from core.alerts.email import load_smtp_config
@@ -31,8 +32,8 @@ from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
 
 log = logging.getLogger(__name__)
 
-PREFIX = "watchlists/users/"
-CHECKED_PREFIX = "watchlists/checked/"  # one marker per run: its alerts went out
+PREFIX = catalog.WATCHLISTS.key
+CHECKED_PREFIX = catalog.WATCHLIST_CHECKS.key  # one marker per run: its alerts went out
 AREA = "watchlists"
 NEW_COLOR, PX_MOVE, BETTER_RANK = "watch_new_color", "watch_px_move", "watch_better_rank"
 ALERT_KINDS = (NEW_COLOR, PX_MOVE, BETTER_RANK)

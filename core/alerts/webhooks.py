@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from core import catalog
 from core.access import EDIT_NOTIFICATIONS, Actor, require
 from core.alerts import templates
 from core.alerts.email import DeliveryFailed
@@ -29,7 +30,7 @@ from storage import Store
 
 log = logging.getLogger(__name__)
 
-WEBHOOKS_KEY = "config/webhooks"
+WEBHOOKS_KEY = catalog.WEBHOOKS_CONFIG.key
 SLACK, TEAMS = "slack", "teams"
 SERVICES = (SLACK, TEAMS)
 SETTING_KEYS = {SLACK: "slack.webhook", TEAMS: "teams.webhook"}  # env MARKETPULSE_SLACK_WEBHOOK…

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from core import catalog
 from core.access import SYSTEM, Actor
 from core.automation.jobs import Job, Trigger, get_job, take_trigger
 from core.clock import aware, parse_stamp, utc_now
@@ -41,7 +42,7 @@ log = logging.getLogger("core.automation.scheduler")
 Collect = Callable[[Store, Job, Settings, datetime], Any]
 Notify = Callable[[Store, Settings, Job, RunRecord], None]
 
-CURRENT_KEY = "scheduler/current"
+CURRENT_KEY = catalog.CURRENT_RUN.key
 ABANDONED = "abandoned: the scheduler stopped during the run"
 NOTHING_TEXT = "nothing to process: {sources} had no new input"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from croniter import croniter
 
+from core import catalog
 from core.access import EDIT_JOBS, REVERT, TRIGGER_RUN, Actor, require
 from core.audit import load_changes, record_change
 
@@ -44,8 +45,8 @@ __all__ = [  # the public names, with those re-exported from core.automation.sch
     "take_trigger", "toggle_job", "upcoming_runs", "validate_job",
 ]
 
-PREFIX = "jobs/"
-TRIGGERS = "triggers/"
+PREFIX = catalog.JOBS.key
+TRIGGERS = catalog.TRIGGERS.key
 AREA = "jobs"
 TRIGGER_AREA = "triggers"
 DEFAULT_TIMEZONE = "Asia/Karachi"

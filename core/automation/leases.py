@@ -12,11 +12,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from core import catalog
 from core.clock import parse_stamp
 from storage import ObjectNotFound, Store, WriteConflict
 
 log = logging.getLogger(__name__)
-PREFIX = "leases/"
+PREFIX = catalog.LEASES.key
 
 
 def _read(store: Store, name: str) -> tuple[dict[str, Any] | None, str | None]:

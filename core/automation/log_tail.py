@@ -9,9 +9,10 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+from core import catalog
 from storage import ANY_VERSION, ObjectNotFound, Store
 
-LOG_KEY = "scheduler/log"
+LOG_KEY = catalog.SCHEDULER_LOG.key
 LINES = 200
 LINE_CHARS = 500
 

@@ -24,6 +24,7 @@ from importlib import metadata
 from itertools import islice, takewhile
 from typing import Any
 
+from core import catalog
 from core.access import SYSTEM, TRIGGER_RUN, Actor, require
 from core.audit import record_change
 from core.automation.job_runs import (
@@ -52,8 +53,8 @@ from storage import ANY_VERSION, ObjectNotFound, Store, StoreError, WriteConflic
 log = logging.getLogger("core.automation.scheduler")  # also when run as __main__
 
 LEASE = "scheduler"
-HEARTBEAT_KEY = "scheduler/heartbeat"
-STATE_PREFIX = "scheduler/state/"
+HEARTBEAT_KEY = catalog.HEARTBEAT.key
+STATE_PREFIX = catalog.SCHEDULE_STATE.key
 COMPACT_RETRY = timedelta(minutes=15)  # after a failed compaction
 MISSED_RECORDS_MAX = 10  # per job and catch-up; older missed slots are summed up in one note
 SKIPPED_TEXT = "skipped: 'Run now and skip the next scheduled run'"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
+from core import catalog
 from core.access import Actor
 from core.clock import as_utc, utc_now_or
 from core.runs.published import duckdb_session, fetch_frame
@@ -19,7 +20,7 @@ from storage import Store, StoreUnavailable
 if TYPE_CHECKING:
     from core.reads.search import SearchQuery
 
-TABLE = "access_log"
+TABLE = catalog.ACCESS_LOG.key
 COLUMNS = ["EVENT_ID", "AT", "ACTOR", "ACTION", "WHAT", "ROWS", "DETAIL"]
 SEARCH, SECURITY_VIEW, EXPORT = "search", "security_view", "export"
 ACTIONS = (SEARCH, SECURITY_VIEW, EXPORT)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from core import catalog
 from core.access import MANAGE_USERS, Actor, require
 from core.audit import record_change
 from core.clock import now_or
@@ -16,7 +17,7 @@ from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
 
 log = logging.getLogger(__name__)
 
-KEY = "config/column_profiles"
+KEY = catalog.COLUMN_PROFILES.key
 AREA = "users"
 _ATTEMPTS = 20
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from core import catalog
 from core.access import MANAGE_USERS, VIEWER, Actor, require
 from core.audit import record_change
 from core.clock import as_utc, parse_stamp, utc_now_or
@@ -41,11 +42,11 @@ from storage import ObjectNotFound, Store, WriteConflict
 OK, UNKNOWN_USER, BAD_PASSWORD = "", "unknown user", "bad password"
 LOCKED, DISABLED, PENDING = "locked", "disabled", "pending approval"
 
-TOKEN_PREFIX = "reset_tokens/"
+TOKEN_PREFIX = catalog.RESET_TOKENS.key
 TOKEN_MINUTES = 30
 TOKEN_UNUSABLE = "this reset link has expired or was already used"
-AUTH_CONFIG_KEY = "config/auth"
-REVOKED_PREFIX = "revoked_cookies/"
+AUTH_CONFIG_KEY = catalog.AUTH_CONFIG.key
+REVOKED_PREFIX = catalog.REVOKED_COOKIES.key
 PREFIX_FOR_UNKNOWN = "users"  # entity of a failed login for a name that is not a user
 
 

@@ -12,6 +12,7 @@ import stat
 import tomllib
 from pathlib import Path
 
+from core import catalog
 from core.access import SYSTEM
 from core.audit import record_change
 from core.clock import utc_now
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SETTING = "auth.cookie_key"
 MIN_COOKIE_KEY = 32
-LEGACY_KEY_DOC = "config/cookie_key"  # where versions before issue 10 kept the key: deleted
+LEGACY_KEY_DOC = catalog.LEGACY_COOKIE_KEY.key  # deleted when found (catalog)
 GENERATE_HINT = "generate one: python -c 'import secrets; print(secrets.token_hex(32))'"
 
 

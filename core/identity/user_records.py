@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core import catalog
 from core.access import Actor
 from core.clock import as_utc, now_or, parse_stamp
 from core.errors import Conflict, InvalidInput, NotFound
@@ -17,7 +18,7 @@ from core.identity.column_profiles import resolve_columns
 from storage import ObjectNotFound, Store, WriteConflict
 
 AREA = "users"
-PREFIX = "users/"
+PREFIX = catalog.USERS.key
 RECENT_LOGINS = 20
 WRITE_ATTEMPTS = 20  # optimistic-concurrency retries before giving up with Conflict
 

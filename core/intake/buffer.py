@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core import catalog
 from core.access import SYSTEM, UPLOAD_BUFFER, Actor, require
 from core.audit import record_change
 from core.clock import now_or
@@ -23,10 +24,11 @@ from core.runs import pipeline
 from storage import ObjectNotFound, Store, WriteConflict
 
 AREA = "buffer"
-PREFIX = "buffer/"
-SEQUENCE_KEY = "sequences/buffer_id"
+PREFIX = catalog.BUFFER.key
+FILES_PREFIX = catalog.BUFFER_FILES.key  # blobs: <prefix><entry id>/<file name>
+SEQUENCE_KEY = catalog.BUFFER_SEQUENCE.key
 # core.manual.sessions keeps a user's session there (see _session_holds)
-SESSIONS_PREFIX = "sessions/"
+SESSIONS_PREFIX = catalog.MANUAL_SESSIONS.key
 SESSION_OWNER = "session:"  # claimed_by of a manual session: "session:<username>"
 PENDING, CLAIMED, PROCESSED, FAILED, CANCELLED = (
     "pending", "claimed", "processed", "failed", "cancelled")
@@ -150,7 +152,7 @@ def add_files(
     entries = []
     for name, data, prepared in checked:
         entry_id = _next_id(store)
-        blob = f"{PREFIX}{entry_id}/{_blob_name(name)}"
+        blob = f"{FILES_PREFIX}{entry_id}/{_blob_name(name)}"
         store.put_blob(blob, data)
         report = prepared.report
         entry = BufferEntry(

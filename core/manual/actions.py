@@ -32,12 +32,12 @@ from core.manual.sessions import (
     changed,
     commit,
     current,
+    frames_prefix,
     load_frame,
     load_quarantined,
     load_report,
     read_session,
     selected_rules,
-    session_key,
 )
 from core.rules.exclusion import load_rules
 from core.runs import records as runs
@@ -249,5 +249,5 @@ def discard(store: Store, actor: Actor, *, version: str | None = None,
                    "buffer_ids": session.buffer_ids})
     buffer.release(store, session.buffer_ids, owner=buffer.session_owner(actor.username),
                    actor=actor, now=now)
-    for key in store.list_blobs(f"{session_key(actor.username)}/"):
+    for key in store.list_blobs(frames_prefix(actor.username)):
         store.delete_blob(key)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import catalog
 from core.access import MANUAL_SESSION, Actor, require
 from core.audit import record_change
 from core.clock import now_or
@@ -41,7 +42,8 @@ from core.schema import (
 from storage import ObjectNotFound, Store, WriteConflict
 
 AREA = "sessions"
-PREFIX = "sessions/"
+PREFIX = catalog.MANUAL_SESSIONS.key
+FRAMES_PREFIX = catalog.SESSION_FRAMES.key
 OPEN, SAVING, SAVED, DISCARDED = "open", "saving", "saved", "discarded"
 CLOSED = (SAVED, DISCARDED)
 UNDO_LIMIT = 20  # steps kept on the undo stack; older ones (and their rows blobs) are dropped
@@ -118,8 +120,13 @@ def _at(now: datetime | None) -> datetime:
 
 
 def session_key(username: str) -> str:
-    """The document key of a user's session (its blobs live under this key + "/")."""
+    """The document key of a user's session."""
     return PREFIX + username
+
+
+def frames_prefix(username: str) -> str:
+    """Where a user's session keeps its frames as blobs."""
+    return f"{FRAMES_PREFIX}{username}/"
 
 
 def read_session(store: Store, username: str) -> Session | None:
@@ -147,7 +154,7 @@ def put_frame(store: Store, session: Session, kind: str, frame: pd.DataFrame) ->
     """Write a frame as a new blob and return its key. Unique names: two windows writing at once
     never overwrite each other's blob (the loser's is deleted when its commit fails)."""
     name = f"{kind}-{session.revision + 1:04d}-{uuid.uuid4().hex[:8]}.parquet"
-    key = f"{session_key(session.username)}/{name}"
+    key = frames_prefix(session.username) + name
     data = io.BytesIO()
     frame.to_parquet(data, index=False)
     store.put_blob(key, data.getvalue())

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from core import catalog
 from core.access import OWN_SEARCHES, Actor, require
 from core.audit import record_change
 from core.clock import now_or
@@ -15,8 +16,8 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.reads.search import SearchQuery
 from storage import ObjectNotFound, Store, WriteConflict
 
-SAVED_PREFIX = "searches/saved/"
-HISTORY_PREFIX = "searches/history/"
+SAVED_PREFIX = catalog.SAVED_SEARCHES.key
+HISTORY_PREFIX = catalog.SEARCH_HISTORY.key
 HISTORY_LIMIT = 20
 AREA = "searches"
 MAX_NAME = 80

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import catalog
 from core.access import EDIT_RULES, Actor, require
 from core.audit import record_change
 from core.claims import T, claim_key, release, write_named
@@ -37,7 +38,7 @@ __all__ = [  # Condition, Group and describe are re-exported: rules are written 
 ]
 
 AREA = "rules"
-PREFIX = "rules/"
+PREFIX = catalog.RULES.key
 NAME_MAX = 100
 SAMPLE_ROWS = 5
 # Rules run before ranking (DOMAIN.md §4), so they may test the input columns; custom columns are

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import catalog
 from core.access import ADMIN, OWN_SEARCHES, Actor, require
 from core.audit import record_change
 from core.claims import claim_key, release, write_named
@@ -25,7 +26,7 @@ from core.schema import COLUMN_TYPE
 from storage import ObjectNotFound, Store, WriteConflict
 
 AREA = "presets"
-PREFIX = "presets/"
+PREFIX = catalog.PRESETS.key
 NAME_MAX = 100
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

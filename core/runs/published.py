@@ -18,12 +18,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from core import catalog
 from core.runs import records as runs
 from storage import ObjectNotFound, Store
 
-COMPACT_TABLE = "colors_compact"
-ROLLUP_TABLE = "colors_rollup"
-MANIFEST_KEY = "meta/compaction/colors"
+COMPACT_TABLE = catalog.COLORS_COMPACT.key
+ROLLUP_TABLE = catalog.COLORS_ROLLUP.key
+MANIFEST_KEY = catalog.COMPACTION_MANIFEST.key
 DIFF_RANGE, DIFF_BIN = 5.0, 0.25  # PX − COV_PRICE histogram: points, clamped into the edge bins
 _MEMORY_LIMIT = "1GB"  # per process; sorts beyond it spill to the temp directory
 

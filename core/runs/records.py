@@ -11,18 +11,20 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core import catalog
 from core.clock import now_or
 from core.errors import NotFound
 from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
 
-SEQUENCE_KEY = "sequences/run_id"
-DATA_VERSION_KEY = "meta/data_version"
-RUNS_PREFIX = "runs/"
+SEQUENCE_KEY = catalog.RUN_SEQUENCE.key
+DATA_VERSION_KEY = catalog.DATA_VERSION.key
+RUNS_PREFIX = catalog.RUNS.key
+OUTPUTS_PREFIX = catalog.OUTPUTS.key
 
 # Tables a run writes, each partitioned by run.
-COLORS_TABLE = "colors"
-EXCLUDED_TABLE = "excluded"
-QUARANTINED_TABLE = "quarantined"
+COLORS_TABLE = catalog.COLORS.key
+EXCLUDED_TABLE = catalog.EXCLUDED.key
+QUARANTINED_TABLE = catalog.QUARANTINED.key
 RUN_TABLES = (COLORS_TABLE, EXCLUDED_TABLE, QUARANTINED_TABLE)
 
 QUEUED, RUNNING, SUCCESS, FAILED = "queued", "running", "success", "failed"
@@ -40,7 +42,7 @@ def run_partition(run_id: int) -> str:
 
 
 def output_blob_key(run_id: int) -> str:
-    return f"outputs/run-{run_id:08d}.xlsx"
+    return f"{OUTPUTS_PREFIX}run-{run_id:08d}.xlsx"
 
 
 @dataclass
