@@ -1,5 +1,6 @@
-"""Automation (admins): scheduler health and the live run, jobs with their triggers, the job editor,
-run history, and the last job changes with Revert. The scheduler sidecar does the runs."""
+"""Automation (admins): scheduler health, its recent log lines and the live run (a Run now followed
+until it ends), jobs with their triggers, the job editor, run history, and the last job changes
+with Revert. The scheduler sidecar does the runs."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ from core.automation.jobs import (
     revert_job_change,
     toggle_job,
 )
+from core.automation.log_tail import load_log_tail
 from core.automation.scheduler import run_in_app, scheduler_health
 from core.config import Settings
 from core.runs.records import load_runs
 from pages._ui import automation_views as views
+from pages._ui import run_watch
 from pages._ui.markdown import escape_markdown
 from pages._ui.run_history import render_run_history
 from pages._ui.services import current_actor, error_boundary, settings, store
@@ -36,6 +39,8 @@ from storage import Store
 DOWN = ("The scheduler is not running — start it with `python -m core.scheduler` "
         "(make run starts it)")
 CONFIRM = "automation.delete_confirm_state"  # the job a Delete click asks to confirm
+IDLE_EVERY = 10.0  # seconds between looks for a run starting while none is queued or running
+LOG_LINES = 50  # of the scheduler's log tail shown
 
 
 def countdown(at: datetime, now: datetime) -> str:
@@ -111,21 +116,15 @@ def health_banner(st_store: Store, cfg: Settings, actor: Actor) -> None:
                    f"{escape_markdown(error['error'])}")
 
 
-@st.fragment(run_every="2s")
-def live_status(st_store: Store) -> None:
-    with error_boundary("Reading the live status"):
-        _live_status(st_store)
-
-
-def _live_status(st_store: Store) -> None:
-    current = scheduler_health(st_store, views.clock())["current"]
-    if not current:
-        st.caption("No run in progress.")
-        return
-    elapsed = views.clock() - datetime.fromisoformat(current["started_at"])
-    run = f" (run {current['run_id']})" if current.get("run_id") else ""
-    st.info(f"Running **{escape_markdown(current['job'])}**{run}: stage {current['stage']}, "
-            f"{current.get('rows', 0):,} rows, {int(elapsed.total_seconds())} s elapsed.")
+def scheduler_log(st_store: Store) -> None:
+    """The scheduler's last log lines (core.automation.log_tail), newest last."""
+    lines = load_log_tail(st_store)[-LOG_LINES:]
+    with st.expander(f"Scheduler log (last {len(lines)} lines, UTC)"):
+        if not lines:
+            st.caption("The scheduler has not logged anything yet.")
+            return
+        st.code("\n".join(f"{line['at'][:19].replace('T', ' ')} {line['level']:<7} "
+                          f"{line['message']}" for line in lines), language=None)
 
 
 def _toggled(st_store: Store, actor: Actor, job_id: str) -> None:
@@ -224,7 +223,11 @@ if not actor.can(EDIT_JOBS):  # app.py registers this page for admins only; core
 views.show_flashes("automation")
 with error_boundary("Reading the scheduler's health"):
     health_banner(st_store, cfg, actor)
-live_status(st_store)
+with error_boundary("Reading the live status"):
+    run_watch.watch_runs(st_store, "automation", idle_every=IDLE_EVERY,
+                         idle_text="No run in progress.")
+with error_boundary("Reading the scheduler's log"):
+    scheduler_log(st_store)
 st.page_link("pages/manual_color.py", label="Upload buffer", icon="📥")
 jobs, editor, history, changes = st.tabs(["Jobs", "Edit job", "Run history", "Recent job changes"])
 with jobs, error_boundary("Loading the jobs"):

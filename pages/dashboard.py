@@ -19,7 +19,7 @@ from core.compliance.access_log import log_export
 from core.reads.dashboard import DashboardData, DashboardFilters, dashboard_workbook
 from core.runs import records as runs
 from core.schema import CUSIP, PROCESSING_TYPES, SECTOR
-from pages._ui import cached, charts
+from pages._ui import cached, charts, run_watch
 from pages._ui.automation_views import clock, render_run_buttons
 from pages._ui.markdown import escape_markdown
 from pages._ui.search_views import COLUMN_CONFIG, SECURITY_PAGE
@@ -32,9 +32,11 @@ NO_RUNS = ("No runs yet. Publish colors from the Manual Color page, or run "
 LATEST = 50  # parents in the latest parents table
 SHOWN_RUNS = 200  # newest runs in the runs table
 RUN_LABELS = {"RUN_ID": "Run", "KIND": "Kind", "STATUS": "Status", "TRIGGER": "Trigger",
-              "ACTOR": "By", "STARTED_AT": "Started (UTC)", "DURATION_S": "Seconds",
+              "REQUESTED_BY": "Requested by", "STARTED_AT": "Started (UTC)",
+              "DURATION_S": "Seconds",
               "READ": "Read", "PUBLISHED": "Published", "PARENTS": "Parents",
               "EXCLUDED": "Excluded", "QUARANTINED": "Quarantined", "ERROR": "Error"}
+IDLE_EVERY = 30.0  # seconds between looks for a new run while none is queued or running
 EXPORTED = "dashboard.export_state"  # (filters, bytes) of the last prepared export
 
 
@@ -157,6 +159,9 @@ actor = current_actor()
 if actor.can(TRIGGER_RUN):
     with st.expander("Run a job now"), error_boundary("Loading the run buttons"):
         render_run_buttons(st_store, actor, "dashboard")
+with error_boundary("Following the runs"):  # admins see a run's progress; everyone's page refreshes
+    run_watch.watch_runs(st_store, "dashboard", idle_every=IDLE_EVERY,
+                         show=actor.can(TRIGGER_RUN))
 
 with error_boundary("Loading the dashboard"):
     if not runs.load_runs(st_store, limit=1):

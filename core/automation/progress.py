@@ -91,6 +91,8 @@ def _timeline(stages: list[list[str]], now: datetime) -> list[tuple[str, float]]
     """(stage, seconds) from [stage, start] pairs: each lasts until the next starts, the last
     until now."""
     starts = [(name, _aware(datetime.fromisoformat(at))) for name, at in stages]
+    if not starts:  # a marker written before stages were kept
+        return []
     ends = [at for _, at in starts[1:]] + [now]
     return [(name, round(max((end - at).total_seconds(), 0.0), 3))
             for (name, at), end in zip(starts, ends, strict=True)]

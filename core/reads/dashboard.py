@@ -155,8 +155,9 @@ def _utc_text(stamp: str) -> str:
         return ""
 
 
-RUN_COLUMNS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT", "DURATION_S", "READ",
-               "ROWS_PER_S", "PUBLISHED", "PARENTS", "EXCLUDED", "QUARANTINED", "QUALITY", "ERROR"]
+RUN_COLUMNS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "REQUESTED_BY", "STARTED_AT",
+               "DURATION_S", "READ", "ROWS_PER_S", "PUBLISHED", "PARENTS", "EXCLUDED",
+               "QUARANTINED", "QUALITY", "ERROR"]
 # Counts over every sector of a run: a user limited to some sectors never receives them.
 WHOLE_RUN = ("READ", "ROWS_PER_S", "EXCLUDED", "QUARANTINED")
 
@@ -195,6 +196,7 @@ def _run_stats(store: Store, actor: Actor, filters: DashboardFilters,
                               (counts.get("published", 0), counts.get("parents", 0)))
         rows.append({"RUN_ID": record.run_id, "KIND": record.kind, "STATUS": record.status,
                      "TRIGGER": record.trigger, "ACTOR": record.actor,
+                     "REQUESTED_BY": record.requested_by or record.actor,
                      "STARTED_AT": record.started_at, "DURATION_S": record.duration_s,
                      "READ": read, "ROWS_PER_S": round(read / record.duration_s)
                      if record.duration_s else None, "PUBLISHED": published, "PARENTS": parents,

@@ -65,6 +65,11 @@ def show_flashes(prefix: str) -> None:
             escape_markdown(text))  # messages name jobs and files
 
 
+def watch_key(prefix: str) -> str:
+    """The session key of the "Run now" request this page follows (pages._ui.run_watch)."""
+    return f"{prefix}.watch_state"
+
+
 def reload_editor() -> None:
     """The open job changed here (trigger, toggle, revert): reload the editor from the store."""
     st.session_state.pop(EDIT_FOR, None)
@@ -82,7 +87,8 @@ def preview_table(job: Job, now: datetime) -> pd.DataFrame:
 def render_run_buttons(store: Store, actor: Actor, key_prefix: str,
                        job_id: str | None = None) -> None:
     """Run now / Run now and skip the next scheduled run / Run without rules, for `job_id` or a
-    job chosen here (the first active one preselected). Each queues a request for the scheduler."""
+    job chosen here (the first active one preselected). Each queues a request for the scheduler,
+    which the page then follows (pages._ui.run_watch shows its progress and result)."""
     if not actor.can(TRIGGER_RUN):  # core refuses too; viewers and analysts see no buttons
         return
     show_flashes(key_prefix)
@@ -108,13 +114,14 @@ def render_run_buttons(store: Store, actor: Actor, key_prefix: str,
         choice = (False, True, f"Queued a run of {name} without rules (OVERRIDE).")
     if choice is not None:
         with error_boundary(f"Queuing a run of {name}"):
-            request_run(store, actor, job_id, skip_next=choice[0], override=choice[1],
-                        now=clock())
+            trigger = request_run(store, actor, job_id, skip_next=choice[0],
+                                  override=choice[1], now=clock())
+            st.session_state[watch_key(key_prefix)] = trigger.id
             flash(key_prefix, choice[2])
             reload_editor()
             st.rerun()
-    for trigger in pending_triggers(store):
-        if trigger.job_id == job_id:
+    for trigger in pending_triggers(store):  # queued by others (this page follows its own)
+        if trigger.job_id == job_id and trigger.id != st.session_state.get(watch_key(key_prefix)):
             how = " without rules" if trigger.override else ""
             st.info(f"Queued: a run of {name}{how}, requested by {trigger.requested_by} at "
                     f"{trigger.requested_at[:19].replace('T', ' ')} UTC; it starts when the "

@@ -33,8 +33,8 @@ NO_JOB = "(no job: manual or CLI)"
 COLOURS = {"success": "#b7e4c7", "failed": "#f4a5a5", "missed": "#f9c98a", "skipped": "#dddddd",
            "running": "#a9cbf5", "queued": "#d3c4f0", "cancelled": "#eeeeee", "removed": "#d7b9a8",
            "abandoned": "#e8c4c4"}
-COLUMNS = ["Run", "Job", "Status", "Trigger", "Kind", "By", "Started (UTC)", "Seconds", "Read",
-           "Published", "Parents", "Excluded", "Quarantined", "Error"]
+COLUMNS = ["Run", "Job", "Status", "Trigger", "Kind", "Requested by", "Started (UTC)", "Seconds",
+           "Read", "Published", "Parents", "Excluded", "Quarantined", "Error"]
 
 
 def run_date(record: RunRecord) -> date | None:
@@ -54,7 +54,8 @@ def filter_runs(records: Sequence[RunRecord], statuses: Sequence[str], jobs: Seq
 def history_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     return pd.DataFrame([{
         "Run": r.run_id, "Job": r.job, "Status": r.status, "Trigger": r.trigger, "Kind": r.kind,
-        "By": r.actor, "Started (UTC)": r.started_at[:19].replace("T", " "),
+        "Requested by": r.requested_by or r.actor,
+        "Started (UTC)": r.started_at[:19].replace("T", " "),
         "Seconds": round(r.duration_s, 1), "Read": r.counts.get("read", 0),
         "Published": r.counts.get("published", 0), "Parents": r.counts.get("parents", 0),
         "Excluded": r.counts.get("excluded", 0), "Quarantined": r.counts.get("quarantined", 0),
@@ -71,6 +72,15 @@ def calendar_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     table = table[[s for s in STATUSES if s in table.columns]]
     table.columns.name = None
     return table
+
+
+def stages_table(record: RunRecord) -> pd.DataFrame:
+    """How long each stage of the run took, in order, and its share of the stages' time."""
+    total = sum(record.stages.values())
+    return pd.DataFrame([{"Stage": name, "Seconds": round(seconds, 3),
+                          "Share": f"{seconds / total:.0%}" if total else ""}
+                         for name, seconds in record.stages.items()],
+                        columns=["Stage", "Seconds", "Share"])
 
 
 def _colour(table: pd.DataFrame) -> pd.io.formats.style.Styler:
@@ -116,6 +126,8 @@ def render_run_history(store: Store, actor: Actor, key: str = "automation",
 def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -> None:
     counts = record.counts or {}
     by = escape_markdown(record.actor)
+    if record.requested_by and record.requested_by != record.actor:
+        by += f", requested by {escape_markdown(record.requested_by)}"
     st.markdown(f"**Run {record.run_id}** ({record.kind}, {record.trigger} by {by}): "
                 f"**{record.status}**, started {record.started_at[:19].replace('T', ' ')} UTC, "
                 f"{record.duration_s:.1f} s.")
@@ -128,6 +140,9 @@ def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -
     for col, name in zip(cols, ("read", "published", "parents", "excluded", "quarantined"),
                          strict=True):
         col.metric(name.title(), f"{counts.get(name, 0):,}")
+    if record.stages:
+        st.markdown("**Stages**")
+        st.dataframe(stages_table(record), hide_index=True, key=f"{key}.run_stages")
     if record.files:
         st.markdown("**Files**")
         st.dataframe(pd.DataFrame(record.files), hide_index=True, key=f"{key}.run_files")

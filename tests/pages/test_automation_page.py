@@ -10,13 +10,24 @@ from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest, app_test
 
 from core.access import SYSTEM
 from core.audit import load_changes
-from core.automation.jobs import Job, get_job, load_jobs, pending_triggers, save_job
+from core.automation.job_runs import CURRENT_KEY
+from core.automation.jobs import (
+    Job,
+    get_job,
+    load_jobs,
+    pending_triggers,
+    save_job,
+    take_trigger,
+)
 from core.automation.leases import acquire_lease
-from core.automation.scheduler import HEARTBEAT_KEY, LEASE
+from core.automation.log_tail import LOG_KEY
+from core.automation.scheduler import HEARTBEAT_KEY, LEASE, run_once
+from core.config import load_settings
 from core.rules.conditions import Condition, Group
 from core.rules.exclusion import Rule, save_rule
 from core.runs.exports import write_xlsx
@@ -77,6 +88,11 @@ def _table(at: AppTest, column: str) -> pd.DataFrame:
 
 def _add_job(store, name="Morning", schedule="30 9 * * 1-5", **kwargs) -> Job:
     return save_job(store, SYSTEM, Job(name=name, schedule=schedule, **kwargs), now=NOW)
+
+
+def _progress(at: AppTest) -> list[tuple[int, str]]:
+    """Each progress bar's value (percent) and text."""
+    return [(p.proto.value, p.proto.text) for p in at.get("progress")]
 
 
 def _preview(at: AppTest) -> list[tuple[str, str]]:
@@ -175,10 +191,13 @@ def test_run_now_queues_a_trigger_and_the_page_shows_it_queued(app_as, app_store
         job.id, "admin", False, False)
     assert [t.value for t in at.toast] == ["Queued a run of Morning."]
     assert _table(at, "Schedule")["Status"].tolist() == ["queued"]
-    assert at.info[0].value == (
+    assert _progress(at) == [(0, "A run of Morning is queued, requested by admin: waiting 0 s "
+                                 "for the scheduler to pick it up.")]
+    assert get_job(app_store, job.id)[0].skip_next_at is None
+    other = _page(app_as)  # another admin's page says who queued it
+    assert other.info[0].value == (
         "Queued: a run of Morning, requested by admin at 2026-03-13 04:00:00 UTC; it starts "
         "when the scheduler picks it up.")
-    assert get_job(app_store, job.id)[0].skip_next_at is None
 
     at.button(key="automation.run_now").click().run()  # never queued twice
     assert [e.value for e in at.error if e.value != DOWN] == [
@@ -290,8 +309,7 @@ def test_a_fresh_heartbeat_shows_the_scheduler_running(app_as, app_store):
     at = _page(app_as)
     assert at.success[0].value == (
         "The scheduler is running: heartbeat 1 s ago, lease held by host:7:abc.")
-    assert at.info[0].value == (
-        "Running **Morning** (run 4): stage rules, 1,200 rows, 12 s elapsed.")
+    assert _progress(at) == [(40, "Running Morning (run 4): rules, 1,200 rows, 12 s so far.")]
     with pytest.raises(KeyError):
         at.button(key="automation.run_in_app")
 
@@ -317,8 +335,12 @@ def test_run_in_the_app_process_publishes_and_the_history_shows_it(app_as, app_s
     history = _table(at, "Quarantined")
     assert history.drop(columns=["Started (UTC)", "Seconds"]).to_dict("records") == [
         {"Run": 1, "Job": "Inbox", "Status": "success", "Trigger": "run_now", "Kind": "AUTOMATED",
-         "By": "admin", "Read": 4, "Published": 2, "Parents": 2, "Excluded": 1, "Quarantined": 1,
-         "Error": ""}]
+         "Requested by": "admin", "Read": 4, "Published": 2, "Parents": 2, "Excluded": 1,
+         "Quarantined": 1, "Error": ""}]
+    stages = _table(at, "Stage")  # the run's per-stage timings, in order
+    assert stages["Stage"].tolist() == ["read", "validate", "already_published", "rules+rank",
+                                        "publish"]
+    assert (stages["Seconds"] >= 0).all()
     assert _table(at, "Status")["Status"].tolist() == ["success"]  # the jobs table
     assert _table(at, "Excluded rows").to_dict("records") == [{"Rule": "No MS",
                                                                "Excluded rows": 1}]
@@ -333,6 +355,102 @@ def test_run_in_the_app_process_publishes_and_the_history_shows_it(app_as, app_s
     assert pd.read_excel(io.BytesIO(excluded))[SOURCE].tolist() == ["MS"]
     quarantined, _ = served(buttons["Download the quarantined rows (1)"])
     assert pd.read_excel(io.BytesIO(quarantined))["RANK"].tolist() == [99]
+
+
+# -- runs followed live ---------------------------------------------------------------------------
+@pytest.fixture
+def polls(monkeypatch) -> list:
+    """The run_every of each fragment the pages draw (st.fragment still does the work)."""
+    seen = []
+    real = st.fragment
+
+    def recording(func=None, *, run_every=None, **kwargs):
+        seen.append((getattr(func, "__name__", None), run_every))
+        return real(func, run_every=run_every, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", recording)
+    return seen
+
+
+def _scheduler_step(app_store, sources=None) -> list[RunRecord]:
+    return run_once(app_store, load_settings({}, {}), NOW, owner="sched",
+                    notify=lambda *a: None, **({"collect": sources} if sources else {}))
+
+
+def test_run_now_is_followed_while_it_runs_with_its_stages(app_as, app_store, polls):
+    _add_job(app_store)
+    at = _page(app_as)
+    assert polls[-1] == ("_live", 10.0)  # idle: a slow look for runs starting
+    at.button(key="automation.run_now").click().run()
+    assert polls[-1] == ("_live", 1.0)  # queued: every second
+    (trigger,) = pending_triggers(app_store)
+    assert take_trigger(app_store, trigger)  # the scheduler took it and is running it
+    start = NOW - timedelta(seconds=5)
+    app_store.put(CURRENT_KEY, {
+        "owner": "sched", "run_id": 1, "job": "Morning", "job_id": trigger.job_id,
+        "trigger": "run_now", "stage": "rules", "rows": 1200, "files": 1,
+        "started_at": start.isoformat(), "requested_by": "admin", "request_id": trigger.id,
+        "stages": [["collect", start.isoformat()],
+                   ["read", (start + timedelta(seconds=1)).isoformat()],
+                   ["rules", (start + timedelta(seconds=3)).isoformat()]]}, None)
+    at.run()
+    _ok(at)
+    assert _progress(at) == [(40, "Running Morning (run 1), requested by admin: rules, 1 file, "
+                                  "1,200 rows, 5 s so far.")]
+    assert "Stages so far: collect 1.00 s · read 2.00 s · rules 2.00 s" in [
+        c.value for c in at.caption]
+    assert _table(at, "Schedule")["Status"].tolist() == ["running"]
+    assert polls[-1] == ("_live", 1.0)
+
+
+def test_run_now_shows_its_result_when_it_ends_and_the_history_has_it(app_as, app_store,
+                                                                      tmp_path, polls):
+    _inbox_job(app_store, tmp_path)
+    at = _page(app_as)
+    at.button(key="automation.run_now").click().run()
+    [record] = _scheduler_step(app_store)
+    at.run()
+    _ok(at)
+    assert _progress(at) == []
+    assert [s.value for s in at.success] == [
+        "The scheduler is running: heartbeat 0 s ago, lease held by sched.",
+        f"Run 1 of Inbox succeeded in {record.duration_s:.1f} s: 2 colors published, 2 parents, "
+        "1 excluded, 1 quarantined."]
+    assert [c.value for c in at.caption if c.value.startswith("Stages: ")] == [
+        "Stages: " + " · ".join(f"{k} {v:.2f} s" for k, v in record.stages.items())]
+    history = _table(at, "Quarantined")
+    assert history[["Run", "Trigger", "Requested by", "Status"]].to_dict("records") == [
+        {"Run": 1, "Trigger": "run_now", "Requested by": "admin", "Status": "success"}]
+    assert polls[-1] == ("_live", 10.0)  # ended: back to the slow look
+    at.button(key="automation.watch_dismiss").click().run()
+    assert len(at.success) == 1
+    assert "No run in progress." in [c.value for c in at.caption]
+
+
+def test_run_now_with_nothing_to_process_says_so(app_as, app_store):
+    _add_job(app_store, sources=[{"kind": "buffer"}])
+    at = _page(app_as)
+    at.button(key="automation.run_now").click().run()
+    _scheduler_step(app_store)
+    at.run()
+    _ok(at)
+    assert [i.value for i in at.info] == [
+        "Run 1 of Morning: Nothing to process: the upload buffer had no new input. Nothing was "
+        "published.",
+        "nothing to process: the upload buffer had no new input"]  # the run's detail below
+
+
+def test_the_scheduler_s_recent_log_lines_are_shown(app_as, app_store):
+    app_store.put(LOG_KEY, {"owner": "sched", "lines": [
+        {"at": "2026-03-13T04:00:01+00:00", "level": "INFO", "logger": "core.automation.scheduler",
+         "message": "running Morning now (requested by admin)"},
+        {"at": "2026-03-13T04:00:02+00:00", "level": "WARNING", "logger": "core.runs.pipeline",
+         "message": "**not markdown**"}]}, None)
+    at = _page(app_as)
+    assert at.expander[0].label == "Scheduler log (last 2 lines, UTC)"
+    assert at.code[0].value == (
+        "2026-03-13 04:00:01 INFO    running Morning now (requested by admin)\n"
+        "2026-03-13 04:00:02 WARNING **not markdown**")
 
 
 def test_history_filters_by_status_job_and_date(app_as, app_store):

@@ -13,11 +13,14 @@ from pandas.testing import assert_frame_equal
 
 from core.access import SYSTEM
 from core.automation.jobs import Job, save_job
+from core.automation.scheduler import run_once
 from core.compliance.access_log import load_access_log
+from core.config import load_settings
 from core.rules.conditions import Condition, Group
 from core.rules.exclusion import Rule, save_rule
 from core.runs import pipeline
 from core.runs import records as runs
+from core.runs.exports import write_xlsx
 from core.schema import BIAS, CUSIP, IS_PARENT, RUN_ID, SECTOR, SOURCE
 from pages._ui import automation_views
 from storage import open_store
@@ -30,6 +33,7 @@ from tests.pages.test_search_page import (
     publish,
     recording_media,
     recording_switches,
+    two_sector_colors,
     use_store,
     values,
 )
@@ -216,12 +220,33 @@ def test_the_runs_table_lists_every_run_newest_first(store, results):
     counts = [r.record.counts for r in reversed(results)]
     expected = pd.DataFrame({
         "Run": [2, 1], "Kind": ["AUTOMATED"] * 2, "Status": [runs.SUCCESS] * 2,
-        "Trigger": ["scheduled"] * 2, "By": ["system"] * 2,
+        "Trigger": ["scheduled"] * 2, "Requested by": ["system"] * 2,
         **{name.title(): [c[name] for c in counts]
            for name in ("read", "published", "parents", "excluded", "quarantined")},
         "Error": ["", ""],
     })
     assert_frame_equal(table[expected.columns], expected, check_dtype=False)
+
+
+def test_run_now_on_the_dashboard_is_followed_and_the_runs_refresh(app_as, app_store, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "colors.xlsx").write_bytes(write_xlsx(two_sector_colors("2026-03-13")))
+    save_job(app_store, SYSTEM, Job(name="Inbox", schedule="30 9 * * 1-5",
+                                    sources=[{"kind": "inbox", "path": str(inbox)}]), now=NOW)
+    at = ok(app_as("admin", "admin"))
+    assert [i.value for i in at.info] == [NO_RUNS]
+    at = ok(at.button(key="dashboard.run_now").click().run())
+    assert [p.proto.text for p in at.get("progress")] == [
+        "A run of Inbox is queued, requested by admin: waiting 0 s for the scheduler to pick it "
+        "up."]
+    [record] = run_once(app_store, load_settings({}, {}), NOW, owner="sched",
+                        notify=lambda *a: None)
+    at = ok(at.run())
+    assert at.success[0].value.startswith(f"Run 1 of Inbox succeeded in {record.duration_s:.1f} s: "
+                                          f"{record.counts['published']} colors published")
+    table = _table(at, "Run")
+    assert table[["Run", "Trigger", "Requested by"]].values.tolist() == [[1, "run_now", "admin"]]
 
 
 def _sheets(data: bytes) -> dict[str, list[tuple]]:
@@ -277,7 +302,8 @@ def test_a_viewer_limited_to_one_sector_sees_only_its_colors(store, results, ser
     assert [t["name"] for t in chart(at, "dashboard.chart_runs")["data"]] == ["duration (s)"]
     assert set(at.dataframe(key="dashboard.parents").value[SECTOR]) == {MM}
     table = _table(at, "Run")
-    assert table.columns.tolist() == ["Run", "Kind", "Status", "Trigger", "By", "Started (UTC)",
+    assert table.columns.tolist() == ["Run", "Kind", "Status", "Trigger", "Requested by",
+                                      "Started (UTC)",
                                       "Seconds", "Published", "Parents", "Error"]
     assert table[["Run", "Published", "Parents"]].values.tolist() == [  # MM-CLO's colors only
         [r.record.run_id, len(_in(r.published, MM)),
@@ -293,6 +319,7 @@ def test_a_viewer_limited_to_one_sector_sees_only_its_colors(store, results, ser
     sheets = _sheets(served(at.get("download_button")[0])[0])
     header, *body = sheets["Latest parents"]
     assert {row[header.index(SECTOR)] for row in body} == {MM}
-    assert sheets["Runs"][0] == ("RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT",
-                                 "DURATION_S", "PUBLISHED", "PARENTS", "QUALITY", "ERROR")
+    assert sheets["Runs"][0] == ("RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "REQUESTED_BY",
+                                 "STARTED_AT", "DURATION_S", "PUBLISHED", "PARENTS", "QUALITY",
+                                 "ERROR")
     assert not any(BSL in str(cell) for rows in sheets.values() for row in rows for cell in row)

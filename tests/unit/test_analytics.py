@@ -120,7 +120,8 @@ def test_price_trends_of_the_chosen_cusips_follow_the_newest_parent_per_day(stor
     assert dashboard_data(store, SYSTEM, DashboardFilters(), NOW).price_trend.empty
 
 
-RUN_FACTS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "STARTED_AT", "DURATION_S"]
+RUN_FACTS = ["RUN_ID", "KIND", "STATUS", "TRIGGER", "ACTOR", "REQUESTED_BY", "STARTED_AT",
+             "DURATION_S"]
 
 
 def test_runs_with_duration_speed_counts_and_quality(store):
