@@ -5,11 +5,12 @@ record, read from the queue, the scheduler's live status (scheduler/current) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from core.automation.job_runs import CURRENT_KEY
 from core.automation.jobs import pending_triggers
+from core.clock import aware, parse_stamp
 from core.runs.records import FAILED, SKIPPED, SUCCESS, RunRecord, load_runs
 from storage import ObjectNotFound, Store
 
@@ -17,10 +18,6 @@ QUEUED, RUNNING, FINISHED, GONE = "queued", "running", "finished", "gone"
 # Stages of a job's run in order, and how far along each puts the run (for a progress bar).
 STAGES = {"collect": 0.05, "read": 0.15, "rules": 0.4, "publish": 0.7, "done": 0.95}
 RECENT_RUNS = 50  # run records searched for a finished request
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ def finished_sentence(record: RunRecord) -> str:
 def _timeline(stages: list[list[str]], now: datetime) -> list[tuple[str, float]]:
     """(stage, seconds) from [stage, start] pairs: each lasts until the next starts, the last
     until now."""
-    starts = [(name, _aware(datetime.fromisoformat(at))) for name, at in stages]
+    starts = [(name, parse_stamp(at)) for name, at in stages]
     if not starts:  # a marker written before stages were kept
         return []
     ends = [at for _, at in starts[1:]] + [now]
@@ -99,7 +96,7 @@ def _timeline(stages: list[list[str]], now: datetime) -> list[tuple[str, float]]
 
 
 def _running(current: dict[str, Any], now: datetime) -> RunProgress:
-    started = _aware(datetime.fromisoformat(current["started_at"]))
+    started = parse_stamp(current["started_at"])
     return RunProgress(
         RUNNING, job=current.get("job", ""), requested_by=current.get("requested_by", ""),
         since=current["started_at"], elapsed_s=(now - started).total_seconds(),
@@ -127,13 +124,13 @@ def run_progress(store: Store, now: datetime, request_id: str | None = None
                  ) -> RunProgress | None:
     """Where the "Run now" request `request_id` stands (GONE when it is nowhere: cancelled, or
     taken an instant before its run shows), or, without one, the run in progress (None: none)."""
-    now = _aware(now)
+    now = aware(now)
     current = current_run(store)
     if request_id is None:
         return _running(current, now) if current else None
     for trigger in pending_triggers(store):
         if trigger.id == request_id:
-            asked = _aware(datetime.fromisoformat(trigger.requested_at))
+            asked = parse_stamp(trigger.requested_at)
             return RunProgress(QUEUED, job=trigger.job, requested_by=trigger.requested_by,
                                since=trigger.requested_at,
                                elapsed_s=max((now - asked).total_seconds(), 0.0))
