@@ -105,6 +105,9 @@ MANUAL_SESSIONS = _doc("sessions/", "core.manual.sessions", STATE,
 JOBS = _doc("jobs/", "core.automation.jobs", STATE, "automation jobs, one per id")
 TRIGGERS = _doc("triggers/", "core.automation.jobs", STATE,
                 "Run now requests queued for the scheduler")
+PENDING_WORKBOOKS = _doc("workbooks/pending/", "core.runs.workbooks", STATE,
+                         "published runs whose output workbook is not built yet, and who builds "
+                         "it (the scheduler rebuilds one whose builder died)")
 SCHEDULE_STATE = _doc("scheduler/state/", "core.automation.scheduler", STATE,
                       "each job's last handled slot (so no slot runs twice or is lost)")
 HEARTBEAT = _doc("scheduler/heartbeat", "core.automation.scheduler", DERIVED,

@@ -16,6 +16,7 @@ from core.manual import sessions
 from core.runs.duplicates import AlreadyPublished, run_notes
 from core.runs.exports import write_csv
 from core.runs.pipeline import RunResult, workbook_for
+from core.runs.workbooks import FAILED, workbook_note
 from pages._ui import buffer_view, session_view
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import current_actor, error_boundary, settings, store
@@ -44,6 +45,10 @@ def saved_result(result: RunResult) -> None:
                f"{rec.counts['quarantined']} quarantined.")
     for note in run_notes(rec):  # colors already published: skipped, or published again
         st.info(escape_markdown(note))
+    note = workbook_note(rec)
+    if note:  # pending (built after publishing) or failed: the colors are published anyway
+        (st.warning if rec.workbook == FAILED else st.info)(escape_markdown(note))
+        return
     st.download_button("Download the output workbook", workbook_for(result, actor),
                        file_name=f"colors-run-{rec.run_id}.xlsx", key="manual_color.download",
                        mime=XLSX)

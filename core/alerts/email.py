@@ -34,6 +34,7 @@ from core.clock import now_or
 from core.config import Settings
 from core.errors import InvalidInput, MarketPulseError
 from core.runs.records import EXCLUDED_TABLE, SUCCESS, RunRecord, run_partition
+from core.runs.workbooks import FAILED, PENDING, workbook_state
 from core.settings_docs import read_settings, write_settings
 from storage import ObjectNotFound, Store
 
@@ -244,6 +245,11 @@ def _attachments(store: Store, config: EmailSettings, record: RunRecord, workboo
                 workbook = store.get_blob(record.output)
             except ObjectNotFound:
                 notes.append("The output workbook could not be found to attach.")
+        elif workbook is None and workbook_state(record) == PENDING:  # built after publishing
+            notes.append("The output workbook is still being prepared: download it from the "
+                         "run's details in MarketPulse.")
+        elif workbook is None and workbook_state(record) == FAILED:
+            notes.append(f"The output workbook could not be built ({record.workbook_error}).")
         if workbook is not None:
             wanted.append((f"{stem}.xlsx", workbook))
     if config.attach_excluded and record.status == SUCCESS and excluded is None:

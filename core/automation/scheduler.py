@@ -46,6 +46,7 @@ from core.clock import aware, parse_stamp, utc_now
 from core.config import BY_KEY, Settings
 from core.errors import Conflict, MarketPulseError, NotFound
 from core.reads.compaction import compact_colors, plan_compaction
+from core.runs import workbooks
 from core.runs.liveness import stale_seconds
 from core.runs.records import MISSED, SKIPPED, RunRecord
 from storage import ANY_VERSION, ObjectNotFound, Store, StoreError, WriteConflict
@@ -233,7 +234,8 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
              stop: threading.Event | None = None, clock: Callable[[], datetime] | None = None,
              tick_s: float | None = None, log_tail: LogTail | None = None) -> list[RunRecord]:
     """One scheduler step at `now`: take or renew the lease (standby → []), recover runs a dead
-    scheduler left running, handle due and missed slots of every job, then queued triggers.
+    scheduler left running, build output workbooks whose builder died after publishing, handle
+    due and missed slots of every job, then queued triggers.
     Returns the run records written. A job's error is recorded and never stops the scheduler.
     `clock` (live loops) stamps runs with the real time and renews the lease during long runs;
     `log_tail` (live loops) is saved with each heartbeat."""
@@ -248,6 +250,7 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
                   heartbeat=True, now=now, log_tail=log_tail)
     recover_abandoned(ctx, fresh=holder is None or holder[0] != owner)
     sweep_if_due(ctx)
+    rebuild_workbooks(ctx)
     records: list[RunRecord] = []
     for job in load_jobs(store):
         try:
@@ -278,6 +281,29 @@ def sweep_if_due(ctx: Context) -> None:
         log.exception("sweeping dead runs failed")
         ctx.error("runs", f"sweeping dead runs failed: {exc}")
     ctx.swept_at = ctx.now.isoformat()
+
+
+def rebuild_workbooks(ctx: Context) -> list[RunRecord]:
+    """Build the output workbooks of published runs whose builder died before finishing
+    (core.runs.workbooks), keeping the lease meanwhile. A failure is recorded; the next step
+    tries again."""
+    try:
+        found = workbooks.orphaned(ctx.store, stale_seconds(ctx.settings), ctx.now)
+        if not found:
+            return []
+        with ctx.keep():
+            settled = [workbooks.rebuild(ctx.store, run_id, version, ctx.now)
+                       for run_id, version in found]
+    except Exception as exc:  # the colors are published; only the download waits
+        log.exception("rebuilding output workbooks failed")
+        ctx.error("workbooks", f"rebuilding output workbooks failed: {exc}")
+        return []
+    done = [record for record in settled if record is not None]
+    for record in done:
+        if record.workbook == workbooks.FAILED:
+            ctx.error(record.job or record.kind, f"run {record.run_id}: output workbook "
+                                                 f"failed: {record.workbook_error}")
+    return done
 
 
 def compact_if_needed(ctx: Context) -> bool:

@@ -62,7 +62,7 @@ _US_PER_DAY = 86_400_000_000
 _CHUNK = 25_000  # rows rendered per block
 _ZIP_LEVEL = 1  # deflate level: 3× faster than the default for ~15% larger files
 _MAX_CELL_TEXT = 32_767  # Excel's limits
-_MAX_ROWS = 1_048_575  # data rows under the header
+MAX_SHEET_ROWS = 1_048_575  # data rows under the header of one sheet
 _CONTROL = r"[\x00-\x08\x0b-\x1f]"  # not allowed in XML 1.0, or (CR) not kept by parsers
 _NUM_FORMATS = {DATE_TYPE: "yyyy-mm-dd", TIMESTAMP: "yyyy-mm-dd hh:mm:ss", INTEGER: "0", TEXT: "@"}
 
@@ -257,13 +257,20 @@ def _add_rows(workbook: bytes, sheets: list[tuple[pd.DataFrame, list[str]]]) -> 
 
 # -- writers ------------------------------------------------------------------------------------
 
+def sheet_parts(name: str, rows: int, limit: int) -> list[tuple[str, int, int]]:
+    """(sheet name, first row, end row) of each sheet a frame of `rows` rows needs when one sheet
+    holds `limit`: the name alone when it fits, else "Colors (1 of 3)", "Colors (2 of 3)", …"""
+    count = max(1, -(-rows // limit))
+    if count == 1:
+        return [(name, 0, rows)]
+    return [(f"{name} ({i + 1} of {count})", i * limit, min(rows, (i + 1) * limit))
+            for i in range(count)]
+
+
 def _prepare_sheet(book: xlsxwriter.Workbook, name: str, frame: pd.DataFrame,
                    header: Any) -> tuple[pd.DataFrame, list[str]]:
     """Worksheet with header, widths, formats, frozen pane and autofilter; returns the typed
     frame and cell kinds its rows are written from."""
-    if len(frame) > _MAX_ROWS:
-        raise InvalidInput(name, f"{len(frame):,} rows exceed Excel's {_MAX_ROWS:,}-row sheet "
-                                 "limit; download CSV or Parquet instead")
     sheet = book.add_worksheet(name)
     frame = frame[output_columns(frame)]
     names = [str(c) for c in frame.columns]
@@ -283,14 +290,19 @@ def _prepare_sheet(book: xlsxwriter.Workbook, name: str, frame: pd.DataFrame,
 
 
 def write_xlsx(frame: pd.DataFrame, *, sheet_name: str = "Colors",
-               extra_sheets: dict[str, pd.DataFrame] | None = None) -> bytes:
+               extra_sheets: dict[str, pd.DataFrame] | None = None,
+               sheet_rows: int | None = None) -> bytes:
     """The output workbook: bold frozen header, autofilter, typed cells (real dates, prices 0.000,
-    booleans, ids as text), NA as blank, formula-looking text escaped; one sheet per extra frame."""
+    booleans, ids as text), NA as blank, formula-looking text escaped; one sheet per extra frame.
+    A frame longer than a sheet holds (sheet_rows, default Excel's MAX_SHEET_ROWS) continues on
+    the next sheets (sheet_parts names them), so the workbook still holds every row."""
+    limit = sheet_rows or MAX_SHEET_ROWS
     buffer = BytesIO()
     book = xlsxwriter.Workbook(buffer, _WORKBOOK_OPTIONS)
     header = book.add_format({"bold": True, "bottom": 1, "bg_color": "#DDEBF7"})
-    sheets = [_prepare_sheet(book, name, sheet_frame, header)
-              for name, sheet_frame in {sheet_name: frame, **(extra_sheets or {})}.items()]
+    sheets = [_prepare_sheet(book, part, sheet_frame.iloc[first:end], header)
+              for name, sheet_frame in {sheet_name: frame, **(extra_sheets or {})}.items()
+              for part, first, end in sheet_parts(name, len(sheet_frame), limit)]
     book.close()
     return _add_rows(buffer.getvalue(), sheets)
 

@@ -1,7 +1,10 @@
-"""One run: read inputs → validate → union → rules (unless override) → rank → publish atomically.
+"""One run: read inputs → validate → union → rules (unless override) → rank → publish atomically
+→ build the output workbook.
 
-Publishing writes the run's partitions and output workbook first and the run record last; the record
-saying `success` is what makes the rows visible, so a crash mid-run leaves nothing visible.
+Publishing writes the run's partitions first and the run record last; the record saying `success`
+is what makes the rows visible, so a crash mid-run leaves nothing visible. The output workbook is
+built after that (core.runs.workbooks: the record says pending until it is ready), so the colors
+are searchable without waiting for the slowest part of a run.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from core.ingest.color_file import read_colors
 from core.ingest.columns import load_column_config
 from core.ingest.validation import ValidationReport, validate_colors
 from core.rules.exclusion import Rule, RulesOutcome, load_rules, match_rules
-from core.runs import duplicates
+from core.runs import duplicates, workbooks
 from core.runs import records as runs
-from core.runs.exports import output_columns, write_xlsx
+from core.runs.exports import output_columns
 from core.runs.liveness import Heartbeat
 from core.runs.ranking import check_invariants, rank_colors
 from core.schema import (
@@ -64,7 +67,7 @@ class RunResult:
     excluded: pd.DataFrame
     quarantined: pd.DataFrame
     report: ValidationReport
-    workbook: bytes
+    workbook: bytes  # b"" until it is built (or when building it failed: see the record)
 
 
 def _noop(stage: str, fraction: float) -> None:
@@ -121,10 +124,12 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _stamp(frame: pd.DataFrame, run_id: int, kind: str, at: datetime) -> pd.DataFrame:
+    """The run's columns added; POSITION keeps the rows' order (stores may sort them)."""
     frame = frame.copy()
     frame[RUN_ID] = pd.array(np.full(len(frame), run_id), dtype="Int64")
     frame[PROCESSED_AT] = pd.Timestamp(at).tz_convert("UTC")
     frame[PROCESSING_TYPE] = pd.array([kind] * len(frame), dtype="string")
+    frame[POSITION] = pd.array(np.arange(1, len(frame) + 1), dtype="Int64")
     return frame
 
 
@@ -152,11 +157,13 @@ def publish_run(
     republish: bool = False,
     requested_by: str = "",
     request_id: str = "",
+    build_workbook: bool = True,
 ) -> RunResult:
     """Rules (none for OVERRIDE), rank, and publish one run atomically; returns the result.
     Colors a visible run already published are left out of the batch (core.runs.duplicates) unless
-    an
-    admin republishes them; either way the record counts them and says where they were first.
+    an admin republishes them; either way the record counts them and says where they were first.
+    Then the output workbook is built (build_workbook=False: the caller builds it with
+    core.runs.workbooks.build_workbook; the scheduler rebuilds one whose builder died).
 
     A failure after the run id is taken records a failed run and leaves nothing visible.
     requested_by (default: the actor) and request_id say whose "Run now" this run carries out."""
@@ -189,6 +196,11 @@ def publish_run(
     runs.bump_data_version(store)
     record_change(store, actor, "runs", "run_published", f"run {run_id}",
                   after={"kind": kind, "counts": record.counts}, detail=trigger)
+    if build_workbook:
+        progress("workbook", 0.9)
+        frames = workbooks.RunFrames(result.published, result.excluded, result.quarantined)
+        settled, result.workbook = workbooks.build_workbook(store, run_id, frames)
+        result.record = settled or result.record
     progress("done", 1.0)
     return result
 
@@ -231,7 +243,6 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
     record.stages["rules+rank"] = round(time.perf_counter() - clock, 3)
     clock = time.perf_counter()
     published = _stamp(ranked, run_id, kind, at)
-    published[POSITION] = pd.array(np.arange(1, len(published) + 1), dtype="Int64")
     excluded = _stamp(outcome.excluded, run_id, kind, at)
     quarantined = _stamp(prepared.quarantined, run_id, kind, at)
     if len(published):
@@ -244,11 +255,7 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
                          (runs.QUARANTINED_TABLE, quarantined)):
         if len(frame):
             store.append(table, frame, partition)
-    extra = {name: frame for name, frame in (("Excluded", excluded), ("Quarantined", quarantined))
-             if len(frame)}
-    workbook = write_xlsx(published, extra_sheets=extra)
-    store.put_blob(runs.output_blob_key(run_id), workbook)
-    record.output = runs.output_blob_key(run_id)
+    workbooks.mark_pending(store, record)
     record.stages["publish"] = round(time.perf_counter() - clock, 3)
     parents = int(published[IS_PARENT].sum()) if len(published) else 0
     record.counts = {
@@ -262,7 +269,7 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
     }
     record.per_rule = {k: int(v) for k, v in outcome.counts.items()}
     record.rules_applied = [r.name for r in active]
-    return RunResult(record, published, excluded, quarantined, prepared.report, workbook)
+    return RunResult(record, published, excluded, quarantined, prepared.report, b"")
 
 
 def _without_published(store: Store, batch: pd.DataFrame, record: runs.RunRecord
@@ -286,12 +293,13 @@ def _without_published(store: Store, batch: pd.DataFrame, record: runs.RunRecord
 
 
 def workbook_for(result: RunResult, actor: Actor) -> bytes:
-    """The run's output workbook as this actor may download it (their sectors and columns)."""
+    """The run's output workbook as this actor may download it (their sectors and columns);
+    b"" while an unrestricted actor's is not built."""
     if actor.sectors is None and actor.columns is None:
         return result.workbook
-    extra = {name: entitled(frame, actor) for name, frame in
-             (("Excluded", result.excluded), ("Quarantined", result.quarantined)) if len(frame)}
-    return write_xlsx(entitled(result.published, actor), extra_sheets=extra)
+    return workbooks.render_workbook(workbooks.RunFrames(
+        *(entitled(frame, actor) for frame in (result.published, result.excluded,
+                                                result.quarantined))))
 
 
 def _abandon(store: Store, record: runs.RunRecord, exc: BaseException, finished: datetime
@@ -307,6 +315,7 @@ def _abandon(store: Store, record: runs.RunRecord, exc: BaseException, finished:
         except Exception:  # cleanup is best effort; readers ignore failed runs anyway
             log.warning("could not remove %s of failed run %s", table, record.run_id)
     store.delete_blob(runs.output_blob_key(record.run_id))
+    workbooks.forget_pending(store, record.run_id)
     runs.save_run(store, record)
 
 

@@ -66,7 +66,11 @@ class RunRecord:
     quality_score: float | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)  # first 500 report entries
     error: str = ""
-    output: str = ""  # blob key of the output workbook
+    output: str = ""  # blob key of the output workbook, once it is built
+    # The output workbook is built after the rows are visible (core.runs.workbooks):
+    # pending → ready | failed (workbook_error says why); "" for a run that published nothing.
+    workbook: str = ""
+    workbook_error: str = ""
     owner: dict[str, Any] = field(default_factory=dict)  # host, pid, start of a running run
     heartbeat_at: str = ""  # refreshed while running (core.runs.liveness)
     # Colors of the batch a visible run already held (core.runs.duplicates): count and first places;

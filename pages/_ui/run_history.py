@@ -24,6 +24,7 @@ from core.runs.records import (
     RunRecord,
     load_runs,
 )
+from core.runs.workbooks import FAILED, PENDING, workbook_note, workbook_state
 from pages._ui.markdown import escape_markdown
 from pages._ui.widgets import validation_report
 from storage import ObjectNotFound, Store
@@ -34,7 +35,8 @@ COLOURS = {"success": "#b7e4c7", "failed": "#f4a5a5", "missed": "#f9c98a", "skip
            "running": "#a9cbf5", "queued": "#d3c4f0", "cancelled": "#eeeeee", "removed": "#d7b9a8",
            "abandoned": "#e8c4c4"}
 COLUMNS = ["Run", "Job", "Status", "Trigger", "Kind", "Requested by", "Started (UTC)", "Seconds",
-           "Read", "Published", "Parents", "Excluded", "Quarantined", "Error"]
+           "Read", "Published", "Parents", "Excluded", "Quarantined", "Workbook", "Error"]
+WORKBOOK = {PENDING: "being prepared", FAILED: "failed"}  # ready: "ready"; none: ""
 
 
 def run_date(record: RunRecord) -> date | None:
@@ -59,6 +61,7 @@ def history_table(records: Sequence[RunRecord]) -> pd.DataFrame:
         "Seconds": round(r.duration_s, 1), "Read": r.counts.get("read", 0),
         "Published": r.counts.get("published", 0), "Parents": r.counts.get("parents", 0),
         "Excluded": r.counts.get("excluded", 0), "Quarantined": r.counts.get("quarantined", 0),
+        "Workbook": WORKBOOK.get(workbook_state(r), workbook_state(r)),
         "Error": r.error} for r in records], columns=COLUMNS)
 
 
@@ -159,7 +162,10 @@ def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -
     if record.status != SUCCESS:
         return
     stem = f"marketpulse-run-{record.run_id:08d}"
-    if record.output:
+    note = workbook_note(record)
+    if note:
+        (st.warning if workbook_state(record) == FAILED else st.info)(escape_markdown(note))
+    elif record.output:
         try:
             st.download_button("Download the output workbook", store.get_blob(record.output),
                                file_name=f"{stem}.xlsx", mime=XLSX, key=f"{key}.download_output")

@@ -30,6 +30,7 @@ from core.automation.scheduler import HEARTBEAT_KEY, LEASE, run_once
 from core.config import load_settings
 from core.rules.conditions import Condition, Group
 from core.rules.exclusion import Rule, save_rule
+from core.runs import pipeline, workbooks
 from core.runs.exports import write_xlsx
 from core.runs.liveness import current_owner
 from core.runs.records import RunRecord, run_partition, save_run
@@ -336,7 +337,7 @@ def test_run_in_the_app_process_publishes_and_the_history_shows_it(app_as, app_s
     assert history.drop(columns=["Started (UTC)", "Seconds"]).to_dict("records") == [
         {"Run": 1, "Job": "Inbox", "Status": "success", "Trigger": "run_now", "Kind": "AUTOMATED",
          "Requested by": "admin", "Read": 4, "Published": 2, "Parents": 2, "Excluded": 1,
-         "Quarantined": 1, "Error": ""}]
+         "Quarantined": 1, "Workbook": "ready", "Error": ""}]
     stages = _table(at, "Stage")  # the run's per-stage timings, in order
     assert stages["Stage"].tolist() == ["read", "validate", "already_published", "rules+rank",
                                         "publish"]
@@ -451,6 +452,42 @@ def test_the_scheduler_s_recent_log_lines_are_shown(app_as, app_store):
     assert at.code[0].value == (
         "2026-03-13 04:00:01 INFO    running Morning now (requested by admin)\n"
         "2026-03-13 04:00:02 WARNING **not markdown**")
+
+
+def test_the_history_says_the_workbook_is_being_prepared_until_it_is_built(app_as, app_store,
+                                                                           served):
+    colors = make_colors(4, SOURCE=["JPM", "JPM", "MS", "JPM"])
+    prepared = pipeline.prepare_files(app_store, [("colors.xlsx", write_xlsx(
+        colors[list(INPUT_COLUMNS)]))], load_settings({}, {}))
+    result = pipeline.publish_run(app_store, SYSTEM, prepared, settings=load_settings({}, {}),
+                                  build_workbook=False)
+    at = _page(app_as)
+    assert _table(at, "Quarantined")[["Run", "Status", "Workbook"]].values.tolist() == [
+        [1, "success", "being prepared"]]
+    assert workbooks.BEING_PREPARED in [i.value for i in at.info]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the output workbook" not in labels
+
+    workbooks.build_workbook(app_store, result.record.run_id)
+    at.run()
+    _ok(at)
+    assert _table(at, "Quarantined")["Workbook"].tolist() == ["ready"]
+    assert workbooks.BEING_PREPARED not in [i.value for i in at.info]
+    buttons = {b.proto.label: b for b in at.get("download_button")}
+    output, _ = served(buttons["Download the output workbook"])
+    assert pd.read_excel(io.BytesIO(output))["SOURCE"].tolist() == ["JPM", "JPM", "MS", "JPM"]
+
+
+def test_the_history_says_why_a_workbook_failed(app_as, app_store):
+    save_run(app_store, RunRecord(run_id=1, kind="AUTOMATED", trigger="scheduled",
+                                  actor="system", status="success", job="Morning",
+                                  started_at="2026-03-12T04:30:00+00:00", workbook="failed",
+                                  workbook_error="disk full"))
+    at = _page(app_as)
+    assert _table(at, "Quarantined")["Workbook"].tolist() == ["failed"]
+    assert [w.value for w in at.warning] == [
+        "The output workbook could not be built (disk full); the colors are published: export "
+        "them as CSV from Search."]
 
 
 def test_history_filters_by_status_job_and_date(app_as, app_store):

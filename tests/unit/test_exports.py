@@ -14,6 +14,7 @@ from core.errors import InvalidInput
 from core.runs.exports import (
     escape_formulas,
     output_columns,
+    sheet_parts,
     template_workbook,
     write_csv,
     write_output,
@@ -298,8 +299,30 @@ def test_template_has_the_input_headers_an_example_and_a_column_guide():
     assert table == BIAS_RANK
 
 
-def test_workbook_refuses_more_rows_than_excel_holds(monkeypatch):
-    monkeypatch.setattr("core.runs.exports._MAX_ROWS", 2)
+def test_rows_beyond_a_sheets_limit_continue_on_numbered_sheets_in_order():
+    colors = published()
+    excluded = colors.iloc[:1].assign(**{EXCLUDED_BY: "No DZ"})
+    data = write_xlsx(colors, extra_sheets={"Excluded": excluded}, sheet_rows=2)
+    book = openpyxl.load_workbook(BytesIO(data))
+    assert book.sheetnames == ["Colors (1 of 2)", "Colors (2 of 2)", "Excluded"]
+    rows = {name: [[c.value for c in row] for row in book[name].iter_rows()]
+            for name in book.sheetnames}
+    header = rows["Colors (1 of 2)"][0]
+    assert header == EXPECTED_COLUMNS
+    assert rows["Colors (2 of 2)"][0] == header
+    ids = header.index(COLOR_ID)
+    assert [r[ids] for r in rows["Colors (1 of 2)"][1:]] == ["7-1", "7-2"]
+    assert [r[ids] for r in rows["Colors (2 of 2)"][1:]] == ["7-3"]
+    assert book["Colors (2 of 2)"].auto_filter.ref == f"A1:{get_column_letter(len(header))}2"
+    assert book["Colors (2 of 2)"].freeze_panes == "A2"
+    assert [r[ids] for r in rows["Excluded"][1:]] == ["7-1"]
 
-    with pytest.raises(InvalidInput, match="Colors: 3 rows exceed Excel's 2-row sheet limit"):
-        write_xlsx(published())
+
+def test_sheet_parts_name_the_sheets_of_a_long_frame():
+    assert sheet_parts("Colors", 5, 5) == [("Colors", 0, 5)]
+    assert sheet_parts("Colors", 0, 5) == [("Colors", 0, 0)]
+    assert sheet_parts("Quarantined", 11, 5) == [
+        ("Quarantined (1 of 3)", 0, 5), ("Quarantined (2 of 3)", 5, 10),
+        ("Quarantined (3 of 3)", 10, 11)]
+    assert sheet_parts("Colors", 2_097_151, 1_048_575)[-1] == ("Colors (3 of 3)", 2_097_150,
+                                                                2_097_151)

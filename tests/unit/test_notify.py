@@ -150,6 +150,23 @@ def test_an_attachment_over_the_limit_is_left_out_with_a_note(memory_store, smtp
         "download it from MarketPulse.\n")
 
 
+def test_a_run_email_sent_before_the_workbook_is_built_says_so(memory_store, smtp_server):
+    port, inbox = smtp_server
+    _configure(memory_store, port, attach_excluded=False)
+    colors = make_colors(4)
+    prepared = pipeline.prepare_files(
+        memory_store, [("colors.xlsx", write_xlsx(colors[list(INPUT_COLUMNS)]))], SETTINGS)
+    result = pipeline.publish_run(memory_store, SYSTEM, prepared, settings=SETTINGS,
+                                  kind=pipeline.AUTOMATED, build_workbook=False)
+    notify_run(memory_store, SETTINGS, result.record, workbook=None, excluded=None, now=NOW,
+               sleep=_no_sleep)
+    message = inbox.messages[0][1]
+    assert list(message.iter_attachments()) == []
+    assert _text(message).endswith(
+        "The output workbook is still being prepared: download it from the run's details in "
+        "MarketPulse.\n")
+
+
 def test_a_server_that_is_down_gets_three_attempts_and_the_run_goes_on(memory_store, published):
     _configure(memory_store, _free_port())
     slept: list[float] = []

@@ -14,7 +14,7 @@ from core.config import load_settings
 from core.errors import FileProblem, MissingColumns, PermissionDenied
 from core.reads import history
 from core.rules.exclusion import Condition, Group, Rule, save_rule
-from core.runs import pipeline
+from core.runs import pipeline, workbooks
 from core.runs import records as runs
 from core.runs.exports import write_csv, write_xlsx
 from core.schema import (
@@ -132,10 +132,10 @@ def test_whole_file_problem_stores_nothing(local_store):
 
 
 def test_failed_publish_leaves_nothing_visible_and_records_the_failure(local_store, monkeypatch):
-    def broken_workbook(*args, **kwargs):
+    def disk_full(*args, **kwargs):  # after the run's rows are written, before it is visible
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline, "write_xlsx", broken_workbook)
+    monkeypatch.setattr(workbooks, "mark_pending", disk_full)
     at = datetime(2026, 3, 13, 18, tzinfo=UTC)  # the caller's clock stamps both ends
     with pytest.raises(OSError, match="disk full"):
         pipeline.process_files(local_store, SYSTEM, [("a.xlsx", _xlsx(30))], settings=SETTINGS,
@@ -149,6 +149,29 @@ def test_failed_publish_leaves_nothing_visible_and_records_the_failure(local_sto
     assert {t: local_store.partitions(t) for t in runs.RUN_TABLES} == {
         t: [] for t in runs.RUN_TABLES}
     assert history.published_colors(local_store, SYSTEM).empty
+    assert local_store.list(workbooks.PENDING_PREFIX) == []
+
+
+def test_a_workbook_that_cannot_be_built_leaves_the_run_published_and_says_why(
+        local_store, monkeypatch):
+    def broken_workbook(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(workbooks, "write_xlsx", broken_workbook)
+    result = pipeline.process_files(local_store, SYSTEM, [("a.xlsx", _xlsx(30))],
+                                    settings=SETTINGS)
+    record = runs.get_run(local_store, result.record.run_id)
+    assert (record.status, record.workbook, record.workbook_error, record.output) == (
+        runs.SUCCESS, workbooks.FAILED, "disk full", "")
+    assert result.record == record
+    assert result.workbook == b""
+    assert runs.visible_run_ids(local_store) == [record.run_id]
+    assert len(history.published_colors(local_store, SYSTEM)) == 30
+    assert local_store.list_blobs("outputs/") == []
+    assert local_store.list(workbooks.PENDING_PREFIX) == []
+    assert workbooks.workbook_note(record) == (
+        "The output workbook could not be built (disk full); the colors are published: export "
+        "them as CSV from Search.")
 
 
 def test_run_ids_come_from_a_sequence(memory_store):
@@ -183,8 +206,11 @@ def test_output_workbook_is_stored_with_the_run(memory_store):
     result = pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", _xlsx(25))],
                                     settings=SETTINGS)
     assert result.record.output == runs.output_blob_key(result.record.run_id)
+    assert result.record.workbook == workbooks.READY
+    assert runs.get_run(memory_store, result.record.run_id) == result.record
     assert memory_store.get_blob(result.record.output) == result.workbook
     assert result.workbook[:2] == b"PK"
+    assert memory_store.list(workbooks.PENDING_PREFIX) == []
 
 
 def test_downloaded_workbook_keeps_to_the_readers_sectors_and_columns(memory_store):

@@ -27,7 +27,7 @@ from core.cli.demo import generate_colors
 from core.config import load_settings
 from core.errors import Conflict, FileProblem, PermissionDenied
 from core.intake import buffer
-from core.runs import pipeline
+from core.runs import workbooks
 from core.runs.exports import write_csv
 from core.runs.records import RunRecord, load_runs, run_partition, save_run, visible_run_ids
 from core.schema import INPUT_COLUMNS
@@ -335,10 +335,10 @@ def test_an_unreadable_file_fails_the_run_and_releases_the_inputs(memory_store):
 def test_a_failure_while_publishing_keeps_the_pipelines_record(memory_store, monkeypatch):
     add_job(memory_store)
 
-    def broken_workbook(*args, **kwargs):
+    def disk_full(*args, **kwargs):  # after the rows are written, before the run is visible
         raise OSError("disk full")
 
-    monkeypatch.setattr(pipeline, "write_xlsx", broken_workbook)
+    monkeypatch.setattr(workbooks, "mark_pending", disk_full)
     sources = FakeSources()
     records = once(memory_store, MON_0930, sources)
     assert [(r.status, r.error) for r in records] == [("failed", "disk full")]
