@@ -16,7 +16,8 @@ from storage import ObjectNotFound, Store
 
 QUEUED, RUNNING, FINISHED, GONE = "queued", "running", "finished", "gone"
 # Stages of a job's run in order, and how far along each puts the run (for a progress bar).
-STAGES = {"collect": 0.05, "read": 0.15, "rules": 0.4, "publish": 0.7, "done": 0.95}
+STAGES = {"collect": 0.05, "read": 0.15, "rules": 0.4, "publish": 0.7, "workbook": 0.85,
+          "done": 0.95}
 RECENT_RUNS = 50  # run records searched for a finished request
 
 

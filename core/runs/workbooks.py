@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
 
 from core import catalog
+from core.clock import aware, now_or, parse_stamp
 from core.config import Settings
 from core.errors import NotFound
 from core.runs import records as runs
 from core.runs.exports import write_xlsx
-from core.runs.liveness import aware, current_owner, owner_alive, stale_seconds, wall
+from core.runs.liveness import current_owner, owner_alive, stale_seconds
 from core.schema import POSITION
 from storage import ObjectNotFound, Store, WriteConflict
 
@@ -91,7 +93,7 @@ def mark_pending(store: Store, record: runs.RunRecord, now: datetime | None = No
     record.workbook, record.workbook_error, record.output = PENDING, "", ""
     store.put(pending_key(record.run_id), {
         "run_id": record.run_id, "owner": current_owner(),
-        "at": aware(now or wall()).isoformat()}, expected_version=None)
+        "at": now_or(now).isoformat()}, expected_version=None)
 
 
 def forget_pending(store: Store, run_id: int) -> None:
@@ -108,6 +110,7 @@ def build_workbook(store: Store, run_id: int, frames: RunFrames | None = None
     as settled (None when the run is no longer published, or no longer pending: nothing kept)
     and the workbook's bytes (b"" when it failed)."""
     key = runs.output_blob_key(run_id)
+    started = time.perf_counter()
     try:
         data = render_workbook(frames if frames is not None else stored_frames(store, run_id))
         store.put_blob(key, data)
@@ -115,7 +118,7 @@ def build_workbook(store: Store, run_id: int, frames: RunFrames | None = None
     except Exception as exc:  # the run stays published; the record says why there is no workbook
         log.exception("the output workbook of run %s could not be built", run_id)
         data, state, error = b"", FAILED, (str(exc) or type(exc).__name__)[:500]
-    record = _settle(store, run_id, state, error)
+    record = _settle(store, run_id, state, error, round(time.perf_counter() - started, 3))
     if record is None and state == READY:
         store.delete_blob(key)  # the run is not published (removed meanwhile): keep nothing
     forget_pending(store, run_id)
@@ -123,9 +126,11 @@ def build_workbook(store: Store, run_id: int, frames: RunFrames | None = None
     return record, data if ready else b""
 
 
-def _settle(store: Store, run_id: int, state: str, error: str) -> runs.RunRecord | None:
-    """Write the workbook's state into the record if it is still a published, pending run (the
-    record is written by others too: compare-and-set). None when the run is not published."""
+def _settle(store: Store, run_id: int, state: str, error: str, seconds: float
+            ) -> runs.RunRecord | None:
+    """Write the workbook's state (and how long it took, as the stage "workbook") into the record
+    if it is still a published, pending run (others write the record too: compare-and-set).
+    None when the run is not published."""
     while True:
         try:
             value, version = store.get(runs.run_key(run_id))
@@ -137,6 +142,7 @@ def _settle(store: Store, run_id: int, state: str, error: str) -> runs.RunRecord
         if record.workbook != PENDING:
             return record  # settled by another builder
         record.workbook, record.workbook_error = state, error
+        record.stages = {**record.stages, "workbook": seconds}
         record.output = runs.output_blob_key(run_id) if state == READY else ""
         try:
             store.put(runs.run_key(run_id), record.to_dict(), expected_version=version)
@@ -166,7 +172,7 @@ def orphaned(store: Store, stale_s: float, now: datetime) -> list[tuple[int, str
             forget_pending(store, run_id)
             continue
         alive = owner_alive(value.get("owner") or {})
-        age = (aware(now) - aware(datetime.fromisoformat(value["at"]))).total_seconds()
+        age = (aware(now) - parse_stamp(value["at"])).total_seconds()
         if alive is False or age > stale_s:
             found.append((run_id, version))
     return found
@@ -177,7 +183,7 @@ def rebuild(store: Store, run_id: int, version: str, now: datetime | None = None
     """Build an orphaned workbook (see orphaned), claimed first by rewriting its pending document
     at the version read, so two schedulers never both build it. None when another builder took
     it or the run is no longer published; else the record as settled."""
-    at = aware(now or wall())
+    at = now_or(now)
     try:
         store.put(pending_key(run_id), {"run_id": run_id, "owner": current_owner(),
                                         "at": at.isoformat()}, expected_version=version)
@@ -190,7 +196,7 @@ def rebuild(store: Store, run_id: int, version: str, now: datetime | None = None
 def rebuild_orphaned(store: Store, settings: Settings, now: datetime | None = None
                      ) -> list[runs.RunRecord]:
     """Build every orphaned workbook; returns the records as settled."""
-    at = aware(now or wall())
+    at = now_or(now)
     found = (rebuild(store, run_id, version, at)
              for run_id, version in orphaned(store, stale_seconds(settings), at))
     return [record for record in found if record is not None]

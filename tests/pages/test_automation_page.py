@@ -340,7 +340,7 @@ def test_run_in_the_app_process_publishes_and_the_history_shows_it(app_as, app_s
          "Quarantined": 1, "Workbook": "ready", "Error": ""}]
     stages = _table(at, "Stage")  # the run's per-stage timings, in order
     assert stages["Stage"].tolist() == ["read", "validate", "already_published", "rules+rank",
-                                        "publish"]
+                                        "publish", "workbook"]
     assert (stages["Seconds"] >= 0).all()
     assert _table(at, "Status")["Status"].tolist() == ["success"]  # the jobs table
     assert _table(at, "Excluded rows").to_dict("records") == [{"Rule": "No MS",

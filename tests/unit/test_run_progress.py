@@ -82,7 +82,7 @@ def test_a_finished_request_gives_its_record_counts_and_stage_timings(memory_sto
     assert (progress.state, progress.run_id, progress.record, progress.active,
             progress.fraction) == (FINISHED, record.run_id, record, False, 1.0)
     assert [name for name, _ in progress.stages] == [
-        "read", "validate", "already_published", "rules+rank", "publish"]
+        "read", "validate", "already_published", "rules+rank", "publish", "workbook"]
     assert progress.stages == list(record.stages.items())
     assert progress.sentence() == (
         f"Run {record.run_id} of Morning succeeded in {record.duration_s:.1f} s: 3 colors "
@@ -165,7 +165,7 @@ def test_the_scheduler_saves_its_log_lines_for_the_page(memory_store, caplog):
     assert "read colors.csv: 3 rows, 0 problems" in [line["message"] for line in lines]
     assert messages[1:] == [
         "running Morning now (requested by ayesha)", "Morning: collect", "Morning: read",
-        "Morning: rules (3 rows)", "Morning: publish", "Morning: done",
+        "Morning: rules (3 rows)", "Morning: publish", "Morning: workbook", "Morning: done",
         "scheduler sched-a stopped"]
     assert memory_store.get(LOG_KEY)[0]["owner"] == "sched-a"
     assert run.status == "success"
