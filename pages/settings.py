@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access import MANAGE_USERS, Actor
+from core.alerts.email import email_setup_gap
 from core.identity.column_profiles import (
     delete_column_profile,
     load_column_profiles,
@@ -105,6 +106,10 @@ if not actor.can(MANAGE_USERS):  # app.py registers this page for admins only; c
     st.error("Only admins can open Settings.")
     st.stop()
 show_flashes()
+with error_boundary("Checking the email settings"):
+    gap = email_setup_gap(st_store)
+    if gap:
+        st.warning(gap)
 users, column_profiles, columns, signup, email = st.tabs(
     ["Users", "Column profiles", "Columns", "Sign-up", "Email & notifications"])
 with users, error_boundary("Loading users"):

@@ -168,9 +168,12 @@ def notify_run_finished(store: Store, record: RunRecord, now: datetime) -> list[
 
 
 def notify_buffer_processed(store: Store, username: str, files: Sequence[str], run_id: int,
-                            now: datetime) -> list[str]:
-    """Tell the uploader that their buffered files went into a run."""
-    names = ", ".join(files)
+                            now: datetime, *, note: str = "", batch: str = "") -> list[str]:
+    """Tell the uploader that their buffered files went into a run (note: what the run did with
+    them, e.g. skipped as already published). batch tells apart two announcements of one run
+    (its processed and its skipped files); the same batch announced twice shows once."""
+    names = ", ".join(files) + (f" ({note})" if note else "")
     return notify_users(store, [username], BUFFER_PROCESSED,
                         f"{len(files)} buffered file(s) processed in run {run_id}", names, now,
-                        run_id=run_id, notification_id=f"buffer-{run_id:08d}")
+                        run_id=run_id,
+                        notification_id=f"buffer-{run_id:08d}" + (f"-{batch}" if batch else ""))

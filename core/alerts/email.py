@@ -41,8 +41,8 @@ from storage import ObjectNotFound, Store
 # The page and the scheduler import run-email settings from here, beside send_email.
 __all__ = [
     "SECURITY", "SMTP_KEY", "Delivery", "DeliveryFailed", "EmailSettings", "SmtpConfig",
-    "deliver_email", "get_email_settings", "get_smtp_config", "load_email_settings",
-    "load_send_log", "load_smtp_config", "notify_run",
+    "deliver_email", "email_setup_gap", "get_email_settings", "get_smtp_config",
+    "load_email_settings", "load_send_log", "load_smtp_config", "notify_run",
     "parse_addresses", "run_switch", "save_email_settings", "save_smtp_config", "send_email",
     "send_test_email", "template_problems",
 ]
@@ -106,6 +106,26 @@ def save_smtp_config(store: Store, actor: Actor, config: SmtpConfig, *,
     record_change(store, actor, "notifications", "smtp_changed", "smtp",
                   before=before.to_dict() if before else None, after=config.to_dict())
     return version
+
+
+RUN_EMAIL_SWITCHES = {"on_success": "after automated runs that succeed",
+                      "on_failure": "after automated runs that fail or are missed",
+                      "after_manual_save": "after manual saves"}
+
+
+def email_setup_gap(store: Store) -> str:
+    """Why run emails an admin switched on cannot go out ("" when they can, or when the email
+    settings were never saved: the defaults promise nothing). Shown on the Settings page."""
+    config, version = get_email_settings(store)
+    switched = [label for name, label in RUN_EMAIL_SWITCHES.items() if getattr(config, name)]
+    if version is None or not switched:
+        return ""
+    missing = [what for what, gone in (("no SMTP server is set", load_smtp_config(store) is None),
+                                       ("there are no recipients", not config.to)) if gone]
+    if not missing:
+        return ""
+    return (f"Run emails are switched on ({'; '.join(switched)}) but {' and '.join(missing)}: "
+            "no email is sent. Set them under Email & notifications.")
 
 
 def send_email(

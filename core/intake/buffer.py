@@ -7,6 +7,7 @@ processed; claimed → pending (release) or failed; pending → cancelled; a ref
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 from core import catalog
 from core.access import SYSTEM, UPLOAD_BUFFER, Actor, require
+from core.alerts import bell
 from core.audit import record_change
 from core.clock import now_or
 from core.config import Settings
@@ -22,6 +24,8 @@ from core.errors import Conflict, FileProblem, NotFound
 from core.ingest.validation import Problem, ValidationReport
 from core.runs import pipeline
 from storage import ObjectNotFound, Store, WriteConflict
+
+log = logging.getLogger(__name__)
 
 AREA = "buffer"
 PREFIX = catalog.BUFFER.key
@@ -312,8 +316,29 @@ def mark_processed(
     """Claimed → processed by run `run_id` (only claims of `owner` when given); returns the ids
     marked. Entries in any other state are left alone. note (in the entry's events): what the
     run did with the file."""
-    return _each(store, ids, actor, "file_processed", PROCESSED, allowed=(CLAIMED,), owner=owner,
-                 now=now, run_id=run_id, processed_at=_at(now), note=note)
+    processed = [entry for entry in (
+        _transition(store, entry_id, actor, "file_processed", PROCESSED, allowed=(CLAIMED,),
+                    owner=owner, now=now, note=note, run_id=run_id, processed_at=_at(now))
+        for entry_id in ids) if entry is not None]
+    _tell_uploaders(store, processed, run_id, actor, now, note)
+    return [entry.id for entry in processed]
+
+
+def _tell_uploaders(store: Store, entries: Sequence[BufferEntry], run_id: int,
+                    actor: Actor | str, now: datetime | None, note: str) -> None:
+    """The bell tells each uploader (but the user who processed the files) that their files went
+    into the run. A notification that cannot be written never stops the run."""
+    uploaders: dict[str, list[BufferEntry]] = {}
+    for entry in entries:
+        if entry.uploaded_by != _who(actor):
+            uploaders.setdefault(entry.uploaded_by, []).append(entry)
+    for username, files in uploaders.items():
+        try:
+            bell.notify_buffer_processed(store, username, [f.name for f in files], run_id,
+                                         now_or(now), note=note, batch=files[0].id)
+        except Exception:
+            log.exception("could not tell %s that run %s processed their files", username,
+                          run_id)
 
 
 def mark_failed(

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from core.access import MANUAL_SESSION, REPUBLISH, Actor, require
+from core.alerts import email, webhooks
 from core.alerts.watchlists import alert_after_publish
-from core.clock import now_or, utc_now
+from core.clock import now_or
 from core.config import Settings
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ingest.validation import Problem, ValidationReport
@@ -40,11 +41,13 @@ from core.manual.sessions import (
     selected_rules,
 )
 from core.rules.exclusion import load_rules
+from core.runs import duplicates
 from core.runs import records as runs
-from core.runs.pipeline import MANUAL, Prepared, RunResult, publish_run
+from core.runs.pipeline import MANUAL, Prepared, RunResult, publish_run, rank_batch
 from core.schema import (
     COLOR_ID,
     CUSIP,
+    IS_PARENT,
     POSITION,
 )
 from storage import Store
@@ -143,6 +146,42 @@ def redo(store: Store, actor: Actor, *, version: str | None = None,
     return _step(store, actor, version, now, undoing=False)
 
 
+@dataclass(frozen=True)
+class SaveSummary:
+    """What Save would publish now, for the confirmation (DOMAIN.md §1.5, §2): the session's rows,
+    the colors and parents published, the rows rules exclude (per rule), the colors skipped as
+    already published (or published again), the quarantined rows and the report's warnings."""
+
+    rows: int
+    published: int
+    parents: int
+    excluded: int
+    per_rule: dict[str, int]
+    already: int
+    already_where: str
+    republish: bool
+    quarantined: int
+    warnings: int
+
+
+def save_summary(store: Store, actor: Actor, settings: Settings, *,
+                 republish: bool = False) -> SaveSummary:
+    """Rank the session as save would (without the colors already published, unless they are
+    published again) and count what the run would hold; nothing is written."""
+    session = current(store, actor, None)
+    rows = load_frame(store, session.rows_key)
+    found = duplicates.find_published(store, rows, duplicates.color_keys(rows))
+    batch = rows if republish or not found.count else rows[~found.skipped].reset_index(drop=True)
+    ranked, outcome = rank_batch(batch, selected_rules(store, session), settings,
+                                 pinned=session.pinned)
+    report = load_report(store, session)
+    parents = int(ranked[IS_PARENT].sum()) if IS_PARENT in ranked.columns else 0
+    return SaveSummary(len(rows), len(ranked), parents, len(outcome.excluded),
+                       {k: int(v) for k, v in outcome.counts.items() if v},
+                       found.count, found.where(), republish,
+                       len(load_quarantined(store, session)), len(report.warnings))
+
+
 def _saved_result(store: Store, run_id: int) -> RunResult:
     """The RunResult of an already published run (a repeated save returns it)."""
     record = runs.get_run(store, run_id)
@@ -220,8 +259,18 @@ def save(store: Store, actor: Actor, settings: Settings, *, idempotency_key: str
                action="save_failed", now=now)
         raise
     _finish(store, actor, saving, result.record.run_id, idempotency_key, now)
-    alert_after_publish(store, result.record, utc_now(), settings=settings)
+    _announce(store, settings, result, now_or(now))
     return result
+
+
+def _announce(store: Store, settings: Settings, result: RunResult, at: datetime) -> None:
+    """Tell who asked to be told about manual saves: the run email and the Slack/Teams posts
+    (when their "after manual saves" switches are on) and watchlist alerts. None of them raises:
+    a failed message is in the send log, never a failed save."""
+    email.notify_run(store, settings, result.record, workbook=result.workbook or None,
+                     excluded=result.excluded, now=at)
+    webhooks.notify_webhooks(store, settings, result.record, now=at)
+    alert_after_publish(store, result.record, at, settings=settings)
 
 
 def _finish(store: Store, actor: Actor, saving: Session, run_id: int, key: str,

@@ -14,7 +14,13 @@ from streamlit.testing.v1 import AppTest
 from core.access import Actor
 from core.alerts.bell import notify_users, unread_count
 from core.alerts.email import SmtpConfig, load_smtp_config, save_smtp_config
-from core.alerts.templates import VARIABLES, EmailSettings, load_email_settings, load_send_log
+from core.alerts.templates import (
+    VARIABLES,
+    EmailSettings,
+    load_email_settings,
+    load_send_log,
+    save_email_settings,
+)
 from core.alerts.webhooks import load_webhook_settings
 from tests.pages.conftest import add_user
 
@@ -244,3 +250,19 @@ def test_the_bell_shows_the_unread_count_and_mark_all_read_clears_it(app_store):
     assert [m.value for m in at.sidebar.markdown] == [
         "**Run 4 (Evening) failed**", "**Run 3 (Morning) published 40 colors**"]
     assert at.sidebar.button(key="bell.mark_all_read").disabled
+
+
+def test_settings_warn_when_email_switches_are_on_without_a_server(app_as, app_store):
+    at = app_as("root", "admin", page="pages/settings.py")
+    assert [w.value for w in at.warning] == []
+    save_email_settings(app_store, Actor("root", "admin"), EmailSettings(
+        to=["desk@bank.test"], after_manual_save=True), expected_version=None)
+    at.run()
+    assert [w.value for w in at.warning] == [
+        "Run emails are switched on (after automated runs that succeed; after automated runs "
+        "that fail or are missed; after manual saves) but no SMTP server is set: no email is "
+        "sent. Set them under Email & notifications."]
+    save_smtp_config(app_store, Actor("root", "admin"), SmtpConfig(
+        host="smtp.bank.test", sender="mp@bank.test"), expected_version=None)
+    at.run()
+    assert [w.value for w in at.warning] == []

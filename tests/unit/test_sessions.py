@@ -285,6 +285,27 @@ def test_save_publishes_one_run_exactly_once(sample_session):
         _view(sample_session)
 
 
+def test_the_save_summary_says_what_save_will_publish(sample_session):
+    rule = save_rule(sample_session, SYSTEM, Rule(
+        "No valuations", Group("and", [Condition(BIAS, "equal_to", "VALUATION")]), active=False))
+    session_actions.select_rules(sample_session, ANN, [rule.id])
+    summary = session_actions.save_summary(sample_session, ANN, SETTINGS)
+    assert summary == session_actions.SaveSummary(
+        rows=50, published=42, parents=7, excluded=8, per_rule={"No valuations": 8}, already=0,
+        already_where="", republish=False, quarantined=0, warnings=50)
+    saved = session_actions.save(sample_session, ANN, SETTINGS, idempotency_key="k")
+    assert {k: saved.record.counts[k] for k in ("published", "parents", "excluded")} == {
+        "published": 42, "parents": 7, "excluded": 8}
+
+    sessions.open_session(sample_session, ANN, SETTINGS, NOW)
+    sessions.add_files(sample_session, ANN, [(SAMPLE.name, SAMPLE.read_bytes())], SETTINGS)
+    again = session_actions.save_summary(sample_session, ANN, SETTINGS)  # the rule is off now
+    assert (again.rows, again.published, again.parents, again.already) == (50, 8, 4, 42)
+    assert again.already_where.startswith(f"run {saved.record.run_id} (file {SAMPLE.name}")
+    assert session_actions.save_summary(sample_session, ANN, SETTINGS, republish=True
+                                        ).published == 50
+
+
 def test_a_key_saved_earlier_still_returns_its_run_after_a_new_session(memory_store):
     sessions.open_session(memory_store, ANN, SETTINGS, NOW)
     sessions.add_files(memory_store, ANN, [("a.csv", _csv())], SETTINGS)
