@@ -1,13 +1,14 @@
-"""Dashboard: the desk's day at a glance. Filters (date range, sector, processing type) drive every
-element: KPIs, charts, the latest parents, the runs list and the Excel export. Everything comes
-from core.reads.dashboard.dashboard_data (cached), under the user's sectors. Admins can queue a
-run."""
+"""Dashboard: the desk's day at a glance. Filters (a date window, the last 30 days unless widened;
+sector; processing type) drive every element: KPIs, charts, the latest parents, the runs list and
+the Excel export. Days and times are the desk's (the scheduler.timezone setting), labelled. The
+latest parents list each CUSIP once, paged, and a selected parent shows its children. Everything
+comes from core.reads (cached), under the user's sectors. Admins can queue a run and follow it."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -18,7 +19,7 @@ from core.automation.jobs import load_jobs, next_runs
 from core.compliance.access_log import log_export
 from core.reads.dashboard import DashboardData, DashboardFilters, dashboard_workbook
 from core.runs import records as runs
-from core.schema import CUSIP, PROCESSING_TYPES, SECTOR
+from core.schema import COLOR_ID, CUSIP, PROCESSING_TYPES, RUN_ID, SECTOR
 from pages._ui import cached, charts, run_watch
 from pages._ui.automation_views import clock, render_run_buttons
 from pages._ui.markdown import escape_markdown
@@ -29,13 +30,16 @@ from storage import Store
 
 NO_RUNS = ("No runs yet. Publish colors from the Manual Color page, or run "
            "`python -m core process FILE`.")
-LATEST = 50  # parents in the latest parents table
+LATEST = 50  # parents per page of the latest parents
 SHOWN_RUNS = 200  # newest runs in the runs table
 RUN_LABELS = {"RUN_ID": "Run", "KIND": "Kind", "STATUS": "Status", "TRIGGER": "Trigger",
-              "REQUESTED_BY": "Requested by", "STARTED_AT": "Started (UTC)",
-              "DURATION_S": "Seconds",
+              "REQUESTED_BY": "Requested by", "STARTED_AT": "Started", "DURATION_S": "Seconds",
               "READ": "Read", "PUBLISHED": "Published", "PARENTS": "Parents",
               "EXCLUDED": "Excluded", "QUARANTINED": "Quarantined", "ERROR": "Error"}
+# The date window over DATE: days back from today (inclusive of today), None for every date.
+WINDOWS = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "Last 365 days": 365,
+           "All dates": None, "Custom": None}
+DEFAULT_WINDOW = "Last 30 days"  # one back-dated file does not flatten the daily charts
 IDLE_EVERY = 30.0  # seconds between looks for a new run while none is queued or running
 EXPORTED = "dashboard.export_state"  # (filters, bytes) of the last prepared export
 
@@ -58,32 +62,58 @@ def next_run(st_store: Store, now: datetime) -> tuple[datetime, str] | None:
     return min(upcoming) if upcoming else None
 
 
-def when(stamp: str | None) -> str:
-    """A run time, short enough for a metric: day, month and UTC time."""
+def local(stamp: str | None, tz: ZoneInfo) -> pd.Timestamp | None:
+    """A stored stamp (UTC when it carries no zone) in the desk's timezone."""
     if not stamp:
-        return "—"
+        return None
     at = pd.Timestamp(stamp)
-    return f"{(at.tz_convert('UTC') if at.tzinfo else at):%d %b %H:%M}"
+    return (at if at.tzinfo else at.tz_localize("UTC")).tz_convert(tz)
+
+
+def when(stamp: str | None, tz: ZoneInfo) -> str:
+    """A run time, short enough for a metric: day, month and time in the desk's timezone."""
+    at = local(stamp, tz)
+    return "—" if at is None else f"{at:%d %b %H:%M}"
+
+
+def date_window(choice: str, today: date) -> tuple[date | None, date | None]:
+    """The DATE bounds of a window choice ending today (the desk's today)."""
+    days = WINDOWS.get(choice)
+    return (None, None) if days is None else (today - timedelta(days=days - 1), today)
+
+
+def window_words(first: date | None, last: date | None) -> str:
+    """The DATE window in words: '13 Feb 2026 to 13 Mar 2026', open ends said as such."""
+    if first is None and last is None:
+        return "every date"
+    return (f"{f'{first:%d %b %Y}' if first else 'the first date'} to "
+            f"{f'{last:%d %b %Y}' if last else 'the last date'}")
 
 
 def render_kpis(data: DashboardData, upcoming: tuple[datetime, str] | None,
-                now: datetime) -> None:
+                now: datetime, tz: ZoneInfo) -> None:
     k = data.kpis
-    row = st.columns(4)
+    row = st.columns(5)
     row[0].metric("Today's colors", f"{k['today_colors']:,}")
     row[1].metric("This month", f"{k['month_colors']:,}")
     row[2].metric("Today's parents", f"{k['today_parents']:,}")
     row[3].metric("Excluded today", f"{k['today_excluded']:,}")
-    row = st.columns(4)
-    row[0].metric("Quarantined today", f"{k['today_quarantined']:,}")
+    row[4].metric("Quarantined today", f"{k['today_quarantined']:,}")
+    row = st.columns(5)
+    row[0].metric("Latest parents", f"{k['latest_parents']:,}",
+                  help="CUSIPs whose current parent passes the filters: the list below")
     last = f"Run {k['last_run_id']}: {k['last_run_status']}" if k["last_run_id"] else "—"
     row[1].metric("Last run", last)
-    row[2].metric("Last run at (UTC)", when(k["last_run_at"]), help=k["last_run_at"] or None)
+    at = local(k["last_run_at"], tz)
+    row[2].metric(f"Last run at ({tz})", when(k["last_run_at"], tz),
+                  help=None if at is None else f"{at:%a %d %b %Y %H:%M:%S %Z}")
     row[3].metric("Next run", countdown(upcoming[0], now) if upcoming else "—",
-                  help=f"{upcoming[1]} at {upcoming[0]:%a %d %b %Y %H:%M %Z}" if upcoming
-                  else "No active job")
-    st.caption(f"Today is {now:%a %d %b %Y} ({now.tzinfo}); KPIs count colors by processing "
-               "time and follow the sector and processing-type filters.")
+                  help=f"{upcoming[1]} at {upcoming[0].astimezone(tz):%a %d %b %Y %H:%M %Z}"
+                  if upcoming else "No active job")
+    st.caption(f"Today is {now:%a %d %b %Y} in {tz}, the desk's timezone: every day and time on "
+               "this page is in it. KPIs count colors by processing time (today, this month) "
+               "and follow every filter the charts follow: the DATE window, sectors and "
+               "processing types.")
 
 
 def render_charts(data: DashboardData) -> None:
@@ -104,28 +134,57 @@ def render_charts(data: DashboardData) -> None:
                     "No scored runs for these filters.")
 
 
-def render_latest(data: DashboardData) -> None:
-    parents = data.latest_parents
+def render_latest(st_store: Store, actor: Actor, data: DashboardData,
+                  filters: DashboardFilters) -> None:
+    """Each CUSIP once with its current parent, paged; a selected parent shows its children."""
     st.subheader("Latest parents")
-    if parents.empty:
+    total = int(data.kpis["latest_parents"])
+    if not total:
         st.info("No parents for these filters.")
         return
+    pages = max(1, -(-total // filters.latest_limit))
+    page = 1
+    if pages > 1:
+        if st.session_state.get("dashboard.parents_page", 1) > pages:  # the filters narrowed
+            st.session_state["dashboard.parents_page"] = pages
+        page = int(st.number_input(f"Page (of {pages})", 1, pages, step=1,
+                                   key="dashboard.parents_page"))
+    parents = (data.latest_parents if page == 1 else
+               cached.latest_parents(st_store, actor, filters, page).rows)
+    first = (page - 1) * filters.latest_limit + 1
+    st.caption(f"{total:,} CUSIPs, each with its current parent (from the newest run that priced "
+               f"it); {first:,}–{first + len(parents) - 1:,} shown. Select one to see its "
+               "children.")
     shown = [c for c in SUMMARY_COLUMNS if c in parents.columns]
     event = st.dataframe(parents[shown], key="dashboard.parents", hide_index=True,
                          width="stretch", on_select="rerun", selection_mode="single-row",
                          column_config=COLUMN_CONFIG)
     rows = [r for r in (event.selection.rows if event is not None else []) if r < len(parents)]
-    if rows and CUSIP in parents.columns:
-        cusip = str(parents.iloc[rows[0]][CUSIP])
-        if st.button(f"Open security {escape_markdown(cusip)}", key="dashboard.open"):
-            st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
+    if not rows or CUSIP not in parents.columns:
+        return
+    parent = parents.iloc[rows[0]]
+    cusip = str(parent[CUSIP])
+    if {RUN_ID, COLOR_ID} <= set(parents.columns):
+        children = cached.parent_children(st_store, actor, cusip, int(parent[RUN_ID]),
+                                           str(parent[COLOR_ID]))
+        st.markdown(f"**{escape_markdown(cusip)}** run {int(parent[RUN_ID])}: "
+                    f"{len(children)} child color(s)")
+        if len(children):
+            st.dataframe(children[[c for c in SUMMARY_COLUMNS if c in children.columns]],
+                         key="dashboard.children", hide_index=True, width="stretch",
+                         column_config=COLUMN_CONFIG)
+    if st.button(f"Open security {escape_markdown(cusip)}", key="dashboard.open"):
+        st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
 
 
-def render_runs(actor: Actor, data: DashboardData) -> None:
+def render_runs(actor: Actor, data: DashboardData, tz: ZoneInfo) -> None:
     st.subheader("Runs")
     newest = data.runs.sort_values("RUN_ID", ascending=False).head(SHOWN_RUNS)
-    table = newest[[c for c in RUN_LABELS if c in newest.columns]].rename(columns=RUN_LABELS)
-    table["Started (UTC)"] = table["Started (UTC)"].str[:19].str.replace("T", " ")
+    labels = {**RUN_LABELS, "STARTED_AT": f"Started ({tz})"}
+    table = newest[[c for c in labels if c in newest.columns]].rename(columns=labels)
+    table[labels["STARTED_AT"]] = [
+        "" if (at := local(stamp, tz)) is None else f"{at:%Y-%m-%d %H:%M:%S}"
+        for stamp in newest["STARTED_AT"]]
     if "Read" not in table.columns:  # core left out the whole-run counts
         st.caption("Published and Parents count your sectors' colors; run totals are shown to "
                    "users who see every sector.")
@@ -167,14 +226,22 @@ with error_boundary("Loading the dashboard"):
     if not runs.load_runs(st_store, limit=1):
         st.info(NO_RUNS)
         st.stop()
-    now = clock().astimezone(ZoneInfo(settings()["scheduler.timezone"]))
+    tz = ZoneInfo(settings()["scheduler.timezone"])
+    now = clock().astimezone(tz)
     everything = cached.dashboard(st_store, actor, DashboardFilters(latest_limit=LATEST), now)
-    a, b, c, d = st.columns(4)
-    date_from = a.date_input("DATE from", value=None, key="dashboard.date_from")
-    date_to = b.date_input("DATE to", value=None, key="dashboard.date_to")
-    sectors = c.multiselect("Sector", sorted(everything.volume_by_sector[SECTOR].unique()),
+    a, b, c = st.columns([2, 2, 2])
+    window = a.selectbox("DATE window", list(WINDOWS), index=list(WINDOWS).index(DEFAULT_WINDOW),
+                         key="dashboard.window", help="Widen it to see older colors")
+    date_from, date_to = date_window(window, now.date())
+    if window == "Custom":
+        left, right = a.columns(2)
+        date_from = left.date_input("DATE from", value=now.date() - timedelta(days=29),
+                                    key="dashboard.date_from")
+        date_to = right.date_input("DATE to", value=now.date(), key="dashboard.date_to")
+    sectors = b.multiselect("Sector", sorted(everything.volume_by_sector[SECTOR].unique()),
                             key="dashboard.sectors")
-    types = d.multiselect("Processing type", PROCESSING_TYPES, key="dashboard.types")
+    types = c.multiselect("Processing type", PROCESSING_TYPES, key="dashboard.types")
+    st.caption(f"DATE window: {window_words(date_from, date_to)}.")
     # The price-trend picker sits by its chart; its value is in the session before it is drawn.
     picked = tuple(st.session_state.get("dashboard.cusips") or ())
     filters = DashboardFilters(date_from, date_to, tuple(sectors), tuple(types), picked, LATEST)
@@ -183,7 +250,7 @@ with error_boundary("Loading the dashboard"):
     upcoming = next_run(st_store, now)
     data = replace(data, kpis={**data.kpis,
                                "next_run_at": upcoming[0].isoformat() if upcoming else None})
-    render_kpis(data, upcoming, now)
+    render_kpis(data, upcoming, now, tz)
     render_charts(data)
     st.subheader("Price trends")
     choices = sorted(set(everything.latest_parents.get(CUSIP, pd.Series(dtype=str))) | set(picked))
@@ -191,6 +258,6 @@ with error_boundary("Loading the dashboard"):
                    placeholder="Choose or type CUSIPs")
     charts.show(charts.price_trend(data.price_trend), "dashboard.chart_trend",
                 "Choose CUSIPs to compare their parent prices.")
-    render_latest(data)
+    render_latest(st_store, actor, data, filters)
     render_export(st_store, actor, data, filters)
-    render_runs(actor, data)
+    render_runs(actor, data, tz)

@@ -1,5 +1,7 @@
 """Dashboard data (DOMAIN.md §6): KPIs, chart frames and the latest parents, computed in DuckDB from
-the per-run rollups (core.runs.published) under the reader's sectors and the dashboard's filters."""
+the per-run rollups (core.runs.published) under the reader's sectors and the dashboard's filters.
+Every filter the charts follow (dates, sectors, processing types) drives the KPIs too, and days are
+the desk's days (the timezone of `now`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pandas as pd
 
 from core.access import VIEW, Actor, entitled_columns, require
 from core.clock import as_utc, aware, parse_stamp
+from core.reads.latest_parents import LatestParents, latest_parents
 from core.reads.search_sql import entitlement_sql
 from core.runs import records as runs
 from core.runs.exports import write_xlsx
@@ -25,8 +28,6 @@ from core.runs.published import (
 )
 from storage import Store
 
-LATEST_RUNS_SCANNED = 5  # newest runs searched for the latest parents before giving up
-
 
 @dataclass(frozen=True)
 class DashboardFilters:
@@ -38,13 +39,14 @@ class DashboardFilters:
     sectors: tuple[str, ...] = ()
     processing_types: tuple[str, ...] = ()
     cusips: tuple[str, ...] = ()
-    latest_limit: int = 50
+    latest_limit: int = 50  # the latest parents' page size (dashboard_data gives page 1)
 
 
 @dataclass(frozen=True)
 class DashboardData:
-    """KPIs (today and this month by processing time, in `now`'s timezone; next_run_at is for the
-    page to fill) and one frame per chart, in long form ready for plotly."""
+    """KPIs (today and this month by processing time, in `now`'s timezone, under every filter;
+    latest_parents: how many CUSIPs the latest parents list; next_run_at is for the page to fill)
+    and one frame per chart, in long form ready for plotly."""
 
     kpis: dict[str, Any]
     colors_by_month_bias: pd.DataFrame  # MONTH, BIAS, COLORS
@@ -53,11 +55,13 @@ class DashboardData:
     price_trend: pd.DataFrame  # CUSIP, DATE, PX, COV_PRICE, SOURCE, BIAS (newest run's parent)
     diff_distribution: pd.DataFrame  # DIFF_STATUS, BIN_LOW, BIN_HIGH, COLORS (points, PX − COV)
     runs: pd.DataFrame  # RUN_COLUMNS; without WHOLE_RUN for a sector-limited reader
-    latest_parents: pd.DataFrame
+    latest_parents: pd.DataFrame  # page 1 of core.reads.latest_parents: each CUSIP once
 
 
-def _filter_sql(actor: Actor, filters: DashboardFilters, *, dates: bool = True
-                ) -> tuple[str, list[Any]]:
+def filter_sql(actor: Actor, filters: DashboardFilters, *, dates: bool = True
+               ) -> tuple[str, list[Any]]:
+    """The reader's sectors and the filters as a SQL condition over SECTOR, PROCESSING_TYPE and
+    DATE, with its parameters (dates=False: without the date window)."""
     rule, params = entitlement_sql(actor)
     parts = [f"({rule})"]
     if filters.sectors:
@@ -112,7 +116,7 @@ def _charts(con: duckdb.DuckDBPyConnection, rollups: str, where: str, params: li
 def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: DashboardFilters,
           now: datetime, rollups: str | None) -> dict[str, Any]:
     start, end, month = _day_bounds(now)
-    where, params = _filter_sql(actor, filters, dates=False)
+    where, params = filter_sql(actor, filters)
     today = month_total = parents = 0
     if rollups is not None:
         row = con.execute(
@@ -129,6 +133,7 @@ def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: D
                             "today_parents": parents}
     needed = {"SECTOR"} if actor.sectors is not None or filters.sectors else set()
     needed |= {"PROCESSING_TYPE"} if filters.processing_types else set()
+    needed |= {"DATE"} if filters.date_from or filters.date_to else set()
     for table in (runs.EXCLUDED_TABLE, runs.QUARANTINED_TABLE):
         stored = set(store.partitions(table))
         present = [p for p in todays if p in stored]
@@ -146,6 +151,16 @@ def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: D
                 last_run_at=(last.finished_at or last.started_at) if last else None,
                 next_run_at=None)
     return kpis
+
+
+def _local_day(stamp: str, now: datetime) -> str:
+    """The day of a stamp in now's timezone (ISO), "" for none."""
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        return ""
+    at = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return at.astimezone(now.tzinfo or UTC).date().isoformat()
 
 
 def _utc_text(stamp: str) -> str:
@@ -176,15 +191,17 @@ def _sector_counts(con: duckdb.DuckDBPyConnection, rollups: str | None, actor: A
 
 
 def _run_stats(store: Store, actor: Actor, filters: DashboardFilters,
-               con: duckdb.DuckDBPyConnection, rollups: str | None) -> pd.DataFrame:
-    """One row per run under the date and processing-type filters, oldest first. A user limited
+               con: duckdb.DuckDBPyConnection, rollups: str | None, now: datetime
+               ) -> pd.DataFrame:
+    """One row per run under the date (the day it started, in now's timezone) and
+    processing-type filters, oldest first. A user limited
     to some sectors gets no whole-run counts (WHOLE_RUN): PUBLISHED and PARENTS count the colors
     of their sectors still visible; duration, status and quality are theirs to see."""
     limited = actor.sectors is not None
     mine = _sector_counts(con, rollups, actor) if limited else {}
     rows = []
     for record in runs.load_runs(store):
-        day = _utc_text(record.started_at)[:10]
+        day = _local_day(record.started_at, now)
         if filters.processing_types and record.kind not in filters.processing_types:
             continue
         if (filters.date_from and day < filters.date_from.isoformat()) or (
@@ -208,27 +225,9 @@ def _run_stats(store: Store, actor: Actor, filters: DashboardFilters,
     return frame.sort_values("RUN_ID").reset_index(drop=True)
 
 
-def _latest_parents(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor,
-                    filters: DashboardFilters, visible: tuple[int, ...]) -> pd.DataFrame:
-    """Parents of the newest runs, read from their own partitions (small, always present)."""
-    present = set(store.partitions(runs.COLORS_TABLE))
-    newest = [runs.run_partition(r) for r in sorted(visible, reverse=True)
-              if runs.run_partition(r) in present][:LATEST_RUNS_SCANNED]
-    if not newest or filters.latest_limit <= 0:
-        return pd.DataFrame()
-    if not store.register(con, runs.COLORS_TABLE, newest):
-        return pd.DataFrame()
-    names = [row[0] for row in con.execute(f"DESCRIBE {runs.COLORS_TABLE}").fetchall()]
-    order = "RUN_ID DESC, POSITION" if "POSITION" in names else "RUN_ID DESC"
-    where, params = _filter_sql(actor, filters)
-    frame = fetch_frame(con, f"SELECT * FROM {runs.COLORS_TABLE} WHERE IS_PARENT AND {where} "
-                             f"ORDER BY {order} LIMIT ?", [*params, filters.latest_limit])
-    return entitled_columns(frame.drop(columns=[c for c in ("run",) if c in frame]), actor)
-
-
 def _price_trend(con: duckdb.DuckDBPyConnection, src: str, actor: Actor,
                  filters: DashboardFilters) -> pd.DataFrame:
-    where, params = _filter_sql(actor, filters)
+    where, params = filter_sql(actor, filters)
     frame = fetch_frame(
         con, "SELECT CUSIP, CAST(DATE AS DATE) AS DATE, arg_max(PX, RUN_ID) AS PX, "
              "arg_max(COV_PRICE, RUN_ID) AS COV_PRICE, arg_max(SOURCE, RUN_ID) AS SOURCE, "
@@ -244,9 +243,10 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
     actor, filters, today)."""
     require(actor, VIEW)
     layout = read_layout(store)
-    where, params = _filter_sql(actor, filters)
+    where, params = filter_sql(actor, filters)
+    latest = latest_parents(store, actor, where, params, page_size=filters.latest_limit,
+                            layout=layout)
     with duckdb_session() as con:
-        latest = _latest_parents(con, store, actor, filters, layout.visible)
         src = open_colors(store, con, layout)
         rollups = open_rollups(store, con, layout) if src is not None else None
         charts = _charts(con, rollups, where, params) if rollups is not None else {
@@ -257,9 +257,18 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
         trend = (_price_trend(con, src, actor, filters) if src is not None and filters.cusips
                  else _empty("CUSIP", "DATE", "PX", "COV_PRICE", "SOURCE", "BIAS"))
         kpis = _kpis(con, store, actor, filters, now, rollups)
-        stats = _run_stats(store, actor, filters, con, rollups)
-    return DashboardData(kpis=kpis, price_trend=trend, runs=stats, latest_parents=latest,
+        stats = _run_stats(store, actor, filters, con, rollups, now)
+    kpis["latest_parents"] = latest.total
+    return DashboardData(kpis=kpis, price_trend=trend, runs=stats, latest_parents=latest.rows,
                          **charts)
+
+
+def dashboard_latest_parents(store: Store, actor: Actor, filters: DashboardFilters, page: int
+                             ) -> LatestParents:
+    """Page `page` of the latest parents under the filters (dashboard_data holds page 1)."""
+    where, params = filter_sql(actor, filters)
+    return latest_parents(store, actor, where, params, page=page,
+                          page_size=filters.latest_limit)
 
 
 _SHEETS = {"colors_by_month_bias": "Colors by month x bias", "volume_by_sector": "Volume by sector",

@@ -16,8 +16,10 @@ import streamlit as st
 
 from core.access import Actor
 from core.reads import dashboard as analytics
+from core.reads import latest_parents as parents
 from core.reads import search
 from core.reads import security_page as security
+from core.reads.latest_parents import LatestParents
 from core.reads.search import SearchQuery, SearchResult
 from core.reads.security_page import SecuritySummary
 from core.runs import records as runs
@@ -122,3 +124,29 @@ def dashboard(store: Store, actor: Actor, filters: analytics.DashboardFilters,
     latest = (newest[0].run_id, newest[0].status) if newest else ()
     return _dashboard(store, actor, filters, store.url, _version(store), latest, _seen(actor),
                       repr(filters), now.date(), str(now.tzinfo))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _latest(_store: Store, _actor: Actor, _filters: analytics.DashboardFilters, url: str,
+            version: str, seen: tuple, filters: str, page: int) -> LatestParents:
+    return analytics.dashboard_latest_parents(_store, _actor, _filters, page)
+
+
+def latest_parents(store: Store, actor: Actor, filters: analytics.DashboardFilters,
+                   page: int) -> LatestParents:
+    """core.reads.dashboard.dashboard_latest_parents (a page after the first), cached."""
+    return _latest(store, actor, filters, store.url, _version(store), _seen(actor), repr(filters),
+                   page)
+
+
+@st.cache_data(show_spinner=False, max_entries=_ENTRIES)
+def _children(_store: Store, _actor: Actor, url: str, version: str, seen: tuple, cusip: str,
+              run_id: int, color_id: str) -> pd.DataFrame:
+    return parents.parent_children(_store, _actor, cusip, run_id, color_id)
+
+
+def parent_children(store: Store, actor: Actor, cusip: str, run_id: int, color_id: str
+                    ) -> pd.DataFrame:
+    """core.reads.latest_parents.parent_children, cached."""
+    return _children(store, actor, store.url, _version(store), _seen(actor), cusip, run_id,
+                     color_id)

@@ -14,6 +14,7 @@ from pandas.testing import assert_frame_equal
 from core.access import SYSTEM
 from core.automation.jobs import Job, save_job
 from core.automation.scheduler import run_once
+from core.cli.demo import generate_colors
 from core.compliance.access_log import load_access_log
 from core.config import load_settings
 from core.rules.conditions import Condition, Group
@@ -128,13 +129,16 @@ def test_the_kpis_count_today_this_month_and_the_runs(store, results):
     first, latest = results
     at = _dashboard(store)
     assert len(latest.published) == 24
+    finished = pd.Timestamp(latest.record.finished_at).tz_convert("Asia/Karachi")
     assert _kpis(at) == [
         ("Today's colors", "24"), ("This month", str(24 + len(first.published))),
         ("Today's parents", "6"), ("Excluded today", "10"), ("Quarantined today", "2"),
-        ("Last run", "Run 2: success"),
-        ("Last run at (UTC)", f"{pd.Timestamp(latest.record.finished_at):%d %b %H:%M}"),
+        ("Latest parents", "6"), ("Last run", "Run 2: success"),
+        ("Last run at (Asia/Karachi)", f"{finished:%d %b %H:%M}"),
         ("Next run", "in 2 d 16 h")]  # Monday 09:30 in Karachi
-    assert at.metric[7].help == "Morning at Mon 16 Mar 2026 09:30 PKT"
+    assert at.metric[7].help == f"{finished:%a %d %b %Y %H:%M:%S} PKT"
+    assert at.metric[8].help == "Morning at Mon 16 Mar 2026 09:30 PKT"
+    assert at.caption[0].value == "DATE window: 12 Feb 2026 to 13 Mar 2026."  # the last 30 days
 
 
 def test_the_charts_are_titled_and_count_every_color(store, results):
@@ -167,8 +171,21 @@ def test_price_trends_show_the_chosen_cusips(store, results):
 
 
 # -- filters --------------------------------------------------------------------------------------
+def test_a_shorter_window_leaves_the_older_colors_out_of_charts_and_kpis(store, results):
+    at = _dashboard(store)
+    at = ok(at.selectbox(key="dashboard.window").select("Last 7 days").run())
+    assert at.caption[0].value == "DATE window: 07 Mar 2026 to 13 Mar 2026."
+    latest = results[1].published
+    assert _totals(chart(at, "dashboard.chart_sector")) == latest.groupby(SECTOR).size().to_dict()
+    assert _kpis(at)[1] == ("This month", "24")  # the 2 March colors are outside the window
+    at = ok(at.selectbox(key="dashboard.window").select("All dates").run())
+    assert at.caption[0].value == "DATE window: every date."
+    assert _kpis(at)[1] == ("This month", str(24 + len(results[0].published)))
+
+
 def test_a_date_range_narrows_the_charts_and_the_runs(store, results):
     at = _dashboard(store)
+    at = ok(at.selectbox(key="dashboard.window").select("Custom").run())
     at = ok(at.date_input(key="dashboard.date_from").set_value(date(2026, 3, 13)).run())
     latest = results[1].published
     assert _totals(chart(at, "dashboard.chart_month_bias")) == latest.groupby(
@@ -178,8 +195,8 @@ def test_a_date_range_narrows_the_charts_and_the_runs(store, results):
     assert _table(at, "Run")["Run"].tolist() == [2]
     assert set(at.dataframe(key="dashboard.parents").value[RUN_ID]) == {2}
     assert _kpis(at)[:3] == [("Today's colors", "24"),
-                             ("This month", str(24 + len(results[0].published))),
-                             ("Today's parents", "6")]  # today and this month are dates already
+                             ("This month", "24"),  # the KPIs follow the dates too
+                             ("Today's parents", "6")]
 
 
 def test_the_sector_and_processing_type_filters_drive_the_kpis(store, results):
@@ -202,16 +219,46 @@ def test_the_sector_and_processing_type_filters_drive_the_kpis(store, results):
 
 
 # -- tables and export ----------------------------------------------------------------------------
-def test_the_latest_parents_open_their_security(store, results, switched):
+def test_the_latest_parents_list_each_cusip_once_and_show_a_parents_children(store, results,
+                                                                             switched):
     at = _dashboard(store)
     parents = at.dataframe(key="dashboard.parents").value
-    expected = [r.published[r.published[IS_PARENT]] for r in reversed(results)]
-    assert parents[[RUN_ID, CUSIP]].values.tolist() == pd.concat(expected)[
-        [RUN_ID, CUSIP]].values.tolist()
+    latest = results[1].published  # run 2 priced every CUSIP of run 1 again
+    expected = latest[latest[IS_PARENT]]
+    assert parents[[RUN_ID, CUSIP]].values.tolist() == expected[[RUN_ID, CUSIP]].values.tolist()
+    assert parents[CUSIP].is_unique
+    assert ("Latest parents", str(len(parents))) in _kpis(at)
+    assert ("6 CUSIPs, each with its current parent (from the newest run that priced it); 1–6 "
+            "shown. Select one to see its children.") in [c.value for c in at.caption]
     at.session_state["dashboard.parents"] = {"selection": {"rows": [1], "columns": []}}
     at = ok(at.run())
+    parent = expected.iloc[1]
+    children = _table(at, CUSIP)  # beneath the parents (a table without selection has no key)
+    mine = latest[latest["PARENT_COLOR_ID"] == parent["COLOR_ID"]]
+    assert children[[RUN_ID, CUSIP, "PX", "SOURCE"]].values.tolist() == mine[
+        [RUN_ID, CUSIP, "PX", "SOURCE"]].values.tolist()
+    assert len(children) == parent["CHILDREN_COUNT"] > 0
     ok(at.button(key="dashboard.open").click().run())
     assert switched == [("pages/security.py", {"cusip": parents[CUSIP].iloc[1]})]
+
+
+def test_the_latest_parents_page_through_many_cusips(app_as, app_store):
+    colors = generate_colors(400, seed=5, date="2026-03-13")
+    pipeline.process_files(app_store, SYSTEM, [("many.xlsx", write_xlsx(colors))],
+                           settings=load_settings({}, {}), now=NOW)
+    cusips = colors["CUSIP"].nunique()
+    assert cusips > 50
+    at = ok(app_as("admin", "admin"))
+    assert ("Latest parents", f"{cusips:,}") in _kpis(at)
+    first = at.dataframe(key="dashboard.parents").value
+    assert at.number_input(key="dashboard.parents_page").label == "Page (of 2)"
+    at = ok(at.number_input(key="dashboard.parents_page").set_value(2).run())
+    second = at.dataframe(key="dashboard.parents").value
+    assert (len(first), len(second)) == (50, cusips - 50)
+    assert set(first[CUSIP]) | set(second[CUSIP]) == set(colors["CUSIP"])
+    assert (f"{cusips} CUSIPs, each with its current parent (from the newest run that priced "
+            f"it); 51–{cusips} shown. Select one to see its children.") in [
+        c.value for c in at.caption]
 
 
 def test_the_runs_table_lists_every_run_newest_first(store, results):
@@ -265,7 +312,7 @@ def test_the_export_is_the_dashboards_data_and_is_logged(store, results, served)
                             "Latest parents"]
     kpis = dict(sheets["KPIs"][1:])
     assert (kpis["today_colors"], kpis["next_run_at"]) == ("24", "2026-03-16T09:30:00+05:00")
-    assert len(sheets["Latest parents"]) == 1 + 12
+    assert len(sheets["Latest parents"]) == 1 + 6  # each CUSIP once
     log = load_access_log(store, username="exporter")
     assert log[["ACTION", "DETAIL"]].values.tolist() == [["export", "xlsx"]]
     assert log["WHAT"].iloc[0].startswith("dashboard {")
@@ -303,7 +350,7 @@ def test_a_viewer_limited_to_one_sector_sees_only_its_colors(store, results, ser
     assert set(at.dataframe(key="dashboard.parents").value[SECTOR]) == {MM}
     table = _table(at, "Run")
     assert table.columns.tolist() == ["Run", "Kind", "Status", "Trigger", "Requested by",
-                                      "Started (UTC)",
+                                      "Started (Asia/Karachi)",
                                       "Seconds", "Published", "Parents", "Error"]
     assert table[["Run", "Published", "Parents"]].values.tolist() == [  # MM-CLO's colors only
         [r.record.run_id, len(_in(r.published, MM)),

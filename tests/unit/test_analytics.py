@@ -14,7 +14,14 @@ from core.access import SYSTEM, Actor
 from core.config import load_settings
 from core.errors import PermissionDenied
 from core.reads.compaction import compact_colors
-from core.reads.dashboard import DashboardFilters, dashboard_data, export_dashboard
+from core.reads.dashboard import (
+    DashboardFilters,
+    dashboard_data,
+    export_dashboard,
+    filter_sql,
+)
+from core.reads.history import load_rows
+from core.reads.latest_parents import latest_parents, parent_children
 from core.rules.exclusion import Condition, Group, Rule
 from core.runs import pipeline
 from core.runs.exports import write_csv
@@ -168,11 +175,58 @@ def test_sector_run_counts_read_the_compacted_rollups_too(store):
     assert rows(data.runs, "RUN_ID", "PUBLISHED", "PARENTS") == [(1, 2, 1), (2, 2, 2)]
 
 
-def test_the_latest_parents_newest_run_first_in_ranked_order(store):
-    data = dashboard_data(store, SYSTEM, DashboardFilters(latest_limit=4), NOW)
-    assert rows(data.latest_parents, "RUN_ID", "CUSIP", "PX") == [
-        (2, A, 99.25), (2, B, 95.5), (2, D, 40.0), (1, A, 99.0)]
+def test_the_latest_parents_list_each_cusip_once_with_its_current_parent(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
+    assert rows(data.latest_parents, "RUN_ID", "CUSIP", "PX", "IS_PARENT") == [
+        (2, A, 99.25, True), (2, B, 95.5, True), (2, D, 40.0, True), (1, C, 97.0, True)]
+    assert data.kpis["latest_parents"] == 4  # the KPI counts what the list holds
     assert "run" not in data.latest_parents.columns
+
+
+def test_the_latest_parents_page_through_every_cusip(store):
+    where, params = filter_sql(SYSTEM, DashboardFilters())
+    first = latest_parents(store, SYSTEM, where, params, page=1, page_size=3)
+    second = latest_parents(store, SYSTEM, where, params, page=2, page_size=3)
+    assert (first.total, first.pages, second.total) == (4, 2, 4)
+    assert rows(first.rows, "RUN_ID", "CUSIP") == [(2, A), (2, B), (2, D)]
+    assert rows(second.rows, "RUN_ID", "CUSIP") == [(1, C)]
+    assert latest_parents(store, SYSTEM, where, params, page=3, page_size=3).rows.empty
+
+
+def test_a_filter_never_makes_an_older_parent_current(store):
+    manual = dashboard_data(store, SYSTEM, DashboardFilters(processing_types=("MANUAL",)), NOW)
+    # A and B were priced again by the AUTOMATED run 2: their current parents are not MANUAL.
+    assert rows(manual.latest_parents, "RUN_ID", "CUSIP") == [(1, C)]
+    assert manual.kpis["latest_parents"] == 1
+    window = dashboard_data(store, SYSTEM, DashboardFilters(date_to=date(2026, 3, 12)), NOW)
+    assert rows(window.latest_parents, "RUN_ID", "CUSIP") == [(1, C)]
+
+
+def test_selecting_a_parent_gives_its_children_in_ranked_order(store):
+    where, params = filter_sql(SYSTEM, DashboardFilters(processing_types=("MANUAL",)))
+    run1 = pipeline_rows(store, 1)
+    parent = run1[(run1["CUSIP"] == A) & run1["IS_PARENT"]].iloc[0]
+    children = parent_children(store, SYSTEM, A.lower(), 1, parent["COLOR_ID"])
+    assert rows(children, "BIAS", "PX", "SOURCE", "IS_PARENT") == [
+        ("OFFER", 99.5, "GS", False), ("BWIC TALK", 98.0, "BOA", False)]
+    assert set(children["PARENT_COLOR_ID"]) == {parent["COLOR_ID"]}
+    assert int(parent["CHILDREN_COUNT"]) == len(children)
+    assert latest_parents(store, SYSTEM, where, params).total == 1
+    mia = Actor("mia", "viewer", (MM,))  # another sector's children stay hidden
+    assert parent_children(store, mia, A, 1, parent["COLOR_ID"]).empty
+
+
+def pipeline_rows(store, run_id: int) -> pd.DataFrame:
+    return load_rows(store, SYSTEM, "colors", run_ids=[run_id])
+
+
+def test_the_kpis_follow_the_date_window_too(store):
+    data = dashboard_data(store, SYSTEM, DashboardFilters(date_from=date(2026, 3, 12),
+                                                          date_to=date(2026, 3, 12)), NOW)
+    assert kpis(data) == (0, 6, 0, 0, 0)  # today's run priced 13 March only
+    assert data.kpis["latest_parents"] == 1  # C; A and B are current in run 2 (13 March)
+    today = dashboard_data(store, SYSTEM, DashboardFilters(date_from=date(2026, 3, 13)), NOW)
+    assert kpis(today) == (3, 3, 3, 1, 1)
 
 
 def test_filters_drive_every_element(store):

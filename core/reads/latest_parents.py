@@ -1,0 +1,120 @@
+"""The latest parents: each CUSIP once, with its current parent (the parent of the newest visible
+run that priced it, as on the security page), paged, with the count the Dashboard's KPI shows,
+and one parent's children. SQL in DuckDB over the published colors, under the reader's sectors.
+
+The current parent is chosen before the dashboard's filters apply (a filter never promotes an
+older parent to current): a CUSIP is listed when its current parent passes the filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from core.access import VIEW, Actor, entitled_columns, require
+from core.reads.search_sql import entitlement_sql
+from core.runs.published import (
+    Layout,
+    duckdb_session,
+    fetch_frame,
+    open_colors,
+    published_columns,
+    read_layout,
+)
+from core.schema import COLOR_ID, CUSIP, PARENT_COLOR_ID, POSITION, RUN_ID
+from storage import Store
+
+PAGE_SIZE = 50
+# What the filters read of a current parent; the rest of its row is fetched for the page only.
+_FACTS = ("COLOR_ID", "SECTOR", "PROCESSING_TYPE", "DATE", "PROCESSED_AT")
+
+
+@dataclass(frozen=True)
+class LatestParents:
+    """One page of the latest parents (newest run first, ranked order within a run) and how many
+    CUSIPs there are in all under the filters."""
+
+    rows: pd.DataFrame
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def _current_parents(con: duckdb.DuckDBPyConnection, src: str, actor: Actor,
+                     columns: set[str]) -> None:
+    """Temp table current_parents: per CUSIP the newest visible run's parent (one per run and
+    CUSIP, DOMAIN.md §2), with the columns the filters and the order read."""
+    rule, params = entitlement_sql(actor)
+    position = f", arg_max({POSITION}, RUN_ID) AS {POSITION}" if POSITION in columns else ""
+    facts = "".join(f", arg_max({c}, RUN_ID) AS {c}" for c in _FACTS if c in columns)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE current_parents AS SELECT CUSIP, max(RUN_ID) AS RUN_ID"
+        f"{facts}{position} FROM {src} AS published WHERE IS_PARENT AND ({rule}) "
+        "GROUP BY CUSIP", params)
+
+
+def latest_parents(store: Store, actor: Actor, where: str, params: Sequence[Any], *,
+                   page: int = 1, page_size: int = PAGE_SIZE,
+                   layout: Layout | None = None) -> LatestParents:
+    """Page `page` of the CUSIPs whose current parent passes `where` (SQL over the parent's
+    SECTOR, PROCESSING_TYPE, DATE, with `params`; the dashboard's filters), and their count."""
+    require(actor, VIEW)
+    page, page_size = max(1, int(page)), max(1, int(page_size))
+    with duckdb_session() as con:
+        src = open_colors(store, con, layout or read_layout(store))
+        if src is None:
+            return LatestParents(pd.DataFrame(), 0, 1, page_size)
+        columns = {name for name, _ in published_columns(store, con, src)}
+        _current_parents(con, src, actor, columns)
+        total = int(con.execute(f"SELECT count(*) FROM current_parents WHERE {where}",
+                                list(params)).fetchall()[0][0])
+        order = f"RUN_ID DESC, {POSITION}" if POSITION in columns else "RUN_ID DESC, CUSIP"
+        keys = con.execute(f"SELECT CUSIP, RUN_ID FROM current_parents WHERE {where} "
+                           f"ORDER BY {order} LIMIT ? OFFSET ?",
+                           [*params, page_size, (page - 1) * page_size]).fetchall()
+    return LatestParents(_parent_rows(store, actor, keys), total, page, page_size)
+
+
+def _parent_rows(store: Store, actor: Actor, keys: list[tuple[str, int]]) -> pd.DataFrame:
+    """The whole published rows of these (CUSIP, RUN_ID) parents, in the given order; only the
+    shards holding these CUSIPs are opened."""
+    if not keys:
+        return pd.DataFrame()
+    rule, params = entitlement_sql(actor)
+    with duckdb_session() as con:
+        src = open_colors(store, con, cusips=[cusip for cusip, _ in keys])
+        if src is None:
+            return pd.DataFrame()
+        con.execute("CREATE OR REPLACE TEMP TABLE wanted AS SELECT unnest(?::VARCHAR[]) AS CUSIP,"
+                    " unnest(?::BIGINT[]) AS RUN_ID, unnest(range(?)) AS ORDINAL",
+                    [[c for c, _ in keys], [r for _, r in keys], len(keys)])
+        frame = fetch_frame(
+            con, f"SELECT published.* FROM {src} AS published JOIN wanted USING (CUSIP, RUN_ID) "
+                 f"WHERE published.IS_PARENT AND ({rule}) ORDER BY wanted.ORDINAL", params)
+    return entitled_columns(frame.drop(columns=[c for c in ("run",) if c in frame]), actor)
+
+
+def parent_children(store: Store, actor: Actor, cusip: str, run_id: int, color_id: str
+                    ) -> pd.DataFrame:
+    """The children of one parent (its run's other colors of the CUSIP), in ranked order, as the
+    actor may see them."""
+    require(actor, VIEW)
+    rule, params = entitlement_sql(actor)
+    with duckdb_session() as con:
+        src = open_colors(store, con, cusips=[cusip])
+        if src is None:
+            return pd.DataFrame()
+        columns = {name for name, _ in published_columns(store, con, src)}
+        order = POSITION if POSITION in columns else COLOR_ID
+        frame = fetch_frame(
+            con, f"SELECT * FROM {src} AS published WHERE {CUSIP} = ? AND {RUN_ID} = ? AND "
+                 f"{PARENT_COLOR_ID} = ? AND NOT IS_PARENT AND ({rule}) ORDER BY {order}",
+            [cusip.strip().upper(), int(run_id), str(color_id), *params])
+    return entitled_columns(frame.drop(columns=[c for c in ("run",) if c in frame]), actor)
