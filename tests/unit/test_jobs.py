@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.access import ADMIN, ANALYST, VIEWER, Actor
-from core.audit import load_changes
+from core.audit import load_changes, record_change
 from core.automation.jobs import (
     Job,
     cancel_trigger,
@@ -278,6 +278,16 @@ def test_revert_refuses_when_the_job_changed_since(memory_store):
         revert_job_change(memory_store, BOSS, event, now=LATER)
     assert str(info.value) == ("job 'Morning' changed since (name, last by ayesha at "
                                "2026-11-27T11:00:00+05:00); edit it instead")
+
+
+def test_a_logged_job_change_with_neither_side_recorded_is_not_reverted(memory_store):
+    save_job(memory_store, BOSS, weekday_job(), now=NOW)
+    record_change(memory_store, BOSS, "jobs", "update", "Morning", now=LATER)  # no before/after
+    with pytest.raises(InvalidInput) as info:
+        revert_job_change(memory_store, BOSS, _last_event(memory_store), now=LATER)
+    assert info.value.field == "revert"
+    assert str(info.value) == "revert: that change recorded no job to restore or remove"
+    assert [j.name for j in load_jobs(memory_store)] == ["Morning"]
 
 
 def test_only_the_last_four_changes_can_be_reverted(memory_store):
