@@ -13,6 +13,7 @@ from core.automation.progress import FINISHED, GONE, RunProgress, current_run, r
 from core.runs.records import FAILED, SUCCESS, load_runs
 from pages._ui import automation_views as views
 from pages._ui.markdown import escape_markdown
+from pages._ui.services import error_boundary
 from storage import Store
 
 ACTIVE_EVERY = 1.0  # seconds between polls while a run is queued or running
@@ -55,6 +56,11 @@ def watch_runs(store: Store, prefix: str, *, idle_every: float, show: bool = Tru
 
 
 def _live(store: Store, prefix: str, show: bool, idle_text: str) -> None:
+    with error_boundary("Following the runs"):  # also when the fragment reruns alone
+        _follow(store, prefix, show, idle_text)
+
+
+def _follow(store: Store, prefix: str, show: bool, idle_text: str) -> None:
     state = st.session_state
     if runs_token(store) != state.get(_key(prefix, "seen")):
         st.rerun()  # the whole page: tables refresh and the poll interval follows

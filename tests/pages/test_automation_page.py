@@ -18,6 +18,7 @@ from core.audit import load_changes
 from core.automation.job_runs import CURRENT_KEY
 from core.automation.jobs import (
     Job,
+    cancel_trigger,
     get_job,
     load_jobs,
     pending_triggers,
@@ -36,6 +37,7 @@ from core.runs.liveness import current_owner
 from core.runs.records import RunRecord, run_partition, save_run
 from core.schema import INPUT_COLUMNS, SOURCE
 from pages._ui import automation_views
+from pages._ui.run_watch import GONE_POLLS
 from tests.factories import make_colors
 
 PAGE = "pages/automation.py"
@@ -439,6 +441,22 @@ def test_run_now_with_nothing_to_process_says_so(app_as, app_store):
         "Run 1 of Morning: Nothing to process: the upload buffer had no new input. Nothing was "
         "published.",
         "nothing to process: the upload buffer had no new input"]  # the run's detail below
+
+
+def test_a_followed_run_cancelled_elsewhere_is_said_gone_after_a_few_looks(app_as, app_store,
+                                                                          polls):
+    _add_job(app_store)
+    at = _page(app_as)
+    at.button(key="automation.run_now").click().run()
+    (trigger,) = pending_triggers(app_store)
+    cancel_trigger(app_store, SYSTEM, trigger.id, now=NOW)  # another admin cancelled it
+    for _ in range(GONE_POLLS):  # between the queue and its run a request is briefly nowhere
+        at.run()
+        assert (at.info.values, polls[-1]) == ([], ("_live", 1.0))
+    at.run()
+    assert [i.value for i in at.info] == [
+        "The queued run is no longer queued, running or recorded (it was cancelled)."]
+    assert polls[-1] == ("_live", 10.0)
 
 
 def test_the_scheduler_s_recent_log_lines_are_shown(app_as, app_store):
