@@ -13,11 +13,12 @@ from core.intake import buffer
 from core.intake.sources import SQL
 from core.manual import actions as session_actions
 from core.manual import sessions
+from core.manual.edits import Edits
 from core.runs.duplicates import AlreadyPublished, run_notes
 from core.runs.exports import write_csv
 from core.runs.pipeline import RunResult, workbook_for
 from core.runs.workbooks import FAILED, workbook_note
-from pages._ui import buffer_view, session_view
+from pages._ui import buffer_view, row_editor, session_view
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import current_actor, error_boundary, settings, store
 from pages._ui.session_view import act, done, visible
@@ -27,6 +28,7 @@ RESULT = "manual_color.result_state"  # the RunResult of the last save, with its
 SEEN = "manual_color.version_state"  # the session version the user's screen shows
 SAVE_KEY = "manual_color.save_key_state"  # (version, idempotency key) of Save
 CONFIRM_DISCARD = "manual_color.confirm_discard_state"
+CONFIRM_SAVE = "manual_color.confirm_save_state"
 NONCE = "manual_color.uploader_state"  # bumped after loading, so the uploader starts empty again
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -122,10 +124,46 @@ def validation(view: sessions.SessionView) -> None:
                            key="manual_color.quarantined")
 
 
+def _save_question(summary: session_actions.SaveSummary) -> str:
+    """What Save will do, as the confirmation asks it (DOMAIN.md §1.5: duplicates skipped)."""
+    rules = ", ".join(f"{escape_markdown(name)} {count}" for name, count in
+                      summary.per_rule.items())
+    already = (f"{summary.already} already published, "
+               + ("published again" if summary.republish else "skipped")
+               + (f" (first in {escape_markdown(summary.already_where)})"
+                  if summary.already else ""))
+    return "\n".join([
+        "**Publish this session as one MANUAL run?**",
+        f"- {summary.published} colors, {summary.parents} parents (from {summary.rows} rows)",
+        f"- {summary.excluded} excluded by rules" + (f": {rules}" if rules else ""),
+        f"- {already}",
+        f"- {summary.quarantined} quarantined rows left out",
+        f"- {summary.warnings} validation warnings (see Validation)"])
+
+
+def confirm_save(version: str, key: str, republish: bool, pending: Edits) -> None:
+    """The summary of what Save publishes, and Yes / Not yet."""
+    with error_boundary("Counting what Save publishes"):
+        summary = session_actions.save_summary(st_store, actor, st_settings, republish=republish)
+        st.warning(_save_question(summary))
+    yes, no = st.columns(2)
+    if yes.button("Yes, publish", key="manual_color.save_confirm", type="primary",
+                  disabled=not pending.empty):
+        with error_boundary("Saving"), st.spinner("Publishing…"):
+            result = session_actions.save(st_store, actor, st_settings, idempotency_key=key,
+                                          version=version, republish=republish)
+            st.session_state[RESULT] = result
+            done(f"Published run {result.record.run_id}", reset={CONFIRM_SAVE: False})
+    if no.button("Not yet", key="manual_color.save_cancel"):
+        st.session_state[CONFIRM_SAVE] = False
+        st.rerun()
+
+
 def history_and_save(session: sessions.Session, version: str, rows: int,
-                     already: AlreadyPublished) -> None:
-    """Undo, redo, save (exactly once per session version) and discard (confirmed). Rows already
-    published are shown before saving; save skips them unless an admin ticks republish."""
+                     already: AlreadyPublished, pending: Edits) -> None:
+    """Undo, redo, save (confirmed, exactly once per session version) and discard (confirmed).
+    Rows already published are shown before saving; save skips them unless an admin ticks
+    republish. Changes not applied yet in the table hold Save back."""
     st.subheader("Save")
     republish = False
     if already.count:
@@ -146,14 +184,15 @@ def history_and_save(session: sessions.Session, version: str, rows: int,
     if b.button("Redo", key="manual_color.redo", disabled=not session.redo, help=redo_help):
         act("Redoing", lambda: session_actions.redo(st_store, actor, version=version),
             lambda _: redo_help)
-    if c.button("Save and publish", key="manual_color.save", type="primary", disabled=not rows):
-        with error_boundary("Saving"), st.spinner("Publishing…"):
-            result = session_actions.save(st_store, actor, st_settings, idempotency_key=key,
-                                          version=version, republish=republish)
-            st.session_state[RESULT] = result
-            done(f"Published run {result.record.run_id}")
+    if c.button("Save and publish…", key="manual_color.save", type="primary",
+                disabled=not rows or not pending.empty,
+                help="Apply or discard the changes in the table first" if not pending.empty
+                else "Shows what will be published and asks first"):
+        st.session_state[CONFIRM_SAVE], st.session_state[CONFIRM_DISCARD] = True, False
     if d.button("Discard…", key="manual_color.discard"):
-        st.session_state[CONFIRM_DISCARD] = True
+        st.session_state[CONFIRM_DISCARD], st.session_state[CONFIRM_SAVE] = True, False
+    if st.session_state.get(CONFIRM_SAVE) and rows:
+        confirm_save(version, key, republish, pending)
     if st.session_state.get(CONFIRM_DISCARD):
         held = len(session.buffer_ids)
         st.warning(f"Discard this session? Its {rows} rows and every change are dropped"
@@ -186,9 +225,10 @@ def session_tab() -> None:
         if session.files:
             validation(view)
         session_view.rules_section(st_store, actor, view, version)
-        shown = session_view.preview_section(st_store, actor, view)
-        session_view.rows_section(st_store, actor, st_settings, shown, session, version)
-        history_and_save(session, version, view.counts["rows"], view.already)
+        kept, excluded = session_view.preview_section(st_store, actor, view)
+        st.subheader("Rows")
+        pending = row_editor.render(st_store, actor, st_settings, kept, excluded, session, done)
+        history_and_save(session, version, view.counts["rows"], view.already, pending)
 
 
 session_tab_, buffer_tab = st.tabs(["Session", "Upload buffer"])

@@ -1,5 +1,5 @@
 """Manual Color session pieces: quick filters and presets, the rule selection with what it excludes,
-the ranked preview, and the row actions (delete, pin, unpin, edit a cell, add a row)."""
+and the ranked preview (the rows editor is pages._ui.row_editor)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from core.access import Actor, entitled_rows
-from core.config import Settings
 from core.manual import actions as session_actions
-from core.manual import edits, sessions
-from core.manual.sessions import Session, SessionView
+from core.manual import sessions
+from core.manual.sessions import SessionView
 from core.rules.conditions import CONTAINS, IN_LIST, Condition, Group
 from core.rules.exclusion import apply_rules, filter_frame, load_rules
 from core.rules.presets import list_presets
@@ -23,14 +22,10 @@ from core.schema import (
     COLOR_ID,
     CUSIP,
     EXCLUDED_BY,
-    INPUT_COLUMNS,
     IS_PARENT,
     PARENT_COLOR_ID,
-    PX,
-    RANK,
     SECTOR,
     SOURCE,
-    TICKER,
 )
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
@@ -39,22 +34,18 @@ from storage import Store
 
 FLASH = "manual_color.flash_state"  # toasts for the next run
 RESET = "manual_color.reset_state"  # widget values to set before the next run renders them
-ROWS = "manual_color.rows"
 RULES = "manual_color.rules"
 RULES_FOR = "manual_color.rules_for_state"  # the applied selection the multiselect was synced to
 NO_PRESET = "(no preset)"
-NO_SELECTION = {"selection": {"rows": [], "columns": []}}
 # Columns the session needs to work on rows, kept even outside a user's column profile.
 WORKING = (COLOR_ID, IS_PARENT, PARENT_COLOR_ID, CHILDREN_COUNT, EXCLUDED_BY)
-ROW_COLUMNS = [COLOR_ID, "Role", CUSIP, TICKER, SECTOR, SOURCE, BIAS, RANK, PX]
-ADD_PREFIX = "manual_color.add."
 
 
 # -- run bookkeeping ----------------------------------------------------------------------------
 def done(message: str, reset: dict | None = None) -> None:
-    """After a successful action: queue a toast, clear the row selection, rerun (which re-ranks)."""
+    """After a successful action: queue a toast, rerun (which re-ranks)."""
     st.session_state.setdefault(FLASH, []).append(message)
-    st.session_state[RESET] = {ROWS: NO_SELECTION, **(reset or {})}
+    st.session_state[RESET] = dict(reset or {})
     st.rerun()
 
 
@@ -164,9 +155,10 @@ def rules_section(store: Store, actor: Actor, view: SessionView, version: str) -
 
 
 # -- preview and rows -----------------------------------------------------------------------------
-def preview_section(store: Store, actor: Actor, view: SessionView) -> pd.DataFrame:
+def preview_section(store: Store, actor: Actor, view: SessionView
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Counts of what the user may see, the filters, and the ranked parents with their children.
-    Returns the rows shown (filtered, entitled) for the row actions."""
+    Returns the kept and the excluded rows shown (filtered, entitled) for the rows editor."""
     st.subheader("Ranked preview")
     ranked = visible(view.ranked, actor)
     parents = int(ranked[IS_PARENT].sum()) if len(ranked) else 0
@@ -177,84 +169,9 @@ def preview_section(store: Store, actor: Actor, view: SessionView) -> pd.DataFra
             ("Quarantined", len(visible(view.quarantined, actor)))), strict=True):
         cell.metric(label, f"{value:,}")
     group, shown = filters(store, actor, ranked), ranked
+    excluded = visible(view.excluded, actor)
     with error_boundary("Filtering the preview"):  # e.g. a preset on a column no longer known
         shown = visible(filter_frame(view.ranked, group), actor)
+        excluded = visible(filter_frame(view.excluded, group), actor)
     parents_with_children(shown.reset_index(drop=True), key="manual_color.preview")
-    return shown.reset_index(drop=True)
-
-
-def _role(shown: pd.DataFrame, pinned: list[str]) -> pd.Series:
-    parent = shown[IS_PARENT].fillna(False).astype(bool).to_numpy()
-    pin = shown[COLOR_ID].isin(pinned).fillna(False).to_numpy(dtype=bool)
-    return pd.Series(["pinned parent" if p and q else "parent" if p else "child"
-                      for p, q in zip(parent, pin, strict=True)], index=shown.index)
-
-
-def rows_section(store: Store, actor: Actor, settings: Settings, shown: pd.DataFrame,
-                 session: Session, version: str) -> None:
-    """All shown rows, parents first in each CUSIP; select rows to delete, pin or unpin."""
-    st.subheader("Rows")
-    if shown.empty:
-        st.info("No rows to work on. Load files or add a row.")
-    else:
-        table = shown.assign(Role=_role(shown, session.pinned))
-        table = table[[c for c in ROW_COLUMNS if c in table.columns]]
-        st.caption("Select rows (click the left edge; shift or ctrl for several) to act on them.")
-        event = st.dataframe(table, key=ROWS, hide_index=True, width="stretch", height=320,
-                             on_select="rerun", selection_mode="multi-row")
-        picked = table[COLOR_ID].iloc[event.selection.rows].tolist()
-        one = picked[0] if len(picked) == 1 else None
-        a, b, c = st.columns(3)
-        if a.button(f"Delete {len(picked)} selected row(s)", key="manual_color.delete",
-                    disabled=not picked):
-            act("Deleting rows",
-                lambda: session_actions.delete_rows(store, actor, picked, version=version),
-                lambda _: f"Deleted {len(picked)} row(s)")
-        if b.button("Pin as parent", key="manual_color.pin", disabled=one is None):
-            act("Pinning", lambda: session_actions.pin_parent(store, actor, one, version=version),
-                lambda _: f"{one} is now its CUSIP's parent")
-        if c.button("Unpin", key="manual_color.unpin", disabled=one not in session.pinned):
-            act("Unpinning", lambda: session_actions.unpin(store, actor, one, version=version),
-                lambda _: f"{one} is no longer pinned")
-        edit_cell(store, actor, settings, shown, version)
-    add_row(store, actor, settings, version)
-
-
-def edit_cell(store: Store, actor: Actor, settings: Settings, shown: pd.DataFrame,
-              version: str) -> None:
-    st.markdown("**Edit a cell**")
-    ids = shown[COLOR_ID].astype(str).tolist()
-    columns = [c for c in INPUT_COLUMNS if c in shown.columns]
-    if st.session_state.get("manual_color.edit_row") not in ids:
-        st.session_state.pop("manual_color.edit_row", None)
-    a, b, c = st.columns(3)
-    color_id = a.selectbox("Row (COLOR_ID)", ids, key="manual_color.edit_row")
-    column = b.selectbox("Column", columns, key="manual_color.edit_column")
-    was = shown.loc[shown[COLOR_ID] == color_id, column] if color_id and column else []
-    value = c.text_input("New value", key="manual_color.edit_value",
-                         placeholder=f"now: {was.iloc[0]}" if len(was) else "")
-    if st.button("Save the edit", key="manual_color.edit", disabled=not color_id):
-        act("Editing a cell",
-            lambda: edits.edit_cell(store, actor, color_id, column, value,
-                                              settings=settings, version=version),
-            lambda _: f"{column} of {color_id} set to {value}",
-            reset={"manual_color.edit_value": ""})
-
-
-def add_row(store: Store, actor: Actor, settings: Settings, version: str) -> None:
-    with st.expander("Add a row"), st.form("manual_color.add_form"):
-        st.caption("Type the values as they would appear in a file; RANK and the differences "
-                   "are derived when left blank.")
-        cells = st.columns(3)
-        for i, column in enumerate(INPUT_COLUMNS):
-            cells[i % 3].text_input(column, key=ADD_PREFIX + column)
-        submitted = st.form_submit_button("Add the row", key="manual_color.add")
-    if submitted:
-        values = {c: str(st.session_state.get(ADD_PREFIX + c) or "").strip()
-                  for c in INPUT_COLUMNS}
-        values = {c: v for c, v in values.items() if v}
-        act("Adding a row",
-            lambda: edits.add_row(store, actor, values, settings=settings,
-                                            version=version),
-            lambda s: f"Added row {s.token}-{s.next_row - 1}",
-            reset={ADD_PREFIX + c: "" for c in INPUT_COLUMNS})
+    return shown.reset_index(drop=True), excluded.reset_index(drop=True)
