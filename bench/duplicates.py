@@ -50,6 +50,7 @@ def _build_run(job: tuple[str, int, int, bool]) -> int:
     from core.runs.pipeline import assign_color_ids, rank_batch
     from core.schema import COLOR_KEY, POSITION, PROCESSED_AT, PROCESSING_TYPE, RUN_ID
     from storage import open_store
+    from storage.run_tables import run_tables
 
     root, run_id, rows, legacy = job
     ranked, _ = rank_batch(assign_color_ids(_run_rows(run_id, rows), run_id), [],
@@ -63,7 +64,7 @@ def _build_run(job: tuple[str, int, int, bool]) -> int:
     if not legacy:
         ranked[COLOR_KEY] = color_keys(ranked)
         columns.append(COLOR_KEY)
-    open_store(root).append(runs.COLORS_TABLE, ranked[columns], runs.run_partition(run_id))
+    run_tables(open_store(root)).append_run(run_id, {runs.COLORS_TABLE: ranked[columns]})
     return run_id
 
 

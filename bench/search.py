@@ -58,6 +58,7 @@ def _build_run(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
     from core.runs.pipeline import assign_color_ids, rank_batch
     from core.schema import IS_PARENT, POSITION, PROCESSED_AT, PROCESSING_TYPE, RUN_ID
     from storage import open_store
+    from storage.run_tables import run_tables
 
     root, run_id, day, rows, cusips = job
     frame = assign_color_ids(generate_colors(rows, seed=7, date=day, cusips=cusips), run_id)
@@ -67,8 +68,8 @@ def _build_run(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
     ranked[PROCESSED_AT] = pd.Timestamp(f"{day}T18:00:00+00:00")
     ranked[PROCESSING_TYPE] = pd.array(["AUTOMATED"] * len(ranked), dtype="string")
     ranked[POSITION] = pd.array(np.arange(1, len(ranked) + 1), dtype="Int64")
-    open_store(root).append(runs.COLORS_TABLE, ranked[[*output_columns(ranked), POSITION]],
-                            runs.run_partition(run_id))
+    run_tables(open_store(root)).append_run(
+        run_id, {runs.COLORS_TABLE: ranked[[*output_columns(ranked), POSITION]]})
     return run_id, int(ranked[IS_PARENT].sum())
 
 
@@ -121,8 +122,9 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
     until the scheduler's next step puts them in the copy's delta), or remove them and the delta
     again (so a reused build starts from the full copy)."""
     from core.runs import records as runs
-    from core.runs.published import COMPACT_TABLE, MANIFEST_KEY, ROLLUP_TABLE, load_manifest
     from storage import open_store
+    from storage.parquet_layout import COMPACT_TABLE, MANIFEST_KEY, ROLLUP_TABLE, load_manifest
+    from storage.run_tables import run_tables
 
     store = open_store(str(root / "store"))
     added = root / "newest.json"
@@ -133,7 +135,7 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
             for table in (COMPACT_TABLE, ROLLUP_TABLE):
                 store.delete_partition(table, manifest["delta"]["partition"])
         for run_id in json.loads(added.read_text()) if added.exists() else []:
-            store.delete_partition(runs.COLORS_TABLE, runs.run_partition(run_id))
+            run_tables(store).remove_run(run_id)
             store.delete(runs.run_key(run_id))
         runs.bump_data_version(store)
         added.unlink(missing_ok=True)
@@ -155,19 +157,20 @@ def reference(root: Path) -> dict:
 
     from core.runs import records as runs
     from storage import open_store
+    from storage.run_tables import run_tables
 
     path = root / "reference.parquet"
     store = open_store(str(root / "store"))
     con = duckdb.connect(config={"memory_limit": "1GB"})
     if not path.exists():
-        parts = sorted(runs.run_partition(r) for r in runs.visible_run_ids(store))
-        half = parts[: max(1, len(parts) // 2)]
-        store.register(con, runs.COLORS_TABLE, half)
+        visible = runs.visible_run_ids(store)
+        half = visible[: max(1, len(visible) // 2)]
+        src = run_tables(store).open(con, runs.COLORS_TABLE, half)
         columns = ", ".join(["MESSAGE_ID", "TICKER", "SECTOR", "CUSIP", "DATE", "PRICE_LEVEL",
                              "BID", "ASK", "PX", "SOURCE", "BIAS", "RANK", "COV_PRICE",
                              "PERCENT_DIFF", "PRICE_DIFF", "CONFIDENCE", "DATE_1", "DIFF_STATUS"])
         temp = str(path) + ".tmp"
-        con.execute(f"COPY (SELECT {columns} FROM colors ORDER BY CUSIP, DATE) TO '{temp}' "
+        con.execute(f"COPY (SELECT {columns} FROM {src} ORDER BY CUSIP, DATE) TO '{temp}' "
                     "(FORMAT parquet, COMPRESSION zstd)")
         os.replace(temp, path)
     cusips = [r[0] for r in con.execute(
@@ -182,9 +185,10 @@ def reference(root: Path) -> dict:
 # -- one query kind in its own process -------------------------------------------------------------
 def _samples(store, count: int) -> tuple[list[str], list[str], datetime]:
     from core.runs import records as runs
+    from storage.run_tables import run_tables
 
     last = runs.load_runs(store, limit=1)[0]
-    frame = store.scan(runs.COLORS_TABLE, [runs.run_partition(last.run_id)], ["CUSIP", "TICKER"])
+    frame = run_tables(store).read(runs.COLORS_TABLE, [last.run_id], ["CUSIP", "TICKER"])
     cusips = frame["CUSIP"].drop_duplicates().sample(frac=1, random_state=3).tolist()[:count]
     tickers = frame["TICKER"].str.rsplit(" ", n=1).str[0].drop_duplicates()
     now = datetime.fromisoformat(last.started_at) + timedelta(hours=1)
@@ -203,11 +207,10 @@ def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
     from core.reads.identifiers import classify
     from core.reads.search import SearchQuery, search_colors
     from core.reads.security_page import security_history, security_summary
-    from core.runs import published
-    from storage import open_store
+    from storage import open_store, parquet_layout
 
     if layout == "raw":  # read every run from its own partition, as before any compaction
-        published.load_manifest = lambda store: (None, None)
+        parquet_layout.load_manifest = lambda store: (None, None)
     store = open_store(str(root / "store"))
     cusips, tickers, now = _samples(store, 600 + repeat * 500)
     calls = {

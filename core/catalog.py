@@ -69,7 +69,8 @@ RUNS = _doc("runs/", "core.runs.records", STATE, "run records: who, when, counts
 RUN_SEQUENCE = _doc("sequences/run_id", "core.runs.records", STATE, "the next run id")
 DATA_VERSION = _doc("meta/data_version", "core.runs.records", DERIVED,
                     "when published data last changed: readers' cache key (any new value works)")
-COMPACTION_MANIFEST = _doc("meta/compaction/colors", "core.runs.published", DERIVED,
+# The Parquet run layout's own keys (storage cannot import this module, so it spells them).
+COMPACTION_MANIFEST = _doc("meta/compaction/colors", "storage.parquet_layout", DERIVED,
                            "which runs the compacted copy of the colors covers")
 SAVED_SEARCHES = _doc("searches/saved/", "core.reads.saved_searches", STATE,
                       "each user's saved searches")
@@ -124,9 +125,9 @@ COLORS = _add(TABLES, "colors", "core.runs.records", STATE, "published colors, p
 EXCLUDED = _add(TABLES, "excluded", "core.runs.records", STATE, "rows rules excluded, per run")
 QUARANTINED = _add(TABLES, "quarantined", "core.runs.records", STATE,
                    "rows validation refused, per run")
-COLORS_COMPACT = _add(TABLES, "colors_compact", "core.runs.published", DERIVED,
+COLORS_COMPACT = _add(TABLES, "colors_compact", "storage.parquet_layout", DERIVED,
                       "the colors of many runs, compacted for lookups")
-COLORS_ROLLUP = _add(TABLES, "colors_rollup", "core.runs.published", DERIVED,
+COLORS_ROLLUP = _add(TABLES, "colors_rollup", "storage.parquet_layout", DERIVED,
                      "the dashboard's daily aggregates of the compacted runs")
 AUDIT = _add(TABLES, "audit", "core.audit", STATE, "the change log of every area")
 ACCESS_LOG = _add(TABLES, "access_log", "core.compliance.access_log", STATE,

@@ -79,20 +79,6 @@ def check_version(key: str, expected: str | None, actual: str | None) -> None:
         raise WriteConflict(key, expected, actual)
 
 
-# Rows inside a stored part are ordered by these columns when present, so Parquet row-group
-# min/max statistics prune CUSIP lookups (STACK.md §5). They mirror core.schema.CUSIP and DATE,
-# which storage cannot import.
-SORT_COLUMNS = ("CUSIP", "DATE")
-
-
-def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame ordered by the SORT_COLUMNS it has (stable, missing values last), index 0..n-1."""
-    by = [c for c in SORT_COLUMNS if c in frame.columns]
-    if by:
-        frame = frame.sort_values(by, kind="stable", na_position="last")
-    return frame.reset_index(drop=True)
-
-
 def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
     """The frame as an Arrow table (pandas dtypes kept in its schema metadata); ValueError when a
     column cannot be stored, so every backend rejects the same frames before writing anything."""
@@ -131,8 +117,7 @@ class Store(Protocol):
 
     # -- tables ----------------------------------------------------------------------------
     def append(self, table: str, frame: pd.DataFrame, partition: str) -> None:
-        """Add frame to a partition of table, all rows or none. Rows are stored sorted by
-        CUSIP then DATE when those columns exist (row-group pruning for lookups)."""
+        """Add frame to a partition of table, all rows or none, in the frame's order."""
 
     def scan(
         self,
@@ -141,6 +126,9 @@ class Store(Protocol):
         columns: builtins.list[str] | None = None,
     ) -> pd.DataFrame:
         """Rows of the table (optionally only some partitions / columns); empty frame if none."""
+
+    def tables(self) -> builtins.list[str]:
+        """Names of the tables holding rows, sorted (with partitions(), enough for a backup)."""
 
     def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table, sorted; [] for a table never written."""
@@ -153,10 +141,11 @@ class Store(Protocol):
         con: duckdb.DuckDBPyConnection,
         table: str,
         partitions: builtins.list[str] | None = None,
+        *, view: str | None = None,
     ) -> bool:
-        """Expose table as a DuckDB view named `table` on con only (temporary: other connections
-        of the same database never see it). Returns False (and registers nothing) when the table
-        has no rows, so callers can short-circuit."""
+        """Expose table as a DuckDB view named `view` (default: `table`) on con only (temporary:
+        other connections of the same database never see it). Returns False (and registers
+        nothing) when the table has no rows, so callers can short-circuit."""
 
     def append_query(
         self,

@@ -1,7 +1,7 @@
 """LocalStore: the Store protocol on one machine's disk (the default backend, `data/`).
 
 Layout under root: docs/<key>.json holding {"version": n, "value": …}; tables/<table>/<partition>/
-part-*.parquet, one file per append with rows sorted by CUSIP then DATE; blobs/<key>. Every write
+part-*.parquet, one file per append; blobs/<key>. Every write
 lands under a temporary name containing "~" (no key can) and is renamed into place, so readers
 never see half of it.
 """
@@ -35,7 +35,6 @@ from storage.base import (
     check_table,
     check_version,
     encode_document,
-    sort_rows,
     to_arrow,
 )
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
@@ -107,7 +106,7 @@ class LocalStore:
         folder = self._table_dir(table) / check_partition(partition)
         if len(frame) == 0:
             return
-        rows = to_arrow(table, sort_rows(frame))  # a frame Parquet cannot hold fails before any IO
+        rows = to_arrow(table, frame)  # a frame Parquet cannot hold fails before any IO
         # Time first, so files sort in append order; the uuid keeps concurrent appends apart.
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
         with self._guard():
@@ -134,6 +133,15 @@ class LocalStore:
             return pd.DataFrame()
         rows = pd.concat(frames, ignore_index=True)
         return rows[list(columns)] if columns is not None else rows
+
+    def tables(self) -> builtins.list[str]:
+        """Names of the tables that hold rows, sorted."""
+        with self._guard():
+            try:
+                names = sorted(e.name for e in os.scandir(self.root / "tables") if e.is_dir())
+            except _ABSENT:
+                return []
+        return [n for n in names if _is_table(n) and self.partitions(n)]
 
     def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table that hold rows, sorted; [] for a table never written."""
@@ -162,9 +170,11 @@ class LocalStore:
         con: duckdb.DuckDBPyConnection,
         table: str,
         partitions: builtins.list[str] | None = None,
+        *, view: str | None = None,
     ) -> bool:
-        """Expose the table as a temporary DuckDB view named `table` (on con only) over its current
-        files (re-register after writes); False (nothing registered) when there are no files."""
+        """Expose the table as a temporary DuckDB view named `view` (default: the table's name; on
+        con only) over its current files (re-register after writes); False (nothing registered)
+        when there are no files."""
         with self._guard():
             files = [f for p in self._chosen(table, partitions) for f in self._part_files(table, p)]
         if not files:
@@ -172,7 +182,7 @@ class LocalStore:
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
         try:
             con.execute(
-                f'CREATE OR REPLACE TEMP VIEW "{table}" AS '
+                f'CREATE OR REPLACE TEMP VIEW "{check_table(view or table)}" AS '
                 f"SELECT * FROM read_parquet([{listing}], union_by_name = true, "
                 "hive_partitioning = false)"  # folder names (run=…) are not columns
             )
@@ -382,6 +392,14 @@ class LocalStore:
             raise InvalidKey(key, "clashes with the folder of another key") from exc
         except OSError as exc:
             raise StoreUnavailable(str(self.root)) from exc
+
+
+def _is_table(name: str) -> bool:
+    try:
+        check_table(name)
+    except InvalidKey:
+        return False
+    return True
 
 
 def _is_key(name: str) -> bool:

@@ -21,7 +21,6 @@ from storage.base import (
     check_table,
     check_version,
     encode_document,
-    sort_rows,
     to_arrow,
 )
 from storage.errors import ObjectNotFound
@@ -88,7 +87,7 @@ class MemoryStore:
         if len(frame) == 0:
             return
         # Through Arrow and back, so dtypes come out exactly as the Parquet backends return them.
-        stored = to_arrow(table, sort_rows(frame)).to_pandas()
+        stored = to_arrow(table, frame.reset_index(drop=True)).to_pandas()
         with self._lock:
             self._tables.setdefault(table, {}).setdefault(partition, []).append(stored)
 
@@ -110,6 +109,11 @@ class MemoryStore:
         rows = pd.concat(frames, ignore_index=True)
         return rows[list(columns)].copy() if columns is not None else rows.copy()
 
+    def tables(self) -> builtins.list[str]:
+        """Names of the tables that hold rows, sorted."""
+        with self._lock:
+            return sorted(name for name, parts in self._tables.items() if parts)
+
     def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table, sorted; [] for a table never written."""
         check_table(table)
@@ -128,12 +132,14 @@ class MemoryStore:
         con: duckdb.DuckDBPyConnection,
         table: str,
         partitions: builtins.list[str] | None = None,
+        *, view: str | None = None,
     ) -> bool:
-        """Expose the table as a DuckDB view named `table`; False (nothing registered) if empty."""
+        """Expose the table as a DuckDB view named `view` (default: the table's name); False
+        (nothing registered) if empty."""
         rows = self.scan(table, partitions)
         if rows.empty:
             return False
-        con.register(table, rows)
+        con.register(check_table(view or table), rows)
         return True
 
     def append_query(

@@ -33,10 +33,11 @@ from core.audit import record_change
 from core.clock import now_or
 from core.config import Settings
 from core.errors import InvalidInput, MarketPulseError
-from core.runs.records import EXCLUDED_TABLE, SUCCESS, RunRecord, run_partition
+from core.runs.records import EXCLUDED_TABLE, SUCCESS, RunRecord
 from core.runs.workbooks import FAILED, PENDING, workbook_state
 from core.settings_docs import read_settings, write_settings
 from storage import ObjectNotFound, Store
+from storage.run_tables import run_tables
 
 # The page and the scheduler import run-email settings from here, beside send_email.
 __all__ = [
@@ -274,7 +275,7 @@ def _attachments(store: Store, config: EmailSettings, record: RunRecord, workboo
             wanted.append((f"{stem}.xlsx", workbook))
     if config.attach_excluded and record.status == SUCCESS and excluded is None:
         # The caller has no frame at hand: read the run's stored excluded rows.
-        excluded = store.scan(EXCLUDED_TABLE, partitions=[run_partition(record.run_id)])
+        excluded = run_tables(store).read(EXCLUDED_TABLE, [record.run_id])
     if config.attach_excluded and excluded is not None and len(excluded):
         from core.runs.exports import write_xlsx  # lazy: xlsxwriter only when a run email needs it
 

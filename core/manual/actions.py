@@ -12,8 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import pandas as pd
-
 from core.access import MANUAL_SESSION, REPUBLISH, Actor, require
 from core.alerts import email, webhooks
 from core.alerts.watchlists import alert_after_publish
@@ -51,6 +49,7 @@ from core.schema import (
     POSITION,
 )
 from storage import Store
+from storage.run_tables import run_tables
 
 SAVE_TRIGGER = "manual_save"
 SAVES_KEPT = 20  # idempotency keys remembered from one session to the next
@@ -185,9 +184,7 @@ def save_summary(store: Store, actor: Actor, settings: Settings, *,
 def _saved_result(store: Store, run_id: int) -> RunResult:
     """The RunResult of an already published run (a repeated save returns it)."""
     record = runs.get_run(store, run_id)
-    partition = runs.run_partition(run_id)
-    frames = {t: store.scan(t, partitions=[partition]) if partition in store.partitions(t)
-              else pd.DataFrame() for t in runs.RUN_TABLES}
+    frames = {t: run_tables(store).read(t, [run_id]) for t in runs.RUN_TABLES}
     published = frames[runs.COLORS_TABLE]
     if POSITION in published.columns:
         published = published.sort_values(POSITION, kind="stable").reset_index(drop=True)

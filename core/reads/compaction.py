@@ -1,284 +1,31 @@
-"""Compaction (`python -m core compact`, and the scheduler when needed): rewrite the visible runs'
-published colors into a CUSIP-clustered copy split into CUSIP-range shards, plus rollups, add runs
-published since to its delta, and switch readers to it (core.runs.published reads the layout)."""
+"""Compaction (`python -m core compact`, and the scheduler when needed): ask the store's run-table
+port to keep the visible runs' colors fast to read. What that means is the store's business (the
+Parquet layout rewrites them into CUSIP-range shards plus a delta: storage.run_compaction; a SQL
+store has its indexes); core says which runs are visible and how rollups are computed."""
 
 from __future__ import annotations
 
-import logging
-import time
-import uuid
-import weakref
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
-
-import duckdb
 
 from core.clock import now_or
-from core.runs import records as runs
-from core.runs.published import (
-    COMPACT_TABLE,
-    MANIFEST_KEY,
-    ROLLUP_TABLE,
-    Layout,
-    Shard,
-    duckdb_session,
-    load_manifest,
-    manifest_shards,
-    open_colors,
-    published_columns,
-    read_layout,
-    rollup_sql,
-)
-from storage import ANY_VERSION, Store, WriteConflict
+from core.runs.published import duckdb_session, rollup_sql, visible_runs
+from storage import Store
+from storage.run_compaction import DELTA, FULL, CompactionReport
+from storage.run_tables import run_tables
 
-log = logging.getLogger(__name__)
-
-# The layout needs compaction once this many runs are read from per-run files (each is one more
-# file per bind), or a few big ones (a lookup decodes one 100k-row group of each: ~10-20 ms).
-MIN_UNCOVERED_RUNS = 10
-MIN_BIG_RUNS, MIN_UNCOVERED_ROWS = 3, 300_000
-# Rows per shard of the copy. DuckDB pays ~1 µs per row group and column of a file it opens, even
-# for row groups its statistics skip: a CUSIP lookup in one 10M-row file (489 row groups × 27
-# columns) spent ~15 ms on that alone; opening only the CUSIP's ~500k-row shard leaves ~1 ms.
-SHARD_ROWS = 500_000
-# Once a copy exists, the runs published since go into its delta (one CUSIP-sorted file, rewritten
-# with each new run: seconds, where the full copy takes a minute at 10M rows), so a lookup opens a
-# shard and the delta instead of one file per run. A delta beyond this share of the copy (and at
-# least DELTA_MIN_ROWS) is folded into a new full copy instead.
-DELTA_MAX_SHARE, DELTA_MIN_ROWS = 0.2, 1_000_000
-FULL, DELTA = "full", "delta"
-
-
-# -- compaction -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CompactionReport:
-    """What a compaction found and did."""
-
-    needed: bool
-    reason: str
-    done: bool = False
-    partition: str | None = None
-    runs: int = 0
-    rows: int = 0
-    files: int = 0
-    seconds: float = 0.0
-    mode: str = FULL  # full: a new copy of every visible run; delta: the new runs beside it
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-_uncovered_rows: weakref.WeakKeyDictionary[Any, tuple[Layout, int]] = weakref.WeakKeyDictionary()
+__all__ = ["DELTA", "FULL", "CompactionReport", "compact_colors", "plan_compaction"]
 
 
 def plan_compaction(store: Store) -> CompactionReport:
-    """Whether the layout needs compaction, and which: full when removed runs are still in the
-    copy, when there is no copy yet and many rows or runs are outside it, or when the delta would
-    outgrow its share; delta when a copy exists and runs were published since."""
-    layout = read_layout(store)
-    if not layout.visible:
-        return CompactionReport(False, "no published runs")
-    if layout.stale:
-        return CompactionReport(True, f"{len(layout.stale)} removed run(s) are still in the copy")
-    count = len(layout.uncovered)
-    manifest, _ = load_manifest(store)
-    if manifest is not None:
-        return _plan_delta(store, layout, manifest)
-    rows = _rows_outside(store, layout) if count >= MIN_BIG_RUNS else 0
-    if count >= MIN_UNCOVERED_RUNS or (count >= MIN_BIG_RUNS and rows >= MIN_UNCOVERED_ROWS):
-        return CompactionReport(True, f"{count} run(s), {rows:,} rows are read from per-run files")
-    return CompactionReport(False, f"{count} run(s), {rows:,} rows outside the copy (compacting "
-                                   f"from {MIN_UNCOVERED_RUNS} runs, or {MIN_BIG_RUNS} runs of "
-                                   f"{MIN_UNCOVERED_ROWS:,} rows)")
-
-
-def _plan_delta(store: Store, layout: Layout, manifest: dict[str, Any]) -> CompactionReport:
-    count = len(layout.uncovered)
-    if not count:
-        return CompactionReport(False, "every visible run is in the compacted copy")
-    rows = _rows_outside(store, layout)
-    delta = (manifest.get("delta") or {}).get("rows", 0)
-    limit = max(DELTA_MIN_ROWS, int(manifest["rows"] * DELTA_MAX_SHARE))
-    if delta + rows > limit:
-        return CompactionReport(True, f"{count} new run(s) would grow the delta to "
-                                      f"{delta + rows:,} rows (over {limit:,}): a new copy")
-    return CompactionReport(True, f"{count} new run(s), {rows:,} rows go into the delta",
-                            mode=DELTA)
-
-
-def _rows_outside(store: Store, layout: Layout) -> int:
-    """Rows of the uncovered runs, from their records; kept per store while the layout stands
-    (read_layout returns the same object), as the scheduler asks after every step."""
-    cached = _uncovered_rows.get(store)
-    if cached is not None and cached[0] is layout:
-        return cached[1]
-    rows = sum(runs.get_run(store, r).counts.get("published", 0) for r in layout.uncovered)
-    _uncovered_rows[store] = (layout, rows)
-    return rows
+    """Whether the visible runs' colors need compaction, and which (full or delta)."""
+    with duckdb_session() as con:
+        return run_tables(store).plan(con, visible_runs(store))
 
 
 def compact_colors(store: Store, *, force: bool = False, now: datetime | None = None
                    ) -> CompactionReport:
-    """Rewrite every visible run into a new compacted copy (sorted by CUSIP, in CUSIP-range shards
-    of ~SHARD_ROWS rows, written by DuckDB through Store.append_query: streamed, lookup-sized row
-    groups, fast to decode) plus its rollups, then switch readers to it by writing the manifest
-    (the commit point); copies older than the previous one are deleted. Per-run partitions stay:
-    they are the record, the copy is derived. When the plan says delta (and not forced), only the
-    runs published since go into the copy's delta. Returns what was done (nothing unless needed
-    or forced)."""
-    plan = plan_compaction(store)
-    layout = read_layout(store)
-    if not layout.visible or not (plan.needed or force):
-        return plan
-    started = time.perf_counter()
-    old, version = load_manifest(store)
-    if plan.mode == DELTA and not force and old is not None:
-        return _compact_delta(store, layout, plan, old, version, now)
-    generation = (old["generation"] + 1) if old else 1
-    partition = f"gen={generation:06d}-{uuid.uuid4().hex[:8]}"
-    try:
-        with duckdb_session() as con:
-            shards, rows = _write_copy(store, con, layout, partition)
-    except BaseException:
-        _drop(store, [p for p in _copies(store) if p.startswith(partition)])
-        raise
-    seconds = round(time.perf_counter() - started, 3)
-    manifest = {"generation": generation, "partition": partition, "runs": list(layout.visible),
-                "shards": [{"partition": s.partition, "low": s.low, "high": s.high}
-                           for s in shards],
-                "rows": rows, "files": len(shards),
-                "compacted_at": now_or(now).isoformat(), "seconds": seconds}
-    _switch(store, manifest, old, version, written=_partitions(manifest))
-    log.info("compacted %s runs, %s rows into %s (%s shards)", len(layout.visible), rows,
-             partition, len(shards))
-    return CompactionReport(True, plan.reason if plan.needed else "forced", True, partition,
-                            len(layout.visible), rows, len(shards), seconds)
-
-
-def _compact_delta(store: Store, layout: Layout, plan: CompactionReport, old: dict[str, Any],
-                   version: str | None, now: datetime | None) -> CompactionReport:
-    """Rewrite the delta with the runs published since (the copy's shards stay), then switch
-    readers to it through the manifest, as a full compaction does."""
-    started = time.perf_counter()
-    before = old.get("delta") or {}
-    number = before.get("number", 0) + 1
-    partition = f"{old['partition']}-d{number:04d}"
-    covered = sorted({*before.get("runs", []), *layout.uncovered})
-    try:
-        with duckdb_session() as con:
-            parts = []
-            if before and store.register(con, COMPACT_TABLE, [before["partition"]]):
-                parts.append(f"SELECT * FROM {COMPACT_TABLE}")
-            if store.register(con, runs.COLORS_TABLE,
-                              [runs.run_partition(r) for r in layout.uncovered]):
-                parts.append(f"SELECT * FROM {runs.COLORS_TABLE}")
-            src = "(" + " UNION ALL BY NAME ".join(parts) + ")"
-            order = _order([r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()])
-            rows = store.append_query(con, COMPACT_TABLE, partition,
-                                      f"SELECT * FROM {src} AS published ORDER BY {order}")
-            sql, params = rollup_sql(f"{src} AS published")
-            store.append_query(con, ROLLUP_TABLE, partition, sql, params)
-    except BaseException:
-        _drop(store, [partition])
-        raise
-    seconds = round(time.perf_counter() - started, 3)
-    manifest = {**old, "delta": {"partition": partition, "number": number, "runs": covered,
-                                 "rows": rows, "seconds": seconds,
-                                 "compacted_at": now_or(now).isoformat()}}
-    _switch(store, manifest, old, version, written={partition})
-    log.info("compacted %s new run(s) into the delta %s (%s rows)", len(layout.uncovered),
-             partition, rows)
-    return CompactionReport(True, plan.reason, True, partition, len(covered), rows, 1, seconds,
-                            DELTA)
-
-
-def _write_copy(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout, partition: str
-                ) -> tuple[list[Shard], int]:
-    """Write the shards `{partition}-sNNN` and the rollups `{partition}`; (shards, rows)."""
-    src = open_colors(store, con, layout)
-    if src is None:  # every visible run published nothing
-        return [], 0
-    order = _order([name for name, _ in published_columns(store, con, src)])
-    sql, params = rollup_sql(f"{src} AS published")
-    store.append_query(con, ROLLUP_TABLE, partition, sql, params)
-    total = con.execute(f"SELECT count(*) FROM {src} AS published").fetchall()[0][0]
-    bounds = _bounds(con, src, total)
-    if not bounds:  # one shard: straight from the runs
-        first = f"{partition}-s000"
-        rows = store.append_query(con, COMPACT_TABLE, first,
-                                  f"SELECT * FROM {src} AS published ORDER BY {order}")
-        return [Shard(first)], rows
-    # Sort once into one file, then cut it: each cut reads only its row groups of the sorted file.
-    whole = f"{partition}-sorted"
-    store.append_query(con, COMPACT_TABLE, whole,
-                       f"SELECT * FROM {src} AS published ORDER BY {order}")
-    store.register(con, COMPACT_TABLE, [whole])
-    shards, rows = [], 0
-    for number, (low, high) in enumerate(zip([None, *bounds], [*bounds, None], strict=True)):
-        shard = Shard(f"{partition}-s{number:03d}", low, high)
-        where = " AND ".join([*(["CUSIP >= ?"] if low is not None else []),
-                              *(["CUSIP < ?"] if high is not None else [])])
-        if low is None:  # a row without a CUSIP (never published, but never lost either)
-            where = f"({where} OR CUSIP IS NULL)"
-        rows += store.append_query(
-            con, COMPACT_TABLE, shard.partition,
-            f"SELECT * FROM {COMPACT_TABLE} WHERE {where} ORDER BY {order}",
-            [b for b in (low, high) if b is not None])
-        shards.append(shard)
-    store.delete_partition(COMPACT_TABLE, whole)
-    return shards, rows
-
-
-def _bounds(con: duckdb.DuckDBPyConnection, src: str, total: int) -> list[str]:
-    """CUSIPs that cut `total` rows into shards of about SHARD_ROWS (none: one shard)."""
-    count = -(-total // SHARD_ROWS)
-    if count < 2:
-        return []
-    found = con.execute(f"SELECT quantile_disc(CUSIP, ?::DOUBLE[]) FROM {src} AS published",
-                        [[k / count for k in range(1, count)]]).fetchall()[0][0]
-    return sorted({c for c in found or [] if c is not None})
-
-
-def _order(columns: list[str]) -> str:
-    """The copy's row order: CUSIP (lookups prune on it), then each run's ranked order."""
-    return "CUSIP, RUN_ID, POSITION" if "POSITION" in columns else "CUSIP, RUN_ID"
-
-
-def _switch(store: Store, manifest: dict[str, Any], old: dict[str, Any] | None,
-            version: str | None, *, written: set[str]) -> None:
-    """Switch readers to `manifest` (the commit point), then delete copies older than the previous
-    one (a reader may still be in it). Losing the race to another compaction deletes `written`:
-    ours was never visible."""
-    try:
-        store.put(MANIFEST_KEY, manifest, expected_version=version)
-    except WriteConflict:
-        _drop(store, list(written))
-        raise
-    keep = _partitions(manifest) | (_partitions(old) if old else set())
-    _drop(store, [p for p in _copies(store) if p not in keep])
-
-
-def _partitions(manifest: dict[str, Any]) -> set[str]:
-    """Every partition a manifest's copy uses (its shards, its delta and their rollups)."""
-    delta = (manifest.get("delta") or {}).get("partition")
-    return {manifest["partition"], *(s.partition for s in manifest_shards(manifest)),
-            *([delta] if delta else [])}
-
-
-def _copies(store: Store) -> list[str]:
-    return sorted(set(store.partitions(COMPACT_TABLE)) | set(store.partitions(ROLLUP_TABLE)))
-
-
-def _drop(store: Store, partitions: list[str]) -> None:
-    for partition in partitions:
-        store.delete_partition(COMPACT_TABLE, partition)
-        store.delete_partition(ROLLUP_TABLE, partition)
-
-
-def clear_compaction(store: Store) -> None:
-    """Forget the compacted copy (readers go back to per-run partitions) and delete it."""
-    _, version = load_manifest(store)
-    if version is not None:
-        store.delete(MANIFEST_KEY, ANY_VERSION)
-    _drop(store, _copies(store))
+    """Compact the visible runs' colors when the plan says so (or always, when forced), in this
+    process's DuckDB database (its memory limit; sorts spill to disk); what was done."""
+    with duckdb_session() as con:
+        return run_tables(store).compact(con, visible_runs(store), rollup_sql, force=force,
+                                         now=now_or(now))

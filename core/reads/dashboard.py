@@ -24,9 +24,10 @@ from core.runs.published import (
     fetch_frame,
     open_colors,
     open_rollups,
-    read_layout,
+    visible_runs,
 )
 from storage import Store
+from storage.run_tables import run_tables
 
 
 @dataclass(frozen=True)
@@ -127,21 +128,21 @@ def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: D
             [start, end, month, end, start, end, *params]).fetchall()[0]
         today, month_total, parents = (int(v) for v in row)
     records = runs.load_runs(store)
-    todays = [runs.run_partition(r.run_id) for r in records if r.status == runs.SUCCESS
+    todays = [r.run_id for r in records if r.status == runs.SUCCESS
               and start.isoformat() <= _utc_text(r.started_at) < end.isoformat()]
     kpis: dict[str, Any] = {"today_colors": today, "month_colors": month_total,
                             "today_parents": parents}
     needed = {"SECTOR"} if actor.sectors is not None or filters.sectors else set()
     needed |= {"PROCESSING_TYPE"} if filters.processing_types else set()
     needed |= {"DATE"} if filters.date_from or filters.date_to else set()
+    tables = run_tables(store)
     for table in (runs.EXCLUDED_TABLE, runs.QUARANTINED_TABLE):
-        stored = set(store.partitions(table))
-        present = [p for p in todays if p in stored]
         kpis[f"today_{table}"] = 0
-        if present and store.register(con, table, present):
-            columns = {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+        rows = tables.open(con, table, todays) if todays else None
+        if rows is not None:
+            columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rows}").fetchall()}
             if needed <= columns:  # rows without a SECTOR are not shown to sector-limited users
-                found = con.execute(f"SELECT count(*) FROM {table} WHERE {where}",
+                found = con.execute(f"SELECT count(*) FROM {rows} AS rows WHERE {where}",
                                     params).fetchall()
                 kpis[f"today_{table}"] = int(found[0][0])
     last = records[0] if records else None
@@ -242,13 +243,13 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
     """Everything the dashboard shows, in one call the page caches (key: store url, data_version,
     actor, filters, today)."""
     require(actor, VIEW)
-    layout = read_layout(store)
+    visible = visible_runs(store)
     where, params = filter_sql(actor, filters)
     latest = latest_parents(store, actor, where, params, page_size=filters.latest_limit,
-                            layout=layout)
+                            visible=visible)
     with duckdb_session() as con:
-        src = open_colors(store, con, layout)
-        rollups = open_rollups(store, con, layout) if src is not None else None
+        src = open_colors(store, con, visible)
+        rollups = open_rollups(store, con, visible) if src is not None else None
         charts = _charts(con, rollups, where, params) if rollups is not None else {
             "colors_by_month_bias": _empty("MONTH", "BIAS", "COLORS"),
             "volume_by_sector": _empty("DAY", "SECTOR", "COLORS"),

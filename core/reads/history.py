@@ -11,13 +11,12 @@ from core.access import VIEW, Actor, entitled_columns, entitled_rows, require
 from core.runs import records as runs
 from core.schema import IS_PARENT, POSITION, RUN_ID
 from storage import Store
+from storage.run_tables import run_tables
 
 
-def _partitions(store: Store, table: str, run_ids: Iterable[int] | None) -> list[str]:
+def _visible(store: Store, run_ids: Iterable[int] | None) -> list[int]:
     visible = set(runs.visible_run_ids(store))
-    wanted = visible if run_ids is None else visible & set(run_ids)
-    present = set(store.partitions(table))
-    return sorted(p for p in (runs.run_partition(r) for r in wanted) if p in present)
+    return sorted(visible if run_ids is None else visible & set(run_ids))
 
 
 def load_rows(
@@ -26,10 +25,9 @@ def load_rows(
 ) -> pd.DataFrame:
     """Rows of `table` from visible runs (all, or the given ones) that the actor may see."""
     require(actor, VIEW)
-    partitions = _partitions(store, table, run_ids)
-    if not partitions:
+    frame = run_tables(store).read(table, _visible(store, run_ids))
+    if frame.empty:
         return pd.DataFrame()
-    frame = store.scan(table, partitions=partitions)
     return entitled_columns(entitled_rows(frame, actor), actor).reset_index(drop=True)
 
 

@@ -17,12 +17,10 @@ import pandas as pd
 from core.access import VIEW, Actor, entitled_columns, require
 from core.reads.search_sql import entitlement_sql
 from core.runs.published import (
-    Layout,
     duckdb_session,
     fetch_frame,
     open_colors,
     published_columns,
-    read_layout,
 )
 from core.schema import COLOR_ID, CUSIP, PARENT_COLOR_ID, POSITION, RUN_ID
 from storage import Store
@@ -63,16 +61,17 @@ def _current_parents(con: duckdb.DuckDBPyConnection, src: str, actor: Actor,
 
 def latest_parents(store: Store, actor: Actor, where: str, params: Sequence[Any], *,
                    page: int = 1, page_size: int = PAGE_SIZE,
-                   layout: Layout | None = None) -> LatestParents:
+                   visible: Sequence[int] | None = None) -> LatestParents:
     """Page `page` of the CUSIPs whose current parent passes `where` (SQL over the parent's
-    SECTOR, PROCESSING_TYPE, DATE, with `params`; the dashboard's filters), and their count."""
+    SECTOR, PROCESSING_TYPE, DATE, with `params`; the dashboard's filters), and their count.
+    visible: the visible runs as the caller read them (default: read now)."""
     require(actor, VIEW)
     page, page_size = max(1, int(page)), max(1, int(page_size))
     with duckdb_session() as con:
-        src = open_colors(store, con, layout or read_layout(store))
+        src = open_colors(store, con, visible)
         if src is None:
             return LatestParents(pd.DataFrame(), 0, 1, page_size)
-        columns = {name for name, _ in published_columns(store, con, src)}
+        columns = {name for name, _ in published_columns(store, con, src, visible)}
         _current_parents(con, src, actor, columns)
         total = int(con.execute(f"SELECT count(*) FROM current_parents WHERE {where}",
                                 list(params)).fetchall()[0][0])

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from core.errors import NotFound
 from core.runs import records as runs
-from core.runs.published import duckdb_session, open_colors, published_columns, read_layout
+from core.runs.published import duckdb_session, open_colors, published_columns, visible_runs
 from core.schema import (
     COLOR_KEY,
     COLUMN_TYPE,
@@ -139,17 +139,17 @@ def find_published(store: Store, batch: pd.DataFrame, keys: pd.Series) -> Alread
     none = AlreadyPublished(0, [], np.zeros(len(batch), dtype=bool))
     if not len(batch):
         return none
-    layout = read_layout(store)
-    if not layout.visible:
+    visible = visible_runs(store)
+    if not visible:
         return none
     cusips = batch[CUSIP].dropna().astype(str).unique().tolist()
     numbered = pa.table({"k": pa.Array.from_pandas(keys.reset_index(drop=True)),
                          "i": pa.array(np.arange(len(keys)))})
     with duckdb_session() as con:
-        src = open_colors(store, con, layout, cusips=cusips)
+        src = open_colors(store, con, visible, cusips=cusips)
         if src is None:
             return none
-        names = [n for n, _ in published_columns(store, con, src)]
+        names = [n for n, _ in published_columns(store, con, src, visible)]
         file = SOURCE_FILE if SOURCE_FILE in names else "NULL"
 
         def rows(key: str) -> str:

@@ -18,6 +18,7 @@ from core.config import BY_KEY, Settings
 from core.errors import Conflict
 from core.runs import records as runs
 from storage import ObjectNotFound, Store, WriteConflict
+from storage.run_tables import run_tables
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,8 @@ def death(record: runs.RunRecord, now: datetime, stale_s: float) -> str:
 
 
 def remove_run_data(store: Store, run_id: int) -> None:
-    """Remove every partition and the output workbook a run wrote (idempotent)."""
-    for table in runs.RUN_TABLES:
-        store.delete_partition(table, runs.run_partition(run_id))
+    """Remove every row and the output workbook a run wrote (idempotent)."""
+    run_tables(store).remove_run(run_id)
     store.delete_blob(runs.output_blob_key(run_id))
 
 

@@ -42,6 +42,7 @@ from core.schema import (
     RUN_ID,
 )
 from storage import Store
+from storage.run_tables import run_tables
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +251,9 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
     progress("publish", 0.7)
     if len(published):
         published = published[[*output_columns(published), POSITION, COLOR_KEY]]
-    partition = runs.run_partition(run_id)
-    for table, frame in ((runs.COLORS_TABLE, published), (runs.EXCLUDED_TABLE, excluded),
-                         (runs.QUARANTINED_TABLE, quarantined)):
-        if len(frame):
-            store.append(table, frame, partition)
+    run_tables(store).append_run(run_id, {runs.COLORS_TABLE: published,
+                                          runs.EXCLUDED_TABLE: excluded,
+                                          runs.QUARANTINED_TABLE: quarantined})
     workbooks.mark_pending(store, record)
     record.stages["publish"] = round(time.perf_counter() - clock, 3)
     parents = int(published[IS_PARENT].sum()) if len(published) else 0
@@ -309,11 +308,10 @@ def _abandon(store: Store, record: runs.RunRecord, exc: BaseException, finished:
     record.status = runs.FAILED
     record.error = str(exc) or type(exc).__name__
     record.finished_at = finished.isoformat()
-    for table in runs.RUN_TABLES:
-        try:
-            store.delete_partition(table, runs.run_partition(record.run_id))
-        except Exception:  # cleanup is best effort; readers ignore failed runs anyway
-            log.warning("could not remove %s of failed run %s", table, record.run_id)
+    try:
+        run_tables(store).remove_run(record.run_id)
+    except Exception:  # cleanup is best effort; readers ignore failed runs anyway
+        log.warning("could not remove the rows of failed run %s", record.run_id)
     store.delete_blob(runs.output_blob_key(record.run_id))
     workbooks.forget_pending(store, record.run_id)
     runs.save_run(store, record)

@@ -1,7 +1,5 @@
 """How readers see published colors: one in-process DuckDB database, and the published colors of the
-visible runs as one FROM item: the compacted copy (core.reads.compaction: CUSIP-clustered shards,
-so a
-lookup opens only the shard holding its CUSIPs) plus the runs published since, with rollups."""
+visible runs as one FROM item from the store's run-table port (storage.run_tables), with rollups."""
 
 from __future__ import annotations
 
@@ -11,20 +9,16 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from core import catalog
 from core.runs import records as runs
-from storage import ObjectNotFound, Store
+from storage import Store
+from storage.run_tables import run_tables
 
-COMPACT_TABLE = catalog.COLORS_COMPACT.key
-ROLLUP_TABLE = catalog.COLORS_ROLLUP.key
-MANIFEST_KEY = catalog.COMPACTION_MANIFEST.key
 DIFF_RANGE, DIFF_BIN = 5.0, 0.25  # PX − COV_PRICE histogram: points, clamped into the edge bins
 _MEMORY_LIMIT = "1GB"  # per process; sorts beyond it spill to the temp directory
 
@@ -87,124 +81,39 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | No
     return to_frame(table.drop_columns(list(drop)) if drop else table)
 
 
-# -- the layout readers see -----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Shard:
-    """One file of the compacted copy: the CUSIPs from low (inclusive) to high (exclusive); None is
-    unbounded."""
-
-    partition: str
-    low: str | None = None
-    high: str | None = None
-
-    def holds(self, cusip: str) -> bool:
-        return (self.low is None or self.low <= cusip) and (self.high is None or cusip < self.high)
+# -- the published colors of the visible runs, through the run-table port ------------------------
+_visible: weakref.WeakKeyDictionary[Any, tuple[str, tuple[int, ...]]] = weakref.WeakKeyDictionary()
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where each visible run's rows are read from: the compacted copy (covered: its shards, and the
-    delta holding the runs compacted since; rollups in compact_partition and delta) or the run's
-    own partition (uncovered); stale runs are in the copy but no longer visible (filtered out)."""
-
-    visible: tuple[int, ...]
-    compact_partition: str | None
-    covered: tuple[int, ...]
-    uncovered: tuple[int, ...]
-    stale: tuple[int, ...]
-    shards: tuple[Shard, ...] = ()
-    delta: str | None = None
-
-
-def load_manifest(store: Store) -> tuple[dict[str, Any] | None, str | None]:
-    """The compacted copy's manifest (written last by a compaction) and its version."""
-    try:
-        return store.get(MANIFEST_KEY)
-    except ObjectNotFound:
-        return None, None
-
-
-def manifest_shards(manifest: dict[str, Any] | None) -> tuple[Shard, ...]:
-    """The copy's shards; a manifest written before shards existed names one unbounded file."""
-    if not manifest:
-        return ()
-    if "shards" not in manifest:
-        return (Shard(manifest["partition"]),)
-    return tuple(Shard(s["partition"], s.get("low"), s.get("high")) for s in manifest["shards"])
-
-
-_layouts: weakref.WeakKeyDictionary[Any, tuple[tuple[str, str | None], Layout, list[Any]]] = (
-    weakref.WeakKeyDictionary())
-
-
-def read_layout(store: Store) -> Layout:
-    """The current layout: visible runs and where their rows are. Kept per store until the data
-    version or the manifest changes (reading every run record on each query would cost more than
-    the query)."""
-    manifest, manifest_version = load_manifest(store)
-    key = (runs.data_version(store), manifest_version)
-    cached = _layouts.get(store)
-    if cached is not None and cached[0] == key:
+def visible_runs(store: Store) -> tuple[int, ...]:
+    """The visible runs, kept per store until the data version changes (reading every run record
+    on each query would cost more than the query)."""
+    version = runs.data_version(store)
+    cached = _visible.get(store)
+    if cached is not None and cached[0] == version:
         return cached[1]
-    visible = runs.visible_run_ids(store)
-    delta = (manifest or {}).get("delta") or {}
-    copied = set(manifest["runs"]) | set(delta.get("runs", [])) if manifest else set()
-    present = set(store.partitions(runs.COLORS_TABLE))
-    layout = Layout(
-        visible=tuple(visible),
-        compact_partition=manifest["partition"] if manifest else None,
-        covered=tuple(r for r in visible if r in copied),
-        uncovered=tuple(r for r in visible if r not in copied
-                        and runs.run_partition(r) in present),
-        stale=tuple(sorted(copied - set(visible))),
-        shards=manifest_shards(manifest),
-        delta=delta.get("partition"),
-    )
-    _layouts[store] = (key, layout, [])
-    return layout
+    visible = tuple(runs.visible_run_ids(store))
+    _visible[store] = (version, visible)
+    return visible
 
 
-def _visible_filter(con: duckdb.DuckDBPyConnection, layout: Layout) -> str:
-    if not layout.stale:
-        return ""
-    con.execute("CREATE OR REPLACE TEMP TABLE visible_runs AS SELECT unnest(?::BIGINT[]) AS RUN_ID",
-                [list(layout.covered)])
-    return " WHERE RUN_ID IN (SELECT RUN_ID FROM visible_runs)"
-
-
-def open_colors(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout | None = None, *,
+def open_colors(store: Store, con: duckdb.DuckDBPyConnection,
+                visible: Sequence[int] | None = None, *,
                 cusips: Iterable[str] | None = None) -> str | None:
-    """Register every visible run's colors on con and return them as a FROM item
-    (`FROM {src} AS published`); None when there are none. Uncovered runs stay registered as
-    `colors` for open_rollups. A FROM item rather than a view: binding a view costs as much as a
-    query, and every file adds to each bind. `cusips`: the query reads only these CUSIPs, so only
-    the shards holding them are opened (DuckDB's per-row-group cost is paid for those alone)."""
-    layout = layout or read_layout(store)
-    shards = layout.shards
-    if cusips is not None:
-        wanted = {c.strip().upper() for c in cusips}
-        shards = tuple(s for s in shards if any(s.holds(c) for c in wanted))
-    copied = [s.partition for s in shards] + ([layout.delta] if layout.delta else [])
-    parts = []
-    if layout.covered and copied and store.register(con, COMPACT_TABLE, copied):
-        parts.append(f"SELECT * FROM {COMPACT_TABLE}{_visible_filter(con, layout)}")
-    partitions = [runs.run_partition(r) for r in layout.uncovered]
-    if partitions and store.register(con, runs.COLORS_TABLE, partitions):
-        parts.append(f"SELECT * FROM {runs.COLORS_TABLE}")
-    return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
+    """The published colors of the visible runs (or of `visible`) as a FROM item on con
+    (`FROM {src} AS published`); None when there are none. A FROM item rather than a view:
+    binding a view costs as much as a query. `cusips`: only the rows of these CUSIPs (the store
+    reads only what holds them)."""
+    chosen = visible_runs(store) if visible is None else visible
+    return run_tables(store).open(con, runs.COLORS_TABLE, chosen, cusips=cusips)
 
 
-def published_columns(store: Store, con: duckdb.DuckDBPyConnection, src: str
-                      ) -> list[tuple[str, str]]:
-    """(name, DuckDB type) of the published colors, described once per layout."""
-    cached = _layouts.get(store)
-    if cached is not None and cached[2]:
-        return cached[2]
-    found = con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
-    described = [(row[0], row[1]) for row in found]
-    if cached is not None:
-        cached[2][:] = described
-    return described
+def published_columns(store: Store, con: duckdb.DuckDBPyConnection, src: str,
+                      visible: Sequence[int] | None = None) -> list[tuple[str, str]]:
+    """(name, DuckDB type) of the published colors (src: what open_colors gave for the same
+    runs), described once per layout by the store."""
+    chosen = visible_runs(store) if visible is None else visible
+    return run_tables(store).describe(con, runs.COLORS_TABLE, chosen, src)
 
 
 def rollup_sql(source: str) -> tuple[str, list[Any]]:
@@ -223,15 +132,9 @@ def rollup_sql(source: str) -> tuple[str, list[Any]]:
     return sql, [high, low, DIFF_BIN]
 
 
-def open_rollups(store: Store, con: duckdb.DuckDBPyConnection, layout: Layout) -> str | None:
-    """Rollups (see rollup_sql) of every visible run as a FROM item: the compacted rollups plus
-    rollups computed now from the uncovered runs (call open_colors first); None when none."""
-    parts = []
-    rolled = [p for p in (layout.compact_partition, layout.delta) if p]
-    if layout.covered and store.register(con, ROLLUP_TABLE, rolled):
-        parts.append(f"SELECT * FROM {ROLLUP_TABLE}{_visible_filter(con, layout)}")
-    if layout.uncovered:
-        live, live_params = rollup_sql(runs.COLORS_TABLE)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE live_rollups AS {live}", live_params)
-        parts.append("SELECT * FROM live_rollups")
-    return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
+def open_rollups(store: Store, con: duckdb.DuckDBPyConnection,
+                 visible: Sequence[int] | None = None) -> str | None:
+    """Rollups (see rollup_sql) of every visible run (or of `visible`) as a FROM item: the ones
+    the store keeps, plus ones computed now for the rest; None when none."""
+    chosen = visible_runs(store) if visible is None else visible
+    return run_tables(store).open_rollups(con, chosen, rollup_sql)

@@ -21,7 +21,7 @@ DATA_VERSION_KEY = catalog.DATA_VERSION.key
 RUNS_PREFIX = catalog.RUNS.key
 OUTPUTS_PREFIX = catalog.OUTPUTS.key
 
-# Tables a run writes, each partitioned by run.
+# Tables a run writes (through the store's run-table port, storage.run_tables).
 COLORS_TABLE = catalog.COLORS.key
 EXCLUDED_TABLE = catalog.EXCLUDED.key
 QUARANTINED_TABLE = catalog.QUARANTINED.key
@@ -35,10 +35,6 @@ STATUSES = (QUEUED, RUNNING, SUCCESS, FAILED, SKIPPED, MISSED, CANCELLED, REMOVE
 
 def run_key(run_id: int) -> str:
     return f"{RUNS_PREFIX}{run_id:08d}"
-
-
-def run_partition(run_id: int) -> str:
-    return f"run={run_id:08d}"
 
 
 def output_blob_key(run_id: int) -> str:

@@ -28,6 +28,7 @@ from core.runs.exports import write_xlsx
 from core.runs.liveness import current_owner, owner_alive, stale_seconds
 from core.schema import POSITION
 from storage import ObjectNotFound, Store, WriteConflict
+from storage.run_tables import run_tables
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,7 @@ def render_workbook(frames: RunFrames) -> bytes:
 
 def stored_frames(store: Store, run_id: int) -> RunFrames:
     """A published run's rows read back from the store, in the order the run had them."""
-    partition = runs.run_partition(run_id)
-    frames = {t: store.scan(t, partitions=[partition]) if partition in store.partitions(t)
-              else pd.DataFrame() for t in runs.RUN_TABLES}
+    frames = {t: run_tables(store).read(t, [run_id]) for t in runs.RUN_TABLES}
     for table, frame in frames.items():
         if POSITION in frame.columns:
             frames[table] = frame.sort_values(POSITION, kind="stable").reset_index(drop=True)

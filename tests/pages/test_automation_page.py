@@ -34,10 +34,11 @@ from core.rules.exclusion import Rule, save_rule
 from core.runs import pipeline, workbooks
 from core.runs.exports import write_xlsx
 from core.runs.liveness import current_owner
-from core.runs.records import RunRecord, run_partition, save_run
+from core.runs.records import RunRecord, save_run
 from core.schema import INPUT_COLUMNS, SOURCE
 from pages._ui import automation_views
 from pages._ui.run_watch import GONE_POLLS
+from storage.run_tables import run_tables
 from tests.factories import make_colors
 
 PAGE = "pages/automation.py"
@@ -541,7 +542,7 @@ def test_the_history_shows_a_run_whose_process_died_as_abandoned_and_its_data_go
     save_run(app_store, RunRecord(run_id=3, kind="MANUAL", trigger="cli", actor="system",
                                   started_at="2026-03-13T03:00:00+00:00", owner=owner,
                                   heartbeat_at="2026-03-13T03:00:00+00:00"))
-    app_store.append("colors", make_colors(2), run_partition(3))
+    run_tables(app_store).append_run(3, {"colors": make_colors(2)})
     at = app_as("admin", "admin", page=PAGE)
     assert not at.exception
     assert _table(at, "Quarantined")[["Run", "Status"]].values.tolist() == [[3, "abandoned"]]

@@ -25,8 +25,9 @@ from core.reads.latest_parents import latest_parents, parent_children
 from core.rules.exclusion import Condition, Group, Rule
 from core.runs import pipeline
 from core.runs.exports import write_csv
-from core.runs.published import read_layout
+from core.runs.published import visible_runs
 from storage import open_store
+from storage.run_tables import run_tables
 from tests.factories import make_colors
 
 SETTINGS = load_settings({}, {})
@@ -170,7 +171,7 @@ def test_a_user_with_no_sectors_sees_runs_but_none_of_their_colors(store):
 
 def test_sector_run_counts_read_the_compacted_rollups_too(store):
     compact_colors(store, force=True, now=NOW)
-    assert read_layout(store).covered == (1, 2)
+    assert run_tables(store).layout(visible_runs(store)).covered == (1, 2)
     data = dashboard_data(store, Actor("mia", "viewer", (MM, EQ)), DashboardFilters(), NOW)
     assert rows(data.runs, "RUN_ID", "PUBLISHED", "PARENTS") == [(1, 2, 1), (2, 2, 2)]
 

@@ -15,7 +15,6 @@ from core.access import SYSTEM
 from core.cli import search as cli_search
 from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.reads import compaction
 from core.reads.compaction import DELTA, FULL, compact_colors, plan_compaction
 from core.reads.dashboard import DashboardFilters, dashboard_data
 from core.reads.search import SearchQuery, search_colors, search_rows
@@ -23,9 +22,12 @@ from core.reads.security_page import security_history
 from core.runs import pipeline
 from core.runs import records as runs
 from core.runs.exports import write_csv
-from core.runs.published import COMPACT_TABLE, ROLLUP_TABLE, Shard, manifest_shards, read_layout
+from core.runs.published import visible_runs
 from core.schema import INPUT_COLUMNS
 from storage import WriteConflict, open_store
+from storage import run_compaction as compaction
+from storage.parquet_layout import COMPACT_TABLE, ROLLUP_TABLE, Shard, manifest_shards
+from storage.run_tables import run_tables
 
 SETTINGS = load_settings({}, {})
 DAYS = ("2026-03-10", "2026-03-11", "2026-03-12")
@@ -37,6 +39,20 @@ def publish(store, day: str) -> runs.RunRecord:
     return pipeline.process_files(store, SYSTEM, [(f"{day}.csv", write_csv(frame))],
                                   settings=SETTINGS, rules=[],
                                   now=datetime.fromisoformat(f"{day}T18:00:00+00:00")).record
+
+
+def read_layout(store):
+    """Where the store reads the visible runs' colors from (the Parquet layout's own view)."""
+    return run_tables(store).layout(visible_runs(store))
+
+
+def spy_on_register(store, monkeypatch) -> list:
+    """The (table, partitions) of every view the store registers from now on."""
+    opened = []
+    real = store.register
+    monkeypatch.setattr(store, "register", lambda con, table, partitions=None, **kw: (
+        opened.append((table, partitions)), real(con, table, partitions, **kw))[1])
+    return opened
 
 
 @pytest.fixture(params=["memory", "local"])
@@ -183,10 +199,7 @@ def test_a_big_copy_is_cut_into_cusip_range_shards_with_the_same_answers(store, 
 def test_a_lookup_opens_only_the_shard_holding_its_cusip(store, monkeypatch):
     monkeypatch.setattr(compaction, "SHARD_ROWS", 100)
     compact_colors(store, force=True, now=NOW)
-    opened = []
-    real = store.register
-    monkeypatch.setattr(store, "register", lambda con, table, partitions=None: (
-        opened.append((table, partitions)), real(con, table, partitions))[1])
+    opened = spy_on_register(store, monkeypatch)
     cusip = store.scan(COMPACT_TABLE, [read_layout(store).shards[-1].partition])["CUSIP"].iloc[0]
     result = search_colors(store, SYSTEM, SearchQuery(text=cusip))
     assert opened == [(COMPACT_TABLE, [read_layout(store).shards[-1].partition])]
@@ -254,10 +267,7 @@ def test_a_lookup_reads_its_shard_and_the_delta_in_one_view(store, monkeypatch):
     publish(store, "2026-03-13")
     compact_colors(store, now=NOW)
     layout = read_layout(store)
-    opened = []
-    real = store.register
-    monkeypatch.setattr(store, "register", lambda con, table, partitions=None: (
-        opened.append((table, partitions)), real(con, table, partitions))[1])
+    opened = spy_on_register(store, monkeypatch)
     cusip = store.scan(COMPACT_TABLE, [layout.delta])["CUSIP"].iloc[0]
     holder = next(s.partition for s in layout.shards if s.holds(cusip))
     result = search_colors(store, SYSTEM, SearchQuery(text=cusip))

@@ -27,6 +27,7 @@ from core.runs.duplicates import COLOR_KEY, color_keys, run_notes
 from core.runs.exports import write_csv
 from core.runs.pipeline import process_files
 from core.schema import INPUT_COLUMNS, PX
+from storage.run_tables import run_tables
 from tests.factories import SAMPLE, make_colors
 
 SETTINGS = load_settings({}, {})
@@ -189,10 +190,10 @@ def test_a_compacted_history_and_runs_from_before_color_key_still_count(local_st
     first = process_files(local_store, SYSTEM, [("a.csv", _csv(frame))], settings=SETTINGS,
                           now=NOW)
     # Run 1 as an older version wrote it: no COLOR_KEY column.
-    partition = runs.run_partition(1)
-    old = local_store.scan(runs.COLORS_TABLE, partitions=[partition]).drop(columns=[COLOR_KEY])
-    local_store.delete_partition(runs.COLORS_TABLE, partition)
-    local_store.append(runs.COLORS_TABLE, old, partition)
+    tables = run_tables(local_store)
+    old = tables.read(runs.COLORS_TABLE, [1]).drop(columns=[COLOR_KEY])
+    tables.remove_run(1)
+    tables.append_run(1, {runs.COLORS_TABLE: old})
     runs.bump_data_version(local_store)
     more = make_colors(2, PX=[91.0, 92.0])
     second = process_files(local_store, SYSTEM, [("b.csv", _csv(pd.concat([frame, more])))],

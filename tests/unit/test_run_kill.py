@@ -17,9 +17,10 @@ from core.access import SYSTEM
 from core.cli.demo import generate_colors
 from core.reads.search import SearchQuery, search_colors
 from core.runs.exports import write_csv
-from core.runs.records import RUN_TABLES, get_run, output_blob_key, run_partition, visible_run_ids
+from core.runs.records import RUN_TABLES, get_run, output_blob_key, visible_run_ids
 from core.schema import CUSIP, INPUT_COLUMNS
 from storage import ObjectNotFound, open_store
+from storage.run_tables import run_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +47,7 @@ def _mid_run(store, run_id: int) -> bool:
         record = get_run(store, run_id)
     except Exception:  # not written yet
         return False
-    return record.status == "running" and run_partition(run_id) in store.partitions("colors")
+    return record.status == "running" and run_id in run_tables(store).runs("colors")
 
 
 def test_a_run_killed_mid_way_is_swept_to_abandoned_and_leaves_nothing(tmp_path):
@@ -79,7 +80,7 @@ def test_a_run_killed_mid_way_is_swept_to_abandoned_and_leaves_nothing(tmp_path)
         f"Run 2 abandoned: its process ({socket.gethostname()} pid {proc.pid}) died during the "
         "run; its partial data was removed", "1 run(s) abandoned"]
     assert get_run(store, 2).status == "abandoned"
-    assert [t for t in RUN_TABLES if run_partition(2) in store.partitions(t)] == []
+    assert [t for t in RUN_TABLES if 2 in run_tables(store).runs(t)] == []
     with pytest.raises(ObjectNotFound):
         store.get_blob(output_blob_key(2))
     left = [p for folder in ("tables", "blobs") for p in (url / folder).rglob("*")

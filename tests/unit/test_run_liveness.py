@@ -18,8 +18,9 @@ from core.errors import Conflict, PermissionDenied
 from core.intake import buffer
 from core.runs.exports import write_csv
 from core.runs.liveness import Heartbeat, abandon_run, current_owner, remove_run_data
-from core.runs.records import RunRecord, get_run, output_blob_key, run_key, run_partition, save_run
+from core.runs.records import RunRecord, get_run, output_blob_key, run_key, save_run
 from core.schema import INPUT_COLUMNS
+from storage.run_tables import run_tables
 
 SETTINGS = load_settings({}, {})  # runs.stale_seconds = 300
 T = datetime(2026, 3, 13, 9, 30, tzinfo=UTC)
@@ -30,14 +31,14 @@ def _running(store, run_id: int, owner: dict, *, beat: datetime = T, job: str = 
     save_run(store, RunRecord(run_id=run_id, kind="MANUAL", trigger="cli", actor="system",
                               started_at=(beat - timedelta(minutes=1)).isoformat(), job=job,
                               owner=owner, heartbeat_at=beat.isoformat()))
-    for table in ("colors", "excluded", "quarantined"):
-        store.append(table, generate_colors(3, seed=run_id), run_partition(run_id))
+    run_tables(store).append_run(run_id, {table: generate_colors(3, seed=run_id)
+                                          for table in ("colors", "excluded", "quarantined")})
     store.put_blob(output_blob_key(run_id), b"half a workbook")
 
 
 def _leftovers(store, run_id: int) -> list[str]:
     return [t for t in ("colors", "excluded", "quarantined")
-            if run_partition(run_id) in store.partitions(t)] + [
+            if run_id in run_tables(store).runs(t)] + [
         k for k in store.list_blobs("outputs/") if k == output_blob_key(run_id)]
 
 
@@ -126,7 +127,7 @@ def test_a_heartbeat_refreshes_until_a_sweep_abandons_the_run_and_then_publishin
     version = memory_store.get(run_key(9))[1]
     assert abandon_run(memory_store, 9, "abandoned: judged dead", T, version) is not None
     assert beat.beat(T + timedelta(seconds=60)) is False
-    memory_store.append("colors", generate_colors(3), run_partition(9))  # written after the sweep
+    run_tables(memory_store).append_run(9, {"colors": generate_colors(3)})  # after the sweep
     record.status = "success"
     with pytest.raises(Conflict, match="run 9 was marked abandoned while it published"):
         beat.publish(record)

@@ -29,9 +29,10 @@ from core.errors import Conflict, FileProblem, PermissionDenied
 from core.intake import buffer
 from core.runs import workbooks
 from core.runs.exports import write_csv
-from core.runs.records import RunRecord, load_runs, run_partition, save_run, visible_run_ids
+from core.runs.records import RunRecord, load_runs, save_run, visible_run_ids
 from core.schema import INPUT_COLUMNS
 from storage import WriteConflict
+from storage.run_tables import run_tables
 
 PKT = ZoneInfo("Asia/Karachi")
 SETTINGS = load_settings({}, {})
@@ -391,7 +392,7 @@ def test_a_run_left_running_by_a_dead_scheduler_is_marked_abandoned(memory_store
     dead = RunRecord(run_id=7, kind="AUTOMATED", trigger="scheduled", actor="system",
                      job="Morning", started_at=started.isoformat())
     save_run(memory_store, dead)
-    memory_store.append("colors", generate_colors(2), run_partition(7))
+    run_tables(memory_store).append_run(7, {"colors": generate_colors(2)})
     memory_store.put(CURRENT_KEY, {"owner": "dead", "job": "Morning", "run_id": 7}, None)
     assert acquire_lease(memory_store, LEASE, "dead", 30, started)
     manual = RunRecord(run_id=8, kind="MANUAL", trigger="manual_save", actor="ann",

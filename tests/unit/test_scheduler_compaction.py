@@ -14,14 +14,20 @@ from core.automation.scheduler import HEARTBEAT_KEY, run_once
 from core.cli.demo import generate_colors
 from core.config import load_settings
 from core.reads import compaction
-from core.reads.compaction import MIN_UNCOVERED_RUNS
 from core.reads.search import SearchQuery, search_rows
 from core.runs import pipeline
 from core.runs import records as runs
 from core.runs.exports import write_csv
-from core.runs.published import MANIFEST_KEY, load_manifest, read_layout
+from core.runs.published import visible_runs
 from core.schema import INPUT_COLUMNS
 from storage import ObjectNotFound, WriteConflict, open_store
+from storage.parquet_layout import MANIFEST_KEY, load_manifest
+from storage.run_compaction import MIN_UNCOVERED_RUNS
+from storage.run_tables import run_tables
+
+
+def read_layout(store):
+    return run_tables(store).layout(visible_runs(store))
 
 SETTINGS = load_settings({}, {})
 NOW = datetime(2026, 3, 20, 20, tzinfo=UTC)

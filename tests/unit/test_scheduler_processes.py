@@ -34,6 +34,7 @@ from core.runs.exports import write_csv
 from core.runs.records import load_runs, visible_run_ids
 from core.schema import INPUT_COLUMNS
 from storage import ObjectNotFound, open_store
+from storage.run_tables import run_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -215,7 +216,7 @@ def test_kill_9_mid_run_publishes_nothing_and_is_abandoned_on_next_start(world):
     assert dead.error == ABANDONED
     assert buffer.get_entry(store, entry.id).status == "pending"
     assert running[0].run_id not in visible_run_ids(store)
-    assert f"run={running[0].run_id:08d}" not in store.partitions("colors")
+    assert running[0].run_id not in run_tables(store).runs("colors")
 
 
 def test_python_m_core_scheduler_stops_cleanly_on_sigterm(tmp_path):

@@ -1,0 +1,289 @@
+"""The run-table port on Parquet partitions (local, memory and, next, S3 stores): each run's rows in
+its own partition `run=NNNNNNNN` of each table (the record), sorted by CUSIP then DATE, plus for the
+colors a derived compacted copy (storage.run_compaction: CUSIP-range shards, a delta, rollups) that
+readers use when it holds most of the runs they ask for. The manifest document names the copy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from storage.errors import ObjectNotFound
+from storage.run_tables import COLORS, CUSIP, DATE, MESSAGE_ID, RUN_ID, Rollup
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from storage.run_compaction import CompactionReport
+
+COMPACT_TABLE = "colors_compact"
+ROLLUP_TABLE = "colors_rollup"
+MANIFEST_KEY = "meta/compaction/colors"
+SORT_COLUMNS = (CUSIP, DATE)  # rows of a run's partition, so row-group statistics prune lookups
+_INLINE_IDS = 64  # more CUSIPs or message ids than this are joined from a table, not inlined
+_LAYOUTS_KEPT = 8  # layouts kept per store: the visible runs, and a few smaller sets (dashboard)
+_names = itertools.count()
+
+
+def run_partition(run_id: int) -> str:
+    return f"run={int(run_id):08d}"
+
+
+def _run_of(partition: str) -> int | None:
+    head, _, number = partition.partition("=")
+    return int(number) if head == "run" and number.isdigit() else None
+
+
+def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame ordered by the SORT_COLUMNS it has (stable, missing values last), index 0..n-1."""
+    by = [c for c in SORT_COLUMNS if c in frame.columns]
+    if by:
+        frame = frame.sort_values(by, kind="stable", na_position="last")
+    return frame.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One file of the compacted copy: the CUSIPs from low (inclusive) to high (exclusive); None is
+    unbounded."""
+
+    partition: str
+    low: str | None = None
+    high: str | None = None
+
+    def holds(self, cusip: str) -> bool:
+        return (self.low is None or self.low <= cusip) and (self.high is None or cusip < self.high)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the rows of the runs asked for are: in the compacted copy (covered: its shards, and
+    the delta holding the runs compacted since; rollups in compact_partition and delta) or only in
+    the run's own partition (uncovered); stale runs are in the copy but not asked for (filtered
+    out). `present`: the runs asked for that hold colors at all."""
+
+    runs: tuple[int, ...]
+    compact_partition: str | None
+    covered: tuple[int, ...]
+    uncovered: tuple[int, ...]
+    stale: tuple[int, ...]
+    shards: tuple[Shard, ...] = ()
+    delta: str | None = None
+    present: tuple[int, ...] = ()
+
+    @property
+    def reads_copy(self) -> bool:
+        """Whether reads use the copy: only when at least half its runs are wanted, as the copy's
+        rows of runs not asked for are read and thrown away (a few runs: their own files)."""
+        return bool(self.covered) and 2 * len(self.covered) >= len(self.covered) + len(self.stale)
+
+
+def load_manifest(store: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The compacted copy's manifest (written last by a compaction) and its version."""
+    try:
+        return store.get(MANIFEST_KEY)
+    except ObjectNotFound:
+        return None, None
+
+
+def manifest_shards(manifest: dict[str, Any] | None) -> tuple[Shard, ...]:
+    """The copy's shards; a manifest written before shards existed names one unbounded file."""
+    if not manifest:
+        return ()
+    if "shards" not in manifest:
+        return (Shard(manifest["partition"]),)
+    return tuple(Shard(s["partition"], s.get("low"), s.get("high")) for s in manifest["shards"])
+
+
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+class ParquetRunTables:
+    """RunTables (storage.run_tables) over a store's partitioned tables and one manifest document.
+    Keeps the layouts it read, keyed on the manifest's version and the runs asked for."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._layouts: OrderedDict[tuple[Any, ...], tuple[Layout, list[tuple[str, str]]]] = (
+            OrderedDict())
+
+    def __repr__(self) -> str:
+        return f"ParquetRunTables({self.store!r})"
+
+    # -- writes ----------------------------------------------------------------------------
+    def append_run(self, run_id: int, rows: Mapping[str, pd.DataFrame]) -> None:
+        """One partition per table, rows sorted by CUSIP then DATE; a failure removes the run."""
+        partition = run_partition(run_id)
+        try:
+            for table, frame in rows.items():
+                if len(frame):
+                    self.store.append(table, sort_rows(frame), partition)
+        except BaseException:
+            for table in rows:
+                self.store.delete_partition(table, partition)
+            raise
+
+    def remove_run(self, run_id: int) -> None:
+        partition = run_partition(run_id)
+        for table in self.store.tables():
+            self.store.delete_partition(table, partition)
+
+    # -- reads -----------------------------------------------------------------------------
+    def runs(self, table: str = COLORS) -> list[int]:
+        found = (_run_of(p) for p in self.store.partitions(table))
+        return sorted(r for r in found if r is not None)
+
+    def read(self, table: str, runs: Iterable[int], columns: Sequence[str] | None = None
+             ) -> pd.DataFrame:
+        partitions = [run_partition(r) for r in sorted(set(runs))]
+        if not partitions:
+            return pd.DataFrame()
+        return self.store.scan(table, partitions, None if columns is None else list(columns))
+
+    def layout(self, runs: Iterable[int]) -> Layout:
+        """The layout for reading these runs' colors (kept until the manifest changes)."""
+        return self._entry(runs)[0]
+
+    def open(self, con: duckdb.DuckDBPyConnection, table: str, runs: Iterable[int], *,
+             cusips: Iterable[str] | None = None, message_ids: Iterable[str] | None = None,
+             ) -> str | None:
+        """A FROM item; for the colors, the shards holding `cusips` only (a lookup opens one
+        file of the copy: DuckDB pays per row group of every file it opens)."""
+        wanted = None if cusips is None else sorted({c.strip().upper() for c in cusips})
+        where = self._where(con, CUSIP, wanted) + self._where(
+            con, MESSAGE_ID, None if message_ids is None else sorted({str(m) for m in message_ids}))
+        if table != COLORS:
+            view = self._register(con, table, sorted(set(runs)))
+            return f"(SELECT * FROM {view}{_clause(where)})" if view else None
+        layout = self.layout(runs)
+        parts = []
+        own = layout.present
+        if layout.reads_copy:
+            shards = layout.shards
+            if wanted is not None:
+                shards = tuple(s for s in shards if any(s.holds(c) for c in wanted))
+            copied = [s.partition for s in shards] + ([layout.delta] if layout.delta else [])
+            view = self._register(con, COMPACT_TABLE, copied, runs=False) if copied else None
+            if view:
+                parts.append(f"SELECT * FROM {view}{_clause(self._stale(con, layout) + where)}")
+            own = layout.uncovered
+        view = self._register(con, COLORS, own)
+        if view:
+            parts.append(f"SELECT * FROM {view}{_clause(where)}")
+        return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
+
+    def describe(self, con: duckdb.DuckDBPyConnection, table: str, runs: Iterable[int],
+                 source: str | None = None) -> list[tuple[str, str]]:
+        """Described once per layout for the colors (a DESCRIBE binds every file it names, so
+        describing `source`, a lookup's few files, costs less than opening them all)."""
+        cached = self._entry(runs)[1] if table == COLORS else []
+        if cached:
+            return cached
+        src = source or self.open(con, table, runs)
+        if src is None:
+            return []
+        described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        cached[:] = described
+        return described
+
+    def open_rollups(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup
+                     ) -> str | None:
+        layout = self.layout(runs)
+        parts = []
+        own = layout.present
+        if layout.reads_copy:
+            rolled = [p for p in (layout.compact_partition, layout.delta) if p]
+            view = self._register(con, ROLLUP_TABLE, rolled, runs=False)
+            if view:
+                parts.append(f"SELECT * FROM {view}{_clause(self._stale(con, layout))}")
+            own = layout.uncovered
+        view = self._register(con, COLORS, own)
+        if view:
+            live, params = rollup(view)
+            name = f"live_rollups_{next(_names)}"
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {live}", params)
+            parts.append(f"SELECT * FROM {name}")
+        return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
+
+    # -- upkeep ----------------------------------------------------------------------------
+    def plan(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int]) -> CompactionReport:
+        from storage import run_compaction
+
+        return run_compaction.plan_compaction(self, con, tuple(sorted(set(runs))))
+
+    def compact(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup, *,
+                force: bool = False, now: datetime) -> CompactionReport:
+        from storage import run_compaction
+
+        return run_compaction.compact_colors(self, con, tuple(sorted(set(runs))), rollup,
+                                             force=force, now=now)
+
+    # -- internals -------------------------------------------------------------------------
+    def _entry(self, runs: Iterable[int]) -> tuple[Layout, list[tuple[str, str]]]:
+        asked = tuple(sorted(set(runs)))
+        manifest, version = load_manifest(self.store)
+        key = (version, asked)
+        cached = self._layouts.get(key)
+        if cached is not None:
+            self._layouts.move_to_end(key)
+            return cached
+        delta = (manifest or {}).get("delta") or {}
+        copied = set(manifest["runs"]) | set(delta.get("runs", [])) if manifest else set()
+        held = set(self.runs(COLORS))
+        layout = Layout(
+            runs=asked,
+            compact_partition=manifest["partition"] if manifest else None,
+            covered=tuple(r for r in asked if r in copied),
+            uncovered=tuple(r for r in asked if r not in copied and r in held),
+            stale=tuple(sorted(copied - set(asked))),
+            shards=manifest_shards(manifest),
+            delta=delta.get("partition"),
+            present=tuple(r for r in asked if r in held),
+        )
+        entry: tuple[Layout, list[tuple[str, str]]] = (layout, [])
+        self._layouts[key] = entry
+        while len(self._layouts) > _LAYOUTS_KEPT:
+            self._layouts.popitem(last=False)
+        return entry
+
+    def _register(self, con: duckdb.DuckDBPyConnection, table: str, parts: Sequence[Any], *,
+                  runs: bool = True) -> str | None:
+        """A temporary view of these partitions (of these runs, when `runs`) under a name of its
+        own (a later view never changes an earlier FROM item); None when they hold no rows."""
+        partitions = [run_partition(p) for p in parts] if runs else list(parts)
+        if not partitions:
+            return None
+        view = f"{table}_{next(_names)}"
+        return view if self.store.register(con, table, partitions, view=view) else None
+
+    def _where(self, con: duckdb.DuckDBPyConnection, column: str, values: list[str] | None
+               ) -> list[str]:
+        if values is None:
+            return []
+        if len(values) <= _INLINE_IDS:
+            return [f"{column} IN ({_quoted(values)})" if values else "FALSE"]
+        name = f"wanted_{next(_names)}"
+        con.register(name, pa.table({"v": pa.array(values, pa.string())}))
+        return [f"{column} IN (SELECT v FROM {name})"]
+
+    def _stale(self, con: duckdb.DuckDBPyConnection, layout: Layout) -> list[str]:
+        """The copy's rows of runs not asked for are filtered out."""
+        if not layout.stale:
+            return []
+        name = f"wanted_runs_{next(_names)}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
+                    f"SELECT unnest(?::BIGINT[]) AS {RUN_ID}", [list(layout.covered)])
+        return [f"{RUN_ID} IN (SELECT {RUN_ID} FROM {name})"]
+
+
+def _clause(conditions: list[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""

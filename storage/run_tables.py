@@ -1,0 +1,91 @@
+"""The table port for runs (DESIGN.md §3): what core asks of the rows runs publish, in domain terms.
+
+Core writes a run's rows, reads the rows of the runs it names (the visible ones: core decides
+visibility from its run records), and removes a run. How the rows are laid out (Parquet partitions,
+CUSIP-range shards, a delta, rollups, compaction; or indexed SQL tables) is the backend's business:
+`run_tables(store)` returns the store's own port when it has one (`store.run_tables()`), else the
+Parquet layout shared by the local, memory and S3 stores (storage.parquet_layout).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+    from storage.base import Store
+    from storage.run_compaction import CompactionReport
+
+# The tables a run writes. COLORS is the one read by CUSIP or message id and kept compacted.
+COLORS, EXCLUDED, QUARANTINED = "colors", "excluded", "quarantined"
+RUN_TABLES = (COLORS, EXCLUDED, QUARANTINED)
+# The port's vocabulary: the columns it selects and orders by (they mirror core.schema's names).
+CUSIP, DATE, MESSAGE_ID, RUN_ID, POSITION = "CUSIP", "DATE", "MESSAGE_ID", "RUN_ID", "POSITION"
+
+# A rollup definition: given a FROM item of colors, (SQL of its rollup rows, parameters).
+Rollup = Callable[[str], tuple[str, list[Any]]]
+
+
+class RunTables(Protocol):
+    """Rows of runs. Nothing here decides visibility: readers name the runs they read, so rows a
+    run wrote stay invisible until core's run record says published."""
+
+    def append_run(self, run_id: int, rows: Mapping[str, pd.DataFrame]) -> None:
+        """Write a run's rows (table name → frame; empty frames write nothing), all or nothing: a
+        failure removes whatever the run had written and raises."""
+
+    def remove_run(self, run_id: int) -> None:
+        """Remove every row the run wrote, from every table (idempotent)."""
+
+    def runs(self, table: str = COLORS) -> list[int]:
+        """The runs holding rows in table, ascending (a backup copies these)."""
+
+    def read(self, table: str, runs: Iterable[int], columns: Sequence[str] | None = None
+             ) -> pd.DataFrame:
+        """The rows of these runs as one frame (only `columns` when given); empty if none."""
+
+    def open(self, con: duckdb.DuckDBPyConnection, table: str, runs: Iterable[int], *,
+             cusips: Iterable[str] | None = None, message_ids: Iterable[str] | None = None,
+             ) -> str | None:
+        """The rows of these runs (only of these CUSIPs / message ids when given) as a FROM item
+        on con (`FROM {item} AS x`); None when they hold no rows. Valid while con is open."""
+
+    def describe(self, con: duckdb.DuckDBPyConnection, table: str, runs: Iterable[int],
+                 source: str | None = None) -> list[tuple[str, str]]:
+        """(name, DuckDB type) of the columns `open` gives for these runs; [] when no rows.
+        source: a FROM item `open` gave for them, to describe instead of opening them all."""
+
+    def open_rollups(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup
+                     ) -> str | None:
+        """The rollup rows of these runs' colors as a FROM item (kept ones where the backend keeps
+        them, computed now for the rest); None when the runs published nothing."""
+
+    def plan(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int]) -> CompactionReport:
+        """Whether the colors of these runs (the visible ones) need upkeep to stay fast to read."""
+
+    def compact(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup, *,
+                force: bool = False, now: datetime) -> CompactionReport:
+        """Do the upkeep `plan` asks for (or a full rewrite when forced); what was done."""
+
+
+_ports: weakref.WeakKeyDictionary[Any, RunTables] = weakref.WeakKeyDictionary()
+
+
+def run_tables(store: Store) -> RunTables:
+    """The store's run-table port, one per store object (it keeps the layout it read)."""
+    port = _ports.get(store)
+    if port is None:
+        own = getattr(store, "run_tables", None)
+        if own is not None:
+            port = own()
+        else:
+            from storage.parquet_layout import ParquetRunTables
+
+            port = ParquetRunTables(store)
+        _ports[store] = port
+    return port
