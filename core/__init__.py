@@ -19,4 +19,8 @@ Packages in dependency order: each may import the ones above it, never one below
 
 `python -m core` (core/__main__.py) and `python -m core.scheduler` (core/scheduler.py) are the
 composition roots of the CLI and the scheduler; the app's is pages/_ui/services.py. Inside a
-package modules may share helpers; across packages only public names are imported."""
+package modules may share helpers; across packages only public names are imported.
+
+Below core, storage: the Store (documents, tables, blobs) and the run-table port
+(storage/run_tables.py), through which core appends, reads and removes runs' rows in domain terms
+(runs, CUSIPs, message ids, columns); the layout behind it is the backend's."""

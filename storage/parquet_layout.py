@@ -17,12 +17,12 @@ import pandas as pd
 import pyarrow as pa
 
 from storage.errors import ObjectNotFound
-from storage.run_tables import COLORS, CUSIP, DATE, MESSAGE_ID, RUN_ID, Rollup
+from storage.run_tables import COLORS, CUSIP, DATE, MESSAGE_ID, RUN_ID, CompactionReport, Rollup
 
 if TYPE_CHECKING:
     import duckdb
 
-    from storage.run_compaction import CompactionReport
+    from storage.tables import PartitionedStore
 
 COMPACT_TABLE = "colors_compact"
 ROLLUP_TABLE = "colors_rollup"
@@ -86,7 +86,7 @@ class Layout:
         return bool(self.covered) and 2 * len(self.covered) >= len(self.covered) + len(self.stale)
 
 
-def load_manifest(store: Any) -> tuple[dict[str, Any] | None, str | None]:
+def load_manifest(store: PartitionedStore) -> tuple[dict[str, Any] | None, str | None]:
     """The compacted copy's manifest (written last by a compaction) and its version."""
     try:
         return store.get(MANIFEST_KEY)
@@ -111,7 +111,7 @@ class ParquetRunTables:
     """RunTables (storage.run_tables) over a store's partitioned tables and one manifest document.
     Keeps the layouts it read, keyed on the manifest's version and the runs asked for."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: PartitionedStore) -> None:
         self.store = store
         self._layouts: OrderedDict[tuple[Any, ...], tuple[Layout, list[tuple[str, str]]]] = (
             OrderedDict())

@@ -8,7 +8,6 @@ import logging
 import time
 import uuid
 import weakref
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +22,21 @@ from storage.parquet_layout import (
     manifest_shards,
     run_partition,
 )
-from storage.run_tables import COLORS, CUSIP, POSITION, RUN_ID, Rollup
+from storage.run_tables import (
+    COLORS,
+    CUSIP,
+    DELTA,
+    POSITION,
+    RUN_ID,
+    CompactionReport,
+    Rollup,
+)
 
 if TYPE_CHECKING:
     import duckdb
 
     from storage.parquet_layout import ParquetRunTables
+    from storage.tables import PartitionedStore
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +53,6 @@ SHARD_ROWS = 500_000
 # shard and the delta instead of one file per run. A delta beyond this share of the copy (and at
 # least DELTA_MIN_ROWS) is folded into a new full copy instead.
 DELTA_MAX_SHARE, DELTA_MIN_ROWS = 0.2, 1_000_000
-FULL, DELTA = "full", "delta"
-
-
-@dataclass(frozen=True)
-class CompactionReport:
-    """What a compaction found and did."""
-
-    needed: bool
-    reason: str
-    done: bool = False
-    partition: str | None = None
-    runs: int = 0
-    rows: int = 0
-    files: int = 0
-    seconds: float = 0.0
-    mode: str = FULL  # full: a new copy of every visible run; delta: the new runs beside it
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 _uncovered_rows: weakref.WeakKeyDictionary[Any, tuple[Layout, int]] = weakref.WeakKeyDictionary()
@@ -247,7 +236,7 @@ def _order(columns: list[str]) -> str:
     return (f"{CUSIP}, {RUN_ID}, {POSITION}" if POSITION in columns else f"{CUSIP}, {RUN_ID}")
 
 
-def _switch(store: Any, manifest: dict[str, Any], old: dict[str, Any] | None,
+def _switch(store: PartitionedStore, manifest: dict[str, Any], old: dict[str, Any] | None,
             version: str | None, *, written: set[str]) -> None:
     """Switch readers to `manifest` (the commit point), then delete copies older than the previous
     one (a reader may still be in it). Losing the race to another compaction deletes `written`:
@@ -268,11 +257,11 @@ def _partitions(manifest: dict[str, Any]) -> set[str]:
             *([delta] if delta else [])}
 
 
-def _copies(store: Any) -> list[str]:
+def _copies(store: PartitionedStore) -> list[str]:
     return sorted(set(store.partitions(COMPACT_TABLE)) | set(store.partitions(ROLLUP_TABLE)))
 
 
-def _drop(store: Any, partitions: list[str]) -> None:
+def _drop(store: PartitionedStore, partitions: list[str]) -> None:
     for partition in partitions:
         store.delete_partition(COMPACT_TABLE, partition)
         store.delete_partition(ROLLUP_TABLE, partition)

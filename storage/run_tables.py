@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
     from storage.base import Store
-    from storage.run_compaction import CompactionReport
+    from storage.tables import PartitionedStore
 
 # The tables a run writes. COLORS is the one read by CUSIP or message id and kept compacted.
 COLORS, EXCLUDED, QUARANTINED = "colors", "excluded", "quarantined"
@@ -27,8 +28,28 @@ RUN_TABLES = (COLORS, EXCLUDED, QUARANTINED)
 # The port's vocabulary: the columns it selects and orders by (they mirror core.schema's names).
 CUSIP, DATE, MESSAGE_ID, RUN_ID, POSITION = "CUSIP", "DATE", "MESSAGE_ID", "RUN_ID", "POSITION"
 
+FULL, DELTA = "full", "delta"  # compaction: a new copy of every run, or the new runs beside it
+
 # A rollup definition: given a FROM item of colors, (SQL of its rollup rows, parameters).
 Rollup = Callable[[str], tuple[str, list[Any]]]
+
+
+@dataclass(frozen=True)
+class CompactionReport:
+    """What the upkeep of the colors (compaction, for the Parquet layout) found and did."""
+
+    needed: bool
+    reason: str
+    done: bool = False
+    partition: str | None = None
+    runs: int = 0
+    rows: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    mode: str = FULL  # full: a new copy of every visible run; delta: the new runs beside it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class RunTables(Protocol):
@@ -83,9 +104,9 @@ def run_tables(store: Store) -> RunTables:
         own = getattr(store, "run_tables", None)
         if own is not None:
             port = own()
-        else:
+        else:  # a store of Parquet partitions (local, memory, S3)
             from storage.parquet_layout import ParquetRunTables
 
-            port = ParquetRunTables(store)
+            port = ParquetRunTables(cast("PartitionedStore", store))
         _ports[store] = port
     return port

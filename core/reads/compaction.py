@@ -10,8 +10,7 @@ from datetime import datetime
 from core.clock import now_or
 from core.runs.published import duckdb_session, rollup_sql, visible_runs
 from storage import Store
-from storage.run_compaction import DELTA, FULL, CompactionReport
-from storage.run_tables import run_tables
+from storage.run_tables import DELTA, FULL, CompactionReport, run_tables
 
 __all__ = ["DELTA", "FULL", "CompactionReport", "compact_colors", "plan_compaction"]
 

@@ -28,6 +28,8 @@ from storage import (
     WriteConflict,
     open_store,
 )
+from storage.base import Blobs, Documents, PartitionedStore, Tables
+from storage.run_tables import run_tables
 
 INVALID_KEYS = ["../x", "/abs", "", "a//b", "a/../b", "./a", "a/", "a b", "a\\b", "a~b"]
 
@@ -434,3 +436,23 @@ def test_local_two_processes_incrementing_lose_nothing(tmp_path: Path):
     run_two(increment_many, root, times)
     assert store.get("counter") == (2 * times, str(2 * times + 1))
     assert sorted(os.listdir(Path(root) / "docs")) == ["counter.json"]
+
+
+# -- the three parts, and what a backup lists ---------------------------------------------------
+def test_every_backend_is_each_part_of_the_store(store: Store):
+    assert [isinstance(store, part) for part in (Documents, Tables, Blobs, PartitionedStore)] == [
+        True, True, True, True]
+
+
+def test_listing_each_part_finds_everything_written(store: Store):
+    store.put("jobs/nightly", {"cron": "0 6 * * *"}, None)
+    store.put("users/ayesha", {}, None)
+    store.put_blob("outputs/run-00000001.xlsx", b"PK")
+    store.append("audit", JAN, "2026-01")
+    run_tables(store).append_run(1, {"colors": JAN, "excluded": FEB})
+    listing = {"documents": store.list(""), "blobs": store.list_blobs(""),
+               "tables": {t: store.partitions(t) for t in store.tables()}}
+    assert listing == {"documents": ["jobs/nightly", "users/ayesha"],
+                       "blobs": ["outputs/run-00000001.xlsx"],
+                       "tables": {"audit": ["2026-01"], "colors": ["run=00000001"],
+                                  "excluded": ["run=00000001"]}}

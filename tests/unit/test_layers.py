@@ -83,6 +83,21 @@ def _private_names_across_packages() -> list[str]:
     return found
 
 
+# What core may import of storage: the store, its errors and the run-table port (DESIGN.md §3);
+# never a backend or the Parquet layout behind the port.
+STORAGE_FOR_CORE = {"storage", "storage.base", "storage.errors", "storage.run_tables"}
+
+
+def test_core_reaches_storage_only_through_the_store_and_the_run_table_port():
+    found = []
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        found += [f"{rel} imports {name}" for name in _imports(path)
+                  if name.split(".")[0] == "storage" and name not in STORAGE_FOR_CORE
+                  and rel not in COMPOSITION_ROOTS]
+    assert found == []
+
+
 def test_core_packages_import_only_packages_before_them():
     assert _package_violations() == []
 
