@@ -7,6 +7,7 @@ readers use when it holds most of the runs they ask for. The manifest document n
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,7 @@ class ParquetRunTables:
         self.store = store
         self._layouts: OrderedDict[tuple[Any, ...], tuple[Layout, list[tuple[str, str]]]] = (
             OrderedDict())
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ParquetRunTables({self.store!r})"
@@ -232,10 +234,11 @@ class ParquetRunTables:
         asked = tuple(sorted(set(runs)))
         manifest, version = load_manifest(self.store)
         key = (version, asked)
-        cached = self._layouts.get(key)
-        if cached is not None:
-            self._layouts.move_to_end(key)
-            return cached
+        with self._lock:
+            cached = self._layouts.get(key)
+            if cached is not None:
+                self._layouts.move_to_end(key)
+                return cached
         delta = (manifest or {}).get("delta") or {}
         copied = set(manifest["runs"]) | set(delta.get("runs", [])) if manifest else set()
         held = set(self.runs(COLORS))
@@ -250,9 +253,10 @@ class ParquetRunTables:
             present=tuple(r for r in asked if r in held),
         )
         entry: tuple[Layout, list[tuple[str, str]]] = (layout, [])
-        self._layouts[key] = entry
-        while len(self._layouts) > _LAYOUTS_KEPT:
-            self._layouts.popitem(last=False)
+        with self._lock:  # the app's threads share one port per store
+            self._layouts[key] = entry
+            while len(self._layouts) > _LAYOUTS_KEPT:
+                self._layouts.popitem(last=False)
         return entry
 
     def _register(self, con: duckdb.DuckDBPyConnection, table: str, parts: Sequence[Any], *,

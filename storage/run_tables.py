@@ -9,6 +9,7 @@ Parquet layout shared by the local, memory and S3 stores (storage.parquet_layout
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -95,18 +96,20 @@ class RunTables(Protocol):
 
 
 _ports: weakref.WeakKeyDictionary[Any, RunTables] = weakref.WeakKeyDictionary()
+_ports_lock = threading.Lock()
 
 
 def run_tables(store: Store) -> RunTables:
     """The store's run-table port, one per store object (it keeps the layout it read)."""
-    port = _ports.get(store)
-    if port is None:
-        own = getattr(store, "run_tables", None)
-        if own is not None:
-            port = own()
-        else:  # a store of Parquet partitions (local, memory, S3)
-            from storage.parquet_layout import ParquetRunTables
+    with _ports_lock:
+        port = _ports.get(store)
+        if port is None:
+            own = getattr(store, "run_tables", None)
+            if own is not None:
+                port = own()
+            else:  # a store of Parquet partitions (local, memory, S3)
+                from storage.parquet_layout import ParquetRunTables
 
-            port = ParquetRunTables(cast("PartitionedStore", store))
-        _ports[store] = port
-    return port
+                port = ParquetRunTables(cast("PartitionedStore", store))
+            _ports[store] = port
+        return port

@@ -4,6 +4,8 @@ run, go away with the run, and read the same before and after compaction."""
 
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,3 +158,20 @@ def test_runs_written_or_removed_after_compaction_read_as_without_it(tables: Run
         (1, "A", "10001"), (1, "B", "10002"), (1, "C", "10000"),
         (3, "A", "30000"), (3, "A", "30002"), (3, "E", "30001"),
         (4, "A", "40000"), (4, "F", "40001")]
+
+
+def test_threads_reading_different_runs_at_once_each_get_their_own_rows(tables: RunTables):
+    """More run sets than the layouts a port keeps, read from 8 threads at once."""
+    sets = [s for n in range(1, 6) for s in itertools.combinations([1, 2, 3, 4, 5], n)]
+    con = duckdb.connect()
+    expected = {s: fetch(con, tables.open(con, COLORS, s)) if set(s) & {1, 2, 3} else None
+                for s in sets}
+
+    def read(runs: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
+        own = duckdb.connect()
+        src = tables.open(own, COLORS, runs)
+        return runs, None if src is None else fetch(own, src)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = list(pool.map(read, sets * 6))
+    assert [rows == expected[runs] for runs, rows in found] == [True] * len(sets) * 6
