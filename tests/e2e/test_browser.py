@@ -215,3 +215,87 @@ def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, store_dir, brows
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=20_000)
     expect(page.get_by_text(f"{cusip}: price history").first).to_be_visible()
     context.close()
+
+
+def _grid_cell(page, grid, row: int, column: int) -> None:
+    """Select a cell of a data editor: click the row's first cell (rows and header 35 px), then
+    walk right with the arrow keys (column widths follow the content)."""
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 60, box["y"] + 35 + row * 35 + 17)
+    for _ in range(column):
+        page.keyboard.press("ArrowRight")
+
+
+def _page_drawn(page) -> None:
+    """Manual Color's run is over (no running indicator, no stale element of the previous run
+    left beside the new ones) and Save is enabled (no change waits to be applied)."""
+    expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=20_000)
+    expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=20_000)
+    expect(page.get_by_role("button", name="Save and publish…")).to_be_enabled(timeout=20_000)
+
+
+def test_analyst_edits_pastes_and_publishes_in_manual_color(server, store_dir, browser):
+    from core.access import Actor
+    from core.manual import sessions
+    from core.runs import records as runs
+
+    store = open_store(str(store_dir))
+    create_user(store, SYSTEM, "ivo", name="Ivo Analyst", email="ivo@desk.test", role="analyst",
+                password=PASSWORD, temporary=False)
+    context = browser.new_context(viewport={"width": 1600, "height": 1200},
+                                  permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(server)
+    _login(page, "ivo", PASSWORD)
+    _signed_in(page)
+    _open_page(page, "Manual Color")
+    page.get_by_role("button", name="Start a session").click()
+    expect(page.get_by_role("heading", name="Load colors")).to_be_visible(timeout=20_000)
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Color files (.xlsx")
+    uploader.locator("input[type=file]").set_input_files(
+        str(ROOT / "tests" / "data" / "colors-2026-01-11.xlsx"))
+    load = page.get_by_role("button", name="Load the files")
+    expect(load).to_be_enabled(timeout=20_000)
+    load.click()
+    expect(page.get_by_text("Loaded 1 file(s)").first).to_be_visible(timeout=20_000)
+    # The run has drawn the whole page once Save is there (it comes after the rows).
+    _page_drawn(page)
+    editor = page.get_by_test_id("stDataFrame").nth(2)  # report, preview, then the rows
+    bid = 9  # COLOR_ID Role Pinned MESSAGE_ID TICKER SECTOR CUSIP DATE PRICE_LEVEL BID
+
+    # Type a cell: Enter opens its editor, Enter commits; PX follows BID once applied.
+    _grid_cell(page, editor, 0, bid)
+    page.keyboard.press("Enter")
+    cell = page.locator("input.gdg-input")
+    expect(cell).to_be_visible(timeout=20_000)
+    cell.fill("102.5")
+    cell.press("Enter")
+    expect(page.get_by_text("Not applied yet: 1 cell.")).to_be_visible(timeout=20_000)
+    page.get_by_role("button", name="Apply the changes").click()
+    expect(page.get_by_text("Applied 1 cell").first).to_be_visible(timeout=20_000)
+    _page_drawn(page)
+
+    # Paste a 2×2 block (BID, ASK of rows 3 and 4) as copied from Excel.
+    _grid_cell(page, page.get_by_test_id("stDataFrame").nth(2), 2, bid)
+    page.evaluate("text => navigator.clipboard.writeText(text)", "99.5\t100.25\n98.5\t100.5")
+    page.keyboard.press("Control+V")
+    expect(page.get_by_text("Not applied yet: 4 cells.")).to_be_visible(timeout=20_000)
+    page.get_by_role("button", name="Apply the changes").click()
+    expect(page.get_by_text("Applied 4 cells").first).to_be_visible(timeout=20_000)
+    _page_drawn(page)
+    ivo = Actor("ivo", "analyst")
+    session = sessions.load_session(store, ivo)
+    assert [step["label"] for step in session.undo] == ["edit 1 cell", "edit 4 cells"]
+    rows = sessions.preview(store, ivo, load_settings({}, {})).ranked
+    assert rows.loc[rows["BID"] == 102.5, "PX"].tolist() == [102.5]
+
+    # Publish after the confirmation.
+    page.get_by_role("button", name="Save and publish…").click()
+    expect(page.get_by_text("Publish this session as one MANUAL run?")).to_be_visible(
+        timeout=20_000)
+    page.get_by_role("button", name="Yes, publish").click()
+    expect(page.get_by_text("Published run").first).to_be_visible(timeout=30_000)
+    mine = [r for r in runs.load_runs(store) if r.actor == "ivo"]
+    assert [(r.kind, r.counts["published"]) for r in mine] == [("MANUAL", 50)]
+    context.close()
