@@ -1,0 +1,60 @@
+"""The reading child hands its table back through a private spool folder: what it read arrives
+whole (text bodies as Arrow-backed strings, workbook bodies as cells), and the folder is gone
+afterwards, whether the file was read or refused."""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import UnreadableFile
+from core.ingest.readers import RawTable, read_table
+from core.schema import default_column_config, header_lookup
+
+LOOKUP = header_lookup(default_column_config())
+CSV = b"CUSIP,BIAS,PX,SOURCE\n97988RBL5,BID,99.5,JPM\n\n000840AG3,OFFER,,MS\n"
+
+
+@pytest.fixture
+def spools(tmp_path, monkeypatch):
+    """The reading children's spool folders left in tempfile's folder (none before the test)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return lambda: sorted(tmp_path.glob("marketpulse-read-*"))
+
+
+def test_a_csv_read_in_the_child_arrives_whole_and_leaves_no_spool_behind(spools):
+    table = read_table(CSV, "colors.csv", LOOKUP, max_mb=0)
+    assert table.header == ["CUSIP", "BIAS", "PX", "SOURCE"]
+    assert table.body.to_dict("list") == {0: ["97988RBL5", "000840AG3"], 1: ["BID", "OFFER"],
+                                          2: ["99.5", ""], 3: ["JPM", "MS"]}
+    assert [str(t) for t in table.body.dtypes] == ["string"] * 4
+    assert table.rows.tolist() == [2, 4]  # the blank line is row 3
+    assert spools() == []
+
+
+def test_a_refused_file_leaves_no_spool_behind(spools):
+    with pytest.raises(UnreadableFile, match=r"notes\.csv"):
+        read_table(b"hello,world\n1,2\n", "notes.csv", LOOKUP, max_mb=0)
+    assert spools() == []
+
+
+def test_a_raw_table_of_text_pickles_as_arrow_and_comes_back_equal():
+    body = pd.DataFrame({0: pd.array(["A", None], dtype="string"),
+                         1: pd.array(["1", "2"], dtype="string")})
+    table = RawTable(["CUSIP", "PX"], body, np.array([2, 3]), None, 1)
+    back = pickle.loads(pickle.dumps(table))
+    pd.testing.assert_frame_equal(back.body, body)
+    assert (back.header, back.rows.tolist(), back.sheet, back.header_row) == (
+        ["CUSIP", "PX"], [2, 3], None, 1)
+
+
+def test_a_raw_table_of_workbook_cells_pickles_unchanged():
+    body = pd.DataFrame({0: ["A", 1.5], 1: [pd.Timestamp("2026-03-13"), None]}, dtype=object)
+    table = RawTable(["CUSIP", "DATE"], body, np.array([2, 3]), "Colors", 1)
+    back = pickle.loads(pickle.dumps(table))
+    pd.testing.assert_frame_equal(back.body, body)
+    assert back.sheet == "Colors"
