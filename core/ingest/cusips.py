@@ -28,6 +28,37 @@ def cusip_problem(cusip: str) -> tuple[str | None, bool]:
     return None, False
 
 
+_CHAR_VALUE = np.full(128, 0, dtype=np.int64)  # DOMAIN.md §1.3: digit, A–Z 10–35, * @ # 36–38
+_CHAR_VALUE[48:58] = np.arange(10)
+_CHAR_VALUE[65:91] = np.arange(10, 36)
+_CHAR_VALUE[[ord("*"), ord("@"), ord("#")]] = [36, 37, 38]
+
+
+def cusip_problems(cusips: list[str]) -> list[tuple[str | None, bool]]:
+    """cusip_problem of each normalised CUSIP, the check digits of the well-formed ones computed
+    together with numpy (per CUSIP in Python, a million rows' 200k CUSIPs took a second)."""
+    verdicts: list[tuple[str | None, bool]] = []
+    formed: list[int] = []
+    for at, cusip in enumerate(cusips):
+        if cusip and CUSIP_FORMAT.fullmatch(cusip):
+            formed.append(at)
+            verdicts.append((None, False))
+        else:
+            verdicts.append(cusip_problem(cusip))
+    if not formed:
+        return verdicts
+    codes = np.frombuffer("".join(cusips[at] for at in formed).encode("ascii"),
+                          dtype=np.uint8).reshape(-1, 9)
+    values = _CHAR_VALUE[codes[:, :8]]
+    values[:, 1::2] *= 2  # positions 2, 4, 6 and 8 (1-based)
+    expected = (10 - (values // 10 + values % 10).sum(axis=1) % 10) % 10
+    wrong = codes[:, 8].astype(np.int64) - 48 != expected
+    for at, digit in zip(np.asarray(formed)[wrong].tolist(), expected[wrong].tolist(),
+                         strict=True):
+        verdicts[at] = (f"fails the CUSIP check digit (expected {digit})", False)
+    return verdicts
+
+
 def lost_zeros(digits: str, padded: str, verb: str = "read") -> str:
     """"CUSIP 37833100 lost its leading zero (Excel); read as 037833100"."""
     zeros = "zero" if len(padded) - len(digits) == 1 else "zeros"

@@ -16,7 +16,7 @@ from core.clock import utc_today
 from core.config import Settings
 from core.errors import ConfigError
 from core.ingest.coercion import describe_value, normalise_bias
-from core.ingest.cusips import cusip_problem
+from core.ingest.cusips import cusip_problems
 from core.schema import (
     BIAS,
     BIAS_RANK,
@@ -125,7 +125,7 @@ def _check_cusips(cusips: pd.Series, check_blocking: bool) -> list[Finding]:
     [0-9A-Z*@#] is quarantined (it would group as a security of its own); a wrong check digit
     (DOMAIN.md §1.3) warns, or blocks when validation.cusip_check_blocking."""
     codes, uniques = pd.factorize(cusips.astype("string").str.strip().str.upper())
-    verdicts = [cusip_problem(str(u)) for u in uniques] + [(None, False)]  # code -1 = NA
+    verdicts = [*cusip_problems([str(u) for u in uniques]), (None, False)]  # code -1 = NA
     findings = []
     for invalid, code, blocking in ((True, "invalid_cusip", True),
                                     (False, "cusip_check_digit", check_blocking)):

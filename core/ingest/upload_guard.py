@@ -62,7 +62,8 @@ def inspect_zip(data: bytes, filename: str, settings: Settings) -> None:
 
 def inspect_text(data: bytes, filename: str) -> None:
     """A CSV's longest line (\\n, \\r or \\r\\n endings) is at most MAX_LINE_BYTES."""
-    ends = np.flatnonzero(np.isin(np.frombuffer(data, dtype=np.uint8), (10, 13)))
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero((raw == 10) | (raw == 13))  # np.isin sorts: 10× slower on 150 MB
     bounds = np.concatenate(([-1], ends, [len(data)]))
     lengths = np.diff(bounds) - 1
     longest = int(lengths.argmax())

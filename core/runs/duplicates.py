@@ -202,16 +202,16 @@ def published_files(store: Store) -> dict[str, tuple[int, str]]:
     return found
 
 
-def skip_published_files(store: Store, files: Sequence[tuple[str, bytes]]
-                         ) -> tuple[list[tuple[str, bytes]], list[dict[str, Any]]]:
-    """The files to read, and a record entry (name, sha256, rows 0, skipped: the note) for each
-    file identical to one a visible run published, or to an earlier file of this batch."""
+def skip_published_files(store: Store, files: Sequence[tuple[str, bytes]], shas: Sequence[str]
+                         ) -> tuple[list[int], list[dict[str, Any]]]:
+    """Positions of the files to read (shas: each file's file_sha256), and a record entry (name,
+    sha256, rows 0, skipped: the note) for each file identical to one a visible run published,
+    or to an earlier file of this batch."""
     published = published_files(store)
     seen: dict[str, str] = {}
-    kept: list[tuple[str, bytes]] = []
+    kept: list[int] = []
     skipped: list[dict[str, Any]] = []
-    for name, data in files:
-        sha = file_sha256(data)
+    for at, ((name, _), sha) in enumerate(zip(files, shas, strict=True)):
         if sha in published:
             run_id, first = published[sha]
             note = f"identical to {first}, already published in run {run_id}"
@@ -219,7 +219,7 @@ def skip_published_files(store: Store, files: Sequence[tuple[str, bytes]]
             note = f"identical to {seen[sha]} of this run"
         else:
             seen[sha] = name
-            kept.append((name, data))
+            kept.append(at)
             continue
         skipped.append({"name": name, "sha256": sha, "rows": 0, "skipped": note})
     return kept, skipped

@@ -88,8 +88,10 @@ def prepare_files(
     file a duplicate (its colors still do)."""
     columns = load_column_config(store)
     skipped: list[dict[str, object]] = []
+    shas = [duplicates.file_sha256(data) for _, data in files]  # once: 0.3 s a 150 MB file
     if skip_published:
-        files, skipped = duplicates.skip_published_files(store, files)
+        kept, skipped = duplicates.skip_published_files(store, files, shas)
+        files, shas = [files[i] for i in kept], [shas[i] for i in kept]
     started = time.perf_counter()
     batches = [read_colors(data, name, columns=columns, settings=settings) for name, data in files]
     read_s = time.perf_counter() - started
@@ -102,8 +104,8 @@ def prepare_files(
     files_meta: list[dict[str, object]] = [
         {"name": b.file, "sheet": b.sheet, "rows": len(b.frame),
          "quarantined": len(v.quarantined),
-         **({"sha256": duplicates.file_sha256(data)} if whole else {})}
-        for b, v, (_, data) in zip(batches, validated, files, strict=True)
+         **({"sha256": sha} if whole else {})}
+        for b, v, sha in zip(batches, validated, shas, strict=True)
     ]
     files_meta += skipped
     return Prepared(

@@ -10,6 +10,7 @@ import pytest
 
 from core.config import load_settings
 from core.ingest.color_file import read_colors
+from core.ingest.cusips import cusip_problem, cusip_problems
 from core.ingest.row_checks import REQUIRED_VALUES
 from core.ingest.validation import Problem, ValidationReport, validate_colors
 from core.schema import (
@@ -262,3 +263,12 @@ def test_merge_adds_the_counts_and_problems():
     assert (merged.rows_total, merged.rows_quarantined, merged.rows_warned) == (5, 1, 1)
     assert [p.file for p in merged.problems] == ["a.csv", "b.csv"]
     assert merged.quality_score == 70.0
+
+
+def test_cusip_problems_agree_with_the_one_by_one_check():
+    cusips = ["037833100", "97988RBL5", "000840AG3", "037833101", "97988RBL4", "", "12345",
+              "ABCDEFGH*", "ÄBCDEFGHI", "A@#*12345", "0378331OO", "03783310X"]
+    assert cusip_problems(cusips) == [cusip_problem(c) for c in cusips]
+    assert [p for p, _ in cusip_problems(cusips[:5])] == [
+        None, None, None, "fails the CUSIP check digit (expected 0)",
+        "fails the CUSIP check digit (expected 5)"]
