@@ -60,10 +60,16 @@ def inspect_zip(data: bytes, filename: str, settings: Settings) -> None:
         raise UnreadableFile(filename, CORRUPT) from exc
 
 
+_BLOCK = 1 << 22  # bytes scanned at a time for line ends
+
+
 def inspect_text(data: bytes, filename: str) -> None:
     """A CSV's longest line (\\n, \\r or \\r\\n endings) is at most MAX_LINE_BYTES."""
     raw = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero((raw == 10) | (raw == 13))  # np.isin sorts: 10× slower on 150 MB
+    ends = np.concatenate([  # in blocks: no temporaries the size of the file (np.isin: 1.6 s)
+        np.flatnonzero((block == 10) | (block == 13)) + start
+        for start in range(0, len(raw), _BLOCK) for block in (raw[start:start + _BLOCK],)
+    ] or [np.zeros(0, dtype=np.intp)])
     bounds = np.concatenate(([-1], ends, [len(data)]))
     lengths = np.diff(bounds) - 1
     longest = int(lengths.argmax())

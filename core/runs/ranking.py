@@ -5,7 +5,7 @@ and the publish-gate check of the parent/child invariants.
 from __future__ import annotations
 
 from collections.abc import Collection
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +91,19 @@ def _gather(values: pd.Series, order: np.ndarray) -> ExtensionArray:
     return values.array.take(order)
 
 
+def _gather_all(todo: dict[str, pd.Series], at: np.ndarray) -> dict[str, ExtensionArray]:
+    """Every column of `todo` gathered at `at`, on two threads; each column is dropped from
+    `todo` as soon as it is gathered (nothing else may hold it, for consume)."""
+    gathered: dict[str, ExtensionArray] = {}
+    with ThreadPoolExecutor(max_workers=_GATHER_THREADS) as pool:
+        running = {pool.submit(_gather, values, at): name for name, values in todo.items()}
+        for done in as_completed(running):
+            name = running.pop(done)
+            gathered[name] = done.result()
+            del todo[name]
+    return gathered
+
+
 def _pinned_key(ids: pd.Series, codes: np.ndarray, pinned: Collection[str]) -> np.ndarray:
     """0 on the first pinned row of each group (input order), 1 elsewhere."""
     key = np.ones(len(ids), dtype=np.int64)
@@ -128,6 +141,7 @@ def rank_colors(
     date_column: str = DATE,
     pinned: Collection[str] = (),
     rows: np.ndarray | None = None,
+    consume: bool = False,
 ) -> pd.DataFrame:
     """Order each CUSIP's colors best first and mark parents and children (DOMAIN.md §2).
 
@@ -137,6 +151,8 @@ def rank_colors(
     Raises ValueError when a CUSIP is empty (validation quarantines those rows before ranking).
     `rows` (positions) ranks only those rows without first copying them out: the sort keys are
     read from the rows and every column is gathered once, straight into ranked order.
+    `consume`: the caller gives `colors` up: its columns are taken out of it and each is let go
+    once gathered, so the input and the ranked copy are never both whole (publishing 1M rows).
     """
     missing = [c for c in (CUSIP, MESSAGE_ID, date_column, RANK, PX) if c not in colors.columns]
     if missing:
@@ -172,13 +188,12 @@ def rank_colors(
     at = order if rows is None else np.asarray(rows)[order]
     # Gathering ~20 columns of a million rows is most of the work; pyarrow and numpy release the
     # GIL while they copy, so two threads use both cores.
-    todo = [c for c in source.columns if c not in known]
-    def gather(column: str) -> ExtensionArray:
-        return _gather(source[column], at)
-
-    with ThreadPoolExecutor(max_workers=_GATHER_THREADS) as pool:
-        gathered = dict(zip(todo, pool.map(gather, todo), strict=True))
-    columns = {c: known[c] if c in known else gathered[c] for c in source.columns}
+    names = list(source.columns)
+    todo = {c: source[c] for c in names if c not in known}
+    if consume:
+        source.drop(columns=names, inplace=True)
+    gathered = _gather_all(todo, at)
+    columns = {c: known[c] if c in known else gathered[c] for c in names}
     columns.update(known)  # appends COLOR_ID when the input had none
     ranked = pd.DataFrame(columns)  # a fresh RangeIndex
     group = codes[order]

@@ -26,6 +26,7 @@ from core.errors import NotFound
 from core.runs import records as runs
 from core.runs.exports import write_xlsx
 from core.runs.liveness import current_owner, owner_alive, stale_seconds
+from core.runs.memory import release_memory
 from core.schema import POSITION
 from storage import ObjectNotFound, Store, WriteConflict
 from storage.run_tables import run_tables
@@ -110,6 +111,7 @@ def build_workbook(store: Store, run_id: int, frames: RunFrames | None = None
     and the workbook's bytes (b"" when it failed)."""
     key = runs.output_blob_key(run_id)
     started = time.perf_counter()
+    release_memory()  # what publishing freed, before rendering takes its share
     try:
         data = render_workbook(frames if frames is not None else stored_frames(store, run_id))
         store.put_blob(key, data)

@@ -174,6 +174,13 @@ def test_a_workbook_that_cannot_be_built_leaves_the_run_published_and_says_why(
         "them as CSV from Search.")
 
 
+def test_publishing_takes_the_prepared_rows_and_counts_them(memory_store):
+    prepared = pipeline.prepare_files(memory_store, [("a.xlsx", _xlsx(30))], SETTINGS)
+    result = pipeline.publish_run(memory_store, SYSTEM, prepared, settings=SETTINGS)
+    assert prepared.valid.empty  # released once ranked: the published copy is the run's
+    assert (result.record.counts["read"], len(result.published)) == (30, 30)
+
+
 def test_run_ids_come_from_a_sequence(memory_store):
     ids = [pipeline.process_files(memory_store, SYSTEM, [("a.xlsx", _xlsx(10))],
                                   settings=SETTINGS).record.run_id for _ in range(3)]

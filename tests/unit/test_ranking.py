@@ -53,6 +53,15 @@ def test_worked_example_orders_groups_and_marks_parents():
     assert ranked[PARENT_MESSAGE_ID].tolist() == [NA, "105", "105", "105", NA, "106", "106", NA]
 
 
+def test_a_consumed_batch_ranks_the_same_and_is_left_without_its_columns():
+    batch = worked_example()
+    expected = rank_colors(worked_example(), rows=np.array([0, 1, 2, 4, 5, 7]))
+    ranked = rank_colors(batch, rows=np.array([0, 1, 2, 4, 5, 7]), consume=True)
+    pd.testing.assert_frame_equal(ranked, expected)
+    assert messages(ranked) == ["105", "103", "102", "101", "106", "108"]
+    assert list(batch.columns) == []
+
+
 def test_color_ids_default_to_the_input_ordinal_and_children_point_at_the_parent():
     ranked = rank_colors(worked_example())
 
