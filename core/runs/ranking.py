@@ -191,7 +191,8 @@ def rank_colors(
     names = list(source.columns)
     todo = {c: source[c] for c in names if c not in known}
     if consume:
-        source.drop(columns=names, inplace=True)
+        for name in names:
+            del source[name]
     gathered = _gather_all(todo, at)
     columns = {c: known[c] if c in known else gathered[c] for c in names}
     columns.update(known)  # appends COLOR_ID when the input had none
