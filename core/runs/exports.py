@@ -6,7 +6,9 @@ Text a spreadsheet would run as a formula is escaped (OWASP CSV injection); ids 
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -205,7 +207,8 @@ def _xml_cells(kind: str, values: pd.Series, letter: str, style: str,
     return pc.fill_null(cells, "")
 
 
-def _sheet_rows(frame: pd.DataFrame, kinds: list[str], styles: dict[int, str]) -> Iterator[bytes]:
+def _sheet_rows(frame: pd.DataFrame, kinds: list[str], styles: dict[int, str]
+                ) -> Iterator[memoryview]:
     """The worksheet's data rows as XML, _CHUNK rows at a time (bounded memory)."""
     letters = [xl_col_to_name(i) for i in range(len(frame.columns))]
     for start in range(0, len(frame), _CHUNK):
@@ -214,7 +217,54 @@ def _sheet_rows(frame: pd.DataFrame, kinds: list[str], styles: dict[int, str]) -
         cells = [_xml_cells(kinds[i], part.iloc[:, i], letters[i], styles.get(i, ""), rows)
                  for i in range(len(letters))]
         xml = pc.binary_join_element_wise('<row r="', rows, '">', *cells, "</row>", "")
-        yield "".join(xml.to_pylist()).encode()
+        yield _joined(xml)
+
+
+def _joined(text: pa.Array) -> memoryview:
+    """A string array's values one after another, as they lie in its data buffer (no Python
+    string per row: joining them cost as much as rendering them). Its values are never null."""
+    offsets, data = text.buffers()[1:3]
+    if offsets is None or data is None:  # no rows, or only empty strings
+        return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    ends = np.frombuffer(memoryview(offsets), dtype=width)[text.offset:text.offset + len(text) + 1]
+    return memoryview(data)[int(ends[0]):int(ends[-1])]
+
+
+def _ahead(blocks: Iterator[memoryview], depth: int = 2) -> Iterator[memoryview]:
+    """The blocks, made on a second thread while the caller compresses the ones before (Arrow's
+    kernels and zlib both release the GIL, so rendering and compressing use both cores)."""
+    box: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for block in blocks:
+                if not put(block):
+                    return
+            put(end)
+        except BaseException as exc:  # raised again in the caller's thread
+            put(exc)
+
+    worker = threading.Thread(target=work, name="xlsx-rows", daemon=True)
+    worker.start()
+    try:
+        while (item := box.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]  # the worker puts blocks, an error or the end
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _column_styles(sheet_xml: str) -> dict[int, str]:
@@ -249,7 +299,7 @@ def _add_rows(workbook: bytes, sheets: list[tuple[pd.DataFrame, list[str]]]) -> 
             head = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="A1:{last}"/>', xml[:cut])
             with zout.open(info.filename, "w", force_zip64=True) as stream:
                 stream.write(head.encode())
-                for block in _sheet_rows(frame, kinds, _column_styles(head)):
+                for block in _ahead(_sheet_rows(frame, kinds, _column_styles(head))):
                     stream.write(block)
                 stream.write(xml[cut:].encode())
     return out.getvalue()

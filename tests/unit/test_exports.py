@@ -326,3 +326,19 @@ def test_sheet_parts_name_the_sheets_of_a_long_frame():
         ("Quarantined (3 of 3)", 10, 11)]
     assert sheet_parts("Colors", 2_097_151, 1_048_575)[-1] == ("Colors (3 of 3)", 2_097_150,
                                                                 2_097_151)
+
+
+def test_rows_rendered_ahead_arrive_in_order_and_a_rendering_error_reaches_the_writer():
+    from core.runs.exports import _ahead
+
+    def blocks(fail_at: int | None):
+        for i in range(10):
+            if i == fail_at:
+                raise ValueError(f"block {i} cannot be rendered")
+            yield memoryview(f"<row {i}/>".encode())
+
+    assert b"".join(_ahead(blocks(None))) == b"".join(f"<row {i}/>".encode() for i in range(10))
+    seen = []
+    with pytest.raises(ValueError, match="block 7 cannot be rendered"):
+        seen.extend(bytes(b) for b in _ahead(blocks(7)))
+    assert seen == [f"<row {i}/>".encode() for i in range(7)]
