@@ -166,13 +166,16 @@ def login_cookie_revoked(store: Store, username: str, cookie_expires: float) -> 
 
 
 def session_is_valid(user: User, login_at: datetime, last_seen: datetime, *, settings: Settings,
-                     now: datetime | None = None) -> bool:
+                     now: datetime | None = None, cookie_expires: float | None = None) -> bool:
     """False once the session idled longer than auth.session_hours, began before the user's
-    sessions were ended (password change or reset), or the account is disabled or unapproved."""
+    sessions were ended (password change or reset), or the account is disabled or unapproved.
+    The re-login cookie of the session that changed its own password (cookie_expires, its
+    expiry stamp) lives on: F5 after the change keeps the user in."""
     now = utc_now_or(now)
     if user.disabled or user.pending_approval:
         return False
-    if as_utc(login_at) < user.sessions_valid_after:
+    kept = cookie_expires is not None and cookie_expires == user.kept_cookie_expires
+    if as_utc(login_at) < user.sessions_valid_after and not kept:
         return False
     return now - as_utc(last_seen) <= timedelta(hours=float(settings["auth.session_hours"]))
 
@@ -182,14 +185,16 @@ def _set_password(user: User, password_hash: str, now: datetime) -> None:
     user.password_history = remember_hash(user.password_history, password_hash)
     user.must_change_password = False
     user.sessions_valid_after = now  # every session that logged in before now has ended
+    user.kept_cookie_expires = None
     user.failed_logins, user.locked_until = 0, None
     user.updated_at, user.updated_by = now, user.username
 
 
 def change_own_password(store: Store, actor: Actor, old: str, new: str, *,
-                        now: datetime | None = None) -> User:
+                        now: datetime | None = None, keep_cookie: float | None = None) -> User:
     """Change the actor's own password. Ends their sessions that logged in before now: the page
-    keeps the current one by stamping its login time with now."""
+    keeps the current one by stamping its login time with now, and its re-login cookie (by its
+    expiry stamp, keep_cookie) stays valid, so F5 does not log the user out."""
     now = utc_now_or(now)
     user = get_user(store, actor.username)
     if not verify_password(old, user.password_hash):
@@ -201,6 +206,7 @@ def change_own_password(store: Store, actor: Actor, old: str, new: str, *,
         if current.password_hash != user.password_hash:
             raise Conflict("your password was changed elsewhere meanwhile; try again")
         _set_password(current, new_hash, now)
+        current.kept_cookie_expires = keep_cookie
 
     before, user = modify_user_record(store, user.username, change)
     record_change(store, actor, AREA, "password_changed", user_key(user.username), before=before,

@@ -53,6 +53,8 @@ class User:
     locked_until: datetime | None = None
     password_history: list[str] = field(default_factory=list, repr=False)  # last 3, newest last
     sessions_valid_after: datetime = _EPOCH  # sessions that logged in before this have ended
+    # ...except the one that changed the password: its re-login cookie, by its expiry stamp
+    kept_cookie_expires: float | None = None
     created_at: datetime = _EPOCH
     created_by: str = ""
     updated_at: datetime = _EPOCH
@@ -83,6 +85,7 @@ class User:
             "locked_until": _iso(self.locked_until),
             "password_history": list(self.password_history),
             "sessions_valid_after": _iso(self.sessions_valid_after),
+            "kept_cookie_expires": self.kept_cookie_expires,
             "created_at": _iso(self.created_at), "created_by": self.created_by,
             "updated_at": _iso(self.updated_at), "updated_by": self.updated_by,
             "last_login_at": _iso(self.last_login_at),
@@ -106,6 +109,8 @@ class User:
             locked_until=_parse(data.get("locked_until")),
             password_history=list(data.get("password_history", [])),
             sessions_valid_after=when("sessions_valid_after"),
+            kept_cookie_expires=(None if data.get("kept_cookie_expires") is None
+                                 else float(data["kept_cookie_expires"])),
             created_at=when("created_at"), created_by=data.get("created_by", ""),
             updated_at=when("updated_at"), updated_by=data.get("updated_by", ""),
             last_login_at=_parse(data.get("last_login_at")),
@@ -116,7 +121,8 @@ class User:
     def audit_view(self) -> dict[str, Any]:
         """The snapshot written to the change log: no hashes, no login trail."""
         view = self.to_dict()
-        for secret_or_noise in ("password_hash", "password_history", "recent_logins"):
+        for secret_or_noise in ("password_hash", "password_history", "recent_logins",
+                                "kept_cookie_expires"):
             view.pop(secret_or_noise)
         return view
 

@@ -255,6 +255,7 @@ def reset_password(store: Store, actor: Actor, username: str, *,
         user.password_history = remember_hash(user.password_history, password_hash)
         user.must_change_password = True
         user.sessions_valid_after = now
+        user.kept_cookie_expires = None  # the session that last changed it ends as well
         user.failed_logins, user.locked_until = 0, None
 
     _admin_change(store, actor, username, "password_reset", now, change)

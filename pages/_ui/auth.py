@@ -29,12 +29,12 @@ from core.identity.login_key import cookie_key
 from core.identity.user_records import User, count_users, get_user
 from core.identity.users import create_first_admin, credentials_for_authenticator
 from pages._ui.markdown import escape_markdown
-from pages._ui.services import LAST_SEEN, LOGIN_AT, error_boundary
+from pages._ui.navigation import stand_ins
+from pages._ui.services import COOKIE_EXPIRES, LAST_SEEN, LOGIN_AT, error_boundary
 from storage import Store
 
 COOKIE_NAME = "marketpulse_auth"
 NOTICE = "auth.notice"
-COOKIE_EXPIRES = "auth.cookie_expires"
 
 
 def _authenticator(store: Store, settings: Settings) -> stauth.Authenticate:
@@ -85,10 +85,10 @@ def _signed_out() -> None:
 
 
 def _stop_before_the_pages() -> None:
-    """End this run with a hidden navigation of one empty page. Without any st.navigation call
+    """End this run with a hidden navigation of empty stand-ins at the pages' addresses (a shared
+    link keeps its page and parameters through the login). Without any st.navigation call
     Streamlit would fall back to listing every file in pages/ and serving it by URL."""
-    st.navigation([st.Page(_signed_out, title="MarketPulse", default=True)],
-                  position="hidden").run()
+    st.navigation(stand_ins(_signed_out), position="hidden").run()
     st.stop()
 
 
@@ -158,18 +158,19 @@ def require_login(store: Store, settings: Settings) -> User:
     now = utc_now()
     login_at = st.session_state.get(LOGIN_AT) or now
     last_seen = st.session_state.get(LAST_SEEN) or now
-    if not session_is_valid(user, login_at, last_seen, settings=settings, now=now):
+    if not session_is_valid(user, login_at, last_seen, settings=settings, now=now,
+                            cookie_expires=st.session_state.get(COOKIE_EXPIRES)):
         _sign_out(store, authenticator(), "Your session has ended (idle too long, password "
                                           "changed, or account disabled). Please log in again.")
         # Same run: the cookie deletion must reach the browser.
         _login_screen(store, settings, authenticator())
         _stop_before_the_pages()
     st.session_state[LAST_SEEN] = now
+    if authenticator.rendered:
+        _signing_in()  # before any form too: its rerun would drop what is typed or clicked
     if user.must_change_password:
         _forced_password_change(store, user)
         _stop_before_the_pages()
-    if authenticator.rendered:
-        _signing_in()
     with st.sidebar:
         st.markdown(f"**{escape_markdown(user.name or user.username)}**  \n{user.username} · "
                     f"{user.role}")
@@ -296,6 +297,9 @@ def _forced_password_change(store: Store, user: User) -> None:
             st.error("The two passwords differ.")
             return
         with error_boundary("Changing the password"):
-            change_own_password(store, user.actor(), old, new)
-            st.session_state[LOGIN_AT] = utc_now()  # this session stays; the others end
+            # This session stays, its re-login cookie too (F5 keeps the user in); the others
+            # end. (No new cookie: writing one needs a component whose answer reruns the page.)
+            change_own_password(store, user.actor(), old, new,
+                                keep_cookie=st.session_state.get(COOKIE_EXPIRES))
+            st.session_state[LOGIN_AT] = utc_now()
             st.rerun()

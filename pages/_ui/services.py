@@ -73,7 +73,8 @@ def error_boundary(action: str = "") -> Iterator[None]:
 
 
 USER_KEY = "auth.user"
-LOGIN_AT, LAST_SEEN = "auth.login_at", "auth.last_seen"  # the login gate's session keys
+# the login gate's session keys
+LOGIN_AT, LAST_SEEN, COOKIE_EXPIRES = "auth.login_at", "auth.last_seen", "auth.cookie_expires"
 
 
 def remember_user(user: User) -> None:
@@ -96,8 +97,9 @@ def current_user() -> User:
         user = None
     login_at = st.session_state.get(LOGIN_AT) or now
     last_seen = st.session_state.get(LAST_SEEN) or now
-    if user is None or not session_is_valid(user, login_at, last_seen, settings=settings(),
-                                            now=now):
+    if user is None or not session_is_valid(
+            user, login_at, last_seen, settings=settings(), now=now,
+            cookie_expires=st.session_state.get(COOKIE_EXPIRES)):
         st.switch_page("app.py")  # the gate signs the session out and says why
     st.session_state[LAST_SEEN] = now
     return user

@@ -171,12 +171,18 @@ def test_viewer_sees_only_viewer_pages(server, browser):
     context.close()
 
 
-def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, store_dir, browser):
+@pytest.fixture(scope="module")
+def demo(store_dir):
+    """The demo colors `make run` loads, published in the served store, and an analyst."""
     store = open_store(str(store_dir))
     create_user(store, SYSTEM, "ana", name="Ana Analyst", email="ana@desk.test", role="analyst",
                 password=PASSWORD, temporary=False)
     assert load_demo(store, load_settings({}, {})) == 5  # what `make run` loads
-    colors = published_colors(store, SYSTEM)
+    return published_colors(store, SYSTEM)
+
+
+def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, demo, browser):
+    colors = demo
     cusip = colors[CUSIP].value_counts().index[0]
     mine = colors[colors[CUSIP] == cusip]
     newest = mine[mine[RUN_ID] == mine[RUN_ID].max()]
@@ -298,4 +304,37 @@ def test_analyst_edits_pastes_and_publishes_in_manual_color(server, store_dir, b
     expect(page.get_by_text("Published run").first).to_be_visible(timeout=30_000)
     mine = [r for r in runs.load_runs(store) if r.actor == "ivo"]
     assert [(r.kind, r.counts["published"]) for r in mine] == [("MANUAL", 50)]
+def test_a_shared_link_opened_logged_out_leads_to_its_page_after_login(server, demo, browser):
+    cusip = demo[CUSIP].value_counts().index[-1]
+    mine = demo[demo[CUSIP] == cusip]
+    ticker = mine[mine[RUN_ID] == mine[RUN_ID].max()][TICKER].iloc[0]
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server}/security?cusip={cusip}")
+    _login(page, "ana", PASSWORD)
+    expect(page.get_by_role("heading", name=f"{cusip} · {ticker}").first).to_be_visible(
+        timeout=20_000)
+    assert page.url.endswith(f"/security?cusip={cusip}")
+    context.close()
+
+
+def test_the_first_login_password_change_survives_a_reload(server, store_dir, browser):
+    temporary = "a temporary password 1"
+    create_user(open_store(str(store_dir)), SYSTEM, "tom", name="Tom Trader",
+                email="tom@desk.test", role="viewer", password=temporary, temporary=True)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server)
+    _login(page, "tom", temporary)
+    expect(page.get_by_role("heading", name="Change your password").first).to_be_visible(
+        timeout=20_000)
+    page.get_by_role("textbox", name="Temporary password").fill(temporary)
+    page.get_by_role("textbox", name="New password (at least 12 characters)").fill(
+        "a desk trader's own passphrase")
+    page.get_by_role("textbox", name="New password again").fill("a desk trader's own passphrase")
+    page.get_by_role("button", name="Change password").click()
+    _signed_in(page)
+    page.reload()
+    expect(page.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("textbox", name="Username")).to_have_count(0)
     context.close()

@@ -18,7 +18,7 @@ from core.access import SYSTEM
 from core.cli.demo import load_demo
 from core.config import load_settings
 from core.identity.login_key import LEGACY_KEY_DOC
-from core.identity.users import reset_password, set_disabled, update_user
+from core.identity.users import create_user, reset_password, set_disabled, update_user
 from tests.pages.conftest import APP, PASSWORD, add_user, open_app
 
 KEY = "k" * 40  # what the app_store fixture configures
@@ -134,3 +134,37 @@ def test_a_demoted_analyst_loses_manual_color_on_the_next_run(app_store):
     assert _titles(at) == ["Manual Color"]
     assert [e.value for e in at.error] == ["Only analysts and admins can open Manual Color."]
     assert (len(at.tabs), len(at.file_uploader), len(at.button)) == (0, 0, 0)
+
+
+def test_the_first_login_password_change_keeps_the_user_in_after_a_reload(app_store,
+                                                                           browser_cookies):
+    """The change ends every session that logged in before it, except this one: its re-login
+    cookie stays valid, so F5 (a new session from the cookie) stays logged in."""
+    create_user(app_store, SYSTEM, "tom", name="Tom", email="tom@desk.test", role="viewer",
+                password="a temporary password 1", temporary=True)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.text_input(key="auth.username").input("tom")
+    at.text_input(key="auth.password").input("a temporary password 1")
+    at.button[0].click().run()
+    at.run()  # the cookie component's rerun
+    assert _titles(at) == ["Change your password"]
+    expires = datetime.fromtimestamp(at.session_state["auth.cookie_expires"], UTC)
+    at.text_input(key="auth.change.old").input("a temporary password 1")
+    at.text_input(key="auth.change.new").input("a desk trader's own passphrase")
+    at.text_input(key="auth.change.new2").input("a desk trader's own passphrase")
+    next(b for b in at.button if b.label == "Change password").click().run()
+    assert not at.exception
+    assert _titles(at) == ["Dashboard"]
+
+    browser_cookies["marketpulse_auth"] = _cookie("tom", expires)  # what the browser holds
+    reloaded = AppTest.from_file(APP, default_timeout=30).run()
+    reloaded.run()  # the cookie component's rerun
+    assert not reloaded.exception
+    assert _titles(reloaded) == ["Dashboard"]
+    assert reloaded.session_state["username"] == "tom"
+
+    # A cookie from another login before the change (another browser) has ended.
+    browser_cookies["marketpulse_auth"] = _cookie("tom", expires - timedelta(seconds=5))
+    other = AppTest.from_file(APP, default_timeout=30).run()
+    other.run()
+    assert [s.value for s in other.subheader] == ["Log in"]

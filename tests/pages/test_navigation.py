@@ -103,6 +103,18 @@ def test_no_page_can_be_opened_before_login(app_store, users):
     assert _switchable(at) == []
 
 
+def test_before_login_every_address_holds_an_empty_stand_in(app_store):
+    """A shared link (/security?cusip=…) keeps its address through the login screen: Streamlit
+    names a page by its address, so the run after login opens the page the link named."""
+    add_user(app_store, "ana", "analyst")
+    at = _fresh_app()
+    stand_ins = {info["url_pathname"]: info["page_name"]
+                 for info in at._registered_pages.values()}
+    addresses = {"", *(Path(page).stem for page in ALL_PAGES)}  # the root, and /dashboard too
+    assert stand_ins == {url: "MarketPulse" for url in addresses}
+    assert [t.value for t in at.title] == ["MarketPulse"]  # the login screen, nothing else
+
+
 def _fill_first_admin(at: AppTest, password: str, again: str) -> AppTest:
     at.text_input(key="auth.first.username").input("Boss")
     at.text_input(key="auth.first.name").input("Big Boss")

@@ -391,6 +391,24 @@ def test_changing_the_password_ends_other_sessions(store, bob, settings):
     assert authenticate(store, "bob", "brand new password", settings=settings, now=changed_at).ok
 
 
+def test_the_session_that_changed_the_password_keeps_its_cookie(store, ada, bob, settings):
+    login_at, changed_at = NOW + timedelta(minutes=5), NOW + timedelta(minutes=10)
+    mine, other = 1_800_000_000.25, 1_800_000_100.5  # two browsers' cookie expiry stamps
+    user = change_own_password(store, bob.actor(), BOB_PW, "brand new password", now=changed_at,
+                               keep_cookie=mine)
+    assert session_is_valid(user, login_at, changed_at, settings=settings, now=changed_at,
+                            cookie_expires=mine)  # F5 in the browser that changed it
+    assert not session_is_valid(user, login_at, changed_at, settings=settings, now=changed_at,
+                                cookie_expires=other)
+    assert get_user(store, "bob").kept_cookie_expires == mine
+    assert "kept_cookie_expires" not in user.audit_view()
+    reset_password(store, ada, "bob", now=changed_at + timedelta(minutes=1))
+    reset = get_user(store, "bob")
+    assert reset.kept_cookie_expires is None  # an admin's reset ends that session too
+    assert not session_is_valid(reset, login_at, changed_at, settings=settings, now=changed_at,
+                                cookie_expires=mine)
+
+
 def test_idle_sessions_expire_after_the_session_hours(bob, settings):
     last_seen = NOW + timedelta(hours=1)
     assert session_is_valid(bob, NOW, last_seen, settings=settings,
