@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from storage.base import ANY_VERSION, Store
 from storage.errors import InvalidKey, ObjectNotFound, StoreError, StoreUnavailable, WriteConflict
@@ -19,17 +21,19 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
     """Open the store a URL names: a folder path or file://… (local), memory://, s3://bucket/prefix,
-    or a SQLAlchemy URL (postgresql+psycopg://…, oracle+oracledb://…, sqlite:///…)."""
+    or a SQLAlchemy URL (postgresql+psycopg://…, oracle+oracledb://…, sqlite:///…).
+    options: settings by their dotted names (s3.endpoint_url, s3.region, s3.access_key_id,
+    s3.secret_access_key, s3.cache_dir); each backend reads its own section, ignores the rest."""
     if url.startswith("memory://"):
         from storage.memory import MemoryStore
 
         return MemoryStore(url)
     if url.startswith("s3://"):
-        from storage.s3 import S3Store  # type: ignore[import-not-found]  # the S3 issue
+        from storage.s3 import S3Store
 
-        return S3Store(url)
+        return S3Store(url, options)
     if "://" in url and not url.startswith("file://"):
         scheme = url.split("://", 1)[0]
         if scheme.split("+")[0] in ("postgresql", "oracle", "sqlite"):

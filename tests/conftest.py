@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -27,6 +28,59 @@ def memory_store():
 @pytest.fixture
 def local_store(tmp_path):
     return open_store(str(tmp_path / "store"))
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's S3 API served on 127.0.0.1 (a free port) for the whole session; yields its URL."""
+    import logging
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _bucket_maker(moto_server):
+    import boto3
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=moto_server, aws_access_key_id="test", aws_secret_access_key="test",
+        region_name="us-east-1")
+
+
+# moto accepts any credentials; they reach the store as secrets would (s3.*), never in the URL.
+S3_TEST_CREDENTIALS = {"s3.access_key_id": "test", "s3.secret_access_key": "test",
+                       "s3.region": "us-east-1"}
+
+
+@pytest.fixture
+def s3_bucket(_bucket_maker) -> str:
+    """A new, empty bucket on the moto server (each test gets its own): its name."""
+    name = f"mp-{uuid.uuid4().hex[:16]}"
+    _bucket_maker.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_options(moto_server, tmp_path):
+    """open_store options for moto: endpoint, test credentials, a cache in the test's folder."""
+    return {**S3_TEST_CREDENTIALS, "s3.endpoint_url": moto_server,
+            "s3.cache_dir": str(tmp_path / "s3-cache")}
+
+
+@pytest.fixture
+def s3_store(s3_bucket, s3_options):
+    """An S3Store on moto under a prefix of a bucket of its own."""
+    return open_store(f"s3://{s3_bucket}/desk", s3_options)
 
 
 class _Inbox:

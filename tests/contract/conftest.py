@@ -8,9 +8,9 @@ from storage import Store
 
 # One name per backend; `store` resolves it to the fixture `<name>_store` (tests/conftest.py).
 # A new backend joins the suite by adding its name here and an `<name>_store` fixture, e.g.
-# "s3" (S3Store on moto's server at 127.0.0.1), "sqlite" and "postgres" (SqlStore). It ships only
-# when every test here passes for it.
-BACKENDS = ["memory", "local"]
+# "sqlite" and "postgres" (SqlStore). It ships only when every test here passes for it.
+# "s3" is S3Store on moto's server, started on 127.0.0.1 by the session (tests/conftest.py).
+BACKENDS = ["memory", "local", "s3"]
 
 
 @pytest.fixture(params=BACKENDS)

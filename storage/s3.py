@@ -1,0 +1,185 @@
+"""S3Store: the Store protocol on any S3 API (AWS, MinIO, Ceph; tested on moto's server).
+
+Under s3://bucket/prefix, the local store's layout as objects: docs/<key>.json, blobs/<key>,
+tables/<table>/<partition>/part-*.parquet (storage.s3_tables). A document's version is its ETag,
+and every write is conditional (If-None-Match: * to create, If-Match: <version> to replace or
+delete), so compare-and-set holds across processes and hosts with no lock. Each write also stores
+a fresh id beside the value, so the same value written twice still gets a new version.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from storage.base import ANY_VERSION, check_key, check_prefix, encode_document
+from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable, WriteConflict
+from storage.s3_cache import PartCache, default_folder
+from storage.s3_client import (
+    CONFLICT,
+    NOT_FOUND,
+    code_of,
+    list_objects,
+    make_client,
+    parse_url,
+    vendor_errors,
+)
+from storage.s3_tables import S3Tables
+
+MULTIPART_BYTES = 64 * 1024 * 1024  # parts larger than this upload in parallel pieces
+
+
+class S3Store(S3Tables):
+    """Documents, tables and blobs as objects under one bucket and prefix."""
+
+    def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
+        self._location = parse_url(url, options)
+        self.url = self._location.url
+        self._client = make_client(self._location)
+        self._transfer = TransferConfig(multipart_threshold=MULTIPART_BYTES,
+                                        multipart_chunksize=MULTIPART_BYTES // 4)
+        where = f"{self._location.options.get('endpoint_url', '')}|{self.url}"
+        base = self._location.options.get("cache_dir")
+        self._cache = PartCache(default_folder(where, Path(base) if base else None), self._fetch)
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    # -- documents -------------------------------------------------------------------------
+    def get(self, key: str) -> tuple[Any, str]:
+        """Return (value, version); raise ObjectNotFound when the key does not exist."""
+        name = self._doc_key(key)
+        with vendor_errors(self._location, key):
+            reply = self._client.get_object(Bucket=self._location.bucket, Key=name)
+            body = reply["Body"].read()
+        try:
+            return json.loads(body)["value"], _version(reply["ETag"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreUnavailable(f"{self.url}: unreadable {name}") from exc
+
+    def put(self, key: str, value: Any, expected_version: str | None) -> str:
+        """Write value and return its new version (see Store.put)."""
+        name = self._doc_key(key)
+        text = encode_document(key, value)
+        condition = _condition(key, expected_version)
+        body = f'{{"write": "{uuid.uuid4().hex}", "value": {text}}}\n'.encode()
+        with vendor_errors(self._location):
+            try:
+                reply = self._client.put_object(Bucket=self._location.bucket, Key=name, Body=body,
+                                                ContentType="application/json", **condition)
+            except ClientError as exc:
+                if condition and code_of(exc) in CONFLICT + NOT_FOUND:
+                    raise WriteConflict(key, expected_version, self._current(name)) from None
+                raise
+        return _version(reply["ETag"])
+
+    def delete(self, key: str, expected_version: str = ANY_VERSION) -> None:
+        """Delete a document; ObjectNotFound if absent, WriteConflict on a stale version."""
+        name = self._doc_key(key)
+        condition = _condition(key, expected_version)
+        if expected_version is None:  # "must not exist": a delete can only conflict
+            current = self._current(name)
+            if current is None:
+                raise ObjectNotFound(key)
+            raise WriteConflict(key, None, current)
+        with vendor_errors(self._location, key):
+            if not condition:  # any version: it must exist, though
+                self._client.head_object(Bucket=self._location.bucket, Key=name)
+            try:
+                self._client.delete_object(Bucket=self._location.bucket, Key=name, **condition)
+            except ClientError as exc:
+                if code_of(exc) in CONFLICT:
+                    raise WriteConflict(key, expected_version, self._current(name)) from None
+                raise
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """Document keys starting with prefix, sorted."""
+        check_prefix(prefix)
+        objects, _ = list_objects(self._client, self._location, "docs/" + prefix)
+        skip = len(self._location.prefix) + len("docs/")
+        keys = (o["Key"][skip:-len(".json")] for o in objects if o["Key"].endswith(".json"))
+        return sorted(k for k in keys if k.startswith(prefix) and _is_key(k))
+
+    # -- blobs -----------------------------------------------------------------------------
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Write bytes as one object (readers see the old or the new bytes, never a part)."""
+        name = self._blob_key(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"{key}: blob data must be bytes, got {type(data).__name__}")
+        with vendor_errors(self._location):
+            self._client.put_object(Bucket=self._location.bucket, Key=name, Body=bytes(data))
+
+    def get_blob(self, key: str) -> bytes:
+        """Bytes of the blob; ObjectNotFound if absent."""
+        name = self._blob_key(key)
+        with vendor_errors(self._location, key):
+            data: bytes = self._client.get_object(
+                Bucket=self._location.bucket, Key=name)["Body"].read()
+        return data
+
+    def list_blobs(self, prefix: str = "") -> builtins.list[str]:
+        """Blob keys starting with prefix, sorted."""
+        check_prefix(prefix)
+        objects, _ = list_objects(self._client, self._location, "blobs/" + prefix)
+        skip = len(self._location.prefix) + len("blobs/")
+        return sorted(k for k in (o["Key"][skip:] for o in objects) if _is_key(k))
+
+    def delete_blob(self, key: str) -> None:
+        """Delete a blob (no error if absent)."""
+        name = self._blob_key(key)
+        with vendor_errors(self._location):
+            self._client.delete_object(Bucket=self._location.bucket, Key=name)
+
+    # -- internals -------------------------------------------------------------------------
+    def _doc_key(self, key: str) -> str:
+        return f"{self._location.prefix}docs/{check_key(key)}.json"
+
+    def _blob_key(self, key: str) -> str:
+        return f"{self._location.prefix}blobs/{check_key(key)}"
+
+    def _current(self, name: str) -> str | None:
+        """The version a document has now (None: absent), to say what a conflict met."""
+        try:
+            with vendor_errors(self._location, name):
+                return _version(self._client.head_object(
+                    Bucket=self._location.bucket, Key=name)["ETag"])
+        except ObjectNotFound:
+            return None
+
+    def _fetch(self, key: str, out: IO[bytes]) -> None:
+        """Copy a store-relative object into out (PartCache's fetch); ObjectNotFound if gone."""
+        with vendor_errors(self._location, key):
+            body = self._client.get_object(Bucket=self._location.bucket,
+                                           Key=self._location.prefix + key)["Body"]
+            shutil.copyfileobj(body, out, 1024 * 1024)
+
+
+def _condition(key: str, expected: str | None) -> dict[str, str]:
+    """The request's precondition for a write expecting this version (none for ANY_VERSION)."""
+    if expected is not None and not isinstance(expected, str):
+        raise TypeError(f"{key}: expected_version must be a str or None, got {expected!r}")
+    if expected == ANY_VERSION:
+        return {}
+    if expected is None:
+        return {"IfNoneMatch": "*"}
+    return {"IfMatch": f'"{expected}"'}
+
+
+def _version(etag: str) -> str:
+    return etag.strip('"')
+
+
+def _is_key(name: str) -> bool:
+    try:
+        check_key(name)
+    except InvalidKey:
+        return False
+    return True
