@@ -24,7 +24,7 @@ from core.cli import jobs as cli_jobs
 from core.cli import search as cli_search
 from core.cli import users as cli_users
 from core.clock import utc_now
-from core.config import load_settings, read_secrets_file, secrets_path
+from core.config import load_settings, read_secrets_file, secrets_path, store_options
 from core.errors import MarketPulseError
 from core.reads import history
 from core.rules import exclusion as rules
@@ -137,7 +137,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(read_secrets_file(), os.environ)
-        store = open_store(settings["store.url"])
+        store = open_store(settings["store.url"], store_options(settings))
         if (args.command, getattr(args, "action", "")) != ("runs", "sweep"):
             _sweep(store, settings)
         return _run(args, store, settings)

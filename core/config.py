@@ -35,6 +35,20 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("store.url", "data", str,
             "Where MarketPulse keeps its state: a folder, s3://bucket/prefix or a SQLAlchemy URL"),
+    Setting("s3.endpoint_url", "", str,
+            "S3 API address of an s3:// store on MinIO, Ceph or a test server "
+            "(http://127.0.0.1:9000); empty: AWS. The store URL's ?endpoint_url= wins"),
+    Setting("s3.region", "", str,
+            "Region of the S3 store's bucket; empty: the AWS chain's (AWS_REGION, ~/.aws/config)"),
+    Setting("s3.access_key_id", "", str,
+            "Access key of the S3 store (only from secrets or environment); empty: the standard "
+            "AWS chain (AWS_* variables, ~/.aws, the instance's role)", secret=True),
+    Setting("s3.secret_access_key", "", str,
+            "Secret key belonging to s3.access_key_id (only from secrets or environment)",
+            secret=True),
+    Setting("s3.cache_dir", "", str,
+            "Folder of this host's read copy of the S3 store's Parquet parts (rebuildable, "
+            "may be deleted any time); empty: ~/.cache/marketpulse/s3"),
     Setting("app.base_url", "http://localhost:8501", str,
             "The address users open; used in links sent by email"),
     Setting("demo", True, bool, "Load demo colors into an empty store on `make run`"),
@@ -163,6 +177,11 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """Values safe to show on a page: secrets masked."""
         return {k: ("••••••" if BY_KEY[k].secret and v else v) for k, v in self._values.items()}
+
+
+def store_options(settings: Settings) -> dict[str, Any]:
+    """The settings open_store passes to the store's backend (its s3.* section), by dotted name."""
+    return {s.key: settings[s.key] for s in SETTINGS if s.key.startswith("s3.")}
 
 
 def secrets_path(environ: Mapping[str, str] | None = None) -> Path:

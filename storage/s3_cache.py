@@ -86,6 +86,11 @@ class PartCache:
             else:
                 Path(entry.path).unlink(missing_ok=True)
 
+    def drop(self, keys: Iterable[str]) -> None:
+        """Drop the copies of these parts (this node deleted them)."""
+        for key in keys:
+            (self.folder / key).unlink(missing_ok=True)
+
     def forget(self, folder_key: str) -> None:
         shutil.rmtree(self.folder / folder_key, ignore_errors=True)
 

@@ -26,6 +26,7 @@ URL_OPTIONS = ("endpoint_url", "region")  # a URL names where, never who: no cre
 OPTIONS = (*URL_OPTIONS, "access_key_id", "secret_access_key", "cache_dir")
 NOT_FOUND = ("NoSuchKey", "404", "NotFound")
 CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+RETRY_ATTEMPTS = 4  # per request, with botocore's standard backoff (throttling, 5xx, resets)
 # One boto3 session for every store of the process: a client from a warm session takes ~4 ms, from
 # a new one ~70 ms. Sessions are not thread-safe, so clients are made under a lock (clients are).
 _session: Any = None
@@ -76,7 +77,7 @@ def make_client(location: S3Location) -> Any:
     options = location.options
     endpoint = options.get("endpoint_url")
     config = Config(
-        retries={"mode": "standard", "max_attempts": 4},
+        retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS},
         connect_timeout=5, read_timeout=60, max_pool_connections=32,
         # MinIO, Ceph and moto serve buckets as paths; AWS itself picks per bucket.
         s3={"addressing_style": "path" if endpoint else "auto"},

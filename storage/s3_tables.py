@@ -141,6 +141,7 @@ class S3Tables:
             name = f"{newest}-merged-{uuid.uuid4().hex[:8]}.parquet"
             self._put_part(f"tables/{table}/{partition}/{name}", rows)
             self._delete_keys([self._location.prefix + key for key, _ in parts])
+            self._cache.drop(key for key, _ in parts)
             merged += len(parts)
         return merged
 

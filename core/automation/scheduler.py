@@ -431,14 +431,14 @@ def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
 
 def main() -> int:
     """Composition root of the sidecar: settings, store, signals, loop."""
-    from core.config import load_settings, read_secrets_file
+    from core.config import load_settings, read_secrets_file, store_options
     from storage import open_store
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(read_secrets_file(), os.environ)
-        store = open_store(settings["store.url"])
+        store = open_store(settings["store.url"], store_options(settings))
     except (MarketPulseError, StoreError) as exc:
         log.error("cannot start: %s", exc)
         return 2

@@ -17,6 +17,7 @@ from core.config import (
     load_settings,
     read_secrets_file,
     secrets_path,
+    store_options,
 )
 from core.errors import MarketPulseError, NotFound
 from core.identity.column_profiles import load_column_profiles
@@ -45,7 +46,7 @@ def _settings_and_store() -> tuple[Settings, Store]:
     # The cookie key is generated into the secrets file on first run; st.secrets was read before
     # that, so this process takes the key from ensure_cookie_key, not from st.secrets.
     settings = ensure_cookie_key(load_settings(_secrets(), os.environ), secrets_path())
-    store = open_store(settings["store.url"])
+    store = open_store(settings["store.url"], store_options(settings))
     forget_stored_cookie_key(store)
     return settings, store
 

@@ -1,0 +1,185 @@
+"""What only the S3 store promises, on moto's server (tests/conftest.py): its layout as objects,
+versions that are conditional writes across processes and hosts, a per-host read copy that the
+store's listing overrules, vendor errors stopped at the adapter, and its URL and options."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import boto3
+import duckdb
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from storage import InvalidKey, StoreUnavailable, WriteConflict, open_store
+from storage.run_tables import COLORS, run_tables
+from storage.s3_client import parse_url
+from tests.conftest import S3_TEST_CREDENTIALS
+from tests.contract.test_store_contract import JAN, by_id, increment_many, race_once, run_two
+
+
+def _objects(endpoint: str, bucket: str) -> dict[str, bytes]:
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint,
+                                            **_boto_credentials())
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    return {o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            for o in listed}
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {"aws_access_key_id": "test", "aws_secret_access_key": "test",
+            "region_name": "us-east-1"}
+
+
+def _colors(run_id: int, cusips: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"RUN_ID": pd.array([run_id] * len(cusips), dtype="Int64"),
+                         "MESSAGE_ID": pd.array([f"{run_id}-{c}" for c in cusips], "string"),
+                         "CUSIP": pd.array(cusips, dtype="string")})
+
+
+def test_s3_layout_is_the_local_one_as_objects(moto_server: str, s3_bucket: str, s3_options):
+    store = open_store(f"s3://{s3_bucket}/desk/one", s3_options)
+    version = store.put("jobs/nightly", {"cron": "0 6 * * *"}, None)
+    store.append("colors", JAN, "2026-01")
+    store.put_blob("uploads/a.csv", b"x,y\n")
+    objects = _objects(moto_server, s3_bucket)
+    [part] = [k for k in objects if k.startswith("desk/one/tables/")]
+    assert re.fullmatch(r"desk/one/tables/colors/2026-01/part-\d{20}-[0-9a-f]{32}\.parquet", part)
+    assert sorted(objects) == ["desk/one/blobs/uploads/a.csv", "desk/one/docs/jobs/nightly.json",
+                               part]
+    assert objects["desk/one/blobs/uploads/a.csv"] == b"x,y\n"
+    envelope = json.loads(objects["desk/one/docs/jobs/nightly.json"])
+    assert envelope["value"] == {"cron": "0 6 * * *"}
+    assert re.fullmatch(r"[0-9a-f]{32}", envelope["write"])
+    assert re.fullmatch(r"[0-9a-f]{32}", version)  # the ETag, without its quotes
+    assert store.url == f"s3://{s3_bucket}/desk/one/"
+
+
+def test_the_same_value_written_again_gets_a_new_version(s3_store: Any):
+    v1 = s3_store.put("heartbeat", {"beat": 1}, None)
+    v2 = s3_store.put("heartbeat", {"beat": 1}, v1)
+    assert v1 != v2
+    with pytest.raises(WriteConflict):  # so a writer holding v1 cannot write over v2 (ABA)
+        s3_store.put("heartbeat", {"beat": 2}, v1)
+
+
+def test_two_hosts_share_documents_and_runs_through_the_store_alone(
+        s3_bucket: str, s3_options: dict[str, str], tmp_path: Path):
+    url = f"s3://{s3_bucket}/desk"
+    a = open_store(url, {**s3_options, "s3.cache_dir": str(tmp_path / "host-a")})
+    b = open_store(url, {**s3_options, "s3.cache_dir": str(tmp_path / "host-b")})
+    version = a.put("rules/r1", {"n": 1}, None)
+    assert b.get("rules/r1") == ({"n": 1}, version)
+    b.put("rules/r1", {"n": 2}, version)
+    with pytest.raises(WriteConflict):
+        a.put("rules/r1", {"n": 3}, version)
+
+    run_tables(a).append_run(1, {COLORS: _colors(1, ["B", "A"])})
+    run_tables(a).append_run(2, {COLORS: _colors(2, ["C"])})
+    con = duckdb.connect()
+    src = run_tables(b).open(con, COLORS, [1, 2], cusips=["A", "C"])
+    assert con.execute(f"SELECT MESSAGE_ID FROM {src} ORDER BY 1").fetchall() == [
+        ("1-A",), ("2-C",)]
+    copies = tmp_path / "host-b"
+    assert len(list(copies.rglob("*.parquet"))) == 2  # b read them through its own copies
+
+    run_tables(a).remove_run(2)  # a removes a run: b's listing no longer names it
+    assert run_tables(b).runs(COLORS) == [1]
+    assert run_tables(b).read(COLORS, [1, 2])["MESSAGE_ID"].tolist() == ["1-A", "1-B"]
+    assert len(list(copies.rglob("*.parquet"))) == 1  # and b dropped its copy
+    shutil.rmtree(copies)  # the copy is rebuildable: deleting it loses nothing
+    assert run_tables(b).read(COLORS, [1])["MESSAGE_ID"].tolist() == ["1-A", "1-B"]
+
+
+def test_a_read_that_loses_a_part_to_a_compaction_lists_again(
+        s3_bucket: str, s3_options: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    url = f"s3://{s3_bucket}/desk"
+    a = open_store(url, {**s3_options, "s3.cache_dir": str(tmp_path / "host-a")})
+    b = open_store(url, {**s3_options, "s3.cache_dir": str(tmp_path / "host-b")})
+    for n in range(3):
+        a.append("log", pd.DataFrame({"N": [n]}), "2026-03")
+    fetch = b._cache._fetch
+    raced: list[int] = []
+    once = threading.Lock()
+
+    def compacted_meanwhile(key: str, out: Any) -> None:
+        with once:  # b listed the three parts; a merges them before b fetches any
+            if not raced:
+                raced.append(a.compact("log"))
+        fetch(key, out)
+
+    monkeypatch.setattr(b._cache, "_fetch", compacted_meanwhile)
+    assert sorted(b.scan("log")["N"].tolist()) == [0, 1, 2]
+    assert raced == [3]
+
+
+def test_two_processes_writing_one_version_exactly_one_wins(
+        moto_server: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}.items():
+        monkeypatch.setenv(name, value)  # the standard chain, as on a host with a role
+    url = f"s3://{s3_bucket}/desk?endpoint_url={moto_server}&region=us-east-1"
+    store = open_store(url)
+    store.put("counter", 41, None)
+    assert sorted(run_two(race_once, url)) == ["conflict", "won"]
+    assert store.get("counter")[0] == 42
+    store.put("counter", 0, "*")
+    run_two(increment_many, url, 20)
+    assert store.get("counter")[0] == 40
+
+
+def test_an_unreachable_endpoint_is_unavailable_and_names_no_secret(
+        s3_bucket: str, monkeypatch: pytest.MonkeyPatch):
+    import socket
+
+    import storage.s3_client
+
+    monkeypatch.setattr(storage.s3_client, "RETRY_ATTEMPTS", 1)  # no backoff: refused is refused
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = open_store(f"s3://{s3_bucket}/desk", {
+        "s3.endpoint_url": f"http://127.0.0.1:{port}", "s3.region": "us-east-1",
+        "s3.access_key_id": "AKIDSECRETISH", "s3.secret_access_key": "very-secret-key"})
+    for attempt in (lambda: store.get("k"), lambda: store.put("k", 1, None),
+                    lambda: store.partitions("colors")):
+        with pytest.raises(StoreUnavailable, match=f"s3://{s3_bucket}/desk/") as raised:
+            attempt()
+        assert "very-secret-key" not in str(raised.value)
+
+
+def test_a_missing_bucket_is_unavailable_by_name(s3_options: dict[str, str]):
+    store = open_store("s3://no-such-bucket-here/desk", s3_options)
+    with pytest.raises(StoreUnavailable, match=r"s3://no-such-bucket-here/desk/: NoSuchBucket"):
+        store.list()
+    with pytest.raises(StoreUnavailable, match="NoSuchBucket"):
+        store.append("colors", JAN, "2026-01")
+
+
+def test_the_url_names_bucket_prefix_and_endpoint_but_never_credentials():
+    options = {**S3_TEST_CREDENTIALS, "s3.endpoint_url": "http://from-settings:9000",
+               "smtp.password": "not ours"}
+    where = parse_url("s3://desk-colors/a/b?endpoint_url=http://127.0.0.1:9000", options)
+    assert (where.bucket, where.prefix, where.url) == ("desk-colors", "a/b/",
+                                                       "s3://desk-colors/a/b/")
+    assert where.options["endpoint_url"] == "http://127.0.0.1:9000"  # the URL wins
+    assert parse_url("s3://desk-colors", {}).prefix == ""
+    for bad in ["s3://desk-colors/p?aws_secret_access_key=x", "s3://desk-colors/p?color=red",
+                "s3://UPPER/p", "s3://ab/p", "s3://desk-colors/a/../b", "s3://desk-colors/a~b"]:
+        with pytest.raises(InvalidKey):
+            parse_url(bad, {})
+
+
+def test_s3_rows_and_dtypes_read_the_same_through_duckdb_and_scan(s3_store: Any):
+    s3_store.append("colors", JAN, "2026-01")
+    con = duckdb.connect()
+    assert s3_store.register(con, "colors", ["2026-01"])
+    via_duckdb = con.execute("SELECT * FROM colors").df()
+    assert_frame_equal(by_id(via_duckdb.astype(s3_store.scan("colors").dtypes.to_dict())),
+                       by_id(s3_store.scan("colors")))
