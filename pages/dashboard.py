@@ -23,8 +23,9 @@ from core.schema import COLOR_ID, CUSIP, PROCESSING_TYPES, RUN_ID, SECTOR
 from pages._ui import cached, charts, run_watch
 from pages._ui.automation_views import clock, render_run_buttons
 from pages._ui.markdown import escape_markdown
-from pages._ui.search_views import COLUMN_CONFIG, SECURITY_PAGE
+from pages._ui.search_views import SECURITY_PAGE
 from pages._ui.services import current_actor, error_boundary, settings, store
+from pages._ui.tables import show_table
 from pages._ui.widgets import SUMMARY_COLUMNS
 from storage import Store
 
@@ -41,7 +42,7 @@ WINDOWS = {"Last 7 days": 7, "Last 30 days": 30, "Last 90 days": 90, "Last 365 d
            "All dates": None, "Custom": None}
 DEFAULT_WINDOW = "Last 30 days"  # one back-dated file does not flatten the daily charts
 IDLE_EVERY = 30.0  # seconds between looks for a new run while none is queued or running
-EXPORTED = "dashboard.export_state"  # (filters, bytes) of the last prepared export
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def countdown(at: datetime, now: datetime) -> str:
@@ -156,9 +157,8 @@ def render_latest(st_store: Store, actor: Actor, data: DashboardData,
                f"it); {first:,}–{first + len(parents) - 1:,} shown. Select one to see its "
                "children.")
     shown = [c for c in SUMMARY_COLUMNS if c in parents.columns]
-    event = st.dataframe(parents[shown], key="dashboard.parents", hide_index=True,
-                         width="stretch", on_select="rerun", selection_mode="single-row",
-                         column_config=COLUMN_CONFIG)
+    event = show_table(parents[shown], key="dashboard.parents", on_select="rerun",
+                       selection_mode="single-row")
     rows = [r for r in (event.selection.rows if event is not None else []) if r < len(parents)]
     if not rows or CUSIP not in parents.columns:
         return
@@ -170,9 +170,8 @@ def render_latest(st_store: Store, actor: Actor, data: DashboardData,
         st.markdown(f"**{escape_markdown(cusip)}** run {int(parent[RUN_ID])}: "
                     f"{len(children)} child color(s)")
         if len(children):
-            st.dataframe(children[[c for c in SUMMARY_COLUMNS if c in children.columns]],
-                         key="dashboard.children", hide_index=True, width="stretch",
-                         column_config=COLUMN_CONFIG)
+            show_table(children[[c for c in SUMMARY_COLUMNS if c in children.columns]],
+                       key="dashboard.children")
     if st.button(f"Open security {escape_markdown(cusip)}", key="dashboard.open"):
         st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
 
@@ -195,21 +194,21 @@ def render_runs(actor: Actor, data: DashboardData, tz: ZoneInfo) -> None:
 
 def render_export(st_store: Store, actor: Actor, data: DashboardData,
                   filters: DashboardFilters) -> None:
+    """The dashboard's data in one click: the workbook is made, and the export logged, when the
+    button is clicked (Streamlit's deferred download)."""
     what = "dashboard " + json.dumps(asdict(filters), sort_keys=True, default=str)
-    if st.button("Export the dashboard to Excel", key="dashboard.export"):
-        with error_boundary("Exporting the dashboard"):
-            book = dashboard_workbook(data)
-            rows = sum(len(f) for f in (data.colors_by_month_bias, data.volume_by_sector,
-                                        data.volume_by_source, data.price_trend,
-                                        data.diff_distribution, data.runs, data.latest_parents))
-            log_export(st_store, actor, what, "xlsx", rows)
-            st.session_state[EXPORTED] = (what, book)
-    ready = st.session_state.get(EXPORTED)
-    if ready and ready[0] == what:
-        st.download_button("Download the dashboard (.xlsx)", ready[1],
-                           file_name=f"marketpulse-dashboard-{clock():%Y%m%d-%H%M}.xlsx",
-                           key="dashboard.download", on_click="ignore")
 
+    def exported() -> bytes:
+        book = dashboard_workbook(data)
+        rows = sum(len(f) for f in (data.colors_by_month_bias, data.volume_by_sector,
+                                    data.volume_by_source, data.price_trend,
+                                    data.diff_distribution, data.runs, data.latest_parents))
+        log_export(st_store, actor, what, "xlsx", rows)
+        return book
+
+    st.download_button("Download the dashboard (.xlsx)", exported,
+                       file_name=f"marketpulse-dashboard-{clock():%Y%m%d-%H%M}.xlsx",
+                       mime=XLSX, key="dashboard.download", on_click="ignore")
 
 st.title("Dashboard")
 st_store = store()

@@ -17,8 +17,8 @@ from core.schema import BIAS, DATE, PX, RUN_ID, SOURCE
 from pages._ui import cached, charts
 from pages._ui.automation_views import show_flashes
 from pages._ui.markdown import escape_markdown
-from pages._ui.search_views import COLUMN_CONFIG
 from pages._ui.services import current_actor, error_boundary, store
+from pages._ui.tables import show_table
 from pages._ui.watch_views import alerts_table, render_watch
 from storage import Store
 
@@ -92,7 +92,7 @@ def _dispersion(st_store: Store, actor: Actor, cusip: str, history: pd.DataFrame
     charts.show(charts.dispersion(quotes, cusip, f"{day:%Y-%m-%d}"), "security.dispersion_chart",
                 "No quotes on that day.")
     if len(quotes):
-        st.dataframe(quotes, hide_index=True, width="stretch", column_config=COLUMN_CONFIG)
+        show_table(quotes)
 
 
 st.title("Security")
@@ -121,9 +121,9 @@ with error_boundary(f"Loading {cusip}"):
                     "No prices to chart.")
         _dispersion(st_store, actor, cusip, history)
         st.subheader("Every color")
-        st.dataframe(history, hide_index=True, width="stretch", column_config=COLUMN_CONFIG)
+        show_table(history)
         st.subheader("Runs it appeared in")
-        st.dataframe(summary.runs, hide_index=True, width="stretch", column_config=COLUMN_CONFIG)
+        show_table(summary.runs)
 
 st.subheader("Watchlist")
 with error_boundary("Loading your watchlist"):

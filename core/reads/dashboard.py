@@ -278,11 +278,30 @@ _SHEETS = {"colors_by_month_bias": "Colors by month x bias", "volume_by_sector":
            "latest_parents": "Latest parents"}
 
 
+def _kpi_cell(name: str, value: Any) -> Any:
+    """A KPI as its cell holds it: a run time (an ISO stamp) as a timestamp, the rest as is."""
+    if name.endswith("_at") and isinstance(value, str) and value:
+        stamp = pd.Timestamp(value)
+        return stamp if stamp.tzinfo else stamp.tz_localize("UTC")
+    return value
+
+
+def _stamped(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its *_AT columns of ISO stamps (run times) as timestamps, so Excel gets
+    dates it can sort and filter, not text."""
+    text = [c for c in frame.columns if str(c).endswith("_AT")
+            and not pd.api.types.is_datetime64_any_dtype(frame[c])]
+    return frame.assign(**{c: pd.to_datetime(frame[c], utc=True, format="ISO8601",
+                                             errors="coerce") for c in text}) if text else frame
+
+
 def dashboard_workbook(data: DashboardData) -> bytes:
-    """The dashboard's data as an .xlsx: a KPIs sheet, then one sheet per chart and table."""
-    kpis = pd.DataFrame({"KPI": list(data.kpis), "VALUE": [str(v) if v is not None else ""
-                                                           for v in data.kpis.values()]})
-    sheets = {_SHEETS[f.name]: getattr(data, f.name) for f in fields(data) if f.name in _SHEETS}
+    """The dashboard's data as an .xlsx: a KPIs sheet, then one sheet per chart and table. The
+    KPIs are one row, a column each, so every cell keeps its type (counts are numbers, the run
+    times are dates): one column of mixed values would have to be text."""
+    kpis = pd.DataFrame([{name: _kpi_cell(name, value) for name, value in data.kpis.items()}])
+    sheets = {_SHEETS[f.name]: _stamped(getattr(data, f.name)) for f in fields(data)
+              if f.name in _SHEETS}
     return write_xlsx(kpis, sheet_name="KPIs", extra_sheets=sheets)
 
 

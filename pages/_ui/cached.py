@@ -52,18 +52,6 @@ def search_page(store: Store, actor: Actor, query: SearchQuery) -> SearchResult:
     return _search(store, actor, store.url, _version(store), _seen(actor), query.key())
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _export(_store: Store, _actor: Actor, url: str, version: str, seen: tuple, query: str,
-            fmt: str) -> bytes:
-    return search.export_search(_store, _actor, _query(query), fmt)
-
-
-def search_export(store: Store, actor: Actor, query: SearchQuery, fmt: str) -> bytes:
-    """core.reads.search.export_search (the whole result, every page), cached."""
-    return _export(store, actor, store.url, _version(store), _seen(actor),
-                   query.with_page(1).key(), fmt)
-
-
 # -- the security page ------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=_ENTRIES)
 def _summary(_store: Store, _actor: Actor, url: str, version: str, seen: tuple,

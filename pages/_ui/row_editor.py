@@ -17,13 +17,10 @@ from core.manual import edits as session_edits
 from core.manual.edits import PINNED, Edits, InvalidEdits
 from core.manual.sessions import Session
 from core.schema import (
-    ASK,
     BIAS,
     BIAS_RANK,
-    BID,
     COLOR_ID,
     CONFIDENCE,
-    COV_PRICE,
     DATE_TYPE,
     DIFF_STATUS,
     EXCLUDED_BY,
@@ -32,12 +29,12 @@ from core.schema import (
     NUMBER,
     PERCENT_DIFF,
     PRICE_DIFF,
-    PRICE_LEVEL,
     PX,
     RANK,
 )
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
+from pages._ui.tables import PRICE_FORMAT, PRICES
 from storage import Store
 
 ROLE, PIN = "Role", "Pinned"
@@ -48,7 +45,6 @@ TABLE = "manual_color.editor_table_state"  # (editor key, table shown, session v
 DERIVED = {RANK: "Derived from BIAS", PERCENT_DIFF: "Derived from PX and COV_PRICE",
            PRICE_DIFF: "Derived from PX and COV_PRICE",
            DIFF_STATUS: "Derived from PERCENT_DIFF and the sector's threshold"}
-PRICES = (PRICE_LEVEL, BID, ASK, PX, COV_PRICE)
 
 
 def editor_key(session: Session, table: pd.DataFrame) -> str:
@@ -104,7 +100,7 @@ def column_config(table: pd.DataFrame, columns: dict[str, str]) -> dict[str, Any
             continue
         if kind in (NUMBER, INTEGER):
             config[column] = cc.NumberColumn(
-                column, format="%.3f" if column in PRICES else None,
+                column, format=PRICE_FORMAT if column in PRICES else None,
                 step=1 if kind == INTEGER else None,
                 min_value=0 if column == CONFIDENCE else None,
                 max_value=10 if column == CONFIDENCE else None,
@@ -115,7 +111,7 @@ def column_config(table: pd.DataFrame, columns: dict[str, str]) -> dict[str, Any
             config[column] = cc.TextColumn(column, disabled=column in DERIVED,
                                            help=DERIVED.get(column))
     if PX in table.columns:
-        config[PX] = cc.NumberColumn(PX, format="%.3f", help=(
+        config[PX] = cc.NumberColumn(PX, format=PRICE_FORMAT, help=(
             "PX = BID if BID > 0, else ASK: edit BID or ASK to move it. PX is typed only on a "
             "row with neither a bid nor an offer."))
     return config

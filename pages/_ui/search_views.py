@@ -32,7 +32,13 @@ from core.reads.saved_searches import (
     record_search_history,
     save_search,
 )
-from core.reads.search import SearchQuery, SearchResult, filters_group, text_identifier
+from core.reads.search import (
+    SearchQuery,
+    SearchResult,
+    export_search,
+    filters_group,
+    text_identifier,
+)
 from core.rules.conditions import (
     AFTER,
     BEFORE,
@@ -45,15 +51,12 @@ from core.rules.conditions import (
     Group,
 )
 from core.schema import (
-    ASK,
     BIAS,
     BIAS_ALIASES,
     BIAS_RANK,
-    BID,
     COLUMN_TYPE,
     CUSIP,
     DATE,
-    DATE_1,
     IS_PARENT,
     OUTPUT_COLUMNS,
     PROCESSING_TYPE,
@@ -69,6 +72,7 @@ from pages._ui.automation_views import flash
 from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
 from pages._ui.services import error_boundary
+from pages._ui.tables import CHILD, GROUP_ROWS, ROLE, roles, show_table
 from pages._ui.widgets import SUMMARY_COLUMNS
 from storage import Store
 
@@ -79,8 +83,7 @@ MORE, CONDITIONS = "search.more", "search.conditions"
 SORT, DESCENDING, PAGE_SIZE, PAGE = "search.sort", "search.descending", "search.page_size", \
     "search.page"
 RESULTS, OPEN = "search.results", "search.open"
-EXPORT_FORMAT, EXPORT, DOWNLOAD = "search.export_format", "search.export", "search.download"
-EXPORTED = "search.export_state"  # (query key, format, bytes) of the last prepared export
+EXPORT_FORMAT, DOWNLOAD = "search.export_format", "search.download"
 SHOWN_QUERY = "search.query_state"  # the query (page 1) the page is showing
 LOGGED = "search.logged_state"  # the last query recorded in the access log and history
 KIND_WORDS = {"auto": "Detect", CUSIP_ID: "CUSIP", TICKER_ID: "Ticker", MESSAGE_ID_ID: "MESSAGE_ID"}
@@ -98,14 +101,6 @@ LISTS = {"sectors": (SECTOR, "search.sectors"), "sources": (SOURCE, "search.sour
 SCALARS = {"date_from": "search.date_from", "date_to": "search.date_to",
            "px_min": "search.px_min", "px_max": "search.px_max",
            "parents_only": "search.parents_only"}
-
-
-COLUMN_CONFIG = {PX: st.column_config.NumberColumn("PX", format="%.3f"),
-                 BID: st.column_config.NumberColumn("BID", format="%.3f"),
-                 ASK: st.column_config.NumberColumn("ASK", format="%.3f"),
-                 DATE: st.column_config.DateColumn("DATE"),
-                 DATE_1: st.column_config.DateColumn("DATE_1"),
-                 "ROWS": st.column_config.NumberColumn("Rows")}
 
 
 def visible(actor: Actor, column: str) -> bool:
@@ -210,7 +205,7 @@ def render_order(actor: Actor) -> tuple[str, bool, int]:
     column = sort.selectbox("Sort by", columns, index=columns.index(RUN_ID) if RUN_ID in columns
                             else 0, key=SORT)
     descending = direction.toggle("Descending", value=True, key=DESCENDING)
-    page_size = size.selectbox("Parents per page", PAGE_SIZES, index=1, key=PAGE_SIZE)
+    page_size = size.selectbox("Groups per page", PAGE_SIZES, index=1, key=PAGE_SIZE)
     return column, descending, int(page_size)
 
 
@@ -342,39 +337,45 @@ def render_bulk_report(result: SearchResult) -> None:
         st.warning("Excel-mangled ids cannot be matched: " + "; ".join(
             f"{escape_markdown(e.identifier.text)} ({e.reason})"
             for e in report.entries if e.status == "mangled"))
-    st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+    show_table(report.to_frame())
 
 
 def render_results(result: SearchResult) -> str | None:
-    """Each group's head (its parent, or its best matching color when filters left the parent
-    out) in a table; selecting one shows its other colors. Returns the selected CUSIP."""
+    """Each group (a CUSIP's matching colors in one run) as one row: its parent, or its best
+    matching color when the filters leave the parent out; ROLE says which, as published (a
+    filter never makes a child a parent). Selecting a row shows the group's other colors.
+    Returns the selected CUSIP."""
     frame = result.frame
-    st.caption(f"{result.total_parents:,} parents · {result.total_rows:,} colors · page "
-               f"{result.page} of {result.pages}")
+    st.caption(f"{result.total_parents:,} groups (a CUSIP in a run) · {result.total_rows:,} "
+               f"colors · page {result.page} of {result.pages}")
     if frame.empty:
         st.info("No colors match this search.")
         return None
     if not {RUN_ID, CUSIP}.issubset(frame.columns):  # a column profile hides the group keys
-        st.dataframe(frame, hide_index=True, width="stretch")
+        show_table(frame)
         return None
+    if IS_PARENT in frame.columns:
+        frame = frame.assign(**{ROLE: roles(frame[IS_PARENT])})
     first = ~frame.duplicated([RUN_ID, CUSIP])
     group = first.cumsum()
-    heads = frame[first].assign(ROWS=group.value_counts().sort_index().to_numpy())
-    shown = [c for c in [*SUMMARY_COLUMNS, IS_PARENT] if c in heads.columns] + ["ROWS"]
-    event = st.dataframe(heads[shown], key=RESULTS, hide_index=True, width="stretch",
-                         on_select="rerun", selection_mode="single-row",
-                         column_config=COLUMN_CONFIG)
+    heads = frame[first].assign(**{GROUP_ROWS: group.value_counts().sort_index().to_numpy()})
+    shown = [c for c in [CUSIP, ROLE, *SUMMARY_COLUMNS] if c in heads.columns] + [GROUP_ROWS]
+    shown = list(dict.fromkeys(shown))
+    if ROLE in heads.columns and (heads[ROLE] == CHILD).any():
+        st.caption("A group whose parent does not match the search shows its best matching "
+                   "color, a child (ROLE).")
+    event = show_table(heads[shown], key=RESULTS, on_select="rerun",
+                       selection_mode="single-row")
     rows = [r for r in (event.selection.rows if event is not None else []) if r < len(heads)]
     if not rows:
-        st.caption("Select a row to see its children and open the security.")
+        st.caption("Select a row to see its other colors and open the security.")
         return None
     children = frame[(group == rows[0] + 1).to_numpy()].iloc[1:]  # groups are numbered from 1
     head = heads.iloc[rows[0]]
     st.markdown(f"**{escape_markdown(head[CUSIP])}** run {head[RUN_ID]}: "
                 f"{len(children)} other color(s)")
     if len(children):
-        st.dataframe(children[[c for c in shown if c != "ROWS"]], hide_index=True,
-                     width="stretch", column_config=COLUMN_CONFIG)
+        show_table(children[[c for c in shown if c != GROUP_ROWS]])
     return str(head[CUSIP])
 
 
@@ -389,23 +390,24 @@ def _what(query: SearchQuery) -> str:
 
 
 def render_export(store: Store, actor: Actor, query: SearchQuery, result: SearchResult) -> None:
-    """Export the whole result (every page): prepare (logged), then download."""
+    """Download the whole result (every page) in one click: the file is made, and the export
+    logged, when the button is clicked (Streamlit's deferred download), not on every rerun."""
     if not result.total_rows:
         return
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     fmt = left.radio("Format", list(FORMATS), format_func=FORMATS.get, key=EXPORT_FORMAT,
                      horizontal=True)
-    if right.button(f"Export all {result.total_rows:,} colors", key=EXPORT):
-        with error_boundary("Exporting the search"):
-            data = cached.search_export(store, actor, query, fmt)
-            log_export(store, actor, _what(query), fmt, result.total_rows)
-            st.session_state[EXPORTED] = (_page_key(query), fmt, data)
-    ready = st.session_state.get(EXPORTED)
-    if ready and ready[:2] == (_page_key(query), fmt):
-        stamp = utc_now().strftime("%Y%m%d-%H%M")
-        st.download_button(f"Download {FORMATS[fmt]}", ready[2],
-                           file_name=f"marketpulse-search-{stamp}.{fmt}", mime=MIME[fmt],
-                           key=DOWNLOAD, on_click="ignore")
+    rows, what = result.total_rows, _what(query)
+
+    def exported() -> bytes:
+        data = export_search(store, actor, query, fmt)
+        log_export(store, actor, what, fmt, rows)
+        return data
+
+    stamp = utc_now().strftime("%Y%m%d-%H%M")
+    right.download_button(f"Download all {rows:,} colors ({FORMATS[fmt]})", exported,
+                          file_name=f"marketpulse-search-{stamp}.{fmt}", mime=MIME[fmt],
+                          key=DOWNLOAD, on_click="ignore")
 
 
 def query_from_form(text: str, kind: str, match: str, bulk: tuple, filters: Group | None,

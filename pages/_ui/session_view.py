@@ -29,6 +29,7 @@ from core.schema import (
 )
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
+from pages._ui.tables import show_table
 from pages._ui.widgets import parents_with_children
 from storage import Store
 
@@ -151,7 +152,7 @@ def rules_section(store: Store, actor: Actor, view: SessionView, version: str) -
         st.caption(f"{len(excluded)} rows excluded" + _per_rule(excluded, list(view.per_rule)))
     if len(excluded):
         first = [EXCLUDED_BY, *[c for c in excluded.columns if c != EXCLUDED_BY]]
-        st.dataframe(excluded[first], hide_index=True, width="stretch", height=200)
+        show_table(excluded[first], height=200)
 
 
 # -- preview and rows -----------------------------------------------------------------------------

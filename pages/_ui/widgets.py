@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.ingest.grouped_report import group_problems, score_words
 from core.ingest.validation import ValidationReport
 from core.runs.exports import write_csv
 from core.schema import (
@@ -27,8 +28,9 @@ from core.schema import (
     TICKER,
 )
 from pages._ui.markdown import escape_markdown
+from pages._ui.tables import WRAPPED, show_table
 
-SUMMARY_COLUMNS = [RUN_ID, CUSIP, TICKER, SECTOR, DATE, BIAS, RANK, PX, BID, ASK, SOURCE,
+SUMMARY_COLUMNS = [CUSIP, RUN_ID, TICKER, SECTOR, DATE, BIAS, RANK, PX, BID, ASK, SOURCE,
                    DATE_1, MESSAGE_ID, CHILDREN_COUNT]
 
 
@@ -41,18 +43,8 @@ def parents_with_children(frame: pd.DataFrame, key: str, *, height: int = 420) -
     shown = [c for c in SUMMARY_COLUMNS if c in parents.columns]
     st.caption(f"{len(parents):,} parents, {len(frame) - len(parents):,} children. "
                "Select a parent to see its children.")
-    event = st.dataframe(
-        parents[shown], key=key, hide_index=True, width="stretch", height=height,
-        on_select="rerun", selection_mode="single-row",
-        column_config={
-            PX: st.column_config.NumberColumn("PX", format="%.3f"),
-            BID: st.column_config.NumberColumn("BID", format="%.3f"),
-            ASK: st.column_config.NumberColumn("ASK", format="%.3f"),
-            DATE: st.column_config.DateColumn("DATE"),
-            DATE_1: st.column_config.DateColumn("Received"),
-            CHILDREN_COUNT: st.column_config.NumberColumn("Children"),
-        },
-    )
+    event = show_table(parents[shown], key=key, height=height, on_select="rerun",
+                       selection_mode="single-row")
     rows = event.selection.rows if event is not None else []
     if rows:
         parent = parents.iloc[rows[0]]
@@ -60,21 +52,29 @@ def parents_with_children(frame: pd.DataFrame, key: str, *, height: int = 420) -
         ticker = escape_markdown(parent.get(TICKER) or "")
         st.markdown(f"**{escape_markdown(parent[CUSIP])}** {ticker}: "
                     f"{len(children)} children of parent {escape_markdown(parent[COLOR_ID])}")
-        st.dataframe(children[shown], hide_index=True, width="stretch", key=f"{key}.children")
+        show_table(children[shown], key=f"{key}.children")
 
 
 def validation_report(report: ValidationReport, key: str) -> None:
-    """Quality score, counts, and the problems table with a download."""
+    """Quality score (and what it means), counts, the problems one line per kind (a warning on
+    every row is one line with its count and rows), and the full report to download."""
     blocking, warnings = len(report.blocking), len(report.warnings)
     a, b, c = st.columns(3)
     a.metric("Quality score", f"{report.quality_score:.1f}/100")
     b.metric("Blocking problems", blocking)
     c.metric("Warnings", warnings)
+    st.caption(score_words(report))
     if report.problems:
-        table = report.to_frame()
-        st.dataframe(table, hide_index=True, width="stretch", height=240, key=f"{key}.problems")
-        # Its FILE and MESSAGE columns carry file names and cell text: formulas escaped.
-        st.download_button("Download the report (CSV)", write_csv(table),
-                           file_name="validation-report.csv", key=f"{key}.download")
+        grouped = group_problems(report)
+        # Their FILE and MESSAGE columns carry file names and cell text: shown as text.
+        st.dataframe(grouped, hide_index=True, width="stretch", key=f"{key}.problems",
+                     row_height=WRAPPED, column_config={
+                         "MESSAGE": st.column_config.TextColumn("MESSAGE", width="large"),
+                         "ROWS": st.column_config.TextColumn("ROWS", width="medium"),
+                         "COUNT": st.column_config.NumberColumn("COUNT", format="%d")})
+        # One line per problem; formulas escaped.
+        st.download_button(f"Download the full report, {len(report.problems):,} lines (CSV)",
+                           write_csv(report.to_frame()), file_name="validation-report.csv",
+                           key=f"{key}.download")
     else:
         st.success("No problems found.")

@@ -52,6 +52,7 @@ from core.schema import (
     SOURCE,
     TIMESTAMP,
 )
+from pages._ui.tables import display_frame, roles
 from pages._ui.widgets import SUMMARY_COLUMNS
 from tests.pages.conftest import open_app
 from tests.pages.test_search_page import chart, ok, recording_media, values
@@ -108,11 +109,13 @@ def move_prices(colors: pd.DataFrame, cusip: str, px: float) -> pd.DataFrame:
 
 # -- reading the app -------------------------------------------------------------------------------
 def heads(rows: pd.DataFrame) -> pd.DataFrame:
-    """The Search table of a result: each (run, CUSIP) group's first row and its size."""
+    """The Search table of a result: each (run, CUSIP) group's first row, its role as published
+    and its size, as tables show them (pages._ui.tables)."""
     first = ~rows.duplicated([RUN_ID, CUSIP])
-    shown = [c for c in [*SUMMARY_COLUMNS, IS_PARENT] if c in rows.columns]
+    rows = rows.assign(ROLE=roles(rows[IS_PARENT]))
+    shown = list(dict.fromkeys(c for c in [CUSIP, "ROLE", *SUMMARY_COLUMNS] if c in rows.columns))
     sizes = first.cumsum().value_counts().sort_index().to_numpy()
-    return rows[first][shown].assign(ROWS=sizes).reset_index(drop=True)
+    return display_frame(rows[first][shown].assign(COLORS=sizes).reset_index(drop=True))
 
 
 def children_table(at: AppTest) -> pd.DataFrame:
@@ -233,13 +236,15 @@ def test_an_analyst_finds_charts_saves_exports_and_watches_a_cusip_until_its_ale
     table = at.dataframe(key="search.results").value.reset_index(drop=True)
     assert_frame_equal(table, heads(rows))
     assert table[RUN_ID].tolist() == [5, 4, 3, 2, 1]
-    assert f"5 parents · {len(rows)} colors · page 1 of 1" in [c.value for c in at.caption]
-    for i, (run_id, size) in enumerate(table[[RUN_ID, "ROWS"]].itertuples(index=False)):
+    assert f"5 groups (a CUSIP in a run) · {len(rows)} colors · page 1 of 1" in [
+        c.value for c in at.caption]
+    for i, (run_id, size) in enumerate(table[[RUN_ID, "COLORS"]].itertuples(index=False)):
         at.session_state["search.results"] = {"selection": {"rows": [i], "columns": []}}
         at = ok(at.run())
         group = rows[rows[RUN_ID] == run_id].iloc[1:]
-        assert_frame_equal(children_table(at), group[[c for c in heads(rows).columns
-                                                      if c != "ROWS"]].reset_index(drop=True))
+        others = group.assign(ROLE=roles(group[IS_PARENT]))
+        assert_frame_equal(children_table(at), display_frame(
+            others[[c for c in heads(rows).columns if c != "COLORS"]].reset_index(drop=True)))
         assert len(group) == size - 1
 
     # Open the security from the selected row: the Security page with ?cusip=, its chart.
@@ -268,8 +273,7 @@ def test_an_analyst_finds_charts_saves_exports_and_watches_a_cusip_until_its_ale
     exported = rows[output_columns(rows)]
     for fmt, read, precision in (("xlsx", read_xlsx, to_ms), ("csv", read_csv, to_s)):
         if fmt == "csv":
-            at.radio(key="search.export_format").set_value("csv")
-        at = ok(at.button(key="search.export").click().run())
+            at = ok(at.radio(key="search.export_format").set_value("csv").run())
         data, name = served(at.get("download_button")[0])
         assert name.endswith(f".{fmt}")
         back = read(data)

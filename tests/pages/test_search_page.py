@@ -128,18 +128,28 @@ def values(data) -> list:
 
 def recording_media(monkeypatch):
     """A reader of the bytes a download button serves. AppTest keeps them in an in-memory media
-    storage created (and dropped) by every run; this records each one."""
-    storages = []
+    storage created (and dropped) by every run; this records each one, and each run's media
+    manager, which makes a deferred download's file as a click in the browser does."""
+    storages, managers = [], []
 
     class Recording(app_test.MemoryMediaFileStorage):
         def __init__(self, endpoint: str) -> None:
             super().__init__(endpoint)
             storages.append(self)
 
+    class Manager(app_test.MediaFileManager):
+        def __init__(self, storage) -> None:
+            super().__init__(storage)
+            managers.append(self)
+
     monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+    monkeypatch.setattr(app_test, "MediaFileManager", Manager)
 
     def read(button: DownloadButton) -> tuple[bytes, str | None]:
-        file = storages[-1].get_file(button.proto.url.rsplit("/", 1)[1])
+        url = button.proto.url
+        if button.proto.deferred_file_id:  # made on the click
+            url = managers[-1].execute_deferred(button.proto.deferred_file_id)
+        file = storages[-1].get_file(url.rsplit("/", 1)[1])
         return file.content, file.filename
 
     return read
@@ -168,7 +178,7 @@ def search_for(at: AppTest, text: str) -> AppTest:
 
 
 def totals(at: AppTest) -> str:
-    return next(c.value for c in at.caption if " parents · " in c.value)
+    return next(c.value for c in at.caption if " colors · page " in c.value)
 
 
 def results(at: AppTest) -> pd.DataFrame:
@@ -184,7 +194,7 @@ def groups(frame: pd.DataFrame) -> list[tuple[int, str, int]]:
 
 def shown_groups(at: AppTest) -> list[tuple[int, str, int]]:
     table = results(at)
-    return [(int(r), str(c), int(n)) for r, c, n in table[[RUN_ID, CUSIP, "ROWS"]].itertuples(
+    return [(int(r), str(c), int(n)) for r, c, n in table[[RUN_ID, CUSIP, "COLORS"]].itertuples(
         index=False)]
 
 
@@ -209,9 +219,9 @@ def test_an_empty_form_asks_for_something_to_search(shared):
 
 def test_a_cusip_finds_its_parent_in_each_run_and_their_children(shared, rows):
     at = search_for(open_page(shared, PAGE, "ana"), "ryzmvcaa8 ")
-    assert totals(at) == "2 parents · 13 colors · page 1 of 1"
+    assert totals(at) == "2 groups (a CUSIP in a run) · 13 colors · page 1 of 1"
     assert shown_groups(at) == [(2, "RYZMVCAA8", 5), (1, "RYZMVCAA8", 8)]
-    assert results(at)[IS_PARENT].tolist() == [True, True]
+    assert results(at)["ROLE"].tolist() == ["parent", "parent"]
 
     at = select(at, 0)
     run2 = rows[(rows[CUSIP] == "RYZMVCAA8") & (rows[RUN_ID] == 2)]
@@ -233,7 +243,7 @@ def test_a_ticker_prefix_finds_every_cusip_of_the_deal(shared, rows):
     assert expected == [(2, "4HFNZ9AA3", 4), (2, "RYZMVCAA8", 5), (1, "4HFNZ9AA3", 13),
                         (1, "RYZMVCAA8", 8)]
     assert shown_groups(at) == expected
-    assert totals(at) == "4 parents · 30 colors · page 1 of 1"
+    assert totals(at) == "4 groups (a CUSIP in a run) · 30 colors · page 1 of 1"
 
 
 def test_a_ticker_can_match_anywhere_when_asked(shared, rows):
@@ -250,7 +260,7 @@ def test_a_message_id_finds_the_colors_it_quoted(shared, rows):
     expected = groups(rows[rows[MESSAGE_ID] == "17734190879265910"])
     assert sum(n for *_, n in expected) == 14
     assert shown_groups(at) == expected
-    assert totals(at) == f"{len(expected)} parents · 14 colors · page 1 of 1"
+    assert totals(at) == f"{len(expected)} groups (a CUSIP in a run) · 14 colors · page 1 of 1"
 
 
 # -- bulk lookup ----------------------------------------------------------------------------------
@@ -289,7 +299,8 @@ def test_filters_narrow_the_result_exactly(shared, rows):
     at = ok(at.run())
     wanted = rows[(rows[SECTOR] == MM) & (rows[BIAS] == "BID") & (rows[DATE] >= "2026-03-13")]
     assert shown_groups(at) == groups(wanted)
-    assert totals(at) == f"{len(groups(wanted))} parents · {len(wanted)} colors · page 1 of 1"
+    assert totals(at) == (f"{len(groups(wanted))} groups (a CUSIP in a run) · {len(wanted)} "
+                          "colors · page 1 of 1")
 
     at.number_input(key="search.px_min").set_value(100.0)
     at = ok(at.run())
@@ -307,10 +318,10 @@ def test_the_second_page_holds_the_rest_of_the_parents(shared, rows):
     at = _parents_only(open_page(shared, PAGE, "ana"))
     parents = groups(rows[rows[IS_PARENT]])
     assert len(parents) == 12
-    assert totals(at) == "12 parents · 12 colors · page 1 of 2"
+    assert totals(at) == "12 groups (a CUSIP in a run) · 12 colors · page 1 of 2"
     assert shown_groups(at) == parents[:10]
     at = ok(at.get("pagination")[0].set_value(2).run())
-    assert totals(at) == "12 parents · 12 colors · page 2 of 2"
+    assert totals(at) == "12 groups (a CUSIP in a run) · 12 colors · page 2 of 2"
     assert shown_groups(at) == parents[10:]
 
 
@@ -325,9 +336,9 @@ def test_sorting_by_a_column_orders_the_groups(shared, rows):
 
 def test_the_export_holds_the_whole_result_not_only_the_page(shared, rows, served):
     at = _parents_only(open_page(shared, PAGE, "exporter"))
-    at = ok(at.button(key="search.export").click().run())
-    button = at.get("download_button")[0]
-    data, name = served(button)
+    (button,) = at.get("download_button")
+    assert button.proto.label == "Download all 12 colors (Excel (.xlsx))"
+    data, name = served(button)  # one click: the file is made when it is clicked
     assert name.startswith("marketpulse-search-")
     assert name.endswith(".xlsx")
     table = workbook_rows(data)
@@ -335,17 +346,17 @@ def test_the_export_holds_the_whole_result_not_only_the_page(shared, rows, serve
     assert sorted(r[table[0].index(CUSIP)] for r in table[1:]) == sorted(
         rows[rows[IS_PARENT]][CUSIP])
 
-    at.radio(key="search.export_format").set_value("csv")
-    at = ok(at.button(key="search.export").click().run())
+    at = ok(at.radio(key="search.export_format").set_value("csv").run())
     data, name = served(at.get("download_button")[0])
     assert name.endswith(".csv")
     assert len(pd.read_csv(io.BytesIO(data))) == 12
 
 
-def test_searches_and_exports_are_in_the_access_log(shared):
+def test_searches_and_exports_are_in_the_access_log(shared, served):
     at = _parents_only(open_page(shared, PAGE, "auditee"))
-    ok(at.get("pagination")[0].set_value(2).run())  # another page of the same search
-    ok(at.button(key="search.export").click().run())
+    at = ok(at.get("pagination")[0].set_value(2).run())  # another page of the same search
+    assert load_access_log(shared, username="auditee")["ACTION"].tolist() == ["search"]
+    served(at.get("download_button")[0])  # logged when downloaded, not when drawn
     at = search_for(at, "RYZMVCAA8")
     log = load_access_log(shared, username="auditee")
     assert log[["ACTION", "ROWS", "DETAIL"]].values.tolist() == [
@@ -370,7 +381,7 @@ def test_a_saved_search_loads_back_into_the_form(shared):
     assert other.selectbox(key="search.saved").options == ["SNDPT deals (shared by saver)"]
     other = ok(other.button(key="search.load").click().run())
     assert other.text_input(key="search.text").value == "sndpt"
-    assert totals(other) == "4 parents · 30 colors · page 1 of 1"
+    assert totals(other) == "4 groups (a CUSIP in a run) · 30 colors · page 1 of 1"
     assert other.button(key="search.delete").disabled  # not theirs
 
     at = ok(at.button(key="search.delete").click().run())
@@ -442,7 +453,7 @@ def test_a_viewer_limited_to_one_sector_never_sees_the_other(shared, rows, serve
     at = open_page(shared, PAGE, "vera", "viewer", sectors=[MM])
     assert at.multiselect(key="search.sectors").options == [MM]
     at = search_for(at, "RYZMVCAA8")  # an A_BSL CUSIP
-    assert totals(at) == "0 parents · 0 colors · page 1 of 1"
+    assert totals(at) == "0 groups (a CUSIP in a run) · 0 colors · page 1 of 1"
     assert [i.value for i in at.info] == ["No colors match this search."]
 
     at = search_for(at, "MAGNE")
@@ -450,7 +461,6 @@ def test_a_viewer_limited_to_one_sector_never_sees_the_other(shared, rows, serve
     assert shown_groups(at) == groups(mm)
     assert set(results(at)[SECTOR]) == {MM}
 
-    at = ok(at.button(key="search.export").click().run())
     table = workbook_rows(served(at.get("download_button")[0])[0])
     assert {r[table[0].index(SECTOR)] for r in table[1:]} == {MM}
     assert len(table) == 1 + len(mm)

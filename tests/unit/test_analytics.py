@@ -7,6 +7,7 @@ import io
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -272,8 +273,21 @@ def test_the_export_has_a_sheet_per_element(store):
     assert list(sheets) == ["KPIs", "Colors by month x bias", "Volume by sector",
                             "Volume by source", "Price trend", "PX - COV distribution", "Runs",
                             "Latest parents"]
-    assert sheets["KPIs"].set_index("KPI").loc["month_colors", "VALUE"] == "9"
+    assert sheets["KPIs"]["month_colors"].tolist() == [9]
     assert sheets["Colors by month x bias"]["COLORS"].sum() == 9
+
+
+def test_the_export_holds_numbers_and_dates_not_text(store):
+    book = openpyxl.load_workbook(io.BytesIO(export_dashboard(store, SYSTEM, DashboardFilters(),
+                                                              NOW)))
+    header, first = list(book["KPIs"].iter_rows(max_row=2, values_only=True))
+    kpi = dict(zip(header, first, strict=True))
+    assert (kpi["month_colors"], kpi["last_run_id"], kpi["last_run_status"]) == (9, 2, "success")
+    assert isinstance(kpi["last_run_at"], datetime)
+    runs_sheet = list(book["Runs"].iter_rows(values_only=True))
+    started = runs_sheet[0].index("STARTED_AT")
+    assert all(isinstance(row[started], datetime) for row in runs_sheet[1:])
+    assert len(runs_sheet) == 3
 
 
 def test_an_empty_store_gives_an_empty_dashboard(memory_store):
