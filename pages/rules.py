@@ -31,11 +31,13 @@ from core.rules.exclusion import (
 from core.rules.presets import Preset, delete_preset, list_presets, preset_columns, save_preset
 from core.rules.rule_import import ADDED, REJECTED, UNCHANGED, UPDATED, import_rules
 from core.runs.records import COLORS_TABLE, EXCLUDED_TABLE
-from core.schema import COLUMN_TYPE
+from core.schema import COLUMN_TYPE, SECTOR, SOURCE
 from pages._ui.change_history import render_change_history
 from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
+from pages._ui.search_views import filter_options
 from pages._ui.services import current_actor, error_boundary, settings, store
+from pages._ui.tables import WRAPPED, show_table
 
 FLASH = "rules.flash_state"  # (st function, text) to show after the rerun that follows an action
 EDITING = "rules.editing_state"  # {"id", "version", "name"} of the rule in the form; None = new
@@ -43,10 +45,14 @@ FIELDS = "rules.fields_state"  # the form's name, description, priority, active 
 RESET = "rules.reset_state"  # empty the rule form before it renders (after a save or a delete)
 CONFIRM = "rules.confirm_delete_state"  # id of the rule waiting for "Yes, delete"
 IMPORTED = "rules.import_report_state"
+SELECTED = "rules.selected"  # the rule chosen in the list, the one the form holds
 PRESET_RESET = "rules.preset_reset_state"
 BUILDER, PRESET_BUILDER = "rules.builder", "rules.preset_builder"
 LATEST_RUN, UPLOADED = "Latest run", "Uploaded file"
 FILE_TYPES = ["xlsx", "xls", "csv", "parquet"]
+# Long sentences shown whole: a wide column, rows tall enough to wrap (pages._ui.tables.WRAPPED).
+WORDY = {"Conditions": st.column_config.TextColumn("Conditions", width="large"),
+         "Description": st.column_config.TextColumn("Description", width="medium")}
 RESULTS = {ADDED: "imported", UPDATED: "updated", UNCHANGED: "unchanged", REJECTED: "refused"}
 
 st.title("Rules")
@@ -63,6 +69,15 @@ types = {**COLUMN_TYPE, **custom}  # how run rows and files are read when testin
 
 def flash(text: str, show: str = "success") -> None:
     st.session_state.setdefault(FLASH, []).append((show, text))
+
+
+def known_values() -> dict[str, list[str]]:
+    """The sectors and dealers of the published colors: conditions on them offer these."""
+    found: dict[str, list[str]] = {}
+    with error_boundary("Loading the known sectors and dealers"):
+        options = filter_options(st_store, actor)
+        found = {SECTOR: options["sectors"], SOURCE: options["sources"]}
+    return found
 
 
 def when(value: Any) -> str:
@@ -82,14 +97,29 @@ def load_form(rule: Rule | None, version: str | None = None) -> None:
     load_builder(BUILDER, rule.conditions if rule else None, columns)
 
 
-def edit(rule_id: str) -> None:
+def edit(rule_id: str | None) -> None:
+    """Put the chosen rule in the form (None: an empty form for a new rule)."""
     with error_boundary("Edit"):
-        load_form(*get_rule(st_store, rule_id))
+        if rule_id:
+            load_form(*get_rule(st_store, rule_id))
+        else:
+            load_form(None)
+
+
+def chosen() -> None:
+    """The list's selection changed: the form shows that rule, ready to change."""
+    edit(st.session_state.get(SELECTED))
+
+
+def new_rule() -> None:
+    st.session_state[SELECTED] = None
+    load_form(None)
 
 
 def duplicate(rule_id: str) -> None:
     with error_boundary("Duplicate"):
         rule, _ = get_rule(st_store, rule_id)
+        st.session_state[SELECTED] = None  # the form holds a new rule
         load_form(replace(rule, name=f"{rule.name} (copy)", id=""))
         st.toast(f"The form holds a copy of {escape_markdown(repr(rule.name))}: change it and "
                  "save it as a new rule.")
@@ -151,7 +181,7 @@ def tester(rule: Rule) -> None:
             columns=["#", "Condition", "Rows matched"]), hide_index=True, width="stretch")
         if len(result["samples"]):
             st.caption(f"First {len(result['samples'])} rows it would exclude")
-            st.dataframe(result["samples"], hide_index=True, width="stretch")
+            show_table(result["samples"])
 
 
 def form() -> None:
@@ -163,7 +193,7 @@ def form() -> None:
     editing = st.session_state[EDITING]
     head, new = st.columns([5, 1], vertical_alignment="bottom")
     head.subheader(f"Edit rule {escape_markdown(repr(editing['name']))}" if editing else "New rule")
-    new.button("New rule", key="rules.new", on_click=load_form, args=(None,))
+    new.button("New rule", key="rules.new", on_click=new_rule)
     name = st.text_input("Name", key="rules.name")
     description = st.text_input("Description", key="rules.description")
     left, right = st.columns(2)
@@ -173,7 +203,7 @@ def form() -> None:
     st.session_state[FIELDS] = {"rules.name": name, "rules.description": description,
                                 "rules.form_priority": priority, "rules.form_active": active}
     st.markdown("**Exclude a row when it matches**")
-    group = render_builder(BUILDER, columns)
+    group = render_builder(BUILDER, columns, known_values())
     st.caption(f"Reads: {describe(group, types)}")
     rule = Rule(name=name, conditions=group, description=description, priority=int(priority),
                 active=active, id=editing["id"] if editing else "")
@@ -203,26 +233,33 @@ def rules_list(rules: list[Rule]) -> None:
         "Last changed by": [r.updated_by for r in rules],
         "Last changed": [when(r.updated_at) for r in rules],
         header: pd.array([excluded(r) for r in rules], dtype="Int64"),
-    }), hide_index=True, width="stretch")
+    }), hide_index=True, width="stretch", row_height=WRAPPED, column_config=WORDY)
     st.caption(f"Latest run: {record.run_id} ({record.kind}); a blank count: the rule was not "
                "applied in it." if record else "No run has been published yet.")
     if not rules:
         return
     by_id = {r.id: r for r in rules}
-    if st.session_state.get("rules.selected") not in by_id:
-        st.session_state.pop("rules.selected", None)
-    chosen = st.selectbox("Rule", list(by_id), format_func=lambda i: by_id[i].name,
-                          key="rules.selected")
-    rule = by_id[chosen]
+    editing = st.session_state.get(EDITING)
+    if st.session_state.get(RESET) or st.session_state.get(SELECTED) not in by_id:
+        st.session_state.pop(SELECTED, None)  # saved or deleted: nothing chosen, a new form
+    if SELECTED not in st.session_state and editing and editing["id"] in by_id:
+        st.session_state[SELECTED] = editing["id"]  # back on the page: the rule in the form
+    picked = st.selectbox("Rule", list(by_id), format_func=lambda i: by_id[i].name,
+                          key=SELECTED, index=None, on_change=chosen,
+                          placeholder="Choose a rule to see and change it")
+    if picked is None:
+        return
+    rule = by_id[picked]
+    st.markdown(f"**{escape_markdown(rule.name)}** excludes a row when "
+                f"{escape_markdown(describe(rule.conditions, types))}")
     # Always the stored values: a refused change springs back.
     st.session_state.update({"rules.active": rule.active, "rules.priority": rule.priority})
-    cells = st.columns([1.2, 2, 1, 1, 1], vertical_alignment="bottom")
+    cells = st.columns([1.2, 2, 1, 1], vertical_alignment="bottom")
     cells[0].toggle("Active", key="rules.active", on_change=switch, args=(rule.id,))
     cells[1].number_input("Priority", min_value=0, step=1, key="rules.priority",
                           on_change=reprioritise, args=(rule.id,))
-    cells[2].button("Edit", key="rules.edit", on_click=edit, args=(rule.id,))
-    cells[3].button("Duplicate", key="rules.duplicate", on_click=duplicate, args=(rule.id,))
-    cells[4].button("Delete…", key="rules.delete", on_click=st.session_state.__setitem__,
+    cells[2].button("Duplicate", key="rules.duplicate", on_click=duplicate, args=(rule.id,))
+    cells[3].button("Delete…", key="rules.delete", on_click=st.session_state.__setitem__,
                     args=(CONFIRM, rule.id))
     if st.session_state.get(CONFIRM) != rule.id:
         return
@@ -275,7 +312,7 @@ def saved_filters() -> None:
         "Name": [p.name for p in presets], "Owner": [p.owner for p in presets],
         "Shared": [p.shared for p in presets],
         "Conditions": [describe(p.conditions, types) for p in presets]}),
-        hide_index=True, width="stretch")
+        hide_index=True, width="stretch", row_height=WRAPPED, column_config=WORDY)
     mine = {p.id: p for p in presets if p.owner == actor.username or p.shared}
     if mine:
         left, right = st.columns([4, 1], vertical_alignment="bottom")
@@ -293,7 +330,7 @@ def saved_filters() -> None:
     name = st.text_input("Name", key="rules.preset_name")
     shared = st.checkbox("Shared with everyone", key="rules.preset_shared")
     st.markdown("**Keep a row when it matches**")
-    group = render_builder(PRESET_BUILDER, filter_columns)
+    group = render_builder(PRESET_BUILDER, filter_columns, known_values())
     if st.button("Save filter", key="rules.preset_save", type="primary"):
         with error_boundary("Not saved"):
             saved = save_preset(st_store, actor, Preset(name=name, conditions=group,

@@ -12,9 +12,11 @@ import streamlit as st
 
 from core.rules.conditions import (
     BETWEEN,
+    EQUAL_TO,
     IN_LIST,
     IS_EMPTY,
     IS_NOT_EMPTY,
+    NOT_EQUAL_TO,
     NOT_IN_LIST,
     Group,
     column_kind,
@@ -29,10 +31,27 @@ MAX_DEPTH = 3  # the top-level group, its sub-groups and theirs
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 State = dict[str, Any]
 Path = tuple[int, ...]
+PICKED = (EQUAL_TO, NOT_EQUAL_TO, IN_LIST, NOT_IN_LIST)  # operators whose values can be picked
 
 
 def state_key(key: str) -> str:
     return f"{key}_state"
+
+
+def _choices_key(key: str) -> str:
+    return f"{key}_choices_state"
+
+
+def _picks(key: str, column: str, operator: str) -> list[str] | None:
+    """The known values offered for this column and operator (None: the value is typed)."""
+    known = st.session_state.get(_choices_key(key)) or {}
+    return list(known[column]) if column in known and operator in PICKED else None
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
 
 
 def _k(key: str, path: Path, name: str) -> str:
@@ -114,6 +133,10 @@ def _read(key: str, path: Path, cond: State, columns: Mapping[str, str]) -> Stat
     if column != cond["column"] and operator not in offered:
         operator = offered[0]  # a new column keeps the operator only when its type offers it
     kind, shape = column_kind(columns.get(column, TEXT)), _shape(operator)
+    if _picks(key, column, operator) is not None:  # a multiselect of known values
+        picked = state.get(_k(key, path, "picked"), _as_list(cond["value"]))
+        value = list(picked) if shape == "list" else (picked[0] if picked else None)
+        return {"column": column, "operator": operator, "value": value, "value2": None}
     value = state.get(_k(key, path, "value"), _text(cond["value"]))
     value2 = state.get(_k(key, path, "value2"), _text(cond["value2"]))
     if shape == "none":
@@ -194,7 +217,15 @@ def _condition(key: str, cond: State, path: Path, columns: Mapping[str, str]) ->
                                   format_func=lambda op: operator_label(op, column_type))
     shape = _shape(operator)
     hint = {"date": "YYYY-MM-DD", "boolean": "true or false"}.get(column_kind(column_type), "")
-    if shape == "one":
+    picks = _picks(key, column, operator)
+    if picks is not None:  # known values (dealers, sectors) to pick, or a new one typed
+        pk = _k(key, path, "picked")
+        _seed(pk, _as_list(cond["value"]))
+        held = [v for v in st.session_state[pk] if v not in picks]
+        cells[2].multiselect("Values" if shape == "list" else "Value", [*picks, *held], key=pk,
+                             accept_new_options=True, placeholder="Choose or type",
+                             max_selections=None if shape == "list" else 1)
+    elif shape == "one":
         _seed(vk, _text(cond["value"]))
         cells[2].text_input("Value", key=vk, placeholder=hint)
     elif shape == "list":
@@ -237,8 +268,12 @@ def _group(key: str, group: State, path: Path, columns: Mapping[str, str]) -> No
                           on_click=_change, args=(key, columns, _remove(path)))
 
 
-def render_builder(key: str, columns: Mapping[str, str]) -> Group:
-    """Draw the builder for `columns` (name → core.schema type) and return its Group."""
+def render_builder(key: str, columns: Mapping[str, str],
+                   choices: Mapping[str, list[str]] | None = None) -> Group:
+    """Draw the builder for `columns` (name → core.schema type) and return its Group. `choices`
+    (column → known values, e.g. the dealers of published colors) are offered to pick for
+    equals, not equals, in list and not in list; any other value can still be typed."""
+    st.session_state[_choices_key(key)] = {c: list(v) for c, v in (choices or {}).items()}
     if state_key(key) not in st.session_state:
         st.session_state[state_key(key)] = blank_group(columns)
     _group(key, st.session_state[state_key(key)], (), columns)

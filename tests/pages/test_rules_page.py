@@ -20,6 +20,7 @@ from core.rules.presets import list_presets
 from core.runs import pipeline
 from core.runs.exports import write_xlsx
 from core.schema import BIAS, CONFIDENCE, CUSIP, RANK, SOURCE
+from pages._ui.markdown import escape_markdown
 from tests.pages.conftest import upload
 
 PAGE = "pages/rules.py"
@@ -96,8 +97,8 @@ def _build_done_when(at, confidence: str = "5"):
     at.text_input(key="rules.description").input("DZ BANK colors and weak valuations")
     at.radio(key="rules.builder.join").set_value("or")
     _ok(at.selectbox(key="rules.builder.0.column").set_value(SOURCE))
-    at.selectbox(key="rules.builder.0.operator").set_value("equal_to")
-    at.text_input(key="rules.builder.0.value").input("DZ BANK")
+    _ok(at.selectbox(key="rules.builder.0.operator").set_value("equal_to"))
+    at.multiselect(key="rules.builder.0.picked").set_value(["DZ BANK"])  # a dealer, typed
     _ok(at.button(key="rules.builder.add_group").click())
     _ok(at.selectbox(key="rules.builder.1.0.column").set_value(BIAS))
     at.text_input(key="rules.builder.1.0.value").input("VALUATION")
@@ -147,6 +148,7 @@ def test_admin_builds_tests_saves_toggles_and_reverts_the_done_when_rule(
         == {"Priority": 100, "Name": "No DZ", "Active": True, "Conditions": WORDS,
             "Last changed by": "admin"}
 
+    _ok(at.selectbox(key="rules.selected").set_value(rule.id))
     _ok(at.toggle(key="rules.active").set_value(False))
     assert [r.active for r in load_rules(app_store)] == [False]
     assert _table(at, "Conditions")["Active"].tolist() == [False]
@@ -179,7 +181,8 @@ def test_the_rule_is_tested_against_and_applied_by_the_latest_run(
     pipeline.process_files(app_store, SYSTEM, [colors_file], settings=SETTINGS, republish=True)
     table = _table(_ok(at), "Conditions")
     assert table[["Name", "Excluded in run 2"]].values.tolist() == [["No DZ", 5]]
-    _ok(at.button(key="rules.edit").click())  # the saved rule back in the form, nesting and all
+    (rule,) = load_rules(app_store)
+    _ok(at.selectbox(key="rules.selected").set_value(rule.id))  # in the form, nesting and all
     assert at.session_state["rules.builder_state"] == DONE_WHEN.to_dict()
     assert at.text_input(key="rules.builder.1.1.value").value == "5"
     at = _test_against(at, "Latest run")
@@ -232,7 +235,7 @@ def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, a
     _ok(at.button(key="rules.builder.add_condition").click())
     _ok(at.selectbox(key="rules.builder.2.column").set_value(SOURCE))
     _ok(at.selectbox(key="rules.builder.2.operator").set_value("in_list"))
-    at.text_input(key="rules.builder.2.value").input("MS, GS ,")
+    at.multiselect(key="rules.builder.2.picked").set_value(["MS", "GS"])
     _ok(at.button(key="rules.builder.add_condition").click())
     _ok(at.selectbox(key="rules.builder.3.column").set_value("COV_PRICE"))
     _ok(at.selectbox(key="rules.builder.3.operator").set_value("is_empty"))
@@ -246,8 +249,7 @@ def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, a
         {"column": SOURCE, "operator": "in_list", "value": ["MS", "GS"], "value2": None},
         {"column": "COV_PRICE", "operator": "is_empty", "value": None, "value2": None}]}
 
-    _ok(at.selectbox(key="rules.selected").set_value(rule.id))
-    _ok(at.button(key="rules.edit").click())
+    _ok(at.selectbox(key="rules.selected").set_value(rule.id))  # no Edit step
     assert at.text_input(key="rules.name").value == "Cheap"
     _ok(at.button(key="rules.builder.add_condition").click())
     _ok(at.selectbox(key="rules.builder.3.column").set_value("PX"))
@@ -263,6 +265,7 @@ def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, a
 def test_priority_duplicate_and_delete_with_confirmation(app_as, app_store):
     first = save_rule(app_store, SYSTEM, Rule("No MS", DONE_WHEN.items[0], priority=10))
     at = _page(app_as)
+    _ok(at.selectbox(key="rules.selected").set_value(first.id))
     _ok(at.number_input(key="rules.priority").set_value(3))
     assert [(r.name, r.priority) for r in load_rules(app_store)] == [("No MS", 3)]
 
@@ -338,7 +341,7 @@ def test_a_saved_filter_is_built_listed_and_deleted(app_as, app_store):
     at.text_input(key="rules.preset_name").input("MM only")
     at.checkbox(key="rules.preset_shared").check()
     _ok(at.selectbox(key="rules.preset_builder.0.column").set_value("SECTOR"))
-    at.text_input(key="rules.preset_builder.0.value").input("MM-CLO")
+    at.multiselect(key="rules.preset_builder.0.picked").set_value(["MM-CLO"])
     _ok(at.button(key="rules.preset_save").click())
     (preset,) = list_presets(app_store, SYSTEM)
     assert (preset.name, preset.owner, preset.shared, preset.conditions) == (
@@ -355,3 +358,41 @@ def test_viewers_and_analysts_cannot_open_rules(app_as, role):
     assert not at.exception
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(PAGE)
+
+
+def test_choosing_a_rule_shows_its_conditions_and_puts_it_in_the_form(app_as, app_store):
+    rule = save_rule(app_store, SYSTEM, Rule("No DZ", DONE_WHEN, description="d"))
+    at = _page(app_as)
+    assert at.selectbox(key="rules.selected").value is None
+    assert "rules.edit" not in [b.key for b in at.button]  # no separate Edit step
+    at = _ok(at.selectbox(key="rules.selected").set_value(rule.id))
+    assert f"**No DZ** excludes a row when {escape_markdown(WORDS)}" in [
+        m.value for m in at.markdown]
+    assert at.text_input(key="rules.name").value == "No DZ"
+    assert at.session_state["rules.builder_state"] == DONE_WHEN.to_dict()
+    assert at.multiselect(key="rules.builder.0.picked").value == ["DZ BANK"]
+    _ok(at.button(key="rules.new").click())
+    assert (at.selectbox(key="rules.selected").value, at.text_input(key="rules.name").value) \
+        == (None, "")
+
+
+def test_conditions_on_sector_and_source_offer_the_published_values(app_as, app_store, colors,
+                                                                      colors_file):
+    pipeline.process_files(app_store, SYSTEM, [colors_file], settings=SETTINGS)
+    at = _page(app_as)
+    _ok(at.selectbox(key="rules.builder.0.column").set_value(SOURCE))
+    _ok(at.selectbox(key="rules.builder.0.operator").set_value("in_list"))
+    assert at.multiselect(key="rules.builder.0.picked").options == sorted(
+        colors[SOURCE].unique())
+    _ok(at.selectbox(key="rules.builder.0.operator").set_value("contains"))
+    assert "rules.builder.0.picked" not in [m.key for m in at.multiselect]  # typed
+    assert "rules.builder.0.value" in [t.key for t in at.text_input]
+    _ok(at.selectbox(key="rules.builder.0.operator").set_value("in_list"))
+    _ok(at.selectbox(key="rules.builder.0.column").set_value("SECTOR"))
+    assert at.multiselect(key="rules.builder.0.picked").options == sorted(
+        colors["SECTOR"].unique())
+    at.multiselect(key="rules.builder.0.picked").set_value(["MM-CLO", "NEW SECTOR"])
+    at.text_input(key="rules.name").input("Sectors")
+    _ok(at.button(key="rules.save").click())
+    (rule,) = load_rules(app_store)
+    assert rule.conditions.items == [Condition("SECTOR", "in_list", ["MM-CLO", "NEW SECTOR"])]
