@@ -123,18 +123,35 @@ def _write(store: Store, actor: Actor, cusip: str, item: WatchItem | None,
     return [WatchItem.from_dict(i) for i in updated["items"]]
 
 
-def watch(store: Store, actor: Actor, item: WatchItem, *, now: datetime | None = None
-          ) -> list[WatchItem]:
-    """Add a CUSIP to the actor's watchlist, or change its alert rules; returns the list."""
+def watch(store: Store, actor: Actor, item: WatchItem, *, now: datetime | None = None,
+          new_issue: bool = False) -> list[WatchItem]:
+    """Add a CUSIP to the actor's watchlist, or change its alert rules; returns the list. A CUSIP
+    not on the list yet must have been published (InvalidInput otherwise), unless `new_issue`
+    says it is a security not quoted yet, watched for its first color."""
     require(actor, OWN_SEARCHES)
     ident = classify(item.cusip, CUSIP_ID)
     if ident.kind != CUSIP_ID:
         raise InvalidInput("cusip", f"{item.cusip!r} is not a CUSIP: {ident.reason}")
     if item.px_move is not None and not item.px_move > 0:
         raise InvalidInput("px_move", "the PX move threshold is a positive number of points")
+    watched = any(i["cusip"] == ident.value for i in _document(store, actor.username)["items"])
+    if not (watched or new_issue or ever_published(store, ident.value)):
+        raise InvalidInput("cusip", f"{ident.value} has never been published: check the CUSIP "
+                                    "(a typo would never raise an alert)")
     stamp = now_or(now).isoformat()
     item = WatchItem(ident.value, item.new_color, item.px_move, item.better_rank, stamp)
     return _write(store, actor, ident.value, item, now)
+
+
+def ever_published(store: Store, cusip: str) -> bool:
+    """Whether a published run holds a color of the CUSIP, in any sector: a CUSIP a user may not
+    see still exists (its alerts are filtered when raised), a mistyped one does not."""
+    with duckdb_session() as con:
+        src = open_colors(store, con, cusips=[cusip])
+        if src is None:
+            return False
+        found = con.execute(f"SELECT 1 FROM {src} WHERE CUSIP = ? LIMIT 1", [cusip]).fetchall()
+    return bool(found)
 
 
 def unwatch(store: Store, actor: Actor, cusip: str, *, now: datetime | None = None

@@ -428,6 +428,16 @@ def test_my_watchlist_adds_changes_and_removes_a_cusip(shared):
     assert "You watch no CUSIPs yet" in " ".join(c.value for c in at.caption)
 
 
+def test_watching_a_cusip_never_published_is_refused_with_the_reason(shared):
+    at = open_page(shared, PAGE, "typo")
+    at.text_input(key="search.watch_add").input("037833100")  # a valid CUSIP no run has quoted
+    at = at.button(key="search.watch_add_button").click().run()
+    assert [e.value for e in at.error] == [
+        "Watching 037833100: cusip: 037833100 has never been published: check the CUSIP (a typo "
+        "would never raise an alert)"]
+    assert load_watchlist(shared, get_user(shared, "typo").actor()) == []
+
+
 def test_the_email_switch_of_my_watchlist_changes_my_stored_choice(shared):
     at = open_page(shared, PAGE, "mailer")
     actor = get_user(shared, "mailer").actor()

@@ -121,7 +121,7 @@ def _settings_and_searches(store: Any, smtp_port: int) -> None:
 
 def _automation(store: Any, settings: Any) -> None:
     cusip = generate_colors(6, seed=21, date="2026-03-13")[CUSIP].iloc[0]
-    watch(store, ANN, WatchItem(cusip), now=NOW)
+    watch(store, ANN, WatchItem(cusip), now=NOW, new_issue=True)  # its run comes next
     save_watch_email(store, ANN, True, now=NOW)
     buffer.add_files(store, ANN, [("morning.csv", _csv(21))], settings, now=NOW)
     job = save_job(store, BOSS, Job("Morning", "30 9 * * *", timezone="UTC",

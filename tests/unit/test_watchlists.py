@@ -70,6 +70,20 @@ def test_a_watchlist_lists_its_cusips_in_order_and_is_audited(people):
                                       "watch_saved"]
 
 
+def test_a_cusip_never_published_is_refused_unless_watched_as_a_new_issue(people):
+    store, ana, mia = people
+    with pytest.raises(InvalidInput) as refused:
+        watch(store, ana, WatchItem(D), now=NOW)  # a valid CUSIP, but no run has quoted it
+    assert str(refused.value) == ("cusip: 94958LAG3 has never been published: check the CUSIP "
+                                  "(a typo would never raise an alert)")
+    assert load_watchlist(store, ana) == []
+    watch(store, mia, WatchItem(A), now=NOW)  # published in a sector mia cannot see: it exists
+    watch(store, ana, WatchItem(D), now=NOW, new_issue=True)
+    watch(store, ana, WatchItem(D, px_move=0.5), now=NOW)  # already watched: its rules change
+    assert [(i.cusip, i.px_move) for i in load_watchlist(store, ana)] == [(D, 0.5)]
+    assert [i.cusip for i in load_watchlist(store, mia)] == [A]
+
+
 def test_bad_watches_are_refused(people):
     store, ana, _ = people
     with pytest.raises(InvalidInput, match="not a CUSIP"):
@@ -110,7 +124,7 @@ def test_alerts_fire_once_per_user_cusip_run_and_kind(people):
 
 def test_a_run_without_the_cusip_or_a_failed_run_raises_nothing(people):
     store, ana, _ = people
-    watch(store, ana, WatchItem(D), now=NOW)
+    watch(store, ana, WatchItem(D), now=NOW, new_issue=True)
     record = publish(store, RUN1, "2026-03-13")
     assert check_watchlists(store, record, NOW) == []
     record.status = "failed"
@@ -120,6 +134,6 @@ def test_a_run_without_the_cusip_or_a_failed_run_raises_nothing(people):
 
 def test_the_first_color_of_a_security_is_new_but_has_nothing_to_compare(people):
     store, ana, _ = people
-    watch(store, ana, WatchItem(D, px_move=0.01), now=NOW)
+    watch(store, ana, WatchItem(D, px_move=0.01), now=NOW, new_issue=True)
     record = publish(store, RUN2, "2026-03-13")
     assert [(a.cusip, a.kind) for a in check_watchlists(store, record, NOW)] == [(D, NEW_COLOR)]
