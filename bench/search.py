@@ -123,7 +123,13 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
     again (so a reused build starts from the full copy)."""
     from core.runs import records as runs
     from storage import open_store
-    from storage.parquet_layout import COMPACT_TABLE, MANIFEST_KEY, ROLLUP_TABLE, load_manifest
+    from storage.parquet_layout import (
+        COMPACT_TABLE,
+        LATEST_TABLE,
+        MANIFEST_KEY,
+        ROLLUP_TABLE,
+        load_manifest,
+    )
     from storage.run_tables import run_tables
 
     store = open_store(str(root / "store"))
@@ -132,7 +138,7 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
         manifest, version = load_manifest(store)
         if manifest and manifest.get("delta"):
             store.put(MANIFEST_KEY, {k: v for k, v in manifest.items() if k != "delta"}, version)
-            for table in (COMPACT_TABLE, ROLLUP_TABLE):
+            for table in (COMPACT_TABLE, ROLLUP_TABLE, LATEST_TABLE):
                 store.delete_partition(table, manifest["delta"]["partition"])
         for run_id in json.loads(added.read_text()) if added.exists() else []:
             run_tables(store).remove_run(run_id)

@@ -129,6 +129,8 @@ COLORS_COMPACT = _add(TABLES, "colors_compact", "storage.parquet_layout", DERIVE
                       "the colors of many runs, compacted for lookups")
 COLORS_ROLLUP = _add(TABLES, "colors_rollup", "storage.parquet_layout", DERIVED,
                      "the dashboard's daily aggregates of the compacted runs")
+COLORS_LATEST = _add(TABLES, "colors_latest", "storage.parquet_layout", DERIVED,
+                     "each CUSIP and sector's newest parent in the compacted runs (latest parents)")
 AUDIT = _add(TABLES, "audit", "core.audit", STATE, "the change log of every area")
 ACCESS_LOG = _add(TABLES, "access_log", "core.compliance.access_log", STATE,
                   "who searched, viewed and exported what")

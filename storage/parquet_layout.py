@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 COMPACT_TABLE = "colors_compact"
 ROLLUP_TABLE = "colors_rollup"
+LATEST_TABLE = "colors_latest"  # compact's `latest` rows, under the rollups' partition names
 MANIFEST_KEY = "meta/compaction/colors"
 SORT_COLUMNS = (CUSIP, DATE)  # rows of a run's partition, so row-group statistics prune lookups
 _INLINE_IDS = 64  # more CUSIPs or message ids than this are joined from a table, not inlined
@@ -79,6 +80,7 @@ class Layout:
     shards: tuple[Shard, ...] = ()
     delta: str | None = None
     present: tuple[int, ...] = ()
+    latest: bool = False  # the copy (and its delta) keep latest rows (LATEST_TABLE)
 
     @property
     def reads_copy(self) -> bool:
@@ -216,18 +218,41 @@ class ParquetRunTables:
             parts.append(f"SELECT * FROM {name}")
         return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
 
+    def open_latest(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], latest: Rollup
+                    ) -> str | None:
+        """The copy's and its delta's latest rows plus `latest` of the runs published since;
+        None unless the copy keeps them and holds no run left out (a removed run's rows may be
+        the newest of their key, and the rows they hid are not kept)."""
+        layout = self.layout(runs)
+        if not (layout.latest and layout.reads_copy) or layout.stale:
+            return None
+        parts = []
+        kept = [p for p in (layout.compact_partition, layout.delta) if p]
+        view = self._register(con, LATEST_TABLE, kept, runs=False)
+        if view:
+            parts.append(f"SELECT * FROM {view}")
+        own = self._register(con, COLORS, layout.uncovered)
+        if own:
+            live, params = latest(own)
+            name = f"live_latest_{next(_names)}"
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {live}", params)
+            parts.append(f"SELECT * FROM {name}")
+        return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
+
     # -- upkeep ----------------------------------------------------------------------------
-    def plan(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int]) -> CompactionReport:
+    def plan(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], *, latest: bool = False
+             ) -> CompactionReport:
         from storage import run_compaction
 
-        return run_compaction.plan_compaction(self, con, tuple(sorted(set(runs))))
+        return run_compaction.plan_compaction(self, con, tuple(sorted(set(runs))), latest=latest)
 
     def compact(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup, *,
-                force: bool = False, now: datetime) -> CompactionReport:
+                latest: Rollup | None = None, force: bool = False, now: datetime
+                ) -> CompactionReport:
         from storage import run_compaction
 
         return run_compaction.compact_colors(self, con, tuple(sorted(set(runs))), rollup,
-                                             force=force, now=now)
+                                             latest=latest, force=force, now=now)
 
     # -- internals -------------------------------------------------------------------------
     def _entry(self, runs: Iterable[int]) -> tuple[Layout, list[tuple[str, str]]]:
@@ -251,6 +276,8 @@ class ParquetRunTables:
             shards=manifest_shards(manifest),
             delta=delta.get("partition"),
             present=tuple(r for r in asked if r in held),
+            latest=bool(manifest and manifest.get("latest") and (
+                not delta or delta.get("latest"))),
         )
         entry: tuple[Layout, list[tuple[str, str]]] = (layout, [])
         with self._lock:  # the app's threads share one port per store

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from storage.errors import WriteConflict
 from storage.parquet_layout import (
     COMPACT_TABLE,
+    LATEST_TABLE,
     MANIFEST_KEY,
     ROLLUP_TABLE,
     Layout,
@@ -59,10 +60,11 @@ _uncovered_rows: weakref.WeakKeyDictionary[Any, tuple[Layout, int]] = weakref.We
 
 
 def plan_compaction(port: ParquetRunTables, con: duckdb.DuckDBPyConnection,
-                    runs: tuple[int, ...]) -> CompactionReport:
+                    runs: tuple[int, ...], *, latest: bool = False) -> CompactionReport:
     """Whether the layout needs compaction, and which: full when removed runs are still in the
-    copy, when there is no copy yet and many rows or runs are outside it, or when the delta would
-    outgrow its share; delta when a copy exists and runs were published since."""
+    copy, when the caller keeps latest rows (`latest`) and the copy has none, when there is no
+    copy yet and many rows or runs are outside it, or when the delta would outgrow its share;
+    delta when a copy exists and runs were published since."""
     layout = port.layout(runs)
     if not runs:
         return CompactionReport(False, "no published runs")
@@ -70,6 +72,8 @@ def plan_compaction(port: ParquetRunTables, con: duckdb.DuckDBPyConnection,
         return CompactionReport(True, f"{len(layout.stale)} removed run(s) are still in the copy")
     count = len(layout.uncovered)
     manifest, _ = load_manifest(port.store)
+    if manifest is not None and latest and not layout.latest:
+        return CompactionReport(True, "the copy keeps no latest rows (written before them)")
     if manifest is not None:
         return _plan_delta(port, con, layout, manifest)
     rows = _rows_outside(port, con, layout) if count >= MIN_BIG_RUNS else 0
@@ -108,27 +112,29 @@ def _rows_outside(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, layout
 
 
 def compact_colors(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, runs: tuple[int, ...],
-                   rollup: Rollup, *, force: bool = False, now: datetime) -> CompactionReport:
+                   rollup: Rollup, *, latest: Rollup | None = None, force: bool = False,
+                   now: datetime) -> CompactionReport:
     """Rewrite every visible run into a new compacted copy (sorted by CUSIP, in CUSIP-range shards
     of ~SHARD_ROWS rows, written by DuckDB through the store's append_query: streamed,
     lookup-sized row groups, fast to decode) plus its rollups, then switch readers to it by writing
     the manifest (the commit point); copies older than the previous one are deleted. Per-run
     partitions stay: they are the record, the copy is derived. When the plan says delta (and not
-    forced), only the runs published since go into the copy's delta. Returns what was done
+    forced), only the runs published since go into the copy's delta. `latest` rows are kept
+    beside the rollups (LATEST_TABLE) for the copy and for its delta. Returns what was done
     (nothing unless needed or forced)."""
     store = port.store
-    plan = plan_compaction(port, con, runs)
+    plan = plan_compaction(port, con, runs, latest=latest is not None)
     layout = port.layout(runs)
     if not runs or not (plan.needed or force):
         return plan
     started = time.perf_counter()
     old, version = load_manifest(store)
     if plan.mode == DELTA and not force and old is not None:
-        return _compact_delta(port, con, layout, plan, old, version, rollup, now)
+        return _compact_delta(port, con, layout, plan, old, version, rollup, latest, now)
     generation = (old["generation"] + 1) if old else 1
     partition = f"gen={generation:06d}-{uuid.uuid4().hex[:8]}"
     try:
-        shards, rows = _write_copy(port, con, layout, partition, rollup)
+        shards, rows = _write_copy(port, con, layout, partition, rollup, latest)
     except BaseException:
         _drop(store, [p for p in _copies(store) if p.startswith(partition)])
         raise
@@ -136,8 +142,8 @@ def compact_colors(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, runs:
     manifest = {"generation": generation, "partition": partition, "runs": list(runs),
                 "shards": [{"partition": s.partition, "low": s.low, "high": s.high}
                            for s in shards],
-                "rows": rows, "files": len(shards), "compacted_at": now.isoformat(),
-                "seconds": seconds}
+                "rows": rows, "files": len(shards), "latest": latest is not None,
+                "compacted_at": now.isoformat(), "seconds": seconds}
     _switch(store, manifest, old, version, written=_partitions(manifest))
     log.info("compacted %s runs, %s rows into %s (%s shards)", len(runs), rows, partition,
              len(shards))
@@ -147,7 +153,7 @@ def compact_colors(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, runs:
 
 def _compact_delta(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, layout: Layout,
                    plan: CompactionReport, old: dict[str, Any], version: str | None,
-                   rollup: Rollup, now: datetime) -> CompactionReport:
+                   rollup: Rollup, latest: Rollup | None, now: datetime) -> CompactionReport:
     """Rewrite the delta with the runs published since (the copy's shards stay), then switch
     readers to it through the manifest, as a full compaction does."""
     store = port.store
@@ -169,12 +175,13 @@ def _compact_delta(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, layou
                                   f"SELECT * FROM {src} AS published ORDER BY {order}")
         sql, params = rollup(f"{src} AS published")
         store.append_query(con, ROLLUP_TABLE, partition, sql, params)
+        _keep_latest(con, store, latest, src, partition)
     except BaseException:
         _drop(store, [partition])
         raise
     seconds = round(time.perf_counter() - started, 3)
     manifest = {**old, "delta": {"partition": partition, "number": number, "runs": covered,
-                                 "rows": rows, "seconds": seconds,
+                                 "rows": rows, "seconds": seconds, "latest": latest is not None,
                                  "compacted_at": now.isoformat()}}
     _switch(store, manifest, old, version, written={partition})
     log.info("compacted %s new run(s) into the delta %s (%s rows)", len(layout.uncovered),
@@ -183,9 +190,19 @@ def _compact_delta(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, layou
                             DELTA)
 
 
+def _keep_latest(con: duckdb.DuckDBPyConnection, store: PartitionedStore, latest: Rollup | None,
+                 src: str, partition: str) -> None:
+    """The `latest` rows of src, kept under the rollups' partition name."""
+    if latest is not None:
+        sql, params = latest(f"{src} AS published")
+        store.append_query(con, LATEST_TABLE, partition, sql, params)
+
+
 def _write_copy(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, layout: Layout,
-                partition: str, rollup: Rollup) -> tuple[list[Shard], int]:
-    """Write the shards `{partition}-sNNN` and the rollups `{partition}`; (shards, rows)."""
+                partition: str, rollup: Rollup, latest: Rollup | None
+                ) -> tuple[list[Shard], int]:
+    """Write the shards `{partition}-sNNN`, the rollups and latest rows `{partition}`;
+    (shards, rows)."""
     store = port.store
     src = port.open(con, COLORS, layout.runs)
     if src is None:  # every visible run published nothing
@@ -193,6 +210,7 @@ def _write_copy(port: ParquetRunTables, con: duckdb.DuckDBPyConnection, layout: 
     order = _order([name for name, _ in port.describe(con, COLORS, layout.runs, src)])
     sql, params = rollup(f"{src} AS published")
     store.append_query(con, ROLLUP_TABLE, partition, sql, params)
+    _keep_latest(con, store, latest, src, partition)
     total = con.execute(f"SELECT count(*) FROM {src} AS published").fetchall()[0][0]
     bounds = _bounds(con, src, total)
     if not bounds:  # one shard: straight from the runs
@@ -258,11 +276,12 @@ def _partitions(manifest: dict[str, Any]) -> set[str]:
 
 
 def _copies(store: PartitionedStore) -> list[str]:
-    return sorted(set(store.partitions(COMPACT_TABLE)) | set(store.partitions(ROLLUP_TABLE)))
+    return sorted({p for table in (COMPACT_TABLE, ROLLUP_TABLE, LATEST_TABLE)
+                   for p in store.partitions(table)})
 
 
 def _drop(store: PartitionedStore, partitions: list[str]) -> None:
     for partition in partitions:
-        store.delete_partition(COMPACT_TABLE, partition)
-        store.delete_partition(ROLLUP_TABLE, partition)
+        for table in (COMPACT_TABLE, ROLLUP_TABLE, LATEST_TABLE):
+            store.delete_partition(table, partition)
 

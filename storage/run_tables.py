@@ -31,7 +31,10 @@ CUSIP, DATE, MESSAGE_ID, RUN_ID, POSITION = "CUSIP", "DATE", "MESSAGE_ID", "RUN_
 
 FULL, DELTA = "full", "delta"  # compaction: a new copy of every run, or the new runs beside it
 
-# A rollup definition: given a FROM item of colors, (SQL of its rollup rows, parameters).
+# A rollup definition: given a FROM item of colors, (SQL of its rollup rows, parameters). Rollup
+# rows each belong to one run (RUN_ID). A "latest" definition has the same shape: per key, the rows
+# of the newest run among the colors given (highest RUN_ID), so the newest of several parts' rows
+# is the newest of them all.
 Rollup = Callable[[str], tuple[str, list[Any]]]
 
 
@@ -87,12 +90,25 @@ class RunTables(Protocol):
         """The rollup rows of these runs' colors as a FROM item (kept ones where the backend keeps
         them, computed now for the rest); None when the runs published nothing."""
 
-    def plan(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int]) -> CompactionReport:
-        """Whether the colors of these runs (the visible ones) need upkeep to stay fast to read."""
+    def open_latest(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], latest: Rollup
+                    ) -> str | None:
+        """Candidates for the rows `latest` picks from these runs' colors, as a FROM item: the
+        ones the backend keeps (compact's `latest`) plus ones computed now for the runs outside
+        them; per key the newest run's rows are among them, and the caller picks them (highest
+        RUN_ID). None when the backend keeps none that serve exactly these runs (none kept, or
+        kept over runs not asked for): the caller computes from the colors instead."""
+
+    def plan(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], *, latest: bool = False
+             ) -> CompactionReport:
+        """Whether the colors of these runs (the visible ones) need upkeep to stay fast to read.
+        latest: the caller keeps latest rows (compact's `latest`), so a kept copy without them
+        needs replacing."""
 
     def compact(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup, *,
-                force: bool = False, now: datetime) -> CompactionReport:
-        """Do the upkeep `plan` asks for (or a full rewrite when forced); what was done."""
+                latest: Rollup | None = None, force: bool = False, now: datetime
+                ) -> CompactionReport:
+        """Do the upkeep `plan` asks for (or a full rewrite when forced); what was done. latest:
+        rows to keep for open_latest too."""
 
 
 _ports: weakref.WeakKeyDictionary[Any, RunTables] = weakref.WeakKeyDictionary()

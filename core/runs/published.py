@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from core.runs import records as runs
 from storage import Store
-from storage.run_tables import run_tables
+from storage.run_tables import Rollup, run_tables
 
 DIFF_RANGE, DIFF_BIN = 5.0, 0.25  # PX − COV_PRICE histogram: points, clamped into the edge bins
 _MEMORY_LIMIT = "1GB"  # per process; sorts beyond it spill to the temp directory
@@ -138,3 +138,12 @@ def open_rollups(store: Store, con: duckdb.DuckDBPyConnection,
     the store keeps, plus ones computed now for the rest; None when none."""
     chosen = visible_runs(store) if visible is None else visible
     return run_tables(store).open_rollups(con, chosen, rollup_sql)
+
+
+def open_latest(store: Store, con: duckdb.DuckDBPyConnection, latest: Rollup,
+                visible: Sequence[int] | None = None) -> str | None:
+    """Candidates for the `latest` rows of the visible runs (or of `visible`) as a FROM item
+    (the store's kept ones plus ones computed now for runs published since), among which the
+    caller picks each key's newest; None when the store keeps none for these runs."""
+    chosen = visible_runs(store) if visible is None else visible
+    return run_tables(store).open_latest(con, chosen, latest)

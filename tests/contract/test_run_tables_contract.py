@@ -175,3 +175,35 @@ def test_threads_reading_different_runs_at_once_each_get_their_own_rows(tables: 
     with ThreadPoolExecutor(max_workers=8) as pool:
         found = list(pool.map(read, sets * 6))
     assert [rows == expected[runs] for runs, rows in found] == [True] * len(sets) * 6
+
+
+def latest(src: str) -> tuple[str, list[Any]]:
+    """Per CUSIP, the rows of its newest run."""
+    return (f"SELECT * FROM {src} QUALIFY rank() OVER (PARTITION BY CUSIP ORDER BY RUN_ID DESC)"
+            " = 1", [])
+
+
+def newest(con: duckdb.DuckDBPyConnection, src: str | None) -> list[tuple[int, str, str]]:
+    """What a reader picks from latest candidates: each CUSIP's newest run's rows."""
+    assert src is not None
+    return sorted(con.execute(f"SELECT RUN_ID, CUSIP, MESSAGE_ID FROM {src} AS x QUALIFY rank() "
+                              "OVER (PARTITION BY CUSIP ORDER BY RUN_ID DESC) = 1").fetchall())
+
+
+def test_kept_latest_rows_pick_what_the_runs_colors_would(tables: RunTables):
+    con = duckdb.connect()
+    assert tables.open_latest(con, [1, 2, 3], latest) is None  # none kept: the caller reads
+    tables.compact(con, [1, 2, 3], rollup, latest=latest, force=True, now=NOW)
+    assert newest(con, tables.open_latest(con, [1, 2, 3], latest)) == newest(
+        con, tables.open(con, COLORS, [1, 2, 3])) == [
+        (1, "C", "10000"), (2, "B", "20000"), (2, "D", "20001"),
+        (3, "A", "30000"), (3, "A", "30002"), (3, "E", "30001")]
+    tables.append_run(4, {COLORS: rows(4, ["A", "F"])})  # published since: computed now
+    assert newest(con, tables.open_latest(con, [1, 2, 3, 4], latest)) == newest(
+        con, tables.open(con, COLORS, [1, 2, 3, 4]))
+    assert tables.plan(con, [1, 2, 3, 4], latest=True).needed
+    tables.compact(con, [1, 2, 3, 4], rollup, latest=latest, now=NOW)
+    assert newest(con, tables.open_latest(con, [1, 2, 3, 4], latest)) == newest(
+        con, tables.open(con, COLORS, [1, 2, 3, 4]))
+    # Run 3 left out: its rows were the newest of A and E, and what they hid is not kept.
+    assert tables.open_latest(con, [1, 2, 4], latest) is None

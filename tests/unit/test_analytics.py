@@ -4,17 +4,19 @@ the reader's sectors and columns."""
 from __future__ import annotations
 
 import io
+import itertools
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import openpyxl
 import pandas as pd
 import pytest
+from pandas.testing import assert_frame_equal
 
 from core.access import SYSTEM, Actor
 from core.config import load_settings
 from core.errors import PermissionDenied
-from core.reads.compaction import compact_colors
+from core.reads.compaction import DELTA, FULL, compact_colors, plan_compaction
 from core.reads.dashboard import (
     DashboardFilters,
     dashboard_data,
@@ -22,11 +24,12 @@ from core.reads.dashboard import (
     filter_sql,
 )
 from core.reads.history import load_rows
-from core.reads.latest_parents import latest_parents, parent_children
+from core.reads.latest_parents import latest_parents, latest_parents_sql, parent_children
 from core.rules.exclusion import Condition, Group, Rule
 from core.runs import pipeline
+from core.runs import records as runs
 from core.runs.exports import write_csv
-from core.runs.published import visible_runs
+from core.runs.published import duckdb_session, open_latest, rollup_sql, visible_runs
 from storage import open_store
 from storage.run_tables import run_tables
 from tests.factories import make_colors
@@ -302,3 +305,97 @@ def test_an_empty_store_gives_an_empty_dashboard(memory_store):
 def test_the_dashboard_needs_view_permission(store):
     with pytest.raises(PermissionDenied):
         dashboard_data(store, Actor("x", "nobody"), DashboardFilters(), NOW)
+
+
+# -- the latest parents from the rows compaction keeps (storage's LATEST_TABLE) -------------------
+RUN3 = [  # C moves to MM; A is priced again
+    (C, MM, "ARES 2024-1A B", "BID", 97.5, "MS", "17734072432755631"),
+    (A, MEZZ, "WDMNT 2022-9A ER", "OFFER", 99.75, "GS", "17734072432755632"),
+]
+READERS = (SYSTEM, Actor("mia", "viewer", (MM,)), Actor("max", "viewer", (MEZZ,)),
+           Actor("cal", "viewer", None, ("RUN_ID", "CUSIP", "PX")))
+LATEST_FILTERS = (DashboardFilters(), DashboardFilters(processing_types=("MANUAL",)),
+                  DashboardFilters(date_to=date(2026, 3, 12)), DashboardFilters(sectors=(MM,)))
+
+
+def latest_answers(store) -> list[tuple[int, pd.DataFrame]]:
+    """Every latest-parents page (of 2) the readers get under each filter, with its total."""
+    found = []
+    for actor, filters, page in itertools.product(READERS, LATEST_FILTERS, (1, 2)):
+        where, params = filter_sql(actor, filters)
+        got = latest_parents(store, actor, where, params, page=page, page_size=2)
+        found.append((got.total, got.rows))
+    return found
+
+
+def assert_same_latest(store, twin) -> None:
+    got, expected = latest_answers(store), latest_answers(twin)
+    assert [total for total, _ in got] == [total for total, _ in expected]
+    for k, ((_, frame), (_, want)) in enumerate(zip(got, expected, strict=True)):
+        assert_frame_equal(frame, want, obj=f"answer {k}")
+
+
+def kept_latest(store) -> bool:
+    """Whether the store answers from kept latest rows (not by reading the colors)."""
+    with duckdb_session() as con:
+        return open_latest(store, con, latest_parents_sql) is not None
+
+
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_the_latest_parents_read_the_same_with_and_without_compaction(kind, tmp_path):
+    compacted, plain = ((open_store(f"memory://latest-{name}") if kind == "memory"
+                         else open_store(str(tmp_path / name))) for name in ("compacted", "plain"))
+    for store in (compacted, plain):
+        publish(store, RUN1, day="2026-03-12", at=datetime(2026, 3, 12, 18, tzinfo=UTC))
+        publish(store, RUN2, day="2026-03-13", at=datetime(2026, 3, 13, 18, tzinfo=UTC),
+                kind=pipeline.AUTOMATED, rules=[NO_DB])
+    assert not kept_latest(compacted)  # no copy yet: the colors are read
+    compact_colors(compacted, force=True, now=NOW)
+    assert kept_latest(compacted)
+    assert_same_latest(compacted, plain)
+
+    for store in (compacted, plain):  # a run published since is read beside the kept rows
+        publish(store, RUN3, day="2026-03-13", at=datetime(2026, 3, 13, 19, tzinfo=UTC))
+    assert (kept_latest(compacted), run_tables(compacted).layout(visible_runs(compacted))
+            .uncovered) == (True, (3,))
+    assert_same_latest(compacted, plain)
+    mia, max_ = READERS[1], READERS[2]
+    where, params = filter_sql(mia, DashboardFilters())
+    assert rows(latest_parents(compacted, mia, where, params).rows, "RUN_ID", "CUSIP") == [
+        (3, C), (2, B)]  # C is MM since run 3
+    where, params = filter_sql(max_, DashboardFilters())
+    assert rows(latest_parents(compacted, max_, where, params).rows, "RUN_ID", "CUSIP") == [
+        (3, A), (1, C)]  # C's newest MEZZ parent is run 1's
+
+    assert compact_colors(compacted, now=NOW).mode == DELTA  # the scheduler's next step
+    assert kept_latest(compacted)
+    assert_same_latest(compacted, plain)
+
+    for store in (compacted, plain):  # run 3 removed: the kept rows hold its parents
+        record = runs.get_run(store, 3)
+        record.status = runs.REMOVED
+        runs.save_run(store, record)
+        runs.bump_data_version(store)
+    assert not kept_latest(compacted)
+    assert_same_latest(compacted, plain)
+    compact_colors(compacted, now=NOW)
+    assert kept_latest(compacted)
+    assert_same_latest(compacted, plain)
+
+    for store in (compacted, plain):  # one copy holding C in both sectors
+        publish(store, RUN3, day="2026-03-13", at=datetime(2026, 3, 13, 20, tzinfo=UTC))
+    compact_colors(compacted, force=True, now=NOW)
+    assert kept_latest(compacted)
+    assert_same_latest(compacted, plain)
+
+
+def test_a_copy_without_latest_rows_is_replaced_by_the_next_compaction(store):
+    with duckdb_session() as con:  # a copy compacted before latest rows were kept
+        run_tables(store).compact(con, visible_runs(store), rollup_sql, force=True, now=NOW)
+    assert not kept_latest(store)
+    plan = plan_compaction(store)
+    assert (plan.needed, plan.mode, plan.reason) == (
+        True, FULL, "the copy keeps no latest rows (written before them)")
+    assert compact_colors(store, now=NOW).done
+    assert kept_latest(store)
+    assert not plan_compaction(store).needed

@@ -60,7 +60,7 @@ def test_the_run_table_port_writes_the_tables_the_catalog_names():
     assert (catalog.COLORS.key, catalog.EXCLUDED.key,
                                      catalog.QUARANTINED.key) == run_tables.RUN_TABLES
     assert [e.owner for e in catalog.ENTRIES if e.owner.startswith("storage.")] == [
-        "storage.parquet_layout"] * 3
+        "storage.parquet_layout"] * 4
 
 
 def test_entry_for_answers_the_entry_of_a_key_in_each_part():
