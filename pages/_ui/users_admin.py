@@ -30,10 +30,11 @@ from storage import Store
 
 FLASH = "settings.flash_state"  # messages to show after the rerun that follows an action
 EDIT_FOR = "settings.edit_for_state"  # whose values the edit form holds
-NEW_KEYS = ("settings.new_username", "settings.new_name", "settings.new_email",
-            "settings.new_role", "settings.new_sectors", "settings.new_other_sectors",
-            "settings.new_profile")
 NO_PROFILE = "(all columns)"
+CLEAR_NEW = "settings.clear_new_state"  # empty the create form before it renders
+NEW_BLANK = {"settings.new_username": "", "settings.new_name": "", "settings.new_email": "",
+             "settings.new_role": VIEWER, "settings.new_sectors": [],
+             "settings.new_other_sectors": "", "settings.new_profile": NO_PROFILE}
 
 
 # -- messages that survive st.rerun ---------------------------------------------------------
@@ -131,6 +132,10 @@ def users_tab(store: Store, actor: Actor) -> None:
 
 
 def _create_form(store: Store, actor: Actor, sectors: list[str], profiles: list[str]) -> None:
+    if st.session_state.pop(CLEAR_NEW, False):
+        # Set, not deleted: a deleted widget value comes back from the browser, which still
+        # shows what was typed; a value set here is sent to the browser and replaces it.
+        st.session_state.update(NEW_BLANK)
     with st.expander("Create a user"), st.form("settings.create_form"):
         st.text_input("Username", key="settings.new_username")
         st.text_input("Full name", key="settings.new_name")
@@ -148,8 +153,7 @@ def _create_form(store: Store, actor: Actor, sectors: list[str], profiles: list[
                 sectors=chosen_sectors(state["settings.new_sectors"],
                                        state["settings.new_other_sectors"]),
                 column_profile=_profile_value("new"))
-            for key in NEW_KEYS:  # an empty form for the next user
-                del state[key]
+            state[CLEAR_NEW] = True  # an empty form for the next user
             flash(f"Created {user.username} ({user.role}). Temporary password:", password=temp)
             st.rerun()
 

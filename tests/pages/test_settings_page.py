@@ -88,6 +88,29 @@ def test_admin_creates_an_analyst_whose_temporary_password_works(app_as, app_sto
     assert [c.value for c in at.code] == []
 
 
+def test_the_create_form_is_emptied_in_the_browser_after_a_user_is_created(app_as):
+    at = _settings(app_as)
+    at.text_input(key="settings.new_username").input("bob")
+    at.text_input(key="settings.new_name").input("Bob Loblaw")
+    at.selectbox(key="settings.new_role").select("analyst")
+    at.multiselect(key="settings.new_sectors").select("MM-CLO")
+    at = at.button(key="settings.create").click().run()
+    assert at.success[0].value == "Created bob (analyst). Temporary password:"
+    keys = ("settings.new_username", "settings.new_name", "settings.new_email",
+            "settings.new_other_sectors")
+    shown = [at.text_input(key=k) for k in keys]
+    assert [(w.value, w.proto.set_value) for w in shown] == [("", True)] * 4  # sent to the page
+    role = at.selectbox(key="settings.new_role")
+    sectors = at.multiselect(key="settings.new_sectors")
+    assert (role.value, role.proto.set_value, sectors.value, sectors.proto.set_value) == (
+        "viewer", True, [], True)
+
+    at.text_input(key="settings.new_username").input("admin")  # refused: what was typed stays
+    at = at.button(key="settings.create").click().run()
+    assert [e.value for e in at.error] == ["Creating the user: a user named 'admin' already exists"]
+    assert at.text_input(key="settings.new_username").value == "admin"
+
+
 def test_creating_a_duplicate_user_shows_the_core_error(app_as):
     at = _settings(app_as)
     at.text_input(key="settings.new_username").input("admin")
