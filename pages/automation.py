@@ -34,6 +34,7 @@ from pages._ui import run_watch
 from pages._ui.markdown import escape_markdown
 from pages._ui.run_history import render_run_history
 from pages._ui.services import current_actor, error_boundary, settings, store
+from pages._ui.tables import WRAPPED
 from storage import Store
 
 DOWN = ("The scheduler is not running — start it with `python -m core.scheduler` "
@@ -41,6 +42,10 @@ DOWN = ("The scheduler is not running — start it with `python -m core.schedule
 CONFIRM = "automation.delete_confirm_state"  # the job a Delete click asks to confirm
 IDLE_EVERY = 10.0  # seconds between looks for a run starting while none is queued or running
 LOG_LINES = 50  # of the scheduler's log tail shown
+# Job names and schedules in words are shown whole: wide columns, rows tall enough to wrap.
+JOB_COLUMNS = {"Name": st.column_config.TextColumn("Name", width="medium"),
+               "Schedule": st.column_config.TextColumn("Schedule", width="large"),
+               "Next run": st.column_config.TextColumn("Next run", width="medium")}
 
 
 def countdown(at: datetime, now: datetime) -> str:
@@ -140,7 +145,8 @@ def jobs_overview(st_store: Store) -> None:
     with error_boundary("Loading the jobs"):
         current = scheduler_health(st_store, views.clock())["current"]
         st.dataframe(jobs_table(load_jobs(st_store), st_store, current, views.clock()),
-                     hide_index=True, width="stretch", key="automation.jobs")
+                     hide_index=True, width="stretch", key="automation.jobs",
+                     row_height=WRAPPED, column_config=JOB_COLUMNS)
 
 
 def jobs_tab(st_store: Store, actor: Actor) -> None:

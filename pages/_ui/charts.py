@@ -91,6 +91,25 @@ def _layout(figure: go.Figure, title: str, x: str, y: str, legend: str | None = 
     return figure
 
 
+DAY_MS = 86_400_000  # plotly's dtick for a day, in milliseconds
+# (longest span in days, dtick, tick format), first fit wins: ticks a person can read at any range
+DAY_TICKS = ((14, DAY_MS, "%d %b"), (62, 7 * DAY_MS, "%d %b"), (400, "M1", "%b %Y"),
+             (1100, "M3", "%b %Y"), (None, "M12", "%Y"))
+MONTH_TICKS = ((400, "M1", "%b %Y"), (1130, "M3", "%b %Y"), (None, "M12", "%Y"))
+
+
+def time_ticks(days: pd.Series, steps: tuple = DAY_TICKS) -> dict[str, Any]:
+    """The x axis ticks for dates spanning `days`: one a day over two weeks, a week over two
+    months, then months, quarters and years; never hours (the data are days). A single day
+    still reads as a day."""
+    dates = pd.to_datetime(days.dropna())
+    span = (dates.max() - dates.min()).days if len(dates) else 0
+    for longest, dtick, tickformat in steps:
+        if longest is None or span <= longest:
+            return {"type": "date", "dtick": dtick, "tickformat": tickformat}
+    raise AssertionError("the last step has no limit")
+
+
 def _biases(frame: pd.DataFrame) -> list[str]:
     seen = set(frame[BIAS].dropna().astype(str))
     return [b for b in BIAS_ORDER if b in seen] + sorted(seen - set(BIAS_ORDER))
@@ -146,7 +165,7 @@ def colors_by_month_bias(frame: pd.DataFrame) -> go.Figure | None:
         return None
     figure = px.bar(frame, x="MONTH", y="COLORS", color=BIAS, barmode="stack",
                     color_discrete_map=BIAS_COLORS, category_orders={BIAS: _biases(frame)})
-    figure.update_xaxes(dtick="M1", tickformat="%b %Y")
+    figure.update_xaxes(**time_ticks(frame["MONTH"], MONTH_TICKS))
     return _layout(figure, "Colors by month and BIAS", "month", "colors (rows)", "BIAS")
 
 
@@ -158,6 +177,7 @@ def volume_by_day(frame: pd.DataFrame, column: str) -> go.Figure | None:
     figure = px.bar(frame, x="DAY", y="COLORS", color=column, barmode="stack",
                     color_discrete_sequence=PALETTE,
                     category_orders={column: sorted(frame[column].dropna().astype(str).unique())})
+    figure.update_xaxes(**time_ticks(frame["DAY"]))
     return _layout(figure, f"Daily volume by {column.lower()}", "date", "colors (rows)", column)
 
 
@@ -176,6 +196,7 @@ def price_trend(frame: pd.DataFrame) -> go.Figure | None:
             figure.add_trace(go.Scatter(x=cov[DATE], y=cov[COV_PRICE], mode="lines",
                                         name=f"{cusip} COV_PRICE",
                                         line={"color": colour, "dash": "dash"}))
+    figure.update_xaxes(**time_ticks(frame[DATE]))
     return _layout(figure, "Price trends (parent colors)", "date", PRICE, "CUSIP")
 
 

@@ -21,6 +21,7 @@ from core.schema import (
     BIAS_RANK,
     COLOR_ID,
     CONFIDENCE,
+    CUSIP,
     DATE_TYPE,
     DIFF_STATUS,
     EXCLUDED_BY,
@@ -109,7 +110,8 @@ def column_config(table: pd.DataFrame, columns: dict[str, str]) -> dict[str, Any
             config[column] = cc.DateColumn(column, format="YYYY-MM-DD")
         else:
             config[column] = cc.TextColumn(column, disabled=column in DERIVED,
-                                           help=DERIVED.get(column))
+                                           help=DERIVED.get(column),
+                                           pinned=True if column == CUSIP else None)
     if PX in table.columns:
         config[PX] = cc.NumberColumn(PX, format=PRICE_FORMAT, help=(
             "PX = BID if BID > 0, else ASK: edit BID or ASK to move it. PX is typed only on a "

@@ -110,6 +110,7 @@ def render_run_history(store: Store, actor: Actor, key: str = "automation",
     shown = filter_runs(records, statuses, jobs, list(dates))
     st.caption(f"{len(shown)} of {len(records)} runs.")
     st.dataframe(history_table(shown), hide_index=True, width="stretch", height=300,
+                 column_config={"Error": st.column_config.TextColumn("Error", width="large")},
                  key=f"{key}.history")
     with st.expander("Calendar: runs by day and status", expanded=False):
         table = calendar_table(shown)

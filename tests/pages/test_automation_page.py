@@ -4,6 +4,7 @@ health, running in the app process, run history with downloads, and reverting a 
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, time, timedelta
@@ -38,6 +39,7 @@ from core.runs.records import RunRecord, save_run
 from core.schema import INPUT_COLUMNS, SOURCE
 from pages._ui import automation_views
 from pages._ui.run_watch import GONE_POLLS
+from pages._ui.tables import WRAPPED
 from storage.run_tables import run_tables
 from tests.factories import make_colors
 
@@ -136,6 +138,9 @@ def test_admin_creates_the_done_when_jobs_with_the_builder(app_as, app_store):
         {"Name": "Morning", "Schedule": "Weekdays at 09:30 Asia/Karachi",
          "Timezone": "Asia/Karachi", "Next run": "Fri 13 Mar 2026 09:30 PKT",
          "Countdown": "in 30 min", "Status": "never run"}]
+    shown = next(d for d in at.dataframe if "Schedule" in d.value.columns)  # never cut off:
+    assert shown.proto.row_height == WRAPPED  # rows tall enough for Streamlit to wrap text
+    assert json.loads(shown.proto.columns)["Schedule"]["width"] == "large"
 
 
 def test_a_bad_schedule_shows_why_and_saves_nothing(app_as, app_store):

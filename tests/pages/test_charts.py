@@ -34,3 +34,33 @@ def test_the_arguments_are_part_of_the_key():
     assert by_sector is not by_source
     assert by_sector.layout.title.text == "Daily volume by sector"
     assert by_source.layout.title.text == "Daily volume by source"
+
+
+def daily(first: str, last: str) -> pd.DataFrame:
+    days = pd.date_range(first, last, freq="D")
+    return pd.DataFrame({"DAY": days, "SECTOR": "MM-CLO", "COLORS": 1})
+
+
+def test_time_axes_pick_ticks_that_fit_the_range():
+    def ticks(frame: pd.DataFrame) -> tuple:
+        axis = charts.volume_by_day(frame, "SECTOR").layout.xaxis
+        return axis.dtick, axis.tickformat
+
+    day = 86_400_000
+    assert ticks(daily("2026-03-13", "2026-03-13")) == (day, "%d %b")  # a day, not its hours
+    assert ticks(daily("2026-03-01", "2026-03-13")) == (day, "%d %b")
+    assert ticks(daily("2026-01-13", "2026-03-13")) == (7 * day, "%d %b")
+    assert ticks(daily("2025-03-13", "2026-03-13")) == ("M1", "%b %Y")
+    assert ticks(daily("2024-03-13", "2026-03-13")) == ("M3", "%b %Y")
+    assert ticks(daily("2020-03-13", "2026-03-13")) == ("M12", "%Y")
+
+
+def test_the_monthly_chart_labels_quarters_or_years_over_long_ranges():
+    def ticks(months: int) -> tuple:
+        frame = pd.DataFrame({"MONTH": pd.date_range("2023-01-01", periods=months, freq="MS"),
+                              "BIAS": "BID", "COLORS": 1})
+        axis = charts.colors_by_month_bias(frame).layout.xaxis
+        return axis.dtick, axis.tickformat
+
+    assert [ticks(3), ticks(12), ticks(30), ticks(48)] == [
+        ("M1", "%b %Y"), ("M1", "%b %Y"), ("M3", "%b %Y"), ("M12", "%Y")]

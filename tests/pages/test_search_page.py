@@ -345,6 +345,8 @@ def test_the_export_holds_the_whole_result_not_only_the_page(shared, rows, serve
     assert len(table) == 1 + 12  # the header and all 12 parents, though a page shows 10
     assert sorted(r[table[0].index(CUSIP)] for r in table[1:]) == sorted(
         rows[rows[IS_PARENT]][CUSIP])
+    px, day = table[0].index("PX"), table[0].index(DATE)  # numbers and dates, not text
+    assert {(type(r[px]), type(r[day])) for r in table[1:]} == {(float, datetime)}
 
     at = ok(at.radio(key="search.export_format").set_value("csv").run())
     data, name = served(at.get("download_button")[0])

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from core.schema import ASK, BIAS, BID, CUSIP, DATE, DATE_1, IS_PARENT, PX, RUN_ID
+from tests.factories import SAMPLE
+from tests.pages import manual_color_driver as mc
 from tests.pages.test_search_page import build_published, ok, open_page, search_for, use_store
 
 AC0 = "V4BS8NAC0"  # 8 colors: 1 in run 1, 7 in run 2
@@ -96,3 +98,10 @@ def test_a_filtered_search_shows_each_rows_role_as_published(shared, rows):
         index=False)} == expected
     assert "A group whose parent does not match the search shows its best matching color, " \
            "a child (ROLE)." in [c.value for c in at.caption]
+
+
+def test_the_manual_color_editor_keeps_cusip_on_screen(app_as):
+    at = mc.start(app_as, (SAMPLE.name, SAMPLE.read_bytes()))
+    columns = json.loads(mc.editor(at).proto.columns)
+    assert {c for c, v in columns.items() if v.get("pinned")} == {"COLOR_ID", "Role", CUSIP}
+    assert columns[PX]["type_config"]["format"] == "%.3f"
