@@ -195,8 +195,8 @@ def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, demo, browser):
 
     # The CUSIP's rows: a parent per run (the table is a canvas: its caption says what it holds).
     box = page.get_by_role("textbox", name="CUSIP, ticker or MESSAGE_ID")
-    found = page.get_by_text(f"{mine[RUN_ID].nunique()} parents · {len(mine)} colors · "
-                             "page 1 of 1").first
+    found = page.get_by_text(f"{mine[RUN_ID].nunique()} groups (a CUSIP in a run) · "
+                             f"{len(mine)} colors · page 1 of 1").first
 
     box.fill(cusip.lower())
     box.press("Enter")
