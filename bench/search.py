@@ -3,6 +3,7 @@
     .venv/bin/python bench/search.py                      # 100 runs × 100k rows, 20k CUSIPs
     .venv/bin/python bench/search.py --keep /tmp/mp-bench # build once, reuse on the next runs
     .venv/bin/python bench/search.py --runs 10            # a quick 1M-row version
+    .venv/bin/python bench/search.py --store s3://bucket/bench --keep /tmp/mp-s3  # another store
 
 Builds the rows straight into a local store (generated, ranked, one partition per run, success run
 records), then measures each query kind in its own process on four layouts: per-run partitions as
@@ -13,6 +14,10 @@ no metadata cached); warm = later calls with other ids; cached = a Streamlit cac
 the cached value). Budgets: CUSIP lookup p50 ≤ 50 ms; dashboard ≤ 500 ms cold, ≤ 50 ms cached;
 peak RSS ≤ 1.5 GB. Wall times depend on what else the box runs: the load average is printed, and
 CPU time beside wall time.
+
+--store URL builds into and reads from that store instead (s3://…, with s3.* settings from the
+environment, e.g. MARKETPULSE_S3_ENDPOINT_URL for moto or MinIO, and AWS_* or MARKETPULSE_S3_*
+credentials); it must start empty, and --keep then only remembers that it was built.
 """
 
 from __future__ import annotations
@@ -40,6 +45,19 @@ BUDGET_RSS_MB = 1536
 STACK_REFERENCE_MS = 10.0  # STACK.md §5 (a): exact CUSIP lookup, one sorted 5M-row file
 KINDS = ("lookup", "ticker", "bulk500", "security", "dashboard")
 REFERENCE_MS = STACK_REFERENCE_MS  # the reference lookup's p50 on this box now (see reference)
+STORE_URL = ""  # --store: the store measured; "" = a local store in <root>/store
+
+
+def _store_url(root: Path) -> str:
+    return STORE_URL or str(root / "store")
+
+
+def _open(url: str):
+    """The store at url, with the s3.* settings of the environment (endpoint, keys, cache)."""
+    from core.config import load_settings, store_options
+    from storage import open_store
+
+    return open_store(url, store_options(load_settings({}, os.environ)))
 
 
 def _peak_mb() -> float:
@@ -57,10 +75,9 @@ def _build_run(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
     from core.runs.exports import output_columns
     from core.runs.pipeline import assign_color_ids, rank_batch
     from core.schema import IS_PARENT, POSITION, PROCESSED_AT, PROCESSING_TYPE, RUN_ID
-    from storage import open_store
     from storage.run_tables import run_tables
 
-    root, run_id, day, rows, cusips = job
+    url, run_id, day, rows, cusips = job
     frame = assign_color_ids(generate_colors(rows, seed=7, date=day, cusips=cusips), run_id)
     ranked, _ = rank_batch(frame, [], load_settings({}, {}))
     ranked = ranked.copy()
@@ -68,7 +85,7 @@ def _build_run(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
     ranked[PROCESSED_AT] = pd.Timestamp(f"{day}T18:00:00+00:00")
     ranked[PROCESSING_TYPE] = pd.array(["AUTOMATED"] * len(ranked), dtype="string")
     ranked[POSITION] = pd.array(np.arange(1, len(ranked) + 1), dtype="Int64")
-    run_tables(open_store(root)).append_run(
+    run_tables(_open(url)).append_run(
         run_id, {runs.COLORS_TABLE: ranked[[*output_columns(ranked), POSITION]]})
     return run_id, int(ranked[IS_PARENT].sum())
 
@@ -81,19 +98,18 @@ def build(root: Path, n_runs: int, rows: int, cusips: int) -> float:
     import numpy as np
 
     from core.runs import records as runs
-    from storage import open_store
 
-    params = {"runs": n_runs, "rows": rows, "cusips": cusips, "format": 2}
+    params = {"runs": n_runs, "rows": rows, "cusips": cusips, "format": 2, "store": STORE_URL}
     meta = root / "bench.json"
     if meta.exists() and json.loads(meta.read_text()) == params:
         return 0.0
-    if (root / "store").exists():
-        raise SystemExit(f"{root}/store holds another build; remove it or use another --keep")
+    store = _open(_store_url(root))
+    if (root / "store").exists() or store.list("runs/"):
+        raise SystemExit(f"{_store_url(root)} holds another build; remove it or use another one")
     started = time.perf_counter()
-    store = open_store(str(root / "store"))
     days = [str(d) for d in np.busday_offset(np.datetime64("2026-01-05"), np.arange(n_runs),
                                              roll="forward")]
-    jobs = [(str(root / "store"), runs.next_run_id(store), day, rows, cusips) for day in days]
+    jobs = [(_store_url(root), runs.next_run_id(store), day, rows, cusips) for day in days]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         parents = dict(pool.map(_build_run, jobs))
     _record_runs(store, jobs, parents)
@@ -122,7 +138,6 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
     until the scheduler's next step puts them in the copy's delta), or remove them and the delta
     again (so a reused build starts from the full copy)."""
     from core.runs import records as runs
-    from storage import open_store
     from storage.parquet_layout import (
         COMPACT_TABLE,
         LATEST_TABLE,
@@ -132,7 +147,7 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
     )
     from storage.run_tables import run_tables
 
-    store = open_store(str(root / "store"))
+    store = _open(_store_url(root))
     added = root / "newest.json"
     if action == "remove":
         manifest, version = load_manifest(store)
@@ -147,7 +162,7 @@ def newest_runs(root: Path, action: str, count: int, rows: int, cusips: int) -> 
         added.unlink(missing_ok=True)
         return {"removed": True}
     last = datetime.fromisoformat(runs.load_runs(store, limit=1)[0].started_at)
-    jobs = [(str(root / "store"), runs.next_run_id(store), str((last + timedelta(days=k)).date()),
+    jobs = [(_store_url(root), runs.next_run_id(store), str((last + timedelta(days=k)).date()),
              rows, cusips) for k in range(1, count + 1)]
     added.write_text(json.dumps([job[1] for job in jobs]))
     parents = dict(_build_run(job) for job in jobs)
@@ -162,11 +177,10 @@ def reference(root: Path) -> dict:
     import duckdb
 
     from core.runs import records as runs
-    from storage import open_store
     from storage.run_tables import run_tables
 
     path = root / "reference.parquet"
-    store = open_store(str(root / "store"))
+    store = _open(_store_url(root))
     con = duckdb.connect(config={"memory_limit": "1GB"})
     if not path.exists():
         visible = runs.visible_run_ids(store)
@@ -213,11 +227,11 @@ def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
     from core.reads.identifiers import classify
     from core.reads.search import SearchQuery, search_colors
     from core.reads.security_page import security_history, security_summary
-    from storage import open_store, parquet_layout
+    from storage import parquet_layout
 
     if layout == "raw":  # read every run from its own partition, as before any compaction
         parquet_layout.load_manifest = lambda store: (None, None)
-    store = open_store(str(root / "store"))
+    store = _open(_store_url(root))
     cusips, tickers, now = _samples(store, 600 + repeat * 500)
     calls = {
         "lookup": lambda i: search_colors(store, SYSTEM, SearchQuery(text=cusips[i])).total_rows,
@@ -250,15 +264,15 @@ def child(kind: str, root: Path, layout: str, repeat: int) -> dict:
 
 def compact_child(root: Path) -> dict:
     from core.reads.compaction import compact_colors
-    from storage import open_store
 
-    report = compact_colors(open_store(str(root / "store")))
+    report = compact_colors(_open(_store_url(root)))
     return {**report.to_dict(), "peak_mb": round(_peak_mb())}
 
 
 def _run(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                         text=True, check=False)
+    store = ["--store", STORE_URL] if STORE_URL else []
+    out = subprocess.run([sys.executable, __file__, *store, "--child", *args],
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["?"])[-1], "args": args}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -297,8 +311,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="warm calls per kind (compact)")
     parser.add_argument("--keep", type=Path, help="build here and reuse it next time")
     parser.add_argument("--skip-raw", action="store_true", help="measure the compacted layout only")
+    parser.add_argument("--store", default="", help="measure this store (s3://…); it must be "
+                        "empty the first time")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global STORE_URL
+    STORE_URL = args.store
     if args.child:
         kind, root, *rest = args.child
         if kind in ("compact", "reference"):
@@ -315,7 +333,7 @@ def main() -> None:
         total = args.runs * args.rows
         print(f"MarketPulse search benchmark: {args.runs} runs × {args.rows:,} rows = {total:,} "
               f"rows, {args.cusips:,} CUSIPs, {os.cpu_count()} cores, load average "
-              f"{os.getloadavg()[0]:.1f}", flush=True)
+              f"{os.getloadavg()[0]:.1f}, store {_store_url(root)}", flush=True)
         built = build(root, args.runs, args.rows, args.cusips)
         print(f"build: {'reused ' + str(root) if not built else f'{built:.0f} s'}", flush=True)
         ref = _run(["reference", str(root)])  # a child: a fork inherits the parent's peak RSS
