@@ -105,18 +105,24 @@ def latest_parents(store: Store, actor: Actor, where: str, params: Sequence[Any]
 def _from_kept(con: duckdb.DuckDBPyConnection, kept: str, described: list[str], actor: Actor,
                where: str, params: Sequence[Any], page: int, page_size: int) -> LatestParents:
     """latest_parents from the store's latest rows: per CUSIP the newest of its candidates in
-    the reader's sectors, whole rows in the colors' column order, then filtered and paged."""
+    the reader's sectors, filtered and paged on the facts the filters read; then the page's
+    whole rows, in the colors' column order."""
     rule, rule_params = entitlement_sql(actor)
     present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {kept}").fetchall()}
-    select = ", ".join(quote(name) for name in described if name in present)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE current_parents AS SELECT {select} FROM {kept} "
+    facts = ", ".join(c for c in (CUSIP, RUN_ID, *_FACTS, POSITION) if c in present)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE current_parents AS SELECT {facts} FROM {kept} "
                 f"AS published WHERE ({rule}) QUALIFY rank() OVER (PARTITION BY {CUSIP} "
                 f"ORDER BY {RUN_ID} DESC) = 1", rule_params)
     total = int(con.execute(f"SELECT count(*) FROM current_parents WHERE {where}",
                             list(params)).fetchall()[0][0])
     order = f"RUN_ID DESC, {POSITION}" if POSITION in present else "RUN_ID DESC, CUSIP"
-    frame = fetch_frame(con, f"SELECT * FROM current_parents WHERE {where} ORDER BY {order} "
-                             "LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE wanted AS SELECT {CUSIP}, {RUN_ID}, row_number() "
+                f"OVER (ORDER BY {order}) AS ORDINAL FROM current_parents WHERE {where} "
+                f"ORDER BY {order} LIMIT ? OFFSET ?", [*params, page_size, (page - 1) * page_size])
+    select = ", ".join(f"published.{quote(name)}" for name in described if name in present)
+    frame = fetch_frame(con, f"SELECT {select} FROM {kept} AS published JOIN wanted USING "
+                             f"({CUSIP}, {RUN_ID}) WHERE ({rule}) ORDER BY wanted.ORDINAL",
+                        rule_params)
     rows = entitled_columns(frame.drop(columns=[c for c in ("run",) if c in frame]), actor)
     return LatestParents(rows if len(rows) else pd.DataFrame(), total, page, page_size)
 
