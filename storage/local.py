@@ -25,6 +25,7 @@ import duckdb
 import filelock
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage.base import (
@@ -44,6 +45,7 @@ from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
 # (DuckDB pays per row group and column), and snappy decodes in half zstd's time for 1.5x the
 # bytes (bench/search.py). A multiple of DuckDB's 2,048-row vectors, as DuckDB rounds up.
 ROW_GROUP_SIZE = QUERY_ROW_GROUP_SIZE = 20_480
+_DICTIONARY_SAMPLE = 4096  # rows whose distinct values decide a column's dictionary encoding
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's document write before giving up
 _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
@@ -111,12 +113,7 @@ class LocalStore:
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
         with self._guard():
             folder.mkdir(parents=True, exist_ok=True)
-            self._write_atomic(
-                folder / name,
-                lambda f: pq.write_table(
-                    rows, f, compression="zstd", row_group_size=ROW_GROUP_SIZE
-                ),
-            )
+            self._write_atomic(folder / name, functools.partial(write_parquet, rows))
 
     def scan(
         self,
@@ -240,8 +237,7 @@ class LocalStore:
                                         promote_options="default")
                 # Named after the newest part it holds, so parts keep sorting in append order.
                 name = f"{parts[-1].stem.split('~')[0]}-merged-{uuid.uuid4().hex[:8]}.parquet"
-                self._write_atomic(parts[0].parent / name, functools.partial(
-                    pq.write_table, rows, compression="zstd", row_group_size=ROW_GROUP_SIZE))
+                self._write_atomic(parts[0].parent / name, functools.partial(write_parquet, rows))
                 for part in parts:
                     part.unlink(missing_ok=True)
                 _fsync_dir(parts[0].parent)
@@ -392,6 +388,26 @@ class LocalStore:
             raise InvalidKey(key, "clashes with the folder of another key") from exc
         except OSError as exc:
             raise StoreUnavailable(str(self.root)) from exc
+
+
+def write_parquet(rows: pa.Table, sink: IO[bytes]) -> None:
+    """rows as one Parquet file of ROW_GROUP_SIZE-row groups, zstd. Only columns that repeat are
+    dictionary-encoded: a dictionary of unique values (ids, keys) is larger than the values and
+    a tenth of a 1M-row write's time; a sample of the first rows tells them apart."""
+    sample = rows.slice(0, _DICTIONARY_SAMPLE)
+    repeating = [name for name, column in zip(rows.column_names, sample.columns, strict=True)
+                 if _distinct(column) <= len(sample) // 2]
+    # pyarrow-stubs type use_dictionary as a bool; pyarrow takes the columns to encode too.
+    pq.write_table(rows, sink, compression="zstd", row_group_size=ROW_GROUP_SIZE,
+                   use_dictionary=repeating)  # type: ignore[arg-type]
+
+
+def _distinct(column: pa.ChunkedArray) -> int:
+    """Distinct values of a column; 0 (as repetitive as can be) for types Arrow cannot count."""
+    try:
+        return int(pc.count_distinct(column).as_py())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return 0
 
 
 def _is_table(name: str) -> bool:

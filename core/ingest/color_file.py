@@ -180,7 +180,7 @@ def derive_fields(frame: pd.DataFrame, settings: Settings | None = None) -> pd.D
     (diff.equity_threshold_pct for diff.equity_sectors, else diff.threshold_pct), else
     "Small Difference". BID/ASK are left as given (blank stays blank; 0 means no bid/offer)."""
     settings = settings or _default_settings()
-    out = frame.copy()
+    out = frame.copy(deep=False)  # columns are replaced, never written in place: no row copied
     rank = normalise_bias(out[BIAS].astype("string")).map(BIAS_RANK).astype("Int64")
     out[RANK] = out[RANK].astype("Int64").fillna(rank)
     bid, ask = out[BID].astype("Float64"), out[ASK].astype("Float64")

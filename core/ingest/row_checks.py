@@ -123,15 +123,20 @@ def _outside(values: pd.Series, low: float, high: float, column: str, code: str,
 def _check_cusips(cusips: pd.Series, check_blocking: bool) -> list[Finding]:
     """Per distinct CUSIP, so a million rows cost a few thousand: anything but 9 characters of
     [0-9A-Z*@#] is quarantined (it would group as a security of its own); a wrong check digit
-    (DOMAIN.md §1.3) warns, or blocks when validation.cusip_check_blocking."""
-    codes, uniques = pd.factorize(cusips.astype("string").str.strip().str.upper())
-    verdicts = [*cusip_problems([str(u) for u in uniques]), (None, False)]  # code -1 = NA
+    (DOMAIN.md §1.3) warns, or blocks when validation.cusip_check_blocking. Only the distinct
+    spellings are trimmed and upper-cased, and the verdicts spread to rows with numpy."""
+    spelling, spellings = cusips.astype("string").array.factorize()
+    codes, uniques = pd.factorize(pd.Series(spellings, dtype="string").str.strip().str.upper())
+    codes = np.append(codes, -1)[spelling]  # a missing CUSIP (code -1) stays -1
+    verdicts = cusip_problems(pd.Series(uniques, dtype="string").tolist())
+    texts_of = np.array([text for text, _ in verdicts] + [None], dtype=object)
+    malformed = np.array([bad for _, bad in verdicts] + [False], dtype=bool)
+    wrong = np.array([text is not None for text, _ in verdicts] + [False], dtype=bool)
     findings = []
     for invalid, code, blocking in ((True, "invalid_cusip", True),
                                     (False, "cusip_check_digit", check_blocking)):
-        bad = np.array([v is not None and malformed == invalid
-                        for v, malformed in verdicts])[codes]
-        texts = [f"{describe_value(v)} {verdicts[c][0]}"
+        bad = (wrong & (malformed == invalid))[codes]
+        texts = [f"{describe_value(v)} {texts_of[c]}"
                  for v, c in zip(cusips[bad], codes[bad], strict=True)]
         findings.append(Finding(bad, CUSIP, code, texts, blocking))
     return findings

@@ -295,6 +295,18 @@ def test_local_layout_is_json_envelopes_parquet_parts_and_plain_files(local_stor
     ]
 
 
+def test_local_parts_dictionary_encode_only_the_columns_that_repeat(local_store: Any):
+    rows = pd.DataFrame({"CUSIP": pd.array(["A", "B"] * 50, dtype="string"),
+                         "COLOR_KEY": pd.array([f"{i:032x}" for i in range(100)], dtype="string")})
+    local_store.append("colors", rows, "run=00000001")
+    [part] = (local_store.root / "tables/colors/run=00000001").iterdir()
+    group = pq.ParquetFile(part).metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(2)}
+    assert "RLE_DICTIONARY" in encodings["CUSIP"]
+    assert "RLE_DICTIONARY" not in encodings["COLOR_KEY"]
+    assert_frame_equal(local_store.scan("colors"), rows)
+
+
 def test_local_append_failing_halfway_leaves_no_file_and_keeps_rows(
     local_store: Any, monkeypatch: pytest.MonkeyPatch
 ):
