@@ -432,6 +432,7 @@ def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
 def main() -> int:
     """Composition root of the sidecar: settings, store, signals, loop."""
     from core.config import load_settings, read_secrets_file, store_options
+    from core.ingest.safe_read import warm
     from storage import open_store
 
     logging.basicConfig(level=logging.INFO,
@@ -450,6 +451,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    warm()  # the first run does not wait for the reading child's server to start
     run_forever(store, settings, stop=stop)
     return 0
 

@@ -24,6 +24,7 @@ from core.identity.column_profiles import load_column_profiles
 from core.identity.login import session_is_valid
 from core.identity.login_key import ensure_cookie_key, forget_stored_cookie_key
 from core.identity.user_records import User, get_user
+from core.ingest.safe_read import warm as warm_reader
 from pages._ui.markdown import escape_markdown
 from storage import Store, StoreError, open_store
 
@@ -48,6 +49,7 @@ def _settings_and_store() -> tuple[Settings, Store]:
     settings = ensure_cookie_key(load_settings(_secrets(), os.environ), secrets_path())
     store = open_store(settings["store.url"], store_options(settings))
     forget_stored_cookie_key(store)
+    warm_reader()  # the first upload does not wait for the reading child's server to start
     return settings, store
 
 

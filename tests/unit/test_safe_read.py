@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from core.errors import UnreadableFile
+from core.ingest import safe_read
 from core.ingest.readers import RawTable, read_table
 from core.schema import default_column_config, header_lookup
 
@@ -58,3 +59,22 @@ def test_a_raw_table_of_workbook_cells_pickles_unchanged():
     back = pickle.loads(pickle.dumps(table))
     pd.testing.assert_frame_equal(back.body, body)
     assert back.sheet == "Colors"
+
+
+def _mapped_from(name: str) -> list[tuple[int, int]]:
+    """Address ranges this process maps from files called `name` (/proc/self/maps)."""
+    with open("/proc/self/maps") as maps:
+        return [tuple(int(a, 16) for a in line.split()[0].split("-"))
+                for line in maps if line.rstrip().endswith("/" + name)]
+
+
+def test_a_spooled_table_comes_back_mapped_from_the_spool_not_copied(tmp_path):
+    body = pd.DataFrame({0: pd.array([f"{i:09d}" for i in range(100_000)], dtype="string")})
+    table = RawTable(["CUSIP"], body, np.arange(2, 100_002), None, 1)
+    safe_read._spool_reply(str(tmp_path), ("ok", table))
+    status, back = safe_read._load_reply(str(tmp_path))
+    text = back.body[0].array._pa_array.chunk(0).buffers()[2].address
+    assert [(low, high) for low, high in _mapped_from("reply.buffers") if low <= text < high]
+    pd.testing.assert_frame_equal(back.body, body)
+    back.rows[0] = 1  # copy-on-write: the parent may change what it got
+    assert (status, back.rows[:2].tolist(), table.rows[0]) == ("ok", [1, 3], 2)
