@@ -120,6 +120,7 @@ class Validated:
     valid: pd.DataFrame  # rows without blocking problems, columns as given
     quarantined: pd.DataFrame  # the other rows, plus QUARANTINE_REASON
     report: ValidationReport
+    kept: np.ndarray | None = None  # positions of the valid rows in the frame given
 
 
 def cell_message(row: int | None, column: str | None, text: str) -> str:
@@ -221,7 +222,7 @@ def validate_colors(
     report = ValidationReport(ctx.problems, n, int(blocked.sum()), int((warned & ~blocked).sum()))
     log.info("validated %s: %s", default_file or "frame", report.summary())
     return Validated(frame[~blocked].reset_index(drop=True), quarantined.reset_index(drop=True),
-                     report)
+                     report, np.flatnonzero(~blocked))
 
 
 def _origins(frame: pd.DataFrame, file: str, sheet: str | None) -> _Rows:

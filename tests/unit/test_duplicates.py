@@ -25,7 +25,7 @@ from core.reads.history import published_colors
 from core.runs import records as runs
 from core.runs.duplicates import COLOR_KEY, color_keys, run_notes
 from core.runs.exports import write_csv
-from core.runs.pipeline import process_files
+from core.runs.pipeline import prepare_files, process_files, publish_run
 from core.schema import INPUT_COLUMNS, PX
 from storage.run_tables import run_tables
 from tests.factories import SAMPLE, make_colors
@@ -225,3 +225,16 @@ def test_the_cli_skips_a_file_already_published_and_republishes_on_request(tmp_p
     store = open_store(str(tmp_path / "store"))
     assert [(r.run_id, r.republished, r.counts["published"]) for r in runs.load_runs(store)] == [
         (3, True, 50), (2, False, 0), (1, False, 50)]
+
+
+def test_the_keys_hashed_while_validating_are_those_of_the_valid_rows_in_order(local_store):
+    frame = make_colors(6, PX=[101.0, 102.0, 103.0, 104.0, 105.0, 106.0])
+    frame.loc[[1, 4], "CUSIP"] = ["BAD", ""]  # quarantined: the keys of the others close ranks
+    files = [("a.csv", _csv(frame)), ("b.csv", _csv(frame.iloc[::-1]))]
+    prepared = prepare_files(local_store, files, SETTINGS)
+    assert len(prepared.valid) == 8
+    assert prepared.keys is not None
+    assert prepared.keys.tolist() == color_keys(prepared.valid).tolist()
+    result = publish_run(local_store, ANN, prepared, settings=SETTINGS, rules=[], now=NOW)
+    assert result.published[COLOR_KEY].tolist() == color_keys(result.published).tolist()
+    assert result.published[COLOR_KEY].nunique() == 4  # each file holds the same four colors
