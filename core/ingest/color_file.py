@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,7 @@ from core.schema import (
 
 log = logging.getLogger(__name__)
 
+_COERCE_THREADS = 2
 PRICE_DIFF_DECIMALS = 6  # PX − COV without float noise (101.7 − 102.2 = −0.5, not −0.50000000001)
 
 
@@ -152,11 +154,18 @@ def _build_frame(table: RawTable, mapping: dict[str, int], columns: list[ColumnS
     unreadable: dict[str, np.ndarray] = {}
     problems: list[Problem] = []
     index = pd.RangeIndex(n)
+    given = [(name, kind) for name, kind in kinds.items() if name in mapping]
+    raw = {name: table.body[mapping[name]] for name, _ in given}
+    # Columns are coerced on two threads: most of the work is Arrow compute, which lets go of
+    # the GIL (1M rows: 0.85 s of CPU).
+    with ThreadPoolExecutor(max_workers=_COERCE_THREADS) as pool:
+        coerced = dict(zip(raw, pool.map(lambda item: coerce_column(raw[item[0]], *item), given),
+                           strict=True))
     for name, kind in kinds.items():
         if name not in mapping:
             data[name] = pd.Series(pd.NA, index=index, dtype=PANDAS_DTYPES[kind])
             continue
-        data[name], bad_cells = coerce_column(table.body[mapping[name]], name, kind)
+        data[name], bad_cells = coerced[name]
         for bad in bad_cells:
             if bad.blocking:
                 unreadable[name] = np.union1d(unreadable.get(name, []), bad.positions)
