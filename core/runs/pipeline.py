@@ -283,14 +283,17 @@ def _process(store: Store, prepared: Prepared, record: runs.RunRecord, kind: str
     published = _stamp(ranked, run_id, kind, at)
     excluded = _stamp(outcome.excluded, run_id, kind, at)
     quarantined = _stamp(prepared.quarantined, run_id, kind, at)
-    if len(published):
-        check_invariants(published)
     progress("publish", 0.7)
-    if len(published):
-        published = published[[*output_columns(published), POSITION, COLOR_KEY]]
-    run_tables(store).append_run(run_id, {runs.COLORS_TABLE: published,
-                                          runs.EXCLUDED_TABLE: excluded,
-                                          runs.QUARANTINED_TABLE: quarantined})
+    # The publish gate is checked while the rows are written (the writing lets go of the GIL):
+    # a refusal fails the run, which removes what it wrote (_abandon); nothing was visible.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        gate = pool.submit(check_invariants, published)
+        if len(published):
+            published = published[[*output_columns(published), POSITION, COLOR_KEY]]
+        run_tables(store).append_run(run_id, {runs.COLORS_TABLE: published,
+                                              runs.EXCLUDED_TABLE: excluded,
+                                              runs.QUARANTINED_TABLE: quarantined})
+        gate.result()
     workbooks.mark_pending(store, record)
     record.stages["publish"] = round(time.perf_counter() - clock, 3)
     parents = int(published[IS_PARENT].sum()) if len(published) else 0

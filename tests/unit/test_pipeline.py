@@ -11,7 +11,7 @@ import pytest
 from core.access import SYSTEM, Actor
 from core.cli.demo import generate_colors
 from core.config import load_settings
-from core.errors import FileProblem, MissingColumns, PermissionDenied
+from core.errors import FileProblem, MissingColumns, PermissionDenied, PublishRefused
 from core.reads import history
 from core.rules.exclusion import Condition, Group, Rule, save_rule
 from core.runs import pipeline, workbooks
@@ -149,6 +149,22 @@ def test_failed_publish_leaves_nothing_visible_and_records_the_failure(local_sto
     assert {t: local_store.partitions(t) for t in runs.RUN_TABLES} == {
         t: [] for t in runs.RUN_TABLES}
     assert history.published_colors(local_store, SYSTEM).empty
+    assert local_store.list(workbooks.PENDING_PREFIX) == []
+
+
+def test_a_publish_refused_by_the_gate_while_rows_are_written_leaves_nothing(local_store,
+                                                                            monkeypatch):
+    def refuse(published):  # checked beside the writing of the run's rows
+        raise PublishRefused(f"not exactly one parent per (RUN_ID, CUSIP): {len(published)} rows")
+
+    monkeypatch.setattr(pipeline, "check_invariants", refuse)
+    with pytest.raises(PublishRefused, match="30 rows"):
+        pipeline.process_files(local_store, SYSTEM, [("a.xlsx", _xlsx(30))], settings=SETTINGS)
+    [record] = runs.load_runs(local_store)
+    assert (record.status, record.error) == (
+        runs.FAILED, "not exactly one parent per (RUN_ID, CUSIP): 30 rows")
+    assert {t: local_store.partitions(t) for t in runs.RUN_TABLES} == {
+        t: [] for t in runs.RUN_TABLES}
     assert local_store.list(workbooks.PENDING_PREFIX) == []
 
 
