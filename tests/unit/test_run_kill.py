@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import filelock
 import pytest
 
 from core.access import SYSTEM
@@ -41,6 +42,13 @@ def _wait_for(check, proc: subprocess.Popen, timeout: float = 240.0):
     raise AssertionError("the run never got half-way")
 
 
+def _running(store, run_id: int) -> bool:
+    try:
+        return get_run(store, run_id).status == "running"
+    except Exception:  # not written yet
+        return False
+
+
 def _mid_run(store, run_id: int) -> bool:
     """The run's record says running and some of its rows are stored."""
     try:
@@ -66,7 +74,13 @@ def test_a_run_killed_mid_way_is_swept_to_abandoned_and_leaves_nothing(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "core", "process", str(big)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _mid_run(store, 2), proc)
+        # Once the run says running, the test holds the store's document lock: the run can still
+        # write its rows (tables take no document lock) but not the record that publishes them,
+        # so it is caught mid-way however fast it runs.
+        _wait_for(lambda: _running(store, 2), proc)
+        with filelock.FileLock(str(url / ".lock")):
+            _wait_for(lambda: _mid_run(store, 2), proc)
+            proc.kill()  # SIGKILL: no cleanup of any kind runs
     finally:
         proc.kill()  # SIGKILL: no cleanup of any kind runs
         proc.wait(timeout=30)
