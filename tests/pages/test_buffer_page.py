@@ -109,8 +109,9 @@ def test_a_queued_file_is_listed_with_its_rows_and_report(app_as, app_store, sam
          "Quality": 50.0, "Status": "pending", "Claimed by": ""}]
     assert queue["Uploaded (UTC)"].tolist() == [entry.uploaded_at[:16].replace("T", " ")]
     # The row-level report of the file just queued, and of the file picked in the queue.
-    reports = _tables(at, "ROW")
-    assert [r["ROW"].tolist() for r in reports] == [list(range(2, 52))] * 2
+    # One line per kind of problem: this file's one warning is on every row.
+    reports = _tables(at, "ROWS")
+    assert [r[["COUNT", "ROWS"]].values.tolist() for r in reports] == [[[50, "2–51"]]] * 2
     assert at.selectbox(key="buffer.pick").value == "000001"
     # The uploader starts empty again, so the same files are not queued twice by accident.
     assert at.button(key="buffer.queue").disabled
