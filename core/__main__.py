@@ -1,4 +1,5 @@
-"""Command line: `python -m core process|export|runs|rules|users|demo|init ...` (headless use).
+"""Command line: `python -m core process|export|runs|rules|users|audit|demo|init ...`
+(headless use).
 
 The CLI is a composition root: it loads settings, opens the store and acts as the system user.
 Every command first sweeps runs a killed process left running; a closed output pipe exits quietly.
@@ -18,6 +19,7 @@ from typing import NoReturn
 from core.access import SYSTEM
 from core.alerts.watchlists import alert_after_publish
 from core.automation.sweep import sweep_runs
+from core.cli import audit as cli_audit
 from core.cli import buffer as cli_buffer
 from core.cli import columns as cli_columns
 from core.cli import jobs as cli_jobs
@@ -78,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_jobs.add_parser(sub)
     cli_columns.add_parser(sub)
     cli_search.add_parser(sub)
+    cli_audit.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -208,6 +211,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return cli_buffer.run(args, store, settings)
     if args.command == "jobs":
         return cli_jobs.run(args, store, settings)
+    if args.command == "audit":
+        return cli_audit.run(args, store)
     if args.command == "columns":
         return cli_columns.run(args, store, settings)
     if args.command in ("search", "compact"):

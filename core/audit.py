@@ -1,5 +1,5 @@
 """The unified change log: one append-only row per change (who, when, area, action, entity, before,
-after), written by every mutation in core."""
+after), written by every mutation in core, each a link of the audit chain (core.audit_chain)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from core import catalog
+from core import audit_chain, catalog
 from core.access import Actor
 from core.clock import now_or
 from core.errors import NotFound
@@ -51,7 +51,7 @@ def record_change(
         "AFTER": _json(after),
         "DETAIL": detail,
     }
-    store.append(TABLE, pd.DataFrame([row], columns=COLUMNS), partition=at.strftime("%Y-%m"))
+    audit_chain.append(store, TABLE, row, at.strftime("%Y-%m"))
     return event_id
 
 

@@ -117,6 +117,8 @@ CURRENT_RUN = _doc("scheduler/current", "core.automation.job_runs", DERIVED,
                    "the job run in progress (removed when it ends)")
 SCHEDULER_LOG = _doc("scheduler/log", "core.automation.log_tail", DERIVED,
                      "the scheduler's last log lines")
+AUDIT_CHAIN_HEAD = _doc("audit/chain_head", "core.audit_chain", STATE,
+                        "the audit trail's last entry, its place and hash (the chain's head)")
 LEASES = _doc("leases/", "core.automation.leases", DERIVED,
               "who runs jobs now; taken again by a running scheduler")
 

@@ -1,5 +1,6 @@
 """The access log (DESIGN.md §5): who searched, opened a security page or exported what, when, and
-how many rows; append-only rows in table "access_log", one partition per month."""
+how many rows; append-only rows in table "access_log", one partition per month, each a link of the
+audit chain (core.audit_chain)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
-from core import catalog
+from core import audit_chain, catalog
 from core.access import Actor
 from core.clock import as_utc, utc_now_or
 from core.runs.published import duckdb_session, fetch_frame
@@ -25,6 +26,8 @@ COLUMNS = ["EVENT_ID", "AT", "ACTOR", "ACTION", "WHAT", "ROWS", "DETAIL"]
 SEARCH, SECURITY_VIEW, EXPORT = "search", "security_view", "export"
 ACTIONS = (SEARCH, SECURITY_VIEW, EXPORT)
 _ATTEMPTS = 3
+_DTYPES = {"EVENT_ID": "string", "ACTOR": "string", "ACTION": "string", "WHAT": "string",
+           "ROWS": "Int64", "DETAIL": "string"}
 
 
 def record_access(store: Store, actor: Actor | str, action: str, what: str, *, rows: int,
@@ -37,10 +40,7 @@ def record_access(store: Store, actor: Actor | str, action: str, what: str, *, r
     event_id = uuid.uuid4().hex
     row = {"EVENT_ID": event_id, "AT": pd.Timestamp(at), "ACTOR": getattr(actor, "username", actor),
            "ACTION": action, "WHAT": what, "ROWS": int(rows), "DETAIL": detail}
-    frame = pd.DataFrame([row], columns=COLUMNS).astype(
-        {"EVENT_ID": "string", "ACTOR": "string", "ACTION": "string", "WHAT": "string",
-         "ROWS": "Int64", "DETAIL": "string"})
-    store.append(TABLE, frame, partition=at.strftime("%Y-%m"))
+    audit_chain.append(store, TABLE, row, at.strftime("%Y-%m"), dtypes=_DTYPES)
     return event_id
 
 
