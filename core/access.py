@@ -32,6 +32,7 @@ MANAGE_USERS = "manage_users"
 MANAGE_BACKUPS = "manage_backups"
 REVERT = "revert"
 REPUBLISH = "republish"
+VIEW_AUDIT = "view_audit"
 
 PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     VIEW: (frozenset(ROLES), "view colors"),
@@ -48,6 +49,7 @@ PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     MANAGE_BACKUPS: (frozenset({ADMIN}), "back up and restore"),
     REVERT: (frozenset({ADMIN}), "revert changes"),
     REPUBLISH: (frozenset({ADMIN}), "publish already published colors again"),
+    VIEW_AUDIT: (frozenset({ADMIN}), "read the audit trail"),
 }
 
 

@@ -221,11 +221,12 @@ def publish_run(
     record.status = runs.SUCCESS
     record.duration_s = round(time.perf_counter() - clock, 3)
     # On the caller's clock (a scheduler step's `now`), like started_at.
-    record.finished_at = (started_at + timedelta(seconds=record.duration_s)).isoformat()
+    finished = started_at + timedelta(seconds=record.duration_s)
+    record.finished_at = finished.isoformat()
     beat.publish(record)  # the visibility point (unless a sweep abandoned the run meanwhile)
     runs.bump_data_version(store)
     record_change(store, actor, "runs", "run_published", f"run {run_id}",
-                  after={"kind": kind, "counts": record.counts}, detail=trigger)
+                  after={"kind": kind, "counts": record.counts}, detail=trigger, now=finished)
     if build_workbook:
         progress("workbook", 0.9)
         frames = workbooks.RunFrames(result.published, result.excluded, result.quarantined)
