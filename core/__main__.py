@@ -24,6 +24,7 @@ from core.cli import buffer as cli_buffer
 from core.cli import columns as cli_columns
 from core.cli import jobs as cli_jobs
 from core.cli import search as cli_search
+from core.cli import store as cli_store
 from core.cli import users as cli_users
 from core.clock import utc_now
 from core.config import load_settings, read_secrets_file, secrets_path, store_options
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_columns.add_parser(sub)
     cli_search.add_parser(sub)
     cli_audit.add_parser(sub)
+    cli_store.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -141,7 +143,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         settings = load_settings(read_secrets_file(), os.environ)
         store = open_store(settings["store.url"], store_options(settings))
-        if (args.command, getattr(args, "action", "")) != ("runs", "sweep"):
+        # `store copy` only reads its source; `runs sweep` sweeps as its own work
+        if (args.command, getattr(args, "action", "")) not in (("runs", "sweep"),
+                                                                ("store", "copy")):
             _sweep(store, settings)
         return _run(args, store, settings)
     except (MarketPulseError, StoreError) as exc:
@@ -215,10 +219,17 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return cli_audit.run(args, store)
     if args.command == "columns":
         return cli_columns.run(args, store, settings)
+    if args.command == "store":
+        return cli_store.run(args, store, settings)
     if args.command in ("search", "compact"):
         return cli_search.run(args, store, settings)
     if args.command == "init":
         print(f"Store: {settings['store.url']}")
+        from core.compliance.store_copy import describe_unfinished, unfinished_copy
+
+        marker = unfinished_copy(store)
+        if marker is not None:
+            print(f"warning: {describe_unfinished(store, marker)}", file=sys.stderr)
         if not settings["auth.cookie_key"]:
             from core.identity.login_key import ensure_cookie_key
 
@@ -227,7 +238,7 @@ def _run(args: argparse.Namespace, store, settings) -> int:
 
         if forget_stored_cookie_key(store):
             print("Deleted the login cookie key an older version kept in the store")
-        if settings["demo"]:
+        if settings["demo"] and marker is None:  # never demo data into a copy half-made
             from core.cli.demo import load_demo
 
             loaded = load_demo(store, settings)

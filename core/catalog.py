@@ -121,6 +121,9 @@ AUDIT_CHAIN_HEAD = _doc("audit/chain_head", "core.audit_chain", STATE,
                         "the audit trail's last entry, its place and hash (the chain's head)")
 LEASES = _doc("leases/", "core.automation.leases", DERIVED,
               "who runs jobs now; taken again by a running scheduler")
+STORE_COPY = _doc("meta/store_copy", "core.compliance.store_copy", DERIVED,
+                  "on a store being filled by `store copy`: written first, removed once the copy "
+                  "is verified, so a copy that stopped half-way says so")
 
 # -- tables ---------------------------------------------------------------------------------------
 COLORS = _add(TABLES, "colors", "core.runs.records", STATE, "published colors, per run")

@@ -17,10 +17,11 @@ from core.alerts.webhooks import WebhookSettings, save_webhook_settings
 from core.automation.jobs import Job, request_run, save_job, toggle_job
 from core.automation.log_tail import LogTail
 from core.automation.scheduler import run_once
-from core.catalog import BLOBS, DOCUMENTS, SECRET, TABLES, entry_for
+from core.catalog import BLOBS, DOCUMENTS, SECRET, STATE, TABLES, entry_for
 from core.cli.demo import generate_colors, load_demo
 from core.compliance.access_log import log_export, log_search, log_security_view
 from core.compliance.revert import recent_changes, revert_change
+from core.compliance.store_copy import copy_store
 from core.config import load_settings
 from core.identity import login
 from core.identity.column_profiles import save_column_profile
@@ -160,8 +161,14 @@ def test_a_broad_workflow_writes_only_catalogued_keys_and_reaches_every_entry(sm
     _automation(store, settings)
     _manual_session(store, settings)
     compact_colors(store, force=True, now=NOW)
+    # moving the desk: the copy carries every state entry and writes only catalogued keys too
+    copy = RecordingStore(open_store("memory://catalog-copy"))
+    report = copy_store(BOSS, store._inner, copy, now=NOW)
+    assert (report.problems, report.unknown) == ([], [])
+    state = {e for part, key in store.stored() if (e := entry_for(key, part)).kind == STATE}
+    assert {entry_for(key, part) for part, key in copy.stored()} >= state
 
-    written = store.written | store.stored()
+    written = store.written | store.stored() | copy.written | copy.stored()
     unknown = sorted(f"{part}: {key}" for part, key in written if entry_for(key, part) is None)
     secret = sorted(key for part, key in written if getattr(entry_for(key, part), "kind", "")
                     == SECRET)

@@ -1,0 +1,189 @@
+"""Moving a desk to another store (`python -m core store copy --to URL`): every state document,
+blob and table partition the catalog names, and each run's rows through the run-table port, are
+written to an empty target, read back and checked against the source (counts and checksums:
+core.compliance.store_inventory). Derived data is not copied: compaction is rebuilt here, caches,
+heartbeats and leases by the running product. The source is only read.
+
+A marker document is written on the target first and removed last, once the copy is verified: a
+copy that stopped half-way (or failed its check) is marked, and store copy refuses to copy into
+it again; empty it and start over (copies are not resumed)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core import catalog
+from core.access import MANAGE_BACKUPS, Actor, require
+from core.clock import now_or
+from core.compliance.store_inventory import (
+    BLOB,
+    DOCUMENT,
+    RUN,
+    TABLE,
+    Inventory,
+    compare,
+    read_blobs,
+    read_documents,
+    read_runs,
+    read_tables,
+    runs_by_table,
+    take_inventory,
+)
+from core.errors import Conflict
+from core.reads.compaction import compact_colors
+from storage import ANY_VERSION, ObjectNotFound, Store
+from storage.run_tables import run_tables
+
+MARKER_KEY = catalog.STORE_COPY.key
+_EVERY = 500  # documents or blobs between two progress lines
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class CopyReport:
+    """What a copy carried and whether the target matched the source when read back."""
+
+    source: str
+    target: str
+    documents: int = 0
+    blobs: int = 0
+    tables: int = 0
+    partitions: int = 0
+    runs: int = 0
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    unknown: list[str] = field(default_factory=list)  # keys the catalog does not know: not copied
+    problems: list[str] = field(default_factory=list)  # what differs on the target
+    rebuilt: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        return (f"{self.documents} documents, {self.blobs} blobs, {self.tables} tables "
+                f"({self.partitions} partitions), {self.runs} runs, {self.rows} rows, "
+                f"{self.bytes} bytes of documents and blobs, in {self.seconds:.1f} s")
+
+
+def shown_url(url: str) -> str:
+    """A store URL fit to print: a password in it (user:password@host) is masked."""
+    return re.sub(r"(://[^/:@]+:)[^@/]*@", r"\1***@", url)
+
+
+def unfinished_copy(store: Store) -> dict[str, Any] | None:
+    """The marker of a copy into this store that did not finish (or failed its check), or None."""
+    try:
+        return store.get(MARKER_KEY)[0]
+    except ObjectNotFound:
+        return None
+
+
+def describe_unfinished(store: Store, marker: dict[str, Any]) -> str:
+    state = "failed its check" if marker.get("state") == "failed" else "did not finish"
+    return (f"{shown_url(store.url)} holds a copy from {marker.get('source')} started at "
+            f"{marker.get('started_at')} that {state}: empty it and copy again")
+
+
+def check_target_empty(target: Store) -> None:
+    """Conflict unless the target holds nothing at all (store copy never merges into state)."""
+    marker = unfinished_copy(target)
+    if marker is not None:
+        raise Conflict(describe_unfinished(target, marker))
+    held = [f"{n} {what}" for n, what in (
+        (len(target.list("")), "documents"), (len(target.list_blobs("")), "blobs"),
+        (len(target.tables()), "tables"),
+        (len({r for runs in runs_by_table(target).values() for r in runs}), "runs")) if n]
+    if held:
+        raise Conflict(f"the target {shown_url(target.url)} already holds state "
+                       f"({', '.join(held)}): store copy only fills an empty store; "
+                       "nothing was written")
+
+
+def copy_store(actor: Actor, source: Store, target: Store, *, progress: Progress | None = None,
+               now: datetime | None = None) -> CopyReport:
+    """Copy the source's state into the empty target and verify it; the report says what was
+    carried and, when the target does not match, what differs (the marker then stays on the
+    target). Stop the app and the scheduler first: a run published meanwhile shows as a mismatch."""
+    require(actor, MANAGE_BACKUPS)
+    say = progress or (lambda line: None)
+    started = time.monotonic()
+    if shown_url(source.url) == shown_url(target.url):
+        raise Conflict(f"the source and the target are the same store ({shown_url(source.url)})")
+    marker = unfinished_copy(source)
+    if marker is not None:
+        raise Conflict("the source is not complete: " + describe_unfinished(source, marker))
+    check_target_empty(target)
+    report = CopyReport(shown_url(source.url), shown_url(target.url))
+    marker = {"state": "copying", "source": report.source, "by": actor.username,
+              "started_at": now_or(now).isoformat()}
+    target.put(MARKER_KEY, marker, expected_version=None)  # WriteConflict: another copy began
+    say(f"copying {report.source} → {report.target} (marked incomplete until verified)")
+    copied = _copy_state(source, target, report, say)
+    report.unknown = copied.unknown
+    say("reading the target back to verify it ...")
+    report.problems = compare(copied, take_inventory(target))
+    if report.problems:
+        target.put(MARKER_KEY, {**marker, "state": "failed", "problems": report.problems[:20]},
+                   expected_version=ANY_VERSION)
+    else:
+        report.rebuilt = _rebuild_derived(target, now, say)
+        target.delete(MARKER_KEY)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _copy_state(source: Store, target: Store, report: CopyReport, say: Progress) -> Inventory:
+    """Write every state item of the source to the target; the source's inventory (checksums of
+    what was read, so the source is read once)."""
+    copied = Inventory()
+    for item, value in read_documents(source, copied.unknown):
+        target.put(item.name, value, expected_version=None)
+        copied.add(item)
+        if copied.count(DOCUMENT) % _EVERY == 0:
+            say(f"documents: {copied.count(DOCUMENT)} copied")
+    say(f"documents: {copied.count(DOCUMENT)} copied")
+    for item, data in read_blobs(source, copied.unknown):
+        target.put_blob(item.name, data)
+        copied.add(item)
+        if copied.count(BLOB) % _EVERY == 0:
+            say(f"blobs: {copied.count(BLOB)} copied")
+    say(f"blobs: {copied.count(BLOB)} copied ({copied.size(BLOB)} bytes)")
+    for item, frame in read_tables(source, copied.unknown):
+        table, partition = item.name.split("/")
+        target.append(table, frame, partition)
+        copied.add(item)
+        say(f"table {table} partition {partition}: {item.size} rows")
+    port = run_tables(target)
+    for run, rows in read_runs(source):
+        port.append_run(run, {table: frame for table, (_, frame) in rows.items()})
+        for item, _ in rows.values():
+            copied.add(item)
+        counts = ", ".join(f"{item.size} {table}" for table, (item, _) in rows.items())
+        say(f"run {run}: {counts}")
+    report.documents, report.blobs = copied.count(DOCUMENT), copied.count(BLOB)
+    report.partitions = copied.count(TABLE)
+    report.tables = len({name.split("/")[0] for part, name in copied.items if part == TABLE})
+    report.runs = len({name.split("/")[1] for part, name in copied.items if part == RUN})
+    report.rows = copied.size(TABLE, RUN)
+    report.bytes = copied.size(DOCUMENT, BLOB)
+    for line in copied.unknown:
+        say(f"not copied (the catalog does not know it): {line}")
+    return copied
+
+
+def _rebuild_derived(target: Store, now: datetime | None, say: Progress) -> str:
+    """Rebuild the derived data worth having before the first read: the compacted colors (when
+    the plan asks for it, as the scheduler would). Caches, heartbeats and leases come back by
+    themselves once the app and the scheduler run."""
+    say("rebuilding derived data (compaction) ...")
+    done = compact_colors(target, now=now_or(now))
+    return (f"compaction: {done.runs} runs, {done.rows} rows" if done.done
+            else f"compaction not needed ({done.reason})")
