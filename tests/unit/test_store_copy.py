@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from core import catalog
+from core import audit_chain, catalog
 from core.__main__ import main
 from core.access import SYSTEM, VIEWER, Actor
 from core.cli.demo import generate_colors, load_demo
@@ -48,6 +48,12 @@ def _desk(store: Any) -> Any:
     return store
 
 
+def _chain(store: Any) -> tuple[int, str]:
+    verdict = audit_chain.verify(store)
+    assert (verdict.ok, verdict.problem) == (True, "")
+    return verdict.entries, verdict.head_hash
+
+
 def _same_state(source: Any, target: Any) -> None:
     """Every state document, blob, table partition and run's rows of the source is on the target,
     equal (read and compared directly, not through the checksums under test)."""
@@ -62,6 +68,9 @@ def _same_state(source: Any, target: Any) -> None:
         for partition in source.partitions(table):
             pd.testing.assert_frame_equal(target.scan(table, [partition]),
                                           source.scan(table, [partition]))
+    # the audit trail's hash chain holds on the target, with the source's head
+    chain = audit_chain.verify(target)
+    assert (chain.ok, chain.entries, chain.head_hash) == (True, *_chain(source))
     theirs, ours = run_tables(source), run_tables(target)
     for table in RUN_TABLES:
         assert ours.runs(table) == theirs.runs(table)
