@@ -34,6 +34,7 @@ PAGES = (
     PageSpec("Account", "automation", "Automation", "⏱️", roles=(ADMIN,)),
     PageSpec("Account", "rules", "Rules", "🚫", roles=(ADMIN,)),
     PageSpec("Account", "settings", "Settings", "⚙️", roles=(ADMIN,)),
+    PageSpec("Account", "audit", "Audit", "🧾", roles=(ADMIN,)),
     PageSpec("Account", "account", "Account", "👤"),
 )
 

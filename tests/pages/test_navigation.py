@@ -20,6 +20,7 @@ ALL_PAGES = {
     "pages/automation.py": ("Automation", "automation"),
     "pages/rules.py": ("Rules", "rules"),
     "pages/settings.py": ("Settings", "settings"),
+    "pages/audit.py": ("Audit", "audit"),
     "pages/account.py": ("Account", "account"),
 }
 WRONG = "Username or password is incorrect"
@@ -54,7 +55,7 @@ def _switchable(at: AppTest) -> list[str]:
     ("viewer", [*READERS, "pages/account.py"]),
     ("analyst", [*READERS, "pages/manual_color.py", "pages/account.py"]),
     ("admin", [*READERS, "pages/manual_color.py", "pages/automation.py",
-               "pages/rules.py", "pages/settings.py", "pages/account.py"]),
+               "pages/rules.py", "pages/settings.py", "pages/audit.py", "pages/account.py"]),
 ])
 def test_each_role_reaches_exactly_its_pages(app_as, role, pages):
     at = app_as(role, role)
