@@ -22,6 +22,7 @@ from core.automation.sweep import sweep_runs
 from core.cli import audit as cli_audit
 from core.cli import buffer as cli_buffer
 from core.cli import columns as cli_columns
+from core.cli import health as cli_health
 from core.cli import jobs as cli_jobs
 from core.cli import search as cli_search
 from core.cli import store as cli_store
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_search.add_parser(sub)
     cli_audit.add_parser(sub)
     cli_store.add_parser(sub)
+    cli_health.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -143,9 +145,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         settings = load_settings(read_secrets_file(), os.environ)
         store = open_store(settings["store.url"], store_options(settings))
-        # `store copy` only reads its source; `runs sweep` sweeps as its own work
-        if (args.command, getattr(args, "action", "")) not in (("runs", "sweep"),
-                                                                ("store", "copy")):
+        # `store copy` and `scheduler-health` only read; `runs sweep` sweeps as its own work
+        if (args.command, getattr(args, "action", "")) not in (
+                ("runs", "sweep"), ("store", "copy"), ("scheduler-health", "")):
             _sweep(store, settings)
         return _run(args, store, settings)
     except (MarketPulseError, StoreError) as exc:
@@ -219,6 +221,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return cli_audit.run(args, store)
     if args.command == "columns":
         return cli_columns.run(args, store, settings)
+    if args.command == "scheduler-health":
+        return cli_health.run(args, store)
     if args.command == "store":
         return cli_store.run(args, store, settings)
     if args.command in ("search", "compact"):
