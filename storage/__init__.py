@@ -25,7 +25,8 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
     """Open the store a URL names: a folder path or file://… (local), memory://, s3://bucket/prefix,
     or a SQLAlchemy URL (postgresql+psycopg://…, oracle+oracledb://…, sqlite:///…).
     options: settings by their dotted names (s3.endpoint_url, s3.region, s3.access_key_id,
-    s3.secret_access_key, s3.cache_dir); each backend reads its own section, ignores the rest."""
+    s3.secret_access_key, s3.cache_dir; sql.schema); each backend reads its own section, ignores
+    the rest."""
     if url.startswith("memory://"):
         from storage.memory import MemoryStore
 
@@ -37,9 +38,9 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> Store:
     if "://" in url and not url.startswith("file://"):
         scheme = url.split("://", 1)[0]
         if scheme.split("+")[0] in ("postgresql", "oracle", "sqlite"):
-            from storage.sql import SqlStore  # type: ignore[import-not-found]  # SQL issue
+            from storage.sql import SqlStore
 
-            return SqlStore(url)
+            return SqlStore(url, options)
         raise InvalidKey(url, f"unknown store scheme {scheme!r}")
     from storage.local import LocalStore
 

@@ -30,6 +30,66 @@ def local_store(tmp_path):
     return open_store(str(tmp_path / "store"))
 
 
+# The PostgreSQL server CI starts (trust auth): each test's store lives in a schema of its own.
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """A SqlStore on a SQLite file in the test's folder."""
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres():
+    """An engine on the test database, and the prefix of this session's schemas; schemas left
+    behind by this session are dropped at its end. No server: every test using it fails."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (start it: CI does): {exc}",
+                    pytrace=False)
+    prefix = f"mp_{os.getpid()}_{secrets.token_hex(3)}_"
+    yield engine, prefix
+    with engine.begin() as conn:
+        left = conn.execute(sa.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :p"),
+                            {"p": prefix.replace("_", r"\_") + "%"}).scalars().all()
+        for name in left:
+            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_schema(_postgres):
+    """A new schema's name (the store creates it on first use; dropped after the test)."""
+    import sqlalchemy as sa
+
+    engine, prefix = _postgres
+    name = f"{prefix}{next(_schemas)}"
+    yield name
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+
+
+_schemas = iter(range(1, 10**9))
+
+
+@pytest.fixture
+def postgres_store(postgres_schema):
+    """A SqlStore on PostgreSQL in a schema of its own."""
+    store = open_store(f"{POSTGRES_URL}?schema={postgres_schema}")
+    yield store
+    store.dispose()
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     """moto's S3 API served on 127.0.0.1 (a free port) for the whole session; yields its URL."""

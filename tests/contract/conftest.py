@@ -10,7 +10,7 @@ from storage import Store
 # A new backend joins the suite by adding its name here and an `<name>_store` fixture, e.g.
 # "sqlite" and "postgres" (SqlStore). It ships only when every test here passes for it.
 # "s3" is S3Store on moto's server, started on 127.0.0.1 by the session (tests/conftest.py).
-BACKENDS = ["memory", "local", "s3"]
+BACKENDS = ["memory", "local", "s3", "sqlite", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
