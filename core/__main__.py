@@ -32,7 +32,7 @@ from core.config import load_settings, read_secrets_file, secrets_path, store_op
 from core.errors import MarketPulseError
 from core.reads import history
 from core.rules import exclusion as rules
-from core.runs import duplicates, pipeline
+from core.runs import duplicates, pipeline, removal
 from core.runs import records as runs
 from core.runs.exports import write_output
 from storage import StoreError, open_store
@@ -64,8 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--run", type=int, help="only this run")
 
-    p = sub.add_parser("runs", help="list runs, or sweep: mark runs whose process died abandoned")
-    p.add_argument("action", nargs="?", choices=("list", "sweep"), default="list")
+    p = sub.add_parser("runs", help="list runs; sweep: mark runs whose process died abandoned; "
+                                    "remove RUN --reason TEXT / restore RUN: take a published "
+                                    "run out of every read, or bring it back")
+    p.add_argument("action", nargs="?", choices=("list", "sweep", "remove", "restore"),
+                   default="list")
+    p.add_argument("run", nargs="?", type=int, help="the run to remove or restore")
+    p.add_argument("--reason", default="", help="why the run is removed (required)")
 
     p = sub.add_parser("rules", help="list, add, remove or toggle exclusion rules")
     rsub = p.add_subparsers(dest="action", required=True)
@@ -199,6 +204,17 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         for rec in found:
             print(f"Run {rec.run_id} {rec.error}; its partial data was removed")
         print(f"{len(found)} run(s) abandoned")
+        return 0
+    if args.command == "runs" and args.action in ("remove", "restore"):
+        if args.run is None:
+            raise MarketPulseError(f"runs {args.action}: name the run (e.g. runs {args.action} 7)")
+        if args.action == "remove":
+            record = removal.remove_run(store, SYSTEM, args.run, args.reason)
+            print(f"Run {record.run_id} removed: its colors left search, the dashboard and "
+                  "exports (undo: runs restore)")
+        else:
+            record = removal.restore_run(store, SYSTEM, args.run)
+            print(f"Run {record.run_id} restored: its colors are published again")
         return 0
     if args.command == "runs":
         print(f"{'RUN':>5}  {'KIND':9} {'STATUS':9} {'STARTED':25} {'PUBLISHED':>9} {'PARENTS':>7}"

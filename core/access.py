@@ -33,6 +33,7 @@ MANAGE_BACKUPS = "manage_backups"
 REVERT = "revert"
 REPUBLISH = "republish"
 VIEW_AUDIT = "view_audit"
+REMOVE_RUNS = "remove_runs"
 
 PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     VIEW: (frozenset(ROLES), "view colors"),
@@ -50,6 +51,7 @@ PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     REVERT: (frozenset({ADMIN}), "revert changes"),
     REPUBLISH: (frozenset({ADMIN}), "publish already published colors again"),
     VIEW_AUDIT: (frozenset({ADMIN}), "read the audit trail"),
+    REMOVE_RUNS: (frozenset({ADMIN}), "remove published runs"),
 }
 
 

@@ -25,6 +25,8 @@ from core.clock import now_or
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ingest import columns
 from core.rules import exclusion as rules
+from core.runs import records as runs_records
+from core.runs import removal
 from core.schema import CONFIG_KEY
 from storage import ObjectNotFound, Store, WriteConflict
 
@@ -313,7 +315,26 @@ class JobsHandler:
                            "again") from exc
 
 
+class RunsHandler:
+    """A run's removal and its undo (core.runs.removal): the entity is "run <id>", the state its
+    id, status and removal."""
+
+    def current_state(self, store: Store, entity: str) -> State:
+        try:
+            return removal.state(runs_records.get_run(store, int(entity.split()[-1])))
+        except (NotFound, ValueError):
+            return None
+
+    def restore(self, store: Store, actor: Actor, before: State, after: State) -> None:
+        if before is None or after is None:
+            raise InvalidInput("revert", "that change recorded no run state to restore")
+        removal.set_state(store, int(after["run"]), after, before)
+
+
 register_area(rules.AREA, RulesHandler())
 register_area(jobs.AREA, JobsHandler())
+register_area(removal.AREA, RunsHandler(), actions={removal.REMOVED_ACTION,
+                                                   removal.RESTORED_ACTION},
+              label=lambda entity: entity)
 register_area(columns.AREA, ColumnsHandler(), label=lambda entity: "the column configuration",
               summary=lambda change: change.detail or "changed the column configuration")

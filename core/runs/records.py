@@ -77,6 +77,9 @@ class RunRecord:
     # and the request (core.automation.jobs.Trigger id) the page follows until the run ends.
     requested_by: str = ""
     request_id: str = ""
+    # An admin took a published run out of every read (core.runs.removal): by, at, reason. Its rows
+    # stay stored, so undo brings it back exactly.
+    removal: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -270,7 +270,8 @@ def test_a_published_run_is_listed_but_not_revertible(store):
             "17734072432755618,ARES 2025-78A A2,2.0_Mezz,97988RBL5,2026-03-13,99.5,JPM,BID\n")
     process_files(store, SYSTEM, [("a.csv", data.encode())], settings=load_settings({}, {}))
     assert listing(store, "runs") == [
-        ("run_published", "run 1", "run published run 1", False, "runs changes cannot be reverted")]
+        ("run_published", "run 1", "run published run 1", False,
+         "'run published' changes cannot be reverted")]
 
 
 class JobsHandler:
