@@ -125,7 +125,7 @@ class SqlStore(FrameTables):
     def _create_document(self, key: str, body: str) -> str:
         d = self._fixed.documents
         try:
-            with self.writing() as conn:
+            with self.writing(conflicts=True) as conn:
                 conn.execute(sa.insert(d).values(doc_key=key, version=1, body=body))
         except sa_exc.IntegrityError:
             raise WriteConflict(key, None, self._version(key)) from None
@@ -166,7 +166,7 @@ class SqlStore(FrameTables):
                 if done.rowcount == 1:
                     return
             try:
-                with self.writing() as conn:
+                with self.writing(conflicts=True) as conn:
                     conn.execute(sa.insert(b).values(blob_key=key, data=bytes(data)))
                 return
             except sa_exc.IntegrityError:  # written meanwhile: replace it

@@ -86,19 +86,25 @@ frame_partitions = sa.Table(
 
 
 @contextmanager
-def vendor_errors(where: str) -> Iterator[None]:
+def vendor_errors(where: str, *, conflicts: bool = False) -> Iterator[None]:
     """SQLAlchemy's and the driver's errors as StoreUnavailable naming `where` (the URL without
-    its password); DataError (a value the column cannot hold) as ValueError. IntegrityError is
-    left to the caller, which expects it (a key that exists)."""
+    its password); DataError (a value the column cannot hold) as ValueError. conflicts: an
+    IntegrityError (a key that exists) is the caller's to handle, raised as it is."""
     try:
         yield
-    except sa_exc.IntegrityError:
-        raise
+    except sa_exc.IntegrityError as exc:
+        if conflicts:
+            raise
+        raise _unavailable(where, exc) from exc
     except sa_exc.DataError as exc:
         raise ValueError(f"{where}: a value cannot be stored: {exc.orig}") from exc
     except sa_exc.SQLAlchemyError as exc:
-        reason = getattr(exc, "orig", None) or exc
-        raise StoreUnavailable(f"{where}: {type(reason).__name__}: {reason}") from exc
+        raise _unavailable(where, exc) from exc
+
+
+def _unavailable(where: str, exc: BaseException | None) -> StoreUnavailable:
+    reason = getattr(exc, "orig", None) or exc
+    return StoreUnavailable(f"{where}: {type(reason).__name__}: {reason}")
 
 
 def parse_url(url: str, options: Mapping[str, Any] | None) -> tuple[sa.URL, str | None]:
@@ -177,7 +183,7 @@ class SchemaKeeper:
         with self._lock:
             if self._ready:
                 return
-            with vendor_errors(self.where):
+            with vendor_errors(self.where, conflicts=True):
                 self._create()
                 self._migrate()
             self._ready = True

@@ -329,7 +329,7 @@ class FrameTables:
         (ALTER TABLE) and the indexes they complete, under a lock on the table's catalog row."""
         for attempt in range(2):
             try:
-                with self.writing() as conn:
+                with self.writing(conflicts=True) as conn:
                     ft = self.frame_table(conn, table) or self._create_table(conn, table)
                     if not self._missing(ft, schema):
                         return ft
@@ -360,10 +360,11 @@ class FrameTables:
             yield conn
 
     @contextmanager
-    def writing(self) -> Iterator[sa.Connection]:
-        """A transaction, committed when the block ends (rolled back when it raises)."""
+    def writing(self, *, conflicts: bool = False) -> Iterator[sa.Connection]:
+        """A transaction, committed when the block ends (rolled back when it raises).
+        conflicts: a unique violation is raised as it is (IntegrityError), for the caller."""
         self._keeper.ensure()
-        with vendor_errors(self._where), self._engine.begin() as conn:
+        with vendor_errors(self._where, conflicts=conflicts), self._engine.begin() as conn:
             yield conn
 
     @staticmethod

@@ -90,6 +90,35 @@ def postgres_store(postgres_schema):
     store.dispose()
 
 
+# A live Oracle to run the contract on (a SQLAlchemy URL, oracle+oracledb://user:password@host:
+# 1521/?service_name=X); read at import, before the autouse fixture clears MARKETPULSE_*.
+ORACLE_DSN = os.environ.get("MARKETPULSE_ORACLE_DSN", "")
+
+
+def _drop_store_tables(url: str) -> None:
+    """Drop every table a SqlStore made in the user's schema (Oracle: a schema is a user)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for name in sa.inspect(conn).get_table_names():
+            if name.lower().startswith("mp_"):
+                conn.execute(sa.schema.DropTable(sa.Table(name, sa.MetaData())))
+    engine.dispose()
+
+
+@pytest.fixture
+def oracle_store():
+    """A SqlStore on the live Oracle of MARKETPULSE_ORACLE_DSN, emptied before and after."""
+    if not ORACLE_DSN:
+        pytest.skip("MARKETPULSE_ORACLE_DSN is not set: no live Oracle")
+    _drop_store_tables(ORACLE_DSN)
+    store = open_store(ORACLE_DSN)
+    yield store
+    store.dispose()
+    _drop_store_tables(ORACLE_DSN)
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     """moto's S3 API served on 127.0.0.1 (a free port) for the whole session; yields its URL."""
