@@ -26,6 +26,7 @@ from core.runs.records import (
 )
 from core.runs.workbooks import FAILED, PENDING, workbook_note, workbook_state
 from pages._ui.markdown import escape_markdown
+from pages._ui.run_removal import render_removal
 from pages._ui.widgets import validation_report
 from storage import ObjectNotFound, Store
 
@@ -160,6 +161,7 @@ def render_run_detail(store: Store, actor: Actor, record: RunRecord, key: str) -
         validation_report(ValidationReport(
             [Problem(**p) for p in record.problems], rows_total=counts.get("read", 0),
             rows_quarantined=counts.get("quarantined", 0)), key=f"{key}.run_report")
+    render_removal(store, actor, record, key)
     if record.status != SUCCESS:
         return
     stem = f"marketpulse-run-{record.run_id:08d}"
