@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.base import ANY_VERSION, Store
+from storage.documents import get_many
 from storage.errors import InvalidKey, ObjectNotFound, StoreError, StoreUnavailable, WriteConflict
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "WriteConflict",
+    "get_many",
     "open_store",
 ]
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import builtins
 import json
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from storage.errors import InvalidKey, WriteConflict
+from storage.errors import InvalidKey, ObjectNotFound, WriteConflict
 
 # Pass as expected_version to write whatever the current version is (heartbeats, caches).
 ANY_VERSION = "*"
@@ -75,3 +76,19 @@ def check_version(key: str, expected: str | None, actual: str | None) -> None:
         return
     if expected != actual:
         raise WriteConflict(key, expected, actual)
+
+
+def get_many(store: Documents, keys: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    """(value, version) of each of these keys that exists, absent ones left out. A backend with a
+    faster way has its own `get_many` (S3: the GETs in parallel); else one get per key."""
+    own = getattr(store, "get_many", None)
+    if own is not None:
+        found: dict[str, tuple[Any, str]] = own(keys)
+        return found
+    found = {}
+    for key in keys:
+        try:
+            found[key] = store.get(key)
+        except ObjectNotFound:  # removed between a listing and this read
+            continue
+    return found

@@ -14,7 +14,7 @@ from typing import Any
 from core import catalog
 from core.clock import now_or
 from core.errors import NotFound
-from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict
+from storage import ANY_VERSION, ObjectNotFound, Store, WriteConflict, get_many
 
 SEQUENCE_KEY = catalog.RUN_SEQUENCE.key
 DATA_VERSION_KEY = catalog.DATA_VERSION.key
@@ -121,13 +121,8 @@ def load_runs(store: Store, *, limit: int | None = None) -> list[RunRecord]:
     keys = sorted(store.list(RUNS_PREFIX), reverse=True)
     if limit is not None:
         keys = keys[:limit]
-    records = []
-    for key in keys:
-        try:
-            records.append(RunRecord.from_dict(store.get(key)[0]))
-        except ObjectNotFound:  # removed between list and get
-            continue
-    return records
+    found = get_many(store, keys)  # in parallel where the store can (S3)
+    return [RunRecord.from_dict(found[key][0]) for key in keys if key in found]
 
 
 def visible_run_ids(store: Store) -> list[int]:

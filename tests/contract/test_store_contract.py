@@ -26,6 +26,7 @@ from storage import (
     Store,
     StoreUnavailable,
     WriteConflict,
+    get_many,
     open_store,
 )
 from storage.base import Blobs, Documents, PartitionedStore, Tables
@@ -172,6 +173,17 @@ def test_list_returns_keys_starting_with_the_prefix_sorted(store: Store):
     assert store.list("jobs/sub/") == ["jobs/sub/c"]
     assert store.list("jobs/a.js") == []
     assert store.list("nothing/") == []
+
+
+def test_get_many_returns_what_exists_with_the_versions_get_reports(store: Store):
+    versions = {key: store.put(key, {"n": i}, None) for i, key in enumerate(
+        [f"runs/{n:08d}" for n in range(40)])}
+    store.delete("runs/00000007")
+    wanted = [*versions, "runs/missing"]
+    found = get_many(store, wanted)
+    assert sorted(found) == sorted(k for k in versions if k != "runs/00000007")
+    assert all(found[k] == ({"n": int(k[-2:])}, versions[k]) for k in found)
+    assert get_many(store, []) == {}
 
 
 @pytest.mark.parametrize("key", INVALID_KEYS)
