@@ -286,3 +286,16 @@ def test_the_cli_copies_the_configured_store_with_progress_and_refuses_a_second_
     assert main(["store", "copy", "--to", target]) == 2
     refused = capsys.readouterr().err
     assert refused.startswith(f"error: the target {target_url} already holds state (")
+
+
+@pytest.mark.parametrize("backend", ["sqlite_store", "postgres_store"])
+def test_a_folder_copied_to_a_sql_store_arrives_whole(local_store, backend, request):
+    target = request.getfixturevalue(backend)
+    source = _desk(local_store)
+    before = take_inventory(source)
+
+    report = copy_store(SYSTEM, source, target, now=NOW)
+
+    assert (report.verified, report.problems) == (True, [])
+    assert take_inventory(source) == before
+    _same_state(source, target)
