@@ -1,30 +1,25 @@
 """What a store holds that a copy must carry (the catalog's state entries), each with a checksum:
 a document by the SHA-256 of its canonical JSON, a blob by its bytes, a table partition and each
-run's rows of each run table by a row count and the SHA-256 of its rows in a canonical order.
+run's rows of each run table by a row count and the SHA-256 of its rows in a canonical order
+(core.compliance.row_checksum).
 `store copy` verifies a target against its source with these; tests prove a source unchanged."""
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import hashlib
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from core import catalog
+from core.compliance.row_checksum import rows_checksum
 from storage import Store
 from storage.run_tables import RUN_TABLES, run_tables
 
 DOCUMENT, BLOB, TABLE, RUN = "document", "blob", "table", "run"
-NULL = "\x00"  # a missing cell (None, NaN, NA, NaT): no real cell's text starts with it
-_CELL_SEPARATOR, _ROW_SEPARATOR = "\x1f", "\x1e"
-_HASH_BATCH = 50_000  # rows joined per hash update (bounds the text held at once)
 
 
 @dataclass(frozen=True)
@@ -91,87 +86,6 @@ def blob_item(key: str, data: bytes) -> Item:
 
 def rows_item(part: str, name: str, frame: pd.DataFrame) -> Item:
     return Item(part, name, len(frame), rows_checksum(frame))
-
-
-def rows_checksum(frame: pd.DataFrame) -> str:
-    """SHA-256 of the column names (sorted) and the rows as canonical text, sorted: independent of
-    row and column order, and of how a backend types a value (1 and 1.0, True and 1, a date and its
-    midnight, naive UTC and aware UTC read the same; a missing value is missing, whatever its
-    kind), so two stores holding the same rows agree."""
-    columns = sorted(map(str, frame.columns))
-    digest = hashlib.sha256(_ROW_SEPARATOR.join(columns).encode())
-    if len(frame) == 0:
-        return digest.hexdigest()
-    cells = [_canonical_cells(frame[column]) for column in columns]
-    rows = np.sort(_joined(cells))
-    for start in range(0, len(rows), _HASH_BATCH):
-        chunk = rows[start:start + _HASH_BATCH]
-        text = _ROW_SEPARATOR + _ROW_SEPARATOR.join(chunk)
-        digest.update(text.encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
-
-
-def _joined(cells: list[np.ndarray]) -> np.ndarray:
-    joined = cells[0].astype(object)
-    for column in cells[1:]:
-        joined = joined + _CELL_SEPARATOR + column
-    return joined
-
-
-def _canonical_cells(series: pd.Series) -> np.ndarray:
-    """The column's cells as canonical text (an object array of str), fast for typed columns."""
-    dtype = series.dtype
-    missing = series.isna().to_numpy()
-    if pd.api.types.is_bool_dtype(dtype):
-        truth = series.fillna(False).astype(bool).to_numpy()
-        text = np.where(truth, "n1", "n0").astype(object)
-    elif pd.api.types.is_integer_dtype(dtype):
-        text = ("n" + series.astype("string").fillna("")).to_numpy(dtype=object)
-    elif pd.api.types.is_float_dtype(dtype):
-        numbers = series.to_numpy(dtype="float64", na_value=np.nan)
-        text = np.array([_number(x) for x in numbers], dtype=object)
-    elif pd.api.types.is_datetime64_any_dtype(dtype):
-        stamps = series.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(
-            dtype, "tz", None) else series
-        micros = stamps.astype("datetime64[us]").to_numpy().view("int64")
-        text = np.char.add("t", micros.astype(str)).astype(object)
-    elif isinstance(dtype, pd.StringDtype):
-        text = ("s" + series.fillna("")).to_numpy(dtype=object)
-    else:
-        text = np.array([_cell(v) for v in series.to_numpy(dtype=object)], dtype=object)
-    text[missing] = NULL
-    return text
-
-
-def _number(value: float) -> str:
-    """A number's text: integral values as integers (so 1.0 reads as 1), others by repr."""
-    if math.isnan(value):
-        return NULL
-    if math.isfinite(value) and value == math.floor(value) and abs(value) < 2**53:
-        return f"n{int(value)}"
-    return f"n{value!r}"
-
-
-def _cell(value: Any) -> str:
-    """Canonical text of one value of an untyped (object) column."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return NULL
-    if isinstance(value, bool | np.bool_):
-        return "n1" if value else "n0"
-    if isinstance(value, int | np.integer):
-        return f"n{int(value)}"
-    if isinstance(value, float | np.floating | decimal.Decimal):
-        return _number(float(value))
-    if isinstance(value, dt.date | np.datetime64):  # datetimes, dates, pandas Timestamps
-        stamp = pd.Timestamp(value)
-        if stamp.tzinfo is not None:
-            stamp = stamp.tz_convert("UTC").tz_localize(None)
-        return f"t{stamp.value // 1000}"
-    if isinstance(value, str):
-        return "s" + value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "x" + bytes(value).hex()
-    return "o" + json.dumps(value, sort_keys=True, default=str)
 
 
 # -- what a store holds ----------------------------------------------------------------------------

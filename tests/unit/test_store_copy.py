@@ -5,6 +5,7 @@ non-empty target is refused, and a copy that does not match its source is caught
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -14,8 +15,9 @@ from core import audit_chain, catalog
 from core.__main__ import main
 from core.access import SYSTEM, VIEWER, Actor
 from core.cli.demo import generate_colors, load_demo
+from core.compliance.row_checksum import rows_checksum
 from core.compliance.store_copy import MARKER_KEY, copy_store, shown_url, unfinished_copy
-from core.compliance.store_inventory import compare, rows_checksum, take_inventory
+from core.compliance.store_inventory import compare, take_inventory
 from core.config import load_settings
 from core.errors import Conflict, PermissionDenied
 from core.identity.users import create_first_admin
@@ -240,12 +242,18 @@ def test_rows_checksum_ignores_order_and_backend_typing_but_not_values():
                           "B": pd.array(["x", None, "z"], dtype="string"),
                           "T": pd.to_datetime(["2026-03-13", None, "2026-03-14"]),
                           "F": pd.array([1.0, 2.5, None], dtype="Float64"),
-                          "K": pd.array([True, False, None], dtype="boolean")})
+                          "K": pd.array([True, False, None], dtype="boolean"),
+                          "U": pd.array(["é", "a\x1fb", None], dtype="string")})
     untyped = pd.DataFrame({"K": [1, 0, None], "F": [1, 2.5, float("nan")],
                             "T": [datetime(2026, 3, 13, tzinfo=UTC), None,
                                   pd.Timestamp("2026-03-14").date()],
-                            "B": ["x", None, "z"], "A": [1.0, 2.0, None]}).iloc[[2, 0, 1]]
+                            "B": ["x", None, "z"], "A": [1.0, 2.0, None],
+                            "U": pd.Series(["é", "a\x1fb", None], dtype=object)}).iloc[[2, 0, 1]]
     assert rows_checksum(untyped) == rows_checksum(frame)
+    # as a SQL driver may give them: Python objects (Decimal, int, str) in untyped columns
+    drivers = untyped.astype(object).assign(
+        F=pd.Series([None, Decimal(1), Decimal("2.5")], dtype=object, index=untyped.index))
+    assert rows_checksum(drivers) == rows_checksum(frame)
     changed = frame.copy()
     changed.loc[1, "F"] = 2.25
     assert rows_checksum(changed) != rows_checksum(frame)
