@@ -32,7 +32,7 @@ from core.alerts.templates import (
 from core.audit import record_change
 from core.clock import now_or
 from core.config import Settings
-from core.errors import InvalidInput, MarketPulseError
+from core.errors import Conflict, InvalidInput, MarketPulseError
 from core.runs.records import EXCLUDED_TABLE, SUCCESS, RunRecord
 from core.runs.workbooks import FAILED, PENDING, workbook_state
 from core.settings_docs import read_settings, write_settings
@@ -44,7 +44,8 @@ __all__ = [
     "SECURITY", "SMTP_KEY", "Delivery", "DeliveryFailed", "EmailSettings", "SmtpConfig",
     "deliver_email", "email_setup_gap", "get_email_settings", "get_smtp_config",
     "load_email_settings", "load_send_log", "load_smtp_config", "notify_run",
-    "parse_addresses", "run_switch", "save_email_settings", "save_smtp_config", "send_email",
+    "parse_addresses", "restore_smtp_config", "run_switch", "save_email_settings",
+    "save_smtp_config", "send_email",
     "send_test_email", "template_problems",
 ]
 
@@ -107,6 +108,23 @@ def save_smtp_config(store: Store, actor: Actor, config: SmtpConfig, *,
     record_change(store, actor, "notifications", "smtp_changed", "smtp",
                   before=before.to_dict() if before else None, after=config.to_dict())
     return version
+
+
+def restore_smtp_config(store: Store, actor: Actor, before: dict[str, Any] | None,
+                        after: dict[str, Any] | None) -> None:
+    """Put the SMTP settings back to `before` (None: not configured) in place of `after`, with
+    the document's version (no change log: the revert logs itself); Conflict when they are no
+    longer `after`."""
+    require(actor, EDIT_NOTIFICATIONS)
+    config, version = get_smtp_config(store)
+    if (config and config.to_dict()) != after:
+        raise Conflict("the SMTP server changed while it was being reverted; reload and try "
+                       "again")
+    known = SmtpConfig.__dataclass_fields__
+    restored = {} if before is None else SmtpConfig(
+        **{k: v for k, v in before.items() if k in known}).to_dict()
+    write_settings(store, SMTP_KEY, restored, version, what="the SMTP server",
+                   area="notifications", entity="smtp")
 
 
 RUN_EMAIL_SWITCHES = {"on_success": "after automated runs that succeed",

@@ -16,7 +16,7 @@ import pandas as pd
 from core import catalog
 from core.access import EDIT_NOTIFICATIONS, Actor, require
 from core.audit import record_change
-from core.errors import InvalidInput
+from core.errors import Conflict, InvalidInput
 from core.runs.records import FAILED, MISSED, SUCCESS, RunRecord
 from core.settings_docs import read_settings, write_settings
 from storage import Store
@@ -226,6 +226,21 @@ def save_email_settings(store: Store, actor: Actor, config: EmailSettings, *,
     record_change(store, actor, "notifications", "email_changed", "email",
                   before=before.to_dict(), after=checked.to_dict(), now=now)
     return checked
+
+
+def restore_email_settings(store: Store, actor: Actor, before: dict[str, Any],
+                           after: dict[str, Any]) -> None:
+    """Put the run-email settings back to `before` in place of `after`, with the document's
+    version (no change log: the revert logs itself); Conflict when they are no longer `after`."""
+    require(actor, EDIT_NOTIFICATIONS)
+    config, version = get_email_settings(store)
+    if config.to_dict() != after:
+        raise Conflict("the run email settings changed while they were being reverted; reload "
+                       "and try again")
+    known = EmailSettings.__dataclass_fields__
+    restored = EmailSettings(**{k: v for k, v in before.items() if k in known})
+    write_settings(store, EMAIL_KEY, restored.to_dict(), version,
+                   what="the run email settings", area="notifications", entity="email")
 
 
 class RunSwitches(Protocol):

@@ -10,7 +10,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from core.alerts.email import DeliveryFailed
 from core.audit import record_change
 from core.clock import now_or
 from core.config import Settings
-from core.errors import InvalidInput
+from core.errors import Conflict, InvalidInput
 from core.runs.records import FAILED, MISSED, SUCCESS, RunRecord
 from core.settings_docs import changed_meanwhile, read_settings, write_settings
 from storage import Store
@@ -130,6 +130,42 @@ def save_webhook_settings(store: Store, actor: Actor, config: WebhookSettings, *
     record_change(store, actor, "notifications", "webhooks_changed", "webhooks",
                   before=before.masked(), after=checked.masked(), now=now)
     return checked
+
+
+_URL_FIELDS = (("slack_url", "Slack"), ("teams_url", "Teams"))
+
+
+def unrestorable_urls(before: Mapping[str, Any], current: WebhookSettings) -> str:
+    """Why the settings `before` (masked, as the change log keeps them) cannot be put back over
+    `current`; "" when they can: each URL goes back to none or, when its mask is the same, stays
+    the URL stored now. Any other URL is not kept anywhere."""
+    lost = [f"the {service} URL {before.get(name)}" for name, service in _URL_FIELDS
+            if before.get(name) and before.get(name) != mask_url(getattr(current, name))]
+    if not lost:
+        return ""
+    return (f"{' and '.join(lost)} cannot be restored: the change log keeps webhook URLs masked; "
+            "paste it again under Settings → Email & notifications")
+
+
+def restore_webhook_settings(store: Store, actor: Actor, before: Mapping[str, Any],
+                             after: Mapping[str, Any]) -> None:
+    """Put the webhook settings back to `before` (masked) in place of `after`, with the
+    document's version (no change log: the revert logs itself). Conflict when they are no longer
+    `after` or a URL of `before` is not known (unrestorable_urls)."""
+    require(actor, EDIT_NOTIFICATIONS)
+    current, version = get_webhook_settings(store)
+    if current.masked() != dict(after):
+        raise Conflict("the webhooks changed while they were being reverted; reload and try "
+                       "again")
+    problem = unrestorable_urls(before, current)
+    if problem:
+        raise Conflict(problem)
+    known = WebhookSettings.__dataclass_fields__
+    restored = WebhookSettings(**{
+        **{k: v for k, v in before.items() if k in known},
+        **{name: getattr(current, name) if before.get(name) else "" for name, _ in _URL_FIELDS}})
+    write_settings(store, WEBHOOKS_KEY, restored.to_dict(), version, what="the webhooks",
+                   area="notifications", entity="webhooks")
 
 
 def webhook_urls(store: Store, settings: Settings) -> dict[str, str]:

@@ -2,9 +2,9 @@
 log, whether each can be reverted (and why not), and reverting one only when the entity has not
 changed since. Each area plugs in a Handler; rules, the column configuration and jobs are built in.
 
-Adding an area (run removal, settings): implement Handler and call
-`register_area("settings", SettingsHandler(), actions={"update"})` when the module is
-imported; make sure a composition root imports that module before changes are listed.
+Adding an area: implement Handler and call `register_area("settings", SettingsHandler(),
+actions={"update"})` at the end of this module; the other areas' handlers (users, presets,
+notifications, sign-up, buffer) are core.compliance.revert_areas, registered here too.
 """
 
 from __future__ import annotations
@@ -17,21 +17,26 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from core.access import REVERT, Actor, require
+from core.access import EDIT_COLUMNS, EDIT_JOBS, EDIT_RULES, REMOVE_RUNS, REVERT, Actor, require
 from core.audit import get_change, load_changes, record_change
 from core.automation import jobs
 from core.claims import claim_key, release
 from core.clock import now_or
+from core.compliance import revert_areas
 from core.errors import Conflict, InvalidInput, NotFound
+from core.identity import login, users
 from core.ingest import columns
+from core.intake import buffer
 from core.rules import exclusion as rules
+from core.rules import presets
 from core.runs import records as runs_records
 from core.runs import removal
 from core.schema import CONFIG_KEY
 from storage import ObjectNotFound, Store, WriteConflict
 
 REVERT_ACTION = "revert"
-State = dict[str, Any] | None  # an entity as the log snapshots it; None = it does not exist
+# An entity as the log snapshots it (a dict; a list for a column profile); None = it does not exist
+State = revert_areas.State
 
 
 class Handler(Protocol):
@@ -41,12 +46,13 @@ class Handler(Protocol):
         """The entity (the change log's ENTITY) now, in the form the area logs as before/after;
         None when it does not exist."""
 
-    def restore(self, store: Store, actor: Actor, before: State, after: State) -> None:
+    def restore(self, store: Store, actor: Actor, entity: str, before: State, after: State
+                ) -> None:
         """Put `before` back exactly (None: remove the entity) in place of `after`: the revert is
-        logged with `before` as its after, so stamp nothing else on it. Check, with the store's
-        versions, that `after` is still what is stored and raise Conflict if not (a write
-        between the check and the restore). Do not write to the change log: revert_change logs
-        the revert itself."""
+        logged with `before` as its after, so stamp nothing else on it. Check the actor's
+        permission for the area's normal edit, and, with the store's versions, that `after` is
+        still what is stored (Conflict if not: a write between the check and the restore). Do
+        not write to the change log: revert_change logs the revert itself."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class _Area:
     actions: frozenset[str] | None  # the actions that can be reverted; None = all but reverts
     label: Callable[[str], str]  # entity → words for messages ("rule 'No DZ'")
     summary: Callable[[Change], str] | None  # the list's one-line text; None: the generic one
+    compare: Callable[[State], Any]  # the part of a state the conflict check compares
+    refuse: Callable[[Store, Change], str] | None  # why a change cannot be reverted ("": it can)
 
 
 _AREAS: dict[str, _Area] = {}
@@ -62,13 +70,22 @@ _AREAS: dict[str, _Area] = {}
 
 def register_area(area: str, handler: Handler, *, actions: Collection[str] | None = None,
                   label: Callable[[str], str] | None = None,
-                  summary: Callable[[Change], str] | None = None) -> None:
+                  summary: Callable[[Change], str] | None = None,
+                  compare: Callable[[State], Any] | None = None,
+                  refuse: Callable[[Store, Change], str] | None = None) -> None:
     """Make the changes of `area` revertible through `handler` (a later call replaces it).
     actions: which actions can be reverted (default: every one but a revert); label: how
     messages name an entity (default "<area without s> '<entity>'"); summary: the one-line text
-    of a change in the list (default "<action> <label>", with the changed fields of an update)."""
+    of a change in the list (default "<action> <label>", with the changed fields of an update);
+    compare: the part of a state that must be unchanged for a revert (default: all of it, so
+    bookkeeping such as a user's last login does not block one); refuse: an area's own reason
+    a change whose entity is unchanged still cannot be reverted ("" when it can)."""
     _AREAS[area] = _Area(handler, None if actions is None else frozenset(actions),
-                         label or _default_label(area), summary)
+                         label or _default_label(area), summary, compare or _whole, refuse)
+
+
+def _whole(state: State) -> Any:
+    return state
 
 
 def _default_label(area: str) -> Callable[[str], str]:
@@ -99,9 +116,7 @@ def _json(text: Any) -> Any:
     return json.loads(text) if isinstance(text, str) else None
 
 
-def _canonical(state: Any) -> Any:
-    """The state as the change log stores it, so a live entity compares equal to its snapshot."""
-    return None if state is None else json.loads(json.dumps(state, default=str, sort_keys=True))
+_canonical = revert_areas.canonical
 
 
 def _when(at: datetime) -> str:
@@ -169,8 +184,9 @@ def _blocker(store: Store, change: Change, history: list[Change]) -> tuple[str, 
     for other in later:
         if other.action == REVERT_ACTION and other.detail == change.event_id:
             return f"already reverted by {other.actor} at {_when(other.at)}", True
-    if _canonical(area.handler.current_state(store, change.entity)) == _canonical(change.after):
-        return "", True
+    current = area.handler.current_state(store, change.entity)
+    if _canonical(area.compare(current)) == _canonical(area.compare(change.after)):
+        return (area.refuse(store, change) if area.refuse else ""), True
     touching = [c for c in later if _identity(c) == _identity(change)
                 or c.entity.casefold() == change.entity.casefold()]
     if not touching:
@@ -194,10 +210,15 @@ def _finish(store: Store, change: Change, history: list[Change]) -> Change:
     return replace(change, summary=_summary(change, by_id), revertible=not reason, reason=reason)
 
 
-def recent_changes(store: Store, area: str, limit: int = 4) -> list[Change]:
-    """The area's last `limit` changes, newest first, each saying whether Revert applies."""
+def recent_changes(store: Store, area: str, limit: int = 4, *, entity_prefix: str = "",
+                   actions: Collection[str] | None = None) -> list[Change]:
+    """The area's last `limit` changes, newest first, each saying whether Revert applies; only
+    those of entities starting with entity_prefix and, when given, of these actions (a tab
+    showing column profiles, the buffer's uploads and removals among its runs' claims)."""
     history = _history(store, area)
-    return [_finish(store, change, history) for change in history[:limit]]
+    shown = [c for c in history if c.entity.startswith(entity_prefix)
+             and (actions is None or c.action in actions)]
+    return [_finish(store, change, history) for change in shown[:limit]]
 
 
 def revert_change(store: Store, actor: Actor, event_id: str, *, now: datetime | None = None
@@ -215,7 +236,7 @@ def revert_change(store: Store, actor: Actor, event_id: str, *, now: datetime | 
         raise Conflict(f"cannot revert this change to {_label(target)}: {reason}")
     if reason:
         raise InvalidInput("revert", reason)
-    _AREAS[target.area].handler.restore(store, actor, target.before, target.after)
+    _AREAS[target.area].handler.restore(store, actor, target.entity, target.before, target.after)
     return record_change(store, actor, target.area, REVERT_ACTION, target.entity,
                          before=target.after, after=target.before, detail=event_id,
                          now=now_or(now))
@@ -230,7 +251,9 @@ class RulesHandler:
         found = [r for r in rules.load_rules(store) if r.name.casefold() == entity.casefold()]
         return found[0].to_dict() if found else None
 
-    def restore(self, store: Store, actor: Actor, before: State, after: State) -> None:
+    def restore(self, store: Store, actor: Actor, entity: str, before: State, after: State
+                ) -> None:
+        require(actor, EDIT_RULES)
         rule_id = str((before or after or {}).get("id", ""))
         key = rules.PREFIX + rule_id
         try:
@@ -265,7 +288,9 @@ class ColumnsHandler:
     def current_state(self, store: Store, entity: str) -> State:
         return {"columns": [s.to_dict() for s in columns.load_column_config(store)]}
 
-    def restore(self, store: Store, actor: Actor, before: State, after: State) -> None:
+    def restore(self, store: Store, actor: Actor, entity: str, before: State, after: State
+                ) -> None:
+        require(actor, EDIT_COLUMNS)
         current, version = columns.get_column_config(store)
         if _canonical({"columns": [s.to_dict() for s in current]}) != _canonical(after):
             raise Conflict("the column configuration changed while it was being reverted; "
@@ -286,7 +311,9 @@ class JobsHandler:
         found = [j for j in jobs.load_jobs(store) if j.name.casefold() == entity.casefold()]
         return found[0].to_dict() if found else None
 
-    def restore(self, store: Store, actor: Actor, before: State, after: State) -> None:
+    def restore(self, store: Store, actor: Actor, entity: str, before: State, after: State
+                ) -> None:
+        require(actor, EDIT_JOBS)
         job_id = str((after or before or {}).get("id", ""))
         try:
             current, version = jobs.get_job(store, job_id)
@@ -325,7 +352,9 @@ class RunsHandler:
         except (NotFound, ValueError):
             return None
 
-    def restore(self, store: Store, actor: Actor, before: State, after: State) -> None:
+    def restore(self, store: Store, actor: Actor, entity: str, before: State, after: State
+                ) -> None:
+        require(actor, REMOVE_RUNS)
         if before is None or after is None:
             raise InvalidInput("revert", "that change recorded no run state to restore")
         removal.set_state(store, int(after["run"]), after, before)
@@ -338,3 +367,19 @@ register_area(removal.AREA, RunsHandler(), actions={removal.REMOVED_ACTION,
               label=lambda entity: entity)
 register_area(columns.AREA, ColumnsHandler(), label=lambda entity: "the column configuration",
               summary=lambda change: change.detail or "changed the column configuration")
+
+_areas = revert_areas
+register_area(users.AREA, _areas.UsersHandler(), actions=_areas.USER_ACTIONS,
+              label=_areas.users_label, summary=_areas.users_summary,
+              compare=_areas.users_compare, refuse=_areas.users_refuse)
+register_area(presets.AREA, _areas.PresetsHandler(), actions={"create", "update", "delete"},
+              label=_areas.presets_label, summary=_areas.presets_summary)
+register_area("notifications", _areas.NotificationsHandler(),
+              actions={"smtp_changed", "email_changed", "webhooks_changed"},
+              label=lambda entity: _areas.NOTIFICATION_NAMES.get(entity, entity),
+              summary=_areas.notifications_summary, refuse=_areas.notifications_refuse)
+register_area(login.AUTH_AREA, _areas.SignUpHandler(), actions={"self_registration_changed"},
+              label=lambda entity: "the sign-up setting", summary=_areas.signup_summary)
+register_area(buffer.AREA, _areas.BufferHandler(), actions=_areas.BUFFER_ACTIONS,
+              label=lambda entity: entity, summary=_areas.buffer_summary,
+              compare=buffer.revert_view, refuse=_areas.buffer_refuse)

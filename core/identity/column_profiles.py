@@ -59,7 +59,7 @@ def _write(store: Store, actor: Actor, name: str, columns: list[str] | None,
                            "pick it under 'Profile to edit' to change it")
         if expected not in (None, ANY_VERSION) and before != list(expected):
             raise changed_meanwhile(store, f"column profile {name!r}", AREA,
-                                    f"column_profiles/{name}")
+                                    profile_entity(name))
         if columns is None and before is None:
             raise NotFound(f"there is no column profile named {name!r}")
         if columns is None:
@@ -71,7 +71,7 @@ def _write(store: Store, actor: Actor, name: str, columns: list[str] | None,
         except WriteConflict:
             continue
         action = "column_profile_deleted" if columns is None else "column_profile_saved"
-        record_change(store, actor, AREA, action, f"column_profiles/{name}", before=before,
+        record_change(store, actor, AREA, action, profile_entity(name), before=before,
                       after=columns, now=now_or(now))
         return
     raise Conflict("the column profiles kept changing while saving; try again")
@@ -94,6 +94,41 @@ def save_column_profile(store: Store, actor: Actor, name: str, columns: Sequence
         raise InvalidInput("columns", "a column profile needs at least one column, none empty")
     _write(store, actor, name, cleaned, now, expected)
     return cleaned
+
+
+def profile_entity(name: str) -> str:
+    """The change log's ENTITY for a profile."""
+    return f"column_profiles/{name}"
+
+
+def restore_column_profile(store: Store, actor: Actor, name: str, before: Sequence[str] | None,
+                           after: Sequence[str] | None) -> None:
+    """Put back the profile's columns `before` (None: remove it) in place of `after`, with the
+    document's version (no change log: the revert logs itself). Conflict when the profile is no
+    longer `after`, or when removing one a user is assigned to."""
+    require(actor, MANAGE_USERS)
+    from core.identity.user_records import list_users  # user_records needs this module
+
+    try:
+        data, version = store.get(KEY)
+    except ObjectNotFound:
+        data, version = {}, None
+    changed = Conflict(f"column profile {name!r} changed while it was being reverted; reload "
+                       "and try again")
+    if data.get(name) != (None if after is None else list(after)):
+        raise changed
+    if before is None:
+        users = [u.username for u in list_users(store) if u.column_profile == name]
+        if users:
+            raise Conflict(f"column profile {name!r} is assigned to {', '.join(users)}; "
+                           "assign them another profile first")
+        data.pop(name, None)
+    else:
+        data[name] = list(before)
+    try:
+        store.put(KEY, data, version)
+    except WriteConflict:
+        raise changed from None
 
 
 def delete_column_profile(store: Store, actor: Actor, name: str, *,

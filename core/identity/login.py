@@ -48,6 +48,9 @@ TOKEN_UNUSABLE = "this reset link has expired or was already used"
 AUTH_CONFIG_KEY = catalog.AUTH_CONFIG.key
 REVOKED_PREFIX = catalog.REVOKED_COOKIES.key
 PREFIX_FOR_UNKNOWN = "users"  # entity of a failed login for a name that is not a user
+# The change log's area of logins, lockouts, logouts, password changes and the sign-up switch:
+# events, kept apart from the admins' changes to accounts (area "users", revertible).
+AUTH_AREA = "auth"
 
 
 @dataclass(frozen=True)
@@ -114,21 +117,21 @@ def authenticate(store: Store, username: str, password: str, *, settings: Settin
         _, user = modify_user_record(store, name, record)
     except (InvalidInput, NotFound):
         burn_verification_time(password)
-        record_change(store, "anonymous", AREA, "login_failed", PREFIX_FOR_UNKNOWN,
+        record_change(store, "anonymous", AUTH_AREA, "login_failed", PREFIX_FOR_UNKNOWN,
                       detail=UNKNOWN_USER, now=now)
         return LoginResult(False, UNKNOWN_USER)
     reason, key = outcome["reason"], user_key(name)
     if reason == OK:
-        record_change(store, name, AREA, "login_ok", key, now=now)
+        record_change(store, name, AUTH_AREA, "login_ok", key, now=now)
         return LoginResult(True, OK, user)
     detail = reason
     if reason == BAD_PASSWORD or outcome["locked_now"]:
         detail = f"bad password ({outcome['failed']} of {attempts})"
     elif reason == LOCKED:
         detail = f"locked until {user.locked_until:%Y-%m-%d %H:%M} UTC"
-    record_change(store, name, AREA, "login_failed", key, detail=detail, now=now)
+    record_change(store, name, AUTH_AREA, "login_failed", key, detail=detail, now=now)
     if outcome["locked_now"]:
-        record_change(store, name, AREA, "locked_out", key,
+        record_change(store, name, AUTH_AREA, "locked_out", key,
                       detail=f"locked until {user.locked_until:%Y-%m-%d %H:%M} UTC", now=now)
     return LoginResult(False, reason, user, user.locked_until if reason == LOCKED else None)
 
@@ -153,7 +156,7 @@ def record_logout(store: Store, username: str, now: datetime | None = None, *,
                 break
             except WriteConflict:
                 continue
-    record_change(store, name, AREA, "logout", user_key(name), now=now)
+    record_change(store, name, AUTH_AREA, "logout", user_key(name), now=now)
 
 
 def login_cookie_revoked(store: Store, username: str, cookie_expires: float) -> bool:
@@ -209,8 +212,8 @@ def change_own_password(store: Store, actor: Actor, old: str, new: str, *,
         current.kept_cookie_expires = keep_cookie
 
     before, user = modify_user_record(store, user.username, change)
-    record_change(store, actor, AREA, "password_changed", user_key(user.username), before=before,
-                  after=user.audit_view(), detail="other sessions ended", now=now)
+    record_change(store, actor, AUTH_AREA, "password_changed", user_key(user.username),
+                  before=before, after=user.audit_view(), detail="other sessions ended", now=now)
     return user
 
 
@@ -246,8 +249,8 @@ def issue_reset_token(store: Store, username_or_email: str, *,
     expires = now + timedelta(minutes=TOKEN_MINUTES)
     store.put(_token_key(token), {"username": user.username, "created_at": now.isoformat(),
                                   "expires_at": expires.isoformat()}, None)
-    record_change(store, user.username, AREA, "reset_token_issued", user_key(user.username),
-                  detail=f"expires {expires:%Y-%m-%d %H:%M} UTC", now=now)
+    record_change(store, user.username, AUTH_AREA, "reset_token_issued",
+                  user_key(user.username), detail=f"expires {expires:%Y-%m-%d %H:%M} UTC", now=now)
     return user, token
 
 
@@ -275,8 +278,9 @@ def redeem_reset_token(store: Store, token: str, new_password: str, *,
         raise InvalidInput("token", TOKEN_UNUSABLE) from None
     before, user = modify_user_record(store, user.username,
                                       lambda current: _set_password(current, new_hash, now))
-    record_change(store, user.username, AREA, "password_reset_by_token", user_key(user.username),
-                  before=before, after=user.audit_view(), detail="other sessions ended", now=now)
+    record_change(store, user.username, AUTH_AREA, "password_reset_by_token",
+                  user_key(user.username), before=before, after=user.audit_view(),
+                  detail="other sessions ended", now=now)
     return user
 
 
@@ -301,11 +305,25 @@ def set_self_registration(store: Store, actor: Actor, enabled: bool, *,
     data = data or {}
     before = bool(data.get("self_registration", False))
     write_settings(store, AUTH_CONFIG_KEY, {**data, "self_registration": bool(enabled)},
-                   expected_version, what="the sign-up setting", area=AREA,
+                   expected_version, what="the sign-up setting", area=AUTH_AREA,
                    entity=AUTH_CONFIG_KEY)
-    record_change(store, actor, AREA, "self_registration_changed", AUTH_CONFIG_KEY,
+    record_change(store, actor, AUTH_AREA, "self_registration_changed", AUTH_CONFIG_KEY,
                   before={"self_registration": before},
                   after={"self_registration": bool(enabled)}, now=utc_now_or(now))
+
+
+def restore_self_registration(store: Store, actor: Actor, before: dict[str, Any],
+                              after: dict[str, Any]) -> None:
+    """Put the sign-up switch back to `before` in place of `after` with the document's version
+    (no change log: the revert logs itself); Conflict when it is no longer `after`."""
+    require(actor, MANAGE_USERS)
+    data, version = read_settings(store, AUTH_CONFIG_KEY)
+    if bool((data or {}).get("self_registration", False)) != bool(after["self_registration"]):
+        raise Conflict("the sign-up setting changed while it was being reverted; reload and try "
+                       "again")
+    write_settings(store, AUTH_CONFIG_KEY,
+                   {**(data or {}), "self_registration": bool(before["self_registration"])},
+                   version, what="the sign-up setting", area=AUTH_AREA, entity=AUTH_CONFIG_KEY)
 
 
 def register_user(store: Store, username: str, name: str, email: str, password: str, *,

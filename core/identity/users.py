@@ -61,10 +61,12 @@ __all__ = [
     "load_column_profiles",
     "reset_password",
     "resolve_columns",
+    "restore_user",
     "save_column_profile",
     "set_disabled",
     "unlock",
     "update_user",
+    "user_state",
 ]
 
 
@@ -299,6 +301,77 @@ def delete_user(store: Store, actor: Actor, username: str, *, now: datetime | No
                       before=user.audit_view(), now=now)
         return
     raise Conflict(f"user {username!r} kept changing while it was being deleted; try again")
+
+
+# -- revert (core.compliance.revert) ----------------------------------------------------------
+# What a revert of a user change puts back; the rest of the record (password, login trail,
+# lockout, who updated it last) is the account's own history and stays as it is.
+REVERTED_FIELDS = ("username", "name", "email", "role", "sectors", "column_profile", "disabled",
+                   "pending_approval")
+
+
+def user_state(store: Store, username: str) -> dict[str, Any] | None:
+    """The user as the change log snapshots it (User.audit_view), None when there is none."""
+    try:
+        return load_user(store, username)[0].audit_view()
+    except NotFound:
+        return None
+
+
+def reverted_fields(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a user snapshot a revert restores, so only a change to it blocks a revert."""
+    return None if state is None else {k: state.get(k) for k in REVERTED_FIELDS}
+
+
+def restore_user(store: Store, actor: Actor, username: str, before: dict[str, Any] | None,
+                 after: dict[str, Any] | None) -> None:
+    """Put back the REVERTED_FIELDS of `before` in place of `after` (no change log: the revert
+    logs itself). before None undoes a creation by deleting the account, only while nobody has
+    logged in with it; after None (a deletion) cannot be undone: the log keeps no password.
+    Conflict when the account changed since, or for your own account / the last enabled admin."""
+    require(actor, MANAGE_USERS)
+    if after is None:
+        raise InvalidInput("revert", f"the deleted account {username} cannot be brought back: "
+                           "the change log keeps no password; create it again")
+    try:
+        user, version = load_user(store, username)
+    except NotFound:
+        user, version = None, ""
+    if user is None or reverted_fields(user.audit_view()) != reverted_fields(after):
+        raise Conflict(f"user {username} changed while it was being reverted; reload and try "
+                       "again")
+    if before is None:
+        _undo_creation(store, actor, user, version)
+        return
+    wanted = reverted_fields(before) or {}
+    if user.role == ADMIN and (wanted["role"] != ADMIN or wanted["disabled"]
+                               or wanted["pending_approval"]):
+        _refuse_self(actor, user.username, "demote or disable")
+        _refuse_last_admin(store, user, "demote or disable")
+    user.name, user.role = wanted["name"], _check_role(wanted["role"])
+    user.email = check_email(store, wanted["email"] or "", username=user.username)
+    user.sectors = _check_sectors(wanted["sectors"])
+    user.column_profile = _check_profile(store, wanted["column_profile"])
+    user.disabled, user.pending_approval = bool(wanted["disabled"]), bool(
+        wanted["pending_approval"])
+    try:
+        store.put(user_key(user.username), user.to_dict(), version)
+    except WriteConflict:
+        raise Conflict(f"user {username} changed while it was being reverted; reload and try "
+                       "again") from None
+
+
+def _undo_creation(store: Store, actor: Actor, user: User, version: str) -> None:
+    if user.last_login_at is not None:
+        raise Conflict(f"{user.username} has logged in since the account was created; disable "
+                       "the account instead")
+    _refuse_self(actor, user.username, "delete")
+    _refuse_last_admin(store, user, "delete")
+    try:
+        store.delete(user_key(user.username), version)
+    except (WriteConflict, ObjectNotFound):
+        raise Conflict(f"user {user.username} changed while it was being reverted; reload and "
+                       "try again") from None
 
 
 def credentials_for_authenticator(store: Store) -> dict[str, Any]:

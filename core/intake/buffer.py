@@ -3,6 +3,7 @@ compare-and-set so no run or session processes one twice, and kept as history wi
 
 Entry `buffer/<id>` (document) + bytes `buffer/<id>/<name>` (blob). Statuses: pending → claimed →
 processed; claimed → pending (release) or failed; pending → cancelled; a refused upload is `failed`.
+A cancelled file keeps its bytes, so reverting its removal (core.compliance.revert) queues it again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from core.alerts import bell
 from core.audit import record_change
 from core.clock import now_or
 from core.config import Settings
-from core.errors import Conflict, FileProblem, NotFound
+from core.errors import Conflict, FileProblem, InvalidInput, NotFound
 from core.ingest.validation import Problem, ValidationReport
 from core.runs import pipeline
 from storage import ObjectNotFound, Store, WriteConflict
@@ -85,6 +86,21 @@ def entry_key(entry_id: str) -> str:
     return PREFIX + entry_id
 
 
+def entity(entry_id: str) -> str:
+    """The change log's ENTITY of an entry."""
+    return f"buffer {entry_id}"
+
+
+def logged_state(entry: BufferEntry) -> dict[str, Any]:
+    """What the change log keeps of an entry's state, before and after each transition."""
+    return {"name": entry.name, "status": entry.status, "claimed_by": entry.claimed_by}
+
+
+def revert_view(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a logged state that must be unchanged for a revert: status and claimer."""
+    return None if state is None else {k: state.get(k) for k in ("status", "claimed_by")}
+
+
 def _at(now: datetime | None) -> str:
     return now_or(now).isoformat()
 
@@ -147,7 +163,7 @@ def add_files(
             entry = BufferEntry(_next_id(store), problem.file, actor.username, at, status=FAILED,
                                 error=str(problem), events=[_event(FAILED, at, actor)])
             store.put(entry_key(entry.id), entry.to_dict(), expected_version=None)
-            record_change(store, actor, AREA, "file_refused", f"buffer {entry.id}",
+            record_change(store, actor, AREA, "file_refused", entity(entry.id),
                           after={"name": problem.file, "error": str(problem)}, now=now)
         others = f" ({len(refused) - 1} other file(s) refused too)" if len(refused) > 1 else ""
         raise FileProblem(refused[0].file, f"{refused[0].detail}{others}. Nothing was queued: "
@@ -165,9 +181,9 @@ def add_files(
             summary=report.summary(), problems=[vars(p) for p in report.problems[:PROBLEMS_KEPT]],
             events=[_event(PENDING, at, actor)])
         store.put(entry_key(entry_id), entry.to_dict(), expected_version=None)
-        record_change(store, actor, AREA, "file_queued", f"buffer {entry_id}",
-                      after={"name": name, "rows": entry.rows, "quarantined": entry.quarantined},
-                      detail=entry.summary, now=now)
+        record_change(store, actor, AREA, "file_queued", entity(entry_id),
+                      after={**logged_state(entry), "rows": entry.rows,
+                             "quarantined": entry.quarantined}, detail=entry.summary, now=now)
         entry.report = report
         entries.append(entry)
     return entries
@@ -231,21 +247,22 @@ def _transition(store: Store, entry_id: str, actor: Actor | str, action: str, to
         entry, version = _read(store, entry_id)
         if entry.status not in allowed or (owner is not None and entry.claimed_by != owner):
             return None
-        before = {"status": entry.status, "claimed_by": entry.claimed_by}
+        before = logged_state(entry)
         updated = BufferEntry.from_dict(entry.to_dict() | changes | {"status": to})
         updated.events = [*entry.events, _event(to, at, actor, note)]
         try:
             store.put(entry_key(entry_id), updated.to_dict(), expected_version=version)
         except WriteConflict:
             continue
-        record_change(store, actor, AREA, action, f"buffer {entry_id}", before=before,
-                      after={"status": to, "claimed_by": updated.claimed_by}, detail=note, now=now)
+        record_change(store, actor, AREA, action, entity(entry_id), before=before,
+                      after=logged_state(updated), detail=note, now=now)
         return updated
 
 
 def remove(store: Store, actor: Actor, entry_id: str, now: datetime | None = None) -> BufferEntry:
-    """Cancel one pending file (its bytes are deleted, its history kept). Conflict when it is no
-    longer pending (claimed by a run or a session, or already processed)."""
+    """Cancel one pending file (its bytes and history are kept, so the removal can be reverted).
+    Conflict when it is no longer pending (claimed by a run or a session, or already
+    processed)."""
     require(actor, UPLOAD_BUFFER)
     entry = _transition(store, entry_id, actor, "file_removed", CANCELLED, allowed=(PENDING,),
                         now=now)
@@ -254,7 +271,6 @@ def remove(store: Store, actor: Actor, entry_id: str, now: datetime | None = Non
         by = f" by {current.claimed_by}" if current.status == CLAIMED else ""
         raise Conflict(f"buffer file {entry_id} ({current.name}) is {current.status}{by}; "
                        "only pending files can be removed")
-    store.delete_blob(entry.blob)
     return entry
 
 
@@ -266,9 +282,45 @@ def clear(store: Store, actor: Actor, now: datetime | None = None) -> list[Buffe
         entry = _transition(store, pending.id, actor, "file_removed", CANCELLED,
                             allowed=(PENDING,), now=now, note="clear")
         if entry is not None:
-            store.delete_blob(entry.blob)
             cancelled.append(entry)
     return cancelled
+
+
+def has_bytes(store: Store, entry_id: str) -> bool:
+    """Whether the entry's uploaded bytes are still stored (removals before revert existed
+    deleted them)."""
+    try:
+        blob = get_entry(store, entry_id).blob
+    except NotFound:
+        return False
+    return bool(blob) and blob in store.list_blobs(blob)
+
+
+def restore_entry(store: Store, actor: Actor, entry_id: str, before: dict[str, Any] | None,
+                  after: dict[str, Any]) -> BufferEntry:
+    """Revert an upload or a removal (no change log: the revert logs itself): a file queued
+    (before None) is cancelled, a cancelled one is pending again; only while its status is still
+    `after`, with the entry's version (Conflict otherwise, e.g. a run claimed it since)."""
+    require(actor, UPLOAD_BUFFER)
+    at = _at(None)
+    to = CANCELLED if before is None else str(before["status"])
+    if to not in (PENDING, CANCELLED):
+        raise InvalidInput("revert", f"a buffer file cannot be put back to {to}")
+    entry, version = _read(store, entry_id)
+    if revert_view(logged_state(entry)) != revert_view(after):
+        raise Conflict(f"buffer file {entry_id} ({entry.name}) is {entry.status} now; reload and "
+                       "try again")
+    if to == PENDING and not has_bytes(store, entry_id):
+        raise Conflict(f"the bytes of buffer file {entry_id} ({entry.name}) were deleted when it "
+                       "was removed; upload it again")
+    updated = BufferEntry.from_dict(entry.to_dict() | {"status": to})
+    updated.events = [*entry.events, _event(to, at, actor, "revert")]
+    try:
+        store.put(entry_key(entry_id), updated.to_dict(), expected_version=version)
+    except WriteConflict:
+        raise Conflict(f"buffer file {entry_id} ({entry.name}) changed while it was being "
+                       "reverted; reload and try again") from None
+    return updated
 
 
 def claim_pending(

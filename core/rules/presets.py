@@ -81,6 +81,12 @@ def preset_columns(store: Store) -> dict[str, str]:
     return {**COLUMN_TYPE, **custom_column_types(load_column_config(store))}
 
 
+def _at_key(key: str, value: Mapping[str, Any]) -> Preset:
+    """The preset stored under `key` ("presets/<owner>/<id>": the key names owner and id)."""
+    owner, _, preset_id = key[len(PREFIX):].partition("/")
+    return replace(Preset.from_dict(value), owner=owner, id=preset_id)
+
+
 def _all(store: Store) -> list[tuple[Preset, str]]:
     """(preset, version) of every stored preset."""
     found = []
@@ -89,8 +95,7 @@ def _all(store: Store) -> list[tuple[Preset, str]]:
             value, version = store.get(key)
         except ObjectNotFound:  # deleted between list and get
             continue
-        owner, _, preset_id = key[len(PREFIX):].partition("/")
-        found.append((replace(Preset.from_dict(value), owner=owner, id=preset_id), version))
+        found.append((_at_key(key, value), version))
     return found
 
 
@@ -206,6 +211,64 @@ def delete_preset(store: Store, actor: Actor, preset_id: str, *,
     release(store, claim_key(f"{AREA}/{preset.owner}", preset.name), preset.id)
     record_change(store, actor, AREA, "delete", key, before=preset.to_dict(),
                   now=now_or(now))
+
+
+def preset_state(store: Store, key: str) -> dict[str, Any] | None:
+    """The preset at document `key` (the change log's entity) as the log snapshots it; None when
+    there is none."""
+    try:
+        value, _ = store.get(key)
+    except ObjectNotFound:
+        return None
+    return _at_key(key, value).to_dict()
+
+
+def restore_preset(store: Store, actor: Actor, key: str, before: Mapping[str, Any] | None,
+                   after: Mapping[str, Any] | None) -> None:
+    """Put the preset at `key` back to `before` (None: delete it) in place of `after`, with its
+    version and name claim (no change log: the revert logs itself). Owners and, for a shared
+    preset, admins may; Conflict when it changed since or its name is taken meanwhile."""
+    require(actor, OWN_SEARCHES)
+    if not key.startswith(PREFIX) or (before is None and after is None):
+        raise InvalidInput("revert", "that change recorded no preset to restore")
+    try:
+        value, version = store.get(key)
+        current: Preset | None = _at_key(key, value)
+    except ObjectNotFound:
+        current, version = None, None
+    changed = Conflict("the preset changed while it was being reverted; reload and try again")
+    if (current and current.to_dict()) != (after and _at_key(key, after).to_dict()):
+        raise changed
+    if before is None:
+        if current is None:  # after is None too: refused above
+            raise changed
+        _may_change(actor, current, "revert changes to")
+        try:
+            store.delete(key, str(version))
+        except (WriteConflict, ObjectNotFound) as exc:
+            raise changed from exc
+        release(store, claim_key(f"{AREA}/{current.owner}", current.name), current.id)
+        return
+    restored = _at_key(key, before)
+    _may_change(actor, current or restored, "revert changes to")
+    taken = Conflict(f"{restored.owner} now has another preset named {restored.name!r}; rename "
+                     "or delete it first")
+    if any(p.id != restored.id and p.owner == restored.owner
+           and p.name.casefold() == restored.name.casefold() for p, _ in _all(store)):
+        raise taken
+
+    def write() -> None:
+        try:
+            store.put(key, restored.to_dict(), version)
+        except WriteConflict as exc:
+            raise changed from exc
+
+    def holds(preset_id: str) -> bool:
+        return any(p.id == preset_id and p.name.casefold() == restored.name.casefold()
+                   for p, _ in _all(store))
+
+    write_named(store, f"{AREA}/{restored.owner}", restored.name, restored.id, write,
+                old_name=None if current is None else current.name, holds=holds, taken=taken)
 
 
 def apply_preset(frame: pd.DataFrame, preset: Preset, *,

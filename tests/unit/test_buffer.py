@@ -88,12 +88,12 @@ def test_list_filters_by_status(memory_store):
         b.id, c.id]
 
 
-def test_remove_cancels_a_pending_file_and_deletes_its_bytes(memory_store):
+def test_remove_cancels_a_pending_file_and_keeps_its_bytes_for_a_revert(memory_store):
     [entry] = _queue(memory_store, "a.csv")
     removed = buffer.remove(memory_store, ANALYST, entry.id, now=NOW)
     assert removed.status == "cancelled"
     assert [e["status"] for e in removed.events] == ["pending", "cancelled"]
-    assert memory_store.list_blobs("buffer/") == []
+    assert memory_store.list_blobs("buffer/") == [entry.blob]
     assert buffer.get_entry(memory_store, entry.id).status == "cancelled"
     with pytest.raises(Conflict, match="is cancelled; only pending files can be removed"):
         buffer.remove(memory_store, ANALYST, entry.id)

@@ -143,7 +143,7 @@ def test_restoring_over_a_state_that_moved_on_is_a_conflict(store):
     rule = save_rule(store, ANN, dz_rule(), now=at(10))
     stale = {**rule.to_dict(), "priority": 7}
     with pytest.raises(Conflict) as exc:
-        RulesHandler().restore(store, ZOE, None, stale)
+        RulesHandler().restore(store, ZOE, "No DZ", None, stale)
     assert str(exc.value) == "the rule changed while it was being reverted; reload and try again"
     assert load_rules(store) == [rule]
 
@@ -283,7 +283,7 @@ class JobsHandler:
         except ObjectNotFound:
             return None
 
-    def restore(self, store, actor, before, after):
+    def restore(self, store, actor, entity, before, after):
         key = f"jobs/{(before or after)['name']}"
         if before is None:
             store.delete(key)
