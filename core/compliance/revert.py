@@ -379,7 +379,7 @@ register_area("notifications", _areas.NotificationsHandler(),
               label=lambda entity: _areas.NOTIFICATION_NAMES.get(entity, entity),
               summary=_areas.notifications_summary, refuse=_areas.notifications_refuse)
 register_area(login.AUTH_AREA, _areas.SignUpHandler(), actions={"self_registration_changed"},
-              label=lambda entity: "the sign-up setting", summary=_areas.signup_summary)
+              label=_areas.signup_label, summary=_areas.signup_summary)
 register_area(buffer.AREA, _areas.BufferHandler(), actions=_areas.BUFFER_ACTIONS,
               label=lambda entity: entity, summary=_areas.buffer_summary,
               compare=buffer.revert_view, refuse=_areas.buffer_refuse)

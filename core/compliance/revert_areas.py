@@ -181,7 +181,14 @@ class SignUpHandler:
         login.restore_self_registration(store, actor, before, after)
 
 
+def signup_label(entity: str) -> str:
+    return "the sign-up setting" if entity == login.AUTH_CONFIG_KEY else entity
+
+
 def signup_summary(change: Change) -> str:
+    """The switch in words; the area's events (logins…) as action and account."""
+    if change.action != "self_registration_changed":
+        return f"{change.action.replace('_', ' ')} {change.entity}"
     on = bool((change.after or {}).get("self_registration"))
     return f"turned sign-up {'on' if on else 'off'}"
 

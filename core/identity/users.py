@@ -325,10 +325,11 @@ def reverted_fields(state: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def restore_user(store: Store, actor: Actor, username: str, before: dict[str, Any] | None,
                  after: dict[str, Any] | None) -> None:
-    """Put back the REVERTED_FIELDS of `before` in place of `after` (no change log: the revert
-    logs itself). before None undoes a creation by deleting the account, only while nobody has
-    logged in with it; after None (a deletion) cannot be undone: the log keeps no password.
-    Conflict when the account changed since, or for your own account / the last enabled admin."""
+    """Put back the REVERTED_FIELDS of `before` in place of `after`, stamped as updated by the
+    actor (no change log: the revert logs itself). before None undoes a creation by deleting
+    the account, only while nobody has logged in with it; after None (a deletion) cannot be
+    undone: the log keeps no password. Conflict when the account changed since, or for your own
+    account / the last enabled admin."""
     require(actor, MANAGE_USERS)
     if after is None:
         raise InvalidInput("revert", f"the deleted account {username} cannot be brought back: "
@@ -354,6 +355,7 @@ def restore_user(store: Store, actor: Actor, username: str, before: dict[str, An
     user.column_profile = _check_profile(store, wanted["column_profile"])
     user.disabled, user.pending_approval = bool(wanted["disabled"]), bool(
         wanted["pending_approval"])
+    user.updated_at, user.updated_by = utc_now_or(None), actor.username
     try:
         store.put(user_key(user.username), user.to_dict(), version)
     except WriteConflict:

@@ -236,21 +236,20 @@ def restore_preset(store: Store, actor: Actor, key: str, before: Mapping[str, An
         current: Preset | None = _at_key(key, value)
     except ObjectNotFound:
         current, version = None, None
+    restored = None if before is None else _at_key(key, before)
+    _may_change(actor, current or restored or _at_key(key, after or {}), "revert changes to")
     changed = Conflict("the preset changed while it was being reverted; reload and try again")
     if (current and current.to_dict()) != (after and _at_key(key, after).to_dict()):
         raise changed
-    if before is None:
+    if restored is None:
         if current is None:  # after is None too: refused above
             raise changed
-        _may_change(actor, current, "revert changes to")
         try:
             store.delete(key, str(version))
         except (WriteConflict, ObjectNotFound) as exc:
             raise changed from exc
         release(store, claim_key(f"{AREA}/{current.owner}", current.name), current.id)
         return
-    restored = _at_key(key, before)
-    _may_change(actor, current or restored, "revert changes to")
     taken = Conflict(f"{restored.owner} now has another preset named {restored.name!r}; rename "
                      "or delete it first")
     if any(p.id != restored.id and p.owner == restored.owner
