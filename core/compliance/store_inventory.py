@@ -1,7 +1,7 @@
 """What a store holds that a copy must carry (the catalog's state entries), each with a checksum:
 a document by the SHA-256 of its canonical JSON, a blob by its bytes, a table partition and each
-run's rows of each run table by a row count and the SHA-256 of its rows in a canonical order
-(core.compliance.row_checksum).
+run's rows of each run table by a row count and a SHA-256 over its rows' canonical text, in any
+order (core.compliance.row_checksum).
 `store copy` verifies a target against its source with these; tests prove a source unchanged."""
 
 from __future__ import annotations

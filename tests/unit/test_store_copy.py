@@ -307,3 +307,14 @@ def test_a_folder_copied_to_a_sql_store_arrives_whole(local_store, backend, requ
     assert (report.verified, report.problems) == (True, [])
     assert take_inventory(source) == before
     _same_state(source, target)
+
+
+def test_a_postgres_store_copied_to_a_folder_arrives_whole(postgres_store, local_store):
+    source = _desk(postgres_store)
+    before = take_inventory(source)
+
+    report = copy_store(SYSTEM, source, local_store, now=NOW)
+
+    assert (report.verified, report.problems) == (True, [])
+    assert take_inventory(source) == before
+    _same_state(source, local_store)
