@@ -19,7 +19,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
 
-"$python" "$here/check_units.py" --prefix "$prefix" "$files" || status=1
+if [ -x "$python" ]; then
+    "$python" "$here/check_units.py" --prefix "$prefix" "$files" || status=1
+else
+    echo "$python is missing: install MarketPulse under $prefix first (make .venv/.run-deps)"
+    status=1
+fi
 
 if command -v systemd-analyze >/dev/null 2>&1; then
     count=0
