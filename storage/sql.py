@@ -15,6 +15,7 @@ import builtins
 import json
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from sqlalchemy import exc as sa_exc
 
 from storage.base import ANY_VERSION, check_key, check_prefix, check_version, encode_document
 from storage.errors import ObjectNotFound, WriteConflict
+from storage.sql_cache import ReadCopy, default_folder
 from storage.sql_schema import SchemaKeeper, fixed_tables, make_engine, parse_url
 from storage.sql_tables import FrameTable, FrameTables
 
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 class SqlStore(FrameTables):
     """Documents, tables and blobs in one database (and schema): `postgresql+psycopg://…`,
     `oracle+oracledb://…` or `sqlite:///path`; `?schema=NAME` (or options["sql.schema"]) puts
-    the store's tables in that PostgreSQL schema, created if missing."""
+    the store's tables in that PostgreSQL schema, created if missing. options["sql.cache_dir"]:
+    the folder of this node's read copy (storage.sql_cache; default ~/.cache/marketpulse/sql)."""
 
     def __init__(self, url: str, options: Mapping[str, Any] | None = None) -> None:
         parsed, schema = parse_url(url, options)
@@ -44,6 +47,8 @@ class SqlStore(FrameTables):
         self._fixed = fixed_tables(schema)
         self._keeper = SchemaKeeper(self._engine, self._fixed, self._where)
         self._frames: dict[str, FrameTable] = {}
+        base = (options or {}).get("sql.cache_dir")
+        self.read_copy = ReadCopy(default_folder(self.url, Path(base) if base else None))
         self._port_lock = threading.Lock()
         self._port: RunTables | None = None
 

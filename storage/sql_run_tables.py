@@ -1,9 +1,11 @@
 """The run-table port of the SQL store (storage.run_tables): each run's rows in partition
 `run=NNNNNNNN` of real SQL tables (storage.sql_tables) indexed by partition, by CUSIP and DATE and
-by MESSAGE_ID, so a read names its runs, CUSIPs or message ids in bound SQL and only the matching
-rows come to DuckDB (as Arrow). Upkeep keeps each run's rollups (its own partition of
-colors_rollup, computed once: a run's colors never change) and, on request, the latest rows of the
-runs compacted (colors_latest, named by the manifest document)."""
+by MESSAGE_ID. A read naming CUSIPs or message ids is bound SQL on those indexes, and only the
+matching rows come to DuckDB (as Arrow); a read of whole runs (a dashboard, a ticker search) scans
+this node's read copy of them (storage.sql_cache: local Parquet, fetched once per run and node).
+Upkeep keeps each run's rollups (its own partition of colors_rollup, computed once: a run's colors
+never change) and, on request, the latest rows of the runs compacted (colors_latest, named by the
+manifest document)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class SqlRunTables:
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
+        self._pruned: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"SqlRunTables({self.store!r})"
@@ -76,7 +79,9 @@ class SqlRunTables:
         items = [(check_table(table), to_arrow(table, sort_rows(frame)), partition)
                  for table, frame in rows.items() if len(frame)]
         if items:
-            self.store.append_frames(items)
+            numbers = self.store.append_frames(items)
+            for table, data, _ in items:  # this node reads them next: keep its copy now
+                self._keep_copy(table, partition, numbers[table], data)
 
     def remove_run(self, run_id: int) -> None:
         """The run's rows in every table (its rollups too), in one transaction."""
@@ -104,6 +109,8 @@ class SqlRunTables:
         asked = sorted(set(runs))
         if not asked:
             return None
+        if wanted is None and ids is None:
+            return self._local(con, table, [run_partition(r) for r in asked])
         store = self.store
         with store.reading() as conn:
             ft = store.frame_table(conn, check_table(table))
@@ -253,16 +260,16 @@ class SqlRunTables:
         return [r for r in self._present(asked) if r not in kept]
 
     def _rows(self, runs: Sequence[int]) -> int:
-        counts = self.store.partition_rows(COLORS)
-        return sum(counts.get(run_partition(r), 0) for r in runs)
+        states = self.store.partition_states(COLORS)
+        return sum(states.get(run_partition(r), (0, 0))[0] for r in runs)
 
     def _chunks(self, runs: Sequence[int]) -> Iterator[list[int]]:
         """Runs in groups of about CHUNK_ROWS colors (a bigger run is a group of its own)."""
-        counts = self.store.partition_rows(COLORS)
+        states = self.store.partition_states(COLORS)
         chunk: list[int] = []
         rows = 0
         for run in runs:
-            n = counts.get(run_partition(run), 0)
+            n = states.get(run_partition(run), (0, 0))[0]
             if chunk and rows + n > CHUNK_ROWS:
                 yield chunk
                 chunk, rows = [], 0
@@ -307,15 +314,59 @@ class SqlRunTables:
         if acc:
             rows = con.sql(f"SELECT * FROM {acc}").to_arrow_table()
             if rows.num_rows:
-                self.store.append_frames([(LATEST_TABLE, rows, partition)])
+                numbers = self.store.append_frames([(LATEST_TABLE, rows, partition)])
+                self._keep_copy(LATEST_TABLE, partition, numbers[LATEST_TABLE], rows)
         return partition
 
     def _open_partitions(self, con: duckdb.DuckDBPyConnection, table: str,
                          partitions: list[str]) -> str | None:
+        return self._local(con, table, partitions)
+
+    def _local(self, con: duckdb.DuckDBPyConnection, table: str, partitions: Sequence[str]
+               ) -> str | None:
+        """A view of these partitions over this node's read copy (fetching the partitions it
+        lacks); None when the catalog lists none of them."""
+        states = self.store.partition_states(table)
+        copy = self.store.read_copy
+        self._prune(table, states)
+        wanted = [(p, *states[p]) for p in partitions if p in states]
+        paths = copy.paths(table, wanted, lambda p: self._fetch(table, p)) if wanted else []
+        if not paths:
+            return None
+        view = f"sql_{table}_{next(_names)}"
+        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in paths)
+        con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM '
+                    f"read_parquet([{listing}], union_by_name = true, hive_partitioning = false)")
+        return view
+
+    def _fetch(self, table: str, partition: str) -> pa.Table | None:
         with self.store.reading() as conn:
             ft = self.store.frame_table(conn, table)
-            rows = None if ft is None else self.store.select(conn, ft, partitions, None)
-        return None if rows is None else self._register(con, table, rows)
+            return None if ft is None else self.store.select(conn, ft, [partition], None)
+
+    def _keep_copy(self, table: str, partition: str, write: int, data: pa.Table) -> None:
+        """The copy of a partition this node just wrote, as a read would fetch it: the catalog's
+        columns and types (a courtesy: anything odd is left for a read to fetch)."""
+        with self.store.reading() as conn:
+            ft = self.store.frame_table(conn, table)
+        if ft is None:
+            return
+        n = data.num_rows
+        try:
+            arrays = [pa.nulls(n, pa.null()) if c.sql_name is None else
+                      data.column(c.name).cast(c.arrow_type) if c.name in data.column_names else
+                      pa.array([None] * n, c.arrow_type) for c in ft.columns]
+            rows = pa.table(arrays, names=[c.name for c in ft.columns])
+        except (pa.ArrowException, ValueError):
+            return
+        self.store.read_copy.keep(table, partition, n, write, rows)
+
+    def _prune(self, table: str, states: Mapping[str, Any]) -> None:
+        """Drop copies of partitions gone from the catalog, at most once a minute per table."""
+        now = time.monotonic()
+        if now - self._pruned.get(table, 0.0) > 60:
+            self._pruned[table] = now
+            self.store.read_copy.keep_only(table, states)
 
     @staticmethod
     def _register(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> str:

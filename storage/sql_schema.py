@@ -76,12 +76,14 @@ frame_columns = sa.Table(
     sa.Column("arrow_type", LONG_TEXT, nullable=False),
     sa.Column("pandas", LONG_TEXT, nullable=False),
 )
-# The partitions holding rows, and how many, kept with every write: listing them never scans rows.
+# The partitions holding rows, how many, and the number of the last write to them (a node's read
+# copy of a partition is named by both), kept with every write: listing them never scans rows.
 frame_partitions = sa.Table(
     "mp_partitions", metadata,
     sa.Column("table_name", sa.String(NAME_LENGTH), primary_key=True),
     sa.Column("part_name", sa.String(NAME_LENGTH), primary_key=True),
     sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("last_write", sa.BigInteger, nullable=False),
 )
 
 

@@ -240,10 +240,11 @@ class FrameTables:
 
     # -- building blocks (the run-table port uses them too) --------------------------------
     def append_frames(self, items: Sequence[tuple[str, pa.Table, str | Sequence[str]]], *,
-                      replace: Sequence[str] = ()) -> None:
+                      replace: Sequence[str] = ()) -> dict[str, int]:
         """Write (table, rows, partition or one partition per row) items in one transaction,
         after adding the columns they need (in its own, as Oracle commits DDL); the `replace`
-        partitions of their tables are emptied first, in the same transaction."""
+        partitions of their tables are emptied first, in the same transaction. Returns each
+        table's write number (the partitions' last_write)."""
         for table, rows, _ in items:
             for f in rows.schema:
                 self._kind(table, f)
@@ -256,14 +257,15 @@ class FrameTables:
             for table, rows, partition in items:
                 parts = [partition] * rows.num_rows if isinstance(partition, str) else partition
                 self._insert(conn, tables[table], rows, numbers[table], 0, list(parts))
+        return numbers
 
-    def partition_rows(self, table: str) -> dict[str, int]:
-        """Rows per partition of the table (from the catalog: no rows are counted)."""
+    def partition_states(self, table: str) -> dict[str, tuple[int, int]]:
+        """(rows, last write) per partition of the table, from the catalog (no rows counted)."""
         p = self._fixed.partitions
         with self.reading() as conn:
-            found = conn.execute(sa.select(p.c.part_name, p.c.row_count)
+            found = conn.execute(sa.select(p.c.part_name, p.c.row_count, p.c.last_write)
                                  .where(p.c.table_name == check_table(table))).all()
-        return {r.part_name: int(r.row_count) for r in found}
+        return {r.part_name: (int(r.row_count), int(r.last_write)) for r in found}
 
     def delete_everywhere(self, partition: str) -> None:
         """Remove a partition from every table holding it, in one transaction."""
@@ -477,15 +479,16 @@ class FrameTables:
                                                      zip(*values, strict=True) if values else
                                                      [()] * piece.num_rows, strict=True))]
             conn.execute(sa.insert(ft.sa_table), records)
-        self._count(conn, ft.table, Counter(parts))
+        self._count(conn, ft.table, Counter(parts), number)
 
-    def _count(self, conn: sa.Connection, table: str, added: Counter[str]) -> None:
+    def _count(self, conn: sa.Connection, table: str, added: Counter[str], number: int) -> None:
         p = self._fixed.partitions
         for part, n in sorted(added.items()):
             done = conn.execute(sa.update(p).where(p.c.table_name == table, p.c.part_name == part)
-                                .values(row_count=p.c.row_count + n))
+                                .values(row_count=p.c.row_count + n, last_write=number))
             if not done.rowcount:
-                conn.execute(sa.insert(p).values(table_name=table, part_name=part, row_count=n))
+                conn.execute(sa.insert(p).values(table_name=table, part_name=part, row_count=n,
+                                                 last_write=number))
 
     def _delete_parts(self, conn: sa.Connection, ft: FrameTable, parts: Sequence[str]) -> None:
         self._next_write(conn, ft.table)

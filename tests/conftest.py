@@ -37,7 +37,8 @@ POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 @pytest.fixture
 def sqlite_store(tmp_path):
     """A SqlStore on a SQLite file in the test's folder."""
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}",
+                       {"sql.cache_dir": str(tmp_path / "sql-cache")})
     yield store
     store.dispose()
 
@@ -83,9 +84,10 @@ _schemas = iter(range(1, 10**9))
 
 
 @pytest.fixture
-def postgres_store(postgres_schema):
-    """A SqlStore on PostgreSQL in a schema of its own."""
-    store = open_store(f"{POSTGRES_URL}?schema={postgres_schema}")
+def postgres_store(postgres_schema, tmp_path):
+    """A SqlStore on PostgreSQL in a schema of its own (its read copy in the test's folder)."""
+    store = open_store(f"{POSTGRES_URL}?schema={postgres_schema}",
+                       {"sql.cache_dir": str(tmp_path / "sql-cache")})
     yield store
     store.dispose()
 
@@ -108,12 +110,12 @@ def _drop_store_tables(url: str) -> None:
 
 
 @pytest.fixture
-def oracle_store():
+def oracle_store(tmp_path):
     """A SqlStore on the live Oracle of MARKETPULSE_ORACLE_DSN, emptied before and after."""
     if not ORACLE_DSN:
         pytest.skip("MARKETPULSE_ORACLE_DSN is not set: no live Oracle")
     _drop_store_tables(ORACLE_DSN)
-    store = open_store(ORACLE_DSN)
+    store = open_store(ORACLE_DSN, {"sql.cache_dir": str(tmp_path / "sql-cache")})
     yield store
     store.dispose()
     _drop_store_tables(ORACLE_DSN)

@@ -263,3 +263,32 @@ def test_a_run_s_rows_are_one_transaction(postgres_store: SqlStore):
     with pytest.raises(StoreUnavailable):
         port.append_run(2, {EXCLUDED: JAN, COLORS: bad})
     assert (port.runs(COLORS), port.runs(EXCLUDED)) == ([1], [])
+
+
+def _all(con: duckdb.DuckDBPyConnection, src: str | None) -> list[tuple[Any, ...]]:
+    assert src is not None
+    return con.execute(f"SELECT * FROM {src} ORDER BY MESSAGE_ID").fetchall()
+
+
+def test_the_read_copy_is_what_the_database_holds_and_never_stale(postgres_store: SqlStore,
+                                                                    tmp_path: Any):
+    """Whole runs are read from the node's Parquet copy: the one the writer kept, one fetched
+    again after the folder went, and another node's, all say what the tables say, also after
+    the run's rows were rewritten."""
+    import shutil
+
+    port = run_tables(postgres_store)
+    port.append_run(1, {COLORS: _colors(1, ["B", "A"])})
+    con = duckdb.connect()
+    written = port.open(con, COLORS, [1])
+    kept = (_all(con, written), port.describe(con, COLORS, [1], written))
+    shutil.rmtree(postgres_store.read_copy.folder)
+    fetched = port.open(con, COLORS, [1])
+    assert (_all(con, fetched), port.describe(con, COLORS, [1], fetched)) == kept
+    assert [r[3] for r in kept[0]] == ["B", "A"]  # MESSAGE_ID order: -1-0 is B
+    other = open_store(postgres_store.url, {"sql.cache_dir": str(tmp_path / "node-b")})
+    assert _all(con, run_tables(other).open(con, COLORS, [1])) == kept[0]
+    postgres_store.delete_partition(COLORS, "run=00000001")
+    port.append_run(1, {COLORS: _colors(1, ["C"])})
+    assert [r[3] for r in _all(con, run_tables(other).open(con, COLORS, [1]))] == ["C"]
+    other.dispose()  # type: ignore[attr-defined]  # a SqlStore
