@@ -49,6 +49,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3.cache_dir", "", str,
             "Folder of this host's read copy of the S3 store's Parquet parts (rebuildable, "
             "may be deleted any time); empty: ~/.cache/marketpulse/s3"),
+    Setting("sql.cache_dir", "", str,
+            "Folder of this host's read copy of a SQL store's runs as Parquet (rebuildable, may "
+            "be deleted any time); empty: ~/.cache/marketpulse/sql"),
     Setting("app.base_url", "http://localhost:8501", str,
             "The address users open; used in links sent by email"),
     Setting("demo", True, bool, "Load demo colors into an empty store on `make run`"),
@@ -180,8 +183,9 @@ class Settings:
 
 
 def store_options(settings: Settings) -> dict[str, Any]:
-    """The settings open_store passes to the store's backend (its s3.* section), by dotted name."""
-    return {s.key: settings[s.key] for s in SETTINGS if s.key.startswith("s3.")}
+    """The settings open_store passes to the store's backend (its s3.* and sql.* sections), by
+    dotted name."""
+    return {s.key: settings[s.key] for s in SETTINGS if s.key.startswith(("s3.", "sql."))}
 
 
 def secrets_path(environ: Mapping[str, str] | None = None) -> Path:
