@@ -3,10 +3,13 @@ logged in, so a shared link (`/security?cusip=…`) survives the login screen.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from core.access import ADMIN, ANALYST, VIEWER
 
@@ -60,3 +63,36 @@ def stand_ins(render: Callable[[], None]) -> list[st.Page]:
     form's input on submit (it treated the run as a page change)."""
     return [st.Page(render, title="MarketPulse", url_path="signed_out", default=True),
             *(st.Page(render, title="MarketPulse", url_path=spec.url_path) for spec in PAGES)]
+
+
+@contextmanager
+def same_ids_in_every_run() -> Iterator[None]:
+    """Draw app.py's own elements (login screens, sidebar, bell) with the ids of every run.
+
+    A server process runs its first script run in Streamlit's old pages-folder mode (app.py has
+    a pages/ folder beside it): until the first st.navigation call in the process, Streamlit runs
+    app.py as a page of a navigation built from the folder, and an element's id carries the page
+    it is drawn under: that run's ids differ from every later run's. The first visitor's login
+    form and cookie component were therefore replaced by new ones in the run the component's
+    answer asks for, about a second after the form showed: what had been typed was gone (Login
+    sent an empty username), and the new component answered again, one more rerun. AppTest runs
+    every run in that mode. Under the main script's hash, the ids are the same in both modes."""
+    ctx = get_script_run_ctx()
+    if ctx is None:  # bare mode: no ids
+        yield
+        return
+    with ctx.run_with_active_hash(ctx.pages_manager.main_script_hash):
+        yield
+
+
+def through_the_login_gate() -> NoReturn:
+    """A page script ran without app.py's login gate: only a server's first run does that
+    (Streamlit's pages-folder mode runs the page the address names; see same_ids_in_every_run),
+    and AppTest. Declare the app's navigation, which ends that mode for the process, and run
+    again: app.py's gate runs at the page's address, so a shared link opens after the login."""
+    st.navigation(stand_ins(_nothing), position="hidden")
+    st.rerun()
+
+
+def _nothing() -> None:
+    """The stand-ins' page while the gate is passed (the run ends before any page runs)."""

@@ -26,6 +26,7 @@ from core.identity.login_key import ensure_cookie_key, forget_stored_cookie_key
 from core.identity.user_records import User, get_user
 from core.ingest.safe_read import warm as warm_reader
 from pages._ui.markdown import escape_markdown
+from pages._ui.navigation import through_the_login_gate
 from storage import Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,12 @@ def remember_user(user: User) -> None:
 
 def current_user() -> User:
     """The session's user as the store has them now. A page file can run without app.py (and
-    its login gate) before: Streamlit serves pages/ by URL until the first run of app.py in this
-    server process calls st.navigation, and AppTest reruns a page that way. So the user is read
-    again here; a disabled, deleted or ended session goes through the login gate instead."""
+    its login gate): Streamlit serves pages/ by URL in the first run of a server process, and
+    AppTest reruns a page that way; such a run goes through the gate at the page's address. The
+    user is read again here; a disabled, deleted or ended session goes through the gate too."""
     remembered = st.session_state.get(USER_KEY)
     if remembered is None:
-        st.switch_page("app.py")
+        through_the_login_gate()
     now = utc_now()
     try:
         user = get_user(store(), remembered.username)

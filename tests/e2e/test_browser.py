@@ -1,28 +1,37 @@
 """One real-browser smoke test: `streamlit run app.py` in Debian's Chromium through Playwright.
 
 Log in through the real form, reload (the cookie keeps you in), visit every page, log out; a wrong
-password shows an error; an analyst finds a demo CUSIP in Search and opens its price chart."""
+password shows an error; an analyst finds a demo CUSIP in Search and opens its price chart, edits
+and publishes in Manual Color; an admin watches a Run now live on Automation."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import filelock
 import pytest
 
 from core.access import SYSTEM
+from core.automation.jobs import Job, save_job
 from core.cli.demo import load_demo
 from core.config import load_settings
 from core.identity.users import create_first_admin, create_user
 from core.reads.history import published_colors
-from core.schema import CUSIP, RUN_ID, TICKER
+from core.runs.exports import write_xlsx
+from core.runs.records import load_runs
+from core.schema import CUSIP, INPUT_COLUMNS, RUN_ID, TICKER
 from storage import open_store
+from tests.factories import VALID_CUSIPS, make_colors
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -56,13 +65,19 @@ def store_dir(tmp_path_factory) -> Path:
     return store_dir
 
 
-@pytest.fixture(scope="module")
-def server(store_dir):
-    port = _free_port()
+def _env(store_dir: Path) -> dict[str, str]:
+    """The served app's environment (the scheduler's too)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
     # Its own secrets file: the app generates the login key there, never in the clone's .streamlit/
     env.update(MARKETPULSE_STORE_URL=str(store_dir), MARKETPULSE_DEMO="0",
                MARKETPULSE_SECRETS_FILE=str(store_dir.parent / "secrets.toml"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(store_dir):
+    port = _free_port()
+    env = _env(store_dir)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
          str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -115,12 +130,24 @@ def _signed_in(page) -> None:
 
 
 def _login(page, username: str, password: str) -> None:
-    # The first run of a fresh server reruns once (pages/ → st.navigation); let it settle first.
+    """Type as soon as the form shows: the runs that follow (the cookie component's answer, and
+    on a fresh server its first run) draw the same form, so nothing typed is lost."""
     expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=20_000)
-    page.wait_for_timeout(1000)
     page.get_by_role("textbox", name="Username").fill(username)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Login").click()
+
+
+def test_the_first_visitor_of_a_fresh_server_logs_in_through_a_deep_link(server, browser):
+    """The server's first run (Streamlit's pages-folder mode, see pages/_ui/navigation.py
+    same_ids_in_every_run) shows the login form, keeps what is typed at once and the address."""
+    page = browser.new_page()
+    page.goto(f"{server}/settings")
+    _login(page, "admin", PASSWORD)
+    expect(page.get_by_role("heading", name="Settings", exact=True).first).to_be_visible(
+        timeout=20_000)
+    assert page.url == f"{server}/settings"
+    page.close()
 
 
 def test_a_deep_link_before_login_shows_the_login_form(server, browser):
@@ -337,4 +364,79 @@ def test_the_first_login_password_change_survives_a_reload(server, store_dir, br
     page.reload()
     expect(page.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=20_000)
     expect(page.get_by_role("textbox", name="Username")).to_have_count(0)
+    context.close()
+
+
+@contextmanager
+def _scheduler(store_dir: Path) -> Iterator[subprocess.Popen]:
+    """`python -m core.scheduler` on the served store, as `make run` starts it beside the app."""
+    proc = subprocess.Popen([sys.executable, "-m", "core.scheduler"], cwd=ROOT,
+                            env=_env(store_dir), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()  # it stops after the run in progress
+        proc.wait(timeout=60)
+
+
+def _until_running(store, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Return once the scheduler's live status shows a run in progress (polled every 10 ms)."""
+    from core.automation.progress import current_run
+
+    deadline = time.monotonic() + timeout
+    while current_run(store) is None:
+        assert proc.poll() is None, "the scheduler exited"
+        assert not load_runs(store, limit=1) or load_runs(store, limit=1)[0].job != "Inbox", (
+            "the run ended before it was seen running")
+        assert time.monotonic() < deadline, "the scheduler did not start the run"
+        time.sleep(0.01)
+
+
+def test_an_admin_watches_a_run_now_live_on_automation(server, store_dir, browser, tmp_path):
+    """Run now on a job whose inbox holds a file: the page says the run is queued, then running,
+    then what it published, by itself (no reload)."""
+    rows = 3000
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "colors.xlsx").write_bytes(write_xlsx(make_colors(rows)[list(INPUT_COLUMNS)]))
+    store = open_store(str(store_dir))
+    save_job(store, SYSTEM, Job(name="Inbox", schedule="0 0 1 1 *", timezone="UTC",
+                                sources=[{"kind": "inbox", "path": str(inbox)}]))
+    context = browser.new_context(viewport={"width": 1600, "height": 1200})
+    page = context.new_page()
+    page.goto(server)
+    _login(page, "admin", PASSWORD)
+    _signed_in(page)
+    _open_page(page, "Automation")
+    expect(page.get_by_text("The scheduler is not running").first).to_be_visible(timeout=20_000)
+
+    # No scheduler yet: the request waits in the queue, and the page says so.
+    page.get_by_role("button", name="Run now", exact=True).click()
+    expect(page.get_by_text(re.compile(
+        r"^A run of Inbox is queued, requested by admin: waiting \d+ s for the scheduler to pick "
+        r"it up\.$"))).to_be_visible(timeout=20_000)
+    with _scheduler(store_dir) as scheduler:
+        # Once the run shows as running, the test holds the store's document lock: the run
+        # cannot write its next stage or its record, so the page shows it running however fast
+        # it is (the page only reads).
+        _until_running(store, scheduler)
+        with filelock.FileLock(str(store_dir / ".lock")):
+            expect(page.get_by_text(re.compile(
+                r"^Running Inbox( \(run \d+\))?, requested by admin: [a-z+_]+(, 1 file)?"
+                r"(, [\d,]+ rows)?, \d+ s so far\.$"))).to_be_visible(timeout=20_000)
+        done = page.get_by_text(re.compile(r"^Run \d+ of Inbox succeeded in "))
+        expect(done).to_be_visible(timeout=60_000)
+    record = load_runs(store, limit=1)[0]
+    assert (record.job, record.status, record.trigger, record.requested_by) == (
+        "Inbox", "success", "run_now", "admin")
+    assert done.inner_text() == (
+        f"Run {record.run_id} of Inbox succeeded in {record.duration_s:.1f} s: "
+        f"{rows:,} colors published, {len(VALID_CUSIPS)} parents.")
+    assert list(record.stages) == ["read", "validate", "already_published", "rules+rank",
+                                   "publish", "workbook"]
+    expect(page.get_by_text("Stages: " + " · ".join(
+        f"{stage} {seconds:.2f} s" for stage, seconds in record.stages.items()))).to_be_visible()
+    assert [p.name for p in (inbox / "processed").iterdir()] == [
+        f"{record.run_id}-colors.xlsx"]
     context.close()
