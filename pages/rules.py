@@ -354,5 +354,9 @@ with rules_tab:
     st.subheader("Last rule changes")
     with error_boundary("Loading the rule changes"):
         render_change_history(st_store, actor, "rules", key="rules.history")
-with filters_tab, error_boundary("Loading the saved filters"):
-    saved_filters()
+with filters_tab:
+    with error_boundary("Loading the saved filters"):
+        saved_filters()
+    st.subheader("Last saved filter changes")
+    with error_boundary("Loading the saved filter changes"):
+        render_change_history(st_store, actor, "presets", key="rules.presets_history")

@@ -13,10 +13,16 @@ from core.identity.column_profiles import (
     load_column_profiles,
     save_column_profile,
 )
-from core.identity.login import get_self_registration_version, set_self_registration
+from core.identity.login import (
+    AUTH_AREA,
+    AUTH_CONFIG_KEY,
+    get_self_registration_version,
+    set_self_registration,
+)
 from core.identity.user_records import list_users
 from core.identity.users import approve_user
 from core.schema import INPUT_COLUMNS, OUTPUT_COLUMNS
+from pages._ui.change_history import render_change_history
 from pages._ui.columns_admin import render_columns_admin
 from pages._ui.markdown import escape_markdown
 from pages._ui.notifications_admin import render_notification_settings
@@ -66,6 +72,9 @@ def profiles_tab(store: Store, actor: Actor) -> None:
             st.session_state.pop(PROFILE_FOR, None)
             flash(f"Deleted column profile {choice}.")
             st.rerun()
+    st.subheader("Last profile changes")
+    render_change_history(store, actor, "users", "settings.profiles_history",
+                          entity_prefix="column_profiles/", forget=(PROFILE_FOR,))
 
 
 def _self_registration_changed(store: Store, actor: Actor) -> None:
@@ -98,6 +107,9 @@ def signup_tab(store: Store, actor: Actor) -> None:
                 approve_user(store, actor, user.username)
                 flash(f"Approved {user.username}: they can log in as a viewer now.")
                 st.rerun()
+    st.subheader("Last sign-up changes")
+    render_change_history(store, actor, AUTH_AREA, "settings.signup_history",
+                          entity_prefix=AUTH_CONFIG_KEY)
 
 
 st.title("Settings")

@@ -166,7 +166,7 @@ def notifications_refuse(store: Store, change: Change) -> str:
 
 def notifications_summary(change: Change) -> str:
     name = NOTIFICATION_NAMES.get(change.entity, change.entity)
-    return f"changed {name}{changed_fields(change)}"
+    return f"set up {name}" if change.before is None else f"changed {name}{changed_fields(change)}"
 
 
 # -- sign-up (area "auth": only the switch; logins and password changes are events) --------------

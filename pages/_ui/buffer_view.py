@@ -6,10 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.access import Actor
+from core.access import REVERT, Actor
+from core.compliance.revert_areas import BUFFER_ACTIONS
 from core.config import Settings
 from core.intake import buffer
 from core.runs.exports import template_workbook
+from pages._ui.change_history import render_change_history
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from pages._ui.widgets import validation_report
@@ -58,6 +60,10 @@ def render(store: Store, actor: Actor, settings: Settings) -> None:
     _upload(store, actor, settings)
     _queue(store, actor)
     _history(store)
+    if actor.can(REVERT):
+        st.markdown("**Last uploads and removals**")
+        render_change_history(store, actor, buffer.AREA, "buffer.changes",
+                              actions=BUFFER_ACTIONS)
 
 
 def _upload(store: Store, actor: Actor, settings: Settings) -> None:

@@ -36,11 +36,13 @@ from core.alerts.webhooks import (
 )
 from core.config import Settings
 from core.errors import ChangedMeanwhile
+from pages._ui.change_history import render_change_history
 from pages._ui.services import error_boundary
 from storage import Store
 
 K = "settings.notify_"  # widget key prefix
 FLASH = f"{K}flash_state"
+FORMS = ("smtp", "email", "hooks")  # each form's marker: f"{K}<form>_for_state"
 SWITCHES = {"on_success": "Email after automated runs that succeed",
             "on_failure": "Email after automated runs that fail or are missed",
             "after_manual_save": "Email after manual saves",
@@ -99,6 +101,10 @@ def render_notification_settings(store: Store, settings: Settings, actor: Actor)
     st.subheader("Slack and Teams")
     with error_boundary("Loading the webhooks"):
         _webhooks(store, settings, actor)
+    st.subheader("Last changes")
+    with error_boundary("Loading the notification changes"):
+        render_change_history(store, actor, "notifications", f"{K}history",
+                              forget=[f"{K}{part}_for_state" for part in FORMS])
     st.subheader("Send log")
     with error_boundary("Loading the send log"):
         log = load_send_log(store, limit=100)

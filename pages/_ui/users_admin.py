@@ -10,7 +10,6 @@ import pandas as pd
 import streamlit as st
 
 from core.access import ROLES, VIEWER, Actor
-from core.audit import load_changes
 from core.clock import utc_now
 from core.identity.column_profiles import load_column_profiles
 from core.identity.user_records import User, list_users
@@ -24,6 +23,7 @@ from core.identity.users import (
     update_user,
 )
 from core.schema import SECTORS_EXAMPLE
+from pages._ui.change_history import render_change_history
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store
@@ -122,13 +122,9 @@ def users_tab(store: Store, actor: Actor) -> None:
     user = next((u for u in users if u.username == picked), None)
     if user is not None:
         _edit_user(store, actor, user, sectors, profiles, now)
-    st.subheader("Recent user changes")
-    changes = load_changes(store, area="users", limit=10)
-    st.dataframe(
-        pd.DataFrame({"When (UTC)": [f"{pd.Timestamp(t):%Y-%m-%d %H:%M:%S}" for t in changes["AT"]],
-                      "Who": changes["ACTOR"], "Action": changes["ACTION"],
-                      "Entity": changes["ENTITY"], "Detail": changes["DETAIL"]}),
-        hide_index=True, width="stretch", key="settings.user_changes")
+    st.subheader("Last user changes")
+    render_change_history(store, actor, "users", "settings.users_history",
+                          entity_prefix="users/", forget=(EDIT_FOR,))
 
 
 def _create_form(store: Store, actor: Actor, sectors: list[str], profiles: list[str]) -> None:

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import app_test
 from streamlit.testing.v1.element_tree import DownloadButton
 
 from core.access import SYSTEM
+from core.compliance.revert import recent_changes
 from core.config import load_settings
 from core.errors import FileProblem
 from core.intake import buffer
@@ -206,3 +207,17 @@ def test_an_admin_gets_the_buffer_too(app_as, app_store, sample):
         ("root", "pending")]
     assert _queue_table(at)[["ID", "Uploaded by", "Rows"]].to_dict("records") == [
         {"ID": "000001", "Uploaded by": "root", "Rows": 50}]
+
+
+def test_an_admin_reverts_a_removal_and_analysts_see_no_revert(app_as, app_store, sample):
+    buffer.add_files(app_store, SYSTEM, [sample], SETTINGS)
+    at = _click(_page(app_as), "buffer.remove")
+    assert not [b.key for b in at.button if b.key.startswith("buffer.changes.")]
+    at = _page(app_as, "root", "admin")
+    removed, queued = recent_changes(app_store, "buffer")
+    assert (removed.summary, queued.summary) == (
+        f"removed from the queue buffer 000001 ({sample[0]})",
+        f"queued buffer 000001 ({sample[0]})")
+    at = _click(at, f"buffer.changes.revert_{removed.event_id}")
+    assert [(e.id, e.status) for e in buffer.list_entries(app_store)] == [("000001", "pending")]
+    assert _queue_table(at)["ID"].tolist() == ["000001"]

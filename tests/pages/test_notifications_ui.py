@@ -22,6 +22,7 @@ from core.alerts.templates import (
     save_email_settings,
 )
 from core.alerts.webhooks import load_webhook_settings
+from core.compliance.revert import recent_changes
 from tests.pages.conftest import add_user
 
 K = "settings.notify_"
@@ -75,6 +76,18 @@ def _save_smtp(at: AppTest, port: int) -> AppTest:
     at.button(key=f"{K}smtp_save").click().run()
     assert _errors(at) == []
     return at
+
+
+def test_a_reverted_smtp_change_shows_in_the_form_again(app_store):
+    at = _save_smtp(_save_smtp(_open(_settings_ui), 2525), 2526)
+    changed, created = recent_changes(app_store, "notifications")
+    assert (changed.summary, created.summary) == (
+        "changed the SMTP server (port)", "set up the SMTP server")
+    at.button(key=f"{K}history.revert_{changed.event_id}").click().run()
+    assert _errors(at) == []
+    assert load_smtp_config(app_store).port == 2525
+    assert at.number_input(key=f"{K}smtp_port").value == 2525
+    assert "port: 2525 → 2526" in [t.value for t in at.text]
 
 
 # -- run emails ----------------------------------------------------------------------------------

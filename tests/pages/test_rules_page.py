@@ -351,6 +351,13 @@ def test_a_saved_filter_is_built_listed_and_deleted(app_as, app_store):
     _ok(at.button(key="rules.preset_delete").click())
     assert list_presets(app_store, SYSTEM) == []
 
+    deleted, created = recent_changes(app_store, "presets")
+    assert (deleted.summary, created.summary) == (
+        "deleted admin's saved filter 'MM only'", "created admin's saved filter 'MM only'")
+    _ok(at.button(key=f"rules.presets_history.revert_{deleted.event_id}").click())
+    assert list_presets(app_store, SYSTEM) == [preset]
+    assert "Reverted: deleted admin's saved filter 'MM only'" in [s.value for s in at.success]
+
 
 @pytest.mark.parametrize("role", ["viewer", "analyst"])
 def test_viewers_and_analysts_cannot_open_rules(app_as, role):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from core.audit import load_changes
+from core.compliance.revert import recent_changes
 from core.config import load_settings
 from core.identity.column_profiles import load_column_profiles, save_column_profile
 from core.identity.login import (
@@ -193,13 +194,35 @@ def test_deleting_yourself_shows_the_core_refusal(app_as, app_store):
     assert get_user(app_store, "admin").role == "admin"
 
 
-def test_recent_user_changes_name_who_and_what(app_as, app_store):
+def test_last_user_changes_show_who_what_the_diff_and_revert(app_as, app_store):
     add_user(app_store, "ana", "analyst")
     at = _select_user(_settings(app_as), "ana")
     at.button(key="settings.toggle_disabled").click().run()
-    changes = _table(at, "Action")
-    assert changes[["Who", "Action", "Entity"]].iloc[0].tolist() == [
-        "admin", "user_disabled", "users/ana"]
+    [change] = recent_changes(app_store, "users", 1, entity_prefix="users/")
+    assert change.summary == "disabled user ana"
+    assert [m.value for m in at.markdown if m.value.endswith("disabled user ana")] == [
+        f"**{change.at:%Y-%m-%d %H:%M} UTC** · admin · disabled user ana"]
+    assert "disabled: false → true" in at.text[0].value.splitlines()
+    at.button(key=f"settings.users_history.revert_{change.event_id}").click().run()
+    assert not at.exception
+    assert get_user(app_store, "ana").disabled is False
+    assert [s.value for s in at.success] == ["Reverted: disabled user ana"]
+    assert at.button(key="settings.toggle_disabled").label == "Disable"
+
+
+def test_sign_up_and_profile_tabs_list_only_their_own_changes(app_as, app_store):
+    admin = add_user(app_store, "admin", "admin")
+    set_self_registration(app_store, admin.actor(), True, expected_version=None)
+    save_column_profile(app_store, admin.actor(), "Traders", ["CUSIP"])
+    at = _settings(app_as)
+    switched = recent_changes(app_store, "auth", 1, entity_prefix="config/")[0]
+    at.button(key=f"settings.signup_history.revert_{switched.event_id}").click().run()
+    assert not at.exception
+    assert get_self_registration(app_store) is False
+    assert at.toggle(key="settings.self_registration").value is False
+    [profile] = recent_changes(app_store, "users", entity_prefix="column_profiles/")
+    assert f"settings.profiles_history.revert_{profile.event_id}" in [b.key for b in at.button]
+    assert f"settings.users_history.revert_{profile.event_id}" not in [b.key for b in at.button]
 
 
 def test_column_profile_created_and_assigned_one_cannot_be_deleted(app_as, app_store):
