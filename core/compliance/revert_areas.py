@@ -85,7 +85,7 @@ def users_label(entity: str) -> str:
     return f"user {entity.removeprefix(USER)}"
 
 
-_USER_VERBS = {"user_created": "created", "user_registered": "sign-up of",
+_USER_VERBS = {"user_created": "created",
                "user_changed": "changed", "role_changed": "changed", "user_disabled": "disabled",
                "user_enabled": "enabled", "user_deleted": "deleted", "user_approved": "approved",
                "password_reset": "reset the password of", "user_unlocked": "unlocked",
@@ -93,6 +93,8 @@ _USER_VERBS = {"user_created": "created", "user_registered": "sign-up of",
 
 
 def users_summary(change: Change) -> str:
+    if change.action == "user_registered":
+        return f"{users_label(change.entity)} signed up"
     if change.action == "column_profile_saved":
         verb = "created" if change.before is None else "changed"
     else:

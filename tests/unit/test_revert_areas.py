@@ -42,10 +42,12 @@ from core.identity.login import (
     authenticate,
     get_self_registration,
     get_self_registration_version,
+    register_user,
     restore_self_registration,
     set_self_registration,
 )
 from core.identity.users import (
+    approve_user,
     create_first_admin,
     create_user,
     delete_user,
@@ -187,6 +189,19 @@ def test_reverting_a_creation_deletes_the_account_until_someone_logs_in_with_it(
         "dan has logged in since the account was created; disable it instead")
     revert_change(store, zoe, created)
     assert user_state(store, "carol") is None
+
+
+def test_reverting_an_approval_puts_a_sign_up_back_in_the_waiting_list(store, ada, zoe):
+    set_self_registration(store, ada, True, expected_version=None)
+    register_user(store, "newbie", "New Bie", "newbie@desk.example", BOB_PW)
+    approve_user(store, ada, "newbie")
+    assert [c[1] for c in listing(store, "users")[:2]] == ["approved user newbie",
+                                                          "user newbie signed up"]
+    revert_change(store, zoe, newest(store, "users"))
+    assert get_user(store, "newbie").pending_approval is True
+    [signed_up] = [c for c in recent_changes(store, "users") if c.action == "user_registered"]
+    revert_change(store, zoe, signed_up.event_id)
+    assert user_state(store, "newbie") is None
 
 
 def test_a_deleted_account_cannot_be_brought_back(store, ada, bob):
@@ -383,6 +398,15 @@ def test_a_removal_whose_bytes_are_gone_cannot_be_reverted(store, ada):
     store.delete_blob(entry.blob)  # as removals did before they kept the bytes
     assert listing(store, "buffer")[0][2:] == (
         False, "its bytes were deleted when it was removed; upload the file again")
+
+
+def test_a_restore_over_a_state_that_moved_on_is_a_conflict(store, ada):
+    config = SmtpConfig("smtp.desk.example", sender="mp@desk.example")
+    save_smtp_config(store, ada, config, expected_version=None)
+    with refused(Conflict, "the SMTP server changed while it was being reverted; reload and try "
+                 "again"):
+        restore_smtp_config(store, ada, None, {**config.to_dict(), "port": 25})
+    assert get_smtp_config(store)[0] == config
 
 
 # -- permissions ----------------------------------------------------------------------------------
