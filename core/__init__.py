@@ -14,7 +14,7 @@ Packages in dependency order: each may import the ones above it, never one below
     intake/      upload buffer, inbox folders, SQL source
     manual/      Manual Color sessions and their actions
     automation/  jobs, schedules, job runs, scheduler sidecar, leases, dead-run sweep
-    compliance/  revert, access log
+    compliance/  revert, access log, audit trail, store copy, backups and restore
     cli/         `python -m core ...` subcommands, demo data
 
 `python -m core` (core/__main__.py) and `python -m core.scheduler` (core/scheduler.py) are the
@@ -24,3 +24,5 @@ package modules may share helpers; across packages only public names are importe
 Below core, storage: the Store (documents, tables, blobs) and the run-table port
 (storage/run_tables.py), through which core appends, reads and removes runs' rows in domain terms
 (runs, CUSIPs, message ids, columns); the layout behind it is the backend's."""
+
+__version__ = "0.1.0"  # = pyproject.toml's version; written into every backup's manifest

@@ -1,4 +1,4 @@
-"""Command line: `python -m core process|export|runs|rules|users|audit|demo|init ...`
+"""Command line: `python -m core process|export|runs|rules|users|audit|backup|restore|demo|init ...`
 (headless use).
 
 The CLI is a composition root: it loads settings, opens the store and acts as the system user.
@@ -20,6 +20,7 @@ from core.access import SYSTEM
 from core.alerts.watchlists import alert_after_publish
 from core.automation.sweep import sweep_runs
 from core.cli import audit as cli_audit
+from core.cli import backup as cli_backup
 from core.cli import buffer as cli_buffer
 from core.cli import columns as cli_columns
 from core.cli import health as cli_health
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_audit.add_parser(sub)
     cli_store.add_parser(sub)
     cli_health.add_parser(sub)
+    cli_backup.add_parser(sub)
 
     sub.add_parser("init", help="prepare the store; load demo data into an empty one (demo=true)")
 
@@ -239,6 +241,8 @@ def _run(args: argparse.Namespace, store, settings) -> int:
         return cli_columns.run(args, store, settings)
     if args.command == "scheduler-health":
         return cli_health.run(args, store)
+    if args.command in ("backup", "backups", "restore"):
+        return cli_backup.run(args, store, settings)
     if args.command == "store":
         return cli_store.run(args, store, settings)
     if args.command in ("search", "compact"):

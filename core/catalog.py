@@ -7,7 +7,11 @@ Kinds: STATE must be backed up (losing it loses work); DERIVED is rebuilt from s
 by the running product (compacted copies, caches, heartbeats, leases), so a backup may skip it;
 SECRET must never be in the store at all: the login cookie key, SMTP, AWS and Oracle passwords live
 in the secrets file or the environment (DESIGN.md §5). The one SECRET entry is where versions
-before issue 10 kept the cookie key: deleted when found, never written."""
+before issue 10 kept the cookie key: deleted when found, never written. ARCHIVE is the backup
+area itself: kept in the store, never carried inside another backup or a store copy.
+
+SCHEMA_VERSION is the store's layout version: raised when a key's or a table's meaning changes, so
+a backup made by a newer MarketPulse is refused by an older one rather than misread."""
 
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from dataclasses import dataclass
 
 DOCUMENTS, TABLES, BLOBS = "documents", "tables", "blobs"
 PARTS = (DOCUMENTS, TABLES, BLOBS)
-STATE, DERIVED, SECRET = "state", "derived", "secret"
-KINDS = (STATE, DERIVED, SECRET)
+STATE, DERIVED, SECRET, ARCHIVE = "state", "derived", "secret", "archive"
+KINDS = (STATE, DERIVED, SECRET, ARCHIVE)
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,10 @@ LEASES = _doc("leases/", "core.automation.leases", DERIVED,
 STORE_COPY = _doc("meta/store_copy", "core.compliance.store_copy", DERIVED,
                   "on a store being filled by `store copy`: written first, removed once the copy "
                   "is verified, so a copy that stopped half-way says so")
+SCHEDULER_PAUSE = _doc("scheduler/paused", "core.automation.pause", DERIVED,
+                       "while a restore runs: the scheduler starts no job (expires by itself)")
+BACKUP_INDEX = _doc("backups/", "core.compliance.backups", ARCHIVE,
+                    "each backup's manifest summary (who, when, why, counts, size, duration)")
 
 # -- tables ---------------------------------------------------------------------------------------
 COLORS = _add(TABLES, "colors", "core.runs.records", STATE, "published colors, per run")
@@ -147,6 +156,8 @@ BUFFER_FILES = _add(BLOBS, "buffer/", "core.intake.buffer", STATE,
                     "files waiting in the upload buffer")
 SESSION_FRAMES = _add(BLOBS, "sessions/", "core.manual.sessions", STATE,
                       "the working and loaded rows of Manual Color sessions (Parquet)")
+BACKUPS = _add(BLOBS, "backups/", "core.compliance.backups", ARCHIVE,
+               "backup archives (zip: manifest, documents, blobs, table partitions, runs' rows)")
 
 
 def entry_for(key: str, part: str = DOCUMENTS) -> Entry | None:

@@ -5,7 +5,8 @@ MarketPulseError
  ├── ConfigError            a setting with a bad value (names the dotted key and a hint)
  ├── FileProblem            a whole file cannot be used; nothing is stored
  │    ├── UnreadableFile    not a spreadsheet, corrupt, password protected, empty
- │    └── MissingColumns    required columns absent (names them and the headers found)
+ │    ├── MissingColumns    required columns absent (names them and the headers found)
+ │    └── BackupRefused     a backup archive that is damaged, fails a checksum or is too new
  ├── InvalidRule            a rule that cannot be saved (names the rule and the condition)
  ├── InvalidInput           any other bad value from a user (names the field)
  ├── PermissionDenied       the acting user's role may not do this
@@ -56,6 +57,10 @@ class MissingColumns(FileProblem):
         super().__init__(file, message, sheet=sheet)
         self.missing = missing
         self.found = found
+
+
+class BackupRefused(FileProblem):
+    """A backup archive that cannot be trusted or read: nothing is restored from it."""
 
 
 class InvalidRule(MarketPulseError):

@@ -40,6 +40,8 @@ from core.automation.jobs import PREFIX as JOBS_PREFIX
 from core.automation.jobs import Job, get_job, load_jobs, pending_triggers, skip_next_run
 from core.automation.leases import acquire_lease, lease_holder, release_lease, renew_lease
 from core.automation.log_tail import LogTail
+from core.automation.pause import LEASE as PAUSE_LEASE
+from core.automation.pause import current_pause
 from core.automation.schedules import previous_occurrences
 from core.automation.sweep import sweep_runs
 from core.clock import aware, parse_stamp, utc_now
@@ -53,7 +55,7 @@ from storage import ANY_VERSION, ObjectNotFound, Store, StoreError, WriteConflic
 
 log = logging.getLogger("core.automation.scheduler")  # also when run as __main__
 
-LEASE = "scheduler"
+LEASE = PAUSE_LEASE  # "scheduler": named in core.automation.pause, which takes it for a restore
 HEARTBEAT_KEY = catalog.HEARTBEAT.key
 STATE_PREFIX = catalog.SCHEDULE_STATE.key
 COMPACT_RETRY = timedelta(minutes=15)  # after a failed compaction
@@ -89,6 +91,7 @@ class Context(RunContext):
         self.tick_s, self.heartbeat, self.log_tail = tick_s, heartbeat, log_tail
         self.compaction: dict[str, Any] | None = beat.get("compaction")
         self.swept_at: str | None = beat.get("swept_at")
+        self.paused: dict[str, Any] | None = None  # the pause in force (a restore), if any
 
     def write_heartbeat(self) -> None:
         if not self.heartbeat:
@@ -99,7 +102,7 @@ class Context(RunContext):
             "current": None if self.current is None else {k: self.current[k] for k in (
                 "run_id", "job", "stage", "rows", "started_at")},
             "last_errors": self.errors, "compaction": self.compaction, "stopped": False,
-            "swept_at": self.swept_at},
+            "swept_at": self.swept_at, "paused": self.paused},
             ANY_VERSION)
         if self.log_tail is not None:  # the lease holder's recent lines, for the page
             self.log_tail.save(self.store, self.owner)
@@ -240,6 +243,10 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
     `clock` (live loops) stamps runs with the real time and renews the lease during long runs;
     `log_tail` (live loops) is saved with each heartbeat."""
     now = aware(now)
+    pause = current_pause(store, now)
+    if pause is not None:
+        _pause(store, settings, owner, pause, now, tick_s, log_tail)
+        return []
     ttl = float(settings["scheduler.lease_seconds"])
     holder = lease_holder(store, LEASE, now)
     if not acquire_lease(store, LEASE, owner, ttl, now):
@@ -266,6 +273,23 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
         compact_if_needed(ctx)
     ctx.write_heartbeat()
     return records
+
+
+def _pause(store: Store, settings: Settings, owner: str, pause: dict[str, Any], now: datetime,
+           tick_s: float | None, log_tail: LogTail | None) -> None:
+    """Jobs are paused (a restore runs): start nothing and give the lease up, so the restore can
+    take it; the heartbeat (the lease holder's) says why the scheduler waits."""
+    if release_lease(store, LEASE, owner):
+        log.info("jobs paused by %s (%s): lease released", pause.get("owner"), pause.get("reason"))
+    ctx = Context(store, settings, owner, now=now, tick_s=tick_s or float(
+        settings["scheduler.tick_seconds"]), log_tail=log_tail)
+    try:
+        ours = store.get(HEARTBEAT_KEY)[0].get("owner") == owner
+    except ObjectNotFound:
+        ours = True
+    if ours:  # a standby scheduler leaves the heartbeat to the one that held the lease
+        ctx.paused = pause
+        ctx.write_heartbeat()
 
 
 def sweep_if_due(ctx: Context) -> None:
@@ -344,6 +368,9 @@ def run_in_app(store: Store, settings: Settings, actor: Actor, job_id: str, now:
     live scheduler holds it (queue the run with request_run instead). None: nothing to process."""
     require(actor, TRIGGER_RUN)
     now = aware(now)
+    pause = current_pause(store, now)
+    if pause is not None:
+        raise Conflict(f"jobs are paused: {pause.get('reason')}; try again when it is done")
     owner = "app:" + default_owner()
     ttl = float(settings["scheduler.lease_seconds"])
     if not acquire_lease(store, LEASE, owner, ttl, now):

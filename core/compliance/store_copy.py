@@ -134,7 +134,7 @@ def copy_store(actor: Actor, source: Store, target: Store, *, progress: Progress
         target.put(MARKER_KEY, {**marker, "state": "failed", "problems": report.problems[:20]},
                    expected_version=ANY_VERSION)
     else:
-        report.rebuilt = _rebuild_derived(target, now, say)
+        report.rebuilt = rebuild_derived(target, now, say)
         target.delete(MARKER_KEY)
     report.seconds = time.monotonic() - started
     return report
@@ -179,11 +179,13 @@ def _copy_state(source: Store, target: Store, report: CopyReport, say: Progress)
     return copied
 
 
-def _rebuild_derived(target: Store, now: datetime | None, say: Progress) -> str:
+def rebuild_derived(target: Store, now: datetime | None, say: Progress, *,
+                    force: bool = False) -> str:
     """Rebuild the derived data worth having before the first read: the compacted colors (when
-    the plan asks for it, as the scheduler would). Caches, heartbeats and leases come back by
-    themselves once the app and the scheduler run."""
+    the plan asks for it, as the scheduler would; force: always, when runs' rows were replaced
+    under the same ids). Caches, heartbeats and leases come back by themselves once the app and
+    the scheduler run."""
     say("rebuilding derived data (compaction) ...")
-    done = compact_colors(target, now=now_or(now))
+    done = compact_colors(target, force=force, now=now_or(now))
     return (f"compaction: {done.runs} runs, {done.rows} rows" if done.done
             else f"compaction not needed ({done.reason})")

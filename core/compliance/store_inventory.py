@@ -122,29 +122,44 @@ def _state_keys(keys: list[str], part: str, word: str, unknown: list[str]) -> li
     return kept
 
 
-def read_documents(store: Store, unknown: list[str]) -> Iterator[tuple[Item, Any]]:
-    """Each state document: its item and value. Keys the catalog does not know are not read: they
-    are added to unknown (so are blobs and tables below)."""
+# (part, name) → whether it is wanted: a restore of some areas reads only theirs
+Select = Callable[[str, str], bool]
+
+
+def _every(part: str, name: str) -> bool:
+    return True
+
+
+def read_documents(store: Store, unknown: list[str], select: Select = _every
+                   ) -> Iterator[tuple[Item, Any]]:
+    """Each state document (that `select` wants): its item and value. Keys the catalog does not
+    know are not read: they are added to unknown (so are blobs and tables below)."""
     for key in state_documents(store, unknown):
-        value, _ = store.get(key)
-        yield document_item(key, value), value
+        if select(DOCUMENT, key):
+            value, _ = store.get(key)
+            yield document_item(key, value), value
 
 
-def read_blobs(store: Store, unknown: list[str]) -> Iterator[tuple[Item, bytes]]:
+def read_blobs(store: Store, unknown: list[str], select: Select = _every
+               ) -> Iterator[tuple[Item, bytes]]:
     for key in state_blobs(store, unknown):
-        data = store.get_blob(key)
-        yield blob_item(key, data), data
+        if select(BLOB, key):
+            data = store.get_blob(key)
+            yield blob_item(key, data), data
 
 
-def read_tables(store: Store, unknown: list[str]) -> Iterator[tuple[Item, pd.DataFrame]]:
+def read_tables(store: Store, unknown: list[str], select: Select = _every
+                ) -> Iterator[tuple[Item, pd.DataFrame]]:
     """Each partition of each state table (the run tables aside): its item and rows."""
     for table in state_tables(store, unknown):
         for partition in store.partitions(table):
-            frame = store.scan(table, [partition])
-            yield rows_item(TABLE, f"{table}/{partition}", frame), frame
+            if select(TABLE, f"{table}/{partition}"):
+                frame = store.scan(table, [partition])
+                yield rows_item(TABLE, f"{table}/{partition}", frame), frame
 
 
-def read_runs(store: Store) -> Iterator[tuple[int, dict[str, tuple[Item, pd.DataFrame]]]]:
+def read_runs(store: Store, select: Select = _every
+              ) -> Iterator[tuple[int, dict[str, tuple[Item, pd.DataFrame]]]]:
     """Each run holding rows, ascending, with its rows of each run table it wrote to: one run at
     a time, so a big store never sits in memory whole."""
     port = run_tables(store)
@@ -152,19 +167,22 @@ def read_runs(store: Store) -> Iterator[tuple[int, dict[str, tuple[Item, pd.Data
     for run in sorted({r for runs in by_table.values() for r in runs}):
         rows = {}
         for table, runs in by_table.items():
-            if run in runs:
+            if run in runs and select(RUN, f"{table}/{run}"):
                 frame = port.read(table, [run])
                 rows[table] = (rows_item(RUN, f"{table}/{run}", frame), frame)
-        yield run, rows
+        if rows:
+            yield run, rows
 
 
-def take_inventory(store: Store, progress: Callable[[str], None] | None = None) -> Inventory:
-    """Every state item of the store with its checksum, and the keys the catalog does not know."""
+def take_inventory(store: Store, progress: Callable[[str], None] | None = None,
+                   select: Select = _every) -> Inventory:
+    """Every state item of the store (that `select` wants) with its checksum, and the keys the
+    catalog does not know."""
     inventory = Inventory()
     for reader in (read_documents, read_blobs, read_tables):
-        for item, _ in reader(store, inventory.unknown):
+        for item, _ in reader(store, inventory.unknown, select):
             inventory.add(item)
-    for run, rows in read_runs(store):
+    for run, rows in read_runs(store, select):
         for item, _ in rows.values():
             inventory.add(item)
         if progress is not None:

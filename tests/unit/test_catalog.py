@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core import catalog
-from core.catalog import BLOBS, KINDS, PARTS, SECRET, STATE, TABLES, Entry, entry_for
+from core.catalog import ARCHIVE, BLOBS, KINDS, PARTS, SECRET, STATE, TABLES, Entry, entry_for
 from storage import run_tables
 from storage.base import check_key, check_table
 
@@ -83,7 +83,10 @@ def test_state_and_derived_entries_split_what_a_backup_carries():
     state = catalog.state_entries()
     derived = catalog.derived_entries()
     assert {e.kind for e in state} == {STATE}
-    assert set(state) | set(derived) | set(catalog.entries(kind=SECRET)) == set(catalog.ENTRIES)
+    archive = catalog.entries(kind=ARCHIVE)
+    assert set(state) | set(derived) | set(catalog.entries(kind=SECRET)) | set(archive) == set(
+        catalog.ENTRIES)
+    assert archive == [catalog.BACKUP_INDEX, catalog.BACKUPS]  # never inside a backup or a copy
     assert catalog.COLORS in catalog.state_entries(TABLES)
     assert catalog.COLORS_COMPACT in derived
     assert catalog.HEARTBEAT in derived
