@@ -38,6 +38,7 @@ PAGES = (
     PageSpec("Account", "rules", "Rules", "🚫", roles=(ADMIN,)),
     PageSpec("Account", "settings", "Settings", "⚙️", roles=(ADMIN,)),
     PageSpec("Account", "audit", "Audit", "🧾", roles=(ADMIN,)),
+    PageSpec("Account", "backups", "Backups", "💾", roles=(ADMIN,)),
     PageSpec("Account", "account", "Account", "👤"),
 )
 

@@ -21,6 +21,7 @@ ALL_PAGES = {
     "pages/rules.py": ("Rules", "rules"),
     "pages/settings.py": ("Settings", "settings"),
     "pages/audit.py": ("Audit", "audit"),
+    "pages/backups.py": ("Backups", "backups"),
     "pages/account.py": ("Account", "account"),
 }
 WRONG = "Username or password is incorrect"
@@ -55,7 +56,8 @@ def _switchable(at: AppTest) -> list[str]:
     ("viewer", [*READERS, "pages/account.py"]),
     ("analyst", [*READERS, "pages/manual_color.py", "pages/account.py"]),
     ("admin", [*READERS, "pages/manual_color.py", "pages/automation.py",
-               "pages/rules.py", "pages/settings.py", "pages/audit.py", "pages/account.py"]),
+               "pages/rules.py", "pages/settings.py", "pages/audit.py", "pages/backups.py",
+               "pages/account.py"]),
 ])
 def test_each_role_reaches_exactly_its_pages(app_as, role, pages):
     at = app_as(role, role)
