@@ -34,10 +34,12 @@ lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m mypy
 
-bench: $(VENV)/.run-deps
+bench: $(VENV)/.dev-deps
 	$(PY) bench/pipeline.py
 	$(PY) bench/search.py
 	$(PY) bench/page_reruns.py
+	@if [ -x /usr/bin/chromium ]; then $(PY) bench/browser.py; \
+	else echo "bench/browser.py skipped: it needs Debian's Chromium (apt-get install chromium)"; fi
 
 clean-venv:
 	rm -rf $(VENV)
