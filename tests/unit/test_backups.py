@@ -468,3 +468,11 @@ def test_the_cli_backs_up_lists_verifies_previews_and_restores(tmp_path, monkeyp
     assert out[-1].startswith("Derived data rebuilt: compaction: 3 runs")
     assert main(["restore", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: no backup 'nope' in ")
+
+
+@pytest.mark.parametrize("backend", ["sqlite_store", "postgres_store"])
+def test_a_folder_desk_restores_into_a_sql_store_and_back(local_store, backend, request,
+                                                          tmp_path):
+    sql = request.getfixturevalue(backend)
+    _restored(_desk(local_store), sql)
+    _restored(sql, open_store(str(tmp_path / "back")))
