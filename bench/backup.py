@@ -42,8 +42,10 @@ def _demo_store(root: Path) -> str:
 
 def _rows_store(root: Path, runs: int, rows: int, cusips: int) -> str:
     spec = importlib.util.spec_from_file_location("search_bench", ROOT / "bench" / "search.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     search_bench = importlib.util.module_from_spec(spec)
+    sys.modules["search_bench"] = search_bench  # its workers' function is pickled by name
     spec.loader.exec_module(search_bench)
     seconds = search_bench.build(root, runs, rows, cusips)
     if seconds:
@@ -74,11 +76,9 @@ def measure(url: str, scratch: Path) -> None:
     plan = _timed("restore preview (same store)",
                   lambda: preview_restore(source, SYSTEM, made.id))
     print(f"  {'; '.join(plan.summary())}")
-    data = backups.archive_bytes(source, SYSTEM, made.id)
     target = open_store(str(scratch / "restored"))
-    _timed("import into a fresh store", lambda: backups.import_backup(target, SYSTEM, data,
-                                                                      "bench.zip"))
-    del data
+    _timed("import into a fresh store", lambda: backups.import_backup(
+        target, SYSTEM, backups.archive_bytes(source, SYSTEM, made.id), "bench.zip"))
     report = _timed("restore (everything)", lambda: restore_backup(target, SYSTEM, made.id))
     print(f"  {report.summary()}")
     print(f"  derived: {report.rebuilt}")

@@ -131,6 +131,9 @@ STORE_COPY = _doc("meta/store_copy", "core.compliance.store_copy", DERIVED,
                   "is verified, so a copy that stopped half-way says so")
 SCHEDULER_PAUSE = _doc("scheduler/paused", "core.automation.pause", DERIVED,
                        "while a restore runs: the scheduler starts no job (expires by itself)")
+BACKUP_SCHEDULE = _doc("config/backups", "core.compliance.backup_schedule", STATE,
+                       "scheduled backups: when (cron, timezone) and how many daily, weekly and "
+                       "monthly ones are kept")
 BACKUP_INDEX = _doc("backups/", "core.compliance.backups", ARCHIVE,
                     "each backup's manifest summary (who, when, why, counts, size, duration)")
 

@@ -1,7 +1,8 @@
 """Backups (admins): back up now with a reason; the backups with when, who, why, size, duration and
 item counts; download (made on the click, logged), verify; restore all or chosen areas (or one run)
 after a preview of exactly what changes and a confirmation; an uploaded archive added to the list
-to restore from. Core checks the permission on every call and logs each backup and restore."""
+to restore from; the schedule of automatic backups and their retention. Core checks the permission
+on every call and logs each backup, restore and schedule change."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import streamlit as st
 
 from core.access import MANAGE_BACKUPS
 from core.compliance import backups
+from core.compliance.backup_schedule import (
+    BackupSchedule,
+    load_backup_schedule,
+    save_backup_schedule,
+)
 from core.compliance.restore import preview_restore, restore_backup
 from core.compliance.restore_plan import area_names
 from pages._ui.automation_views import clock, flash, show_flashes
@@ -135,3 +141,29 @@ if st.button("Check and add it", key="backups.import", disabled=upload is None) 
         flash("backups", f"{upload.name} checked and added as backup {added.id} "
                          f"({added.items()}); choose it above to restore it.", "success")
         st.rerun()
+
+# -- scheduled backups -------------------------------------------------------------------------
+st.subheader("Scheduled backups")
+saved, version = load_backup_schedule(st_store)
+st.caption(f"The scheduler backs up at each time of the schedule and keeps the newest backup of "
+           f"each of the last days, weeks and months below; other scheduled backups are deleted "
+           f"(manual, pre-restore and added ones are kept). Now {saved.describe()}.")
+with st.form("backups.schedule_form"):
+    active = st.checkbox("Back up on a schedule", value=saved.active, key="backups.sched.active")
+    cron_col, zone_col = st.columns(2)
+    cron = cron_col.text_input("When (cron: minute hour day month weekday)", saved.schedule,
+                               key="backups.sched.cron")
+    tz = zone_col.text_input("Timezone", saved.timezone, key="backups.sched.tz")
+    d, w, m = st.columns(3)
+    daily = d.number_input("Daily kept", 0, 1000, saved.keep_daily, key="backups.sched.daily")
+    weekly = w.number_input("Weekly kept", 0, 1000, saved.keep_weekly,
+                            key="backups.sched.weekly")
+    monthly = m.number_input("Monthly kept", 0, 1000, saved.keep_monthly,
+                             key="backups.sched.monthly")
+    if st.form_submit_button("Save the schedule"):
+        with error_boundary("Saving the schedule"):
+            save_backup_schedule(st_store, actor, BackupSchedule(
+                active, cron, tz.strip(), int(daily), int(weekly), int(monthly)),
+                expected_version=version, now=clock())
+            flash("backups", "Schedule saved.", "toast")
+            st.rerun()

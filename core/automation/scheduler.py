@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -62,6 +62,9 @@ COMPACT_RETRY = timedelta(minutes=15)  # after a failed compaction
 MISSED_RECORDS_MAX = 10  # per job and catch-up; older missed slots are summed up in one note
 SKIPPED_TEXT = "skipped: 'Run now and skip the next scheduled run'"
 MISSED_TEXT = "missed: the scheduler was not running at {slot}"
+# A step after the jobs, given the step's context (keep the lease with ctx.keep(), report with
+# ctx.error); packages below automation (scheduled backups) come in through core/scheduler.py.
+Upkeep = Callable[["Context"], object]
 try:
     VERSION = metadata.version("marketpulse")
 except metadata.PackageNotFoundError:
@@ -235,10 +238,12 @@ def _scheduled(ctx: Context, job: Job, now: datetime) -> list[RunRecord]:
 def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
              collect: Collect | None = None, notify: Notify | None = None,
              stop: threading.Event | None = None, clock: Callable[[], datetime] | None = None,
-             tick_s: float | None = None, log_tail: LogTail | None = None) -> list[RunRecord]:
+             tick_s: float | None = None, log_tail: LogTail | None = None,
+             upkeep: Sequence[Upkeep] = ()) -> list[RunRecord]:
     """One scheduler step at `now`: take or renew the lease (standby → []), recover runs a dead
     scheduler left running, build output workbooks whose builder died after publishing, handle
-    due and missed slots of every job, then queued triggers.
+    due and missed slots of every job, then queued triggers, compaction and the `upkeep` steps
+    the composition root adds (scheduled backups: core/scheduler.py).
     Returns the run records written. A job's error is recorded and never stops the scheduler.
     `clock` (live loops) stamps runs with the real time and renews the lease during long runs;
     `log_tail` (live loops) is saved with each heartbeat."""
@@ -271,6 +276,14 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
         records += run_trigger(ctx, trigger)
     if settings["scheduler.compact"] and not ctx.stopping():
         compact_if_needed(ctx)
+    for step in upkeep:
+        if ctx.stopping():
+            break
+        try:
+            step(ctx)
+        except Exception as exc:  # the next slot tries again; jobs go on
+            log.exception("%s failed", step.__name__)
+            ctx.error(step.__name__, f"failed: {exc}")
     ctx.write_heartbeat()
     return records
 
@@ -423,7 +436,7 @@ def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
                 tick_s: float | None = None, owner: str | None = None,
                 clock: Callable[[], datetime] | None = None,
                 collect: Collect | None = None,
-                notify: Notify | None = None) -> None:
+                notify: Notify | None = None, upkeep: Sequence[Upkeep] = ()) -> None:
     """Call run_once every tick until `stop` is set; a run in progress finishes first. The lease
     is released on the way out so a standby takes over at once. Meanwhile core's log lines are
     kept (core.automation.log_tail) and saved with the heartbeat for the Automation page."""
@@ -437,7 +450,7 @@ def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
         while not stop.is_set():
             try:
                 run_once(store, settings, clock(), owner=owner, collect=collect, notify=notify,
-                         stop=stop, clock=clock, tick_s=tick, log_tail=tail)
+                         stop=stop, clock=clock, tick_s=tick, log_tail=tail, upkeep=upkeep)
             except Exception:  # e.g. the store is briefly unreachable: try again next tick
                 log.exception("scheduler step failed; retrying in %.1f s", tick)
             stop.wait(tick)
@@ -456,8 +469,9 @@ def run_forever(store: Store, settings: Settings, *, stop: threading.Event,
             logging.getLogger("core").removeHandler(tail)
 
 
-def main() -> int:
-    """Composition root of the sidecar: settings, store, signals, loop."""
+def main(upkeep: Sequence[Upkeep] = ()) -> int:
+    """Composition root of the sidecar: settings, store, signals, loop (with the upkeep steps
+    core/scheduler.py passes)."""
     from core.config import load_settings, read_secrets_file, store_options
     from core.ingest.safe_read import warm
     from storage import open_store
@@ -479,7 +493,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     warm()  # the first run does not wait for the reading child's server to start
-    run_forever(store, settings, stop=stop)
+    run_forever(store, settings, stop=stop, upkeep=upkeep)
     return 0
 
 

@@ -13,6 +13,7 @@ import pytest
 from core.access import Actor
 from core.compliance import backups
 from core.compliance.access_log import load_access_log
+from core.compliance.backup_schedule import load_backup_schedule
 from core.errors import PermissionDenied
 from core.rules.exclusion import Condition, Group, Rule, delete_rule, load_rules, save_rule
 from core.schema import SOURCE
@@ -149,3 +150,21 @@ def test_backups_are_for_admins_only(app_as, app_store, role):
         backups.create_backup(app_store, someone, "mine")
     with pytest.raises(PermissionDenied):
         backups.list_backups(app_store, someone)
+
+
+def test_the_backup_schedule_is_saved_from_the_page(app_as, app_store):
+    at = _page(app_as)
+    at.checkbox(key="backups.sched.active").check()
+    at.text_input(key="backups.sched.cron").input("30 1 * * 1-5")
+    at.text_input(key="backups.sched.tz").input("UTC")
+    at.number_input(key="backups.sched.daily").set_value(5)
+    next(b for b in at.button if b.label == "Save the schedule").click().run()
+    assert not at.exception
+    saved, _ = load_backup_schedule(app_store)
+    assert (saved.active, saved.schedule, saved.timezone, saved.keep_daily, saved.keep_weekly,
+            saved.updated_by) == (True, "30 1 * * 1-5", "UTC", 5, 4, "admin")
+    at.text_input(key="backups.sched.cron").input("99 1 * * *")
+    next(b for b in at.button if b.label == "Save the schedule").click().run()
+    assert [e.value for e in at.error] == [
+        "Saving the schedule: schedule: '99 1 \\* \\* \\*' is not a valid cron expression "
+        "(minute 0-59, hour 0-23, day 1-31, month 1-12 or jan-dec, weekday 0-7 or sun-sat)"]

@@ -20,6 +20,7 @@ from core.automation.scheduler import run_once
 from core.catalog import BLOBS, DOCUMENTS, SECRET, STATE, TABLES, entry_for
 from core.cli.demo import generate_colors, load_demo
 from core.compliance.access_log import log_export, log_search, log_security_view
+from core.compliance.backup_schedule import BackupSchedule, save_backup_schedule
 from core.compliance.backups import create_backup
 from core.compliance.restore import restore_backup
 from core.compliance.revert import recent_changes, revert_change
@@ -172,6 +173,7 @@ def test_a_broad_workflow_writes_only_catalogued_keys_and_reaches_every_entry(sm
     # backing up and restoring (which pauses the scheduler) writes only catalogued keys too
     backup = create_backup(store, BOSS, "nightly", now=NOW)
     restore_backup(store, BOSS, backup.id, ["rules"], now=NOW)
+    save_backup_schedule(store, BOSS, BackupSchedule(), expected_version=None, now=NOW)
 
     written = store.written | store.stored() | copy.written | copy.stored()
     unknown = sorted(f"{part}: {key}" for part, key in written if entry_for(key, part) is None)
