@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 # this many runs, or rows, have none kept (and, once anything is kept, for every new run).
 MIN_UNKEPT_RUNS, MIN_UNKEPT_ROWS = 10, 100_000
 CHUNK_ROWS = 1_000_000  # colors fetched into DuckDB at once by upkeep
+# More CUSIPs than this (a bulk search) are matched by DuckDB on the node's read copy: their rows
+# are most of a run's row groups anyway, and fetching them through the driver costs ~20 µs a row.
+MANY_CUSIPS = 64
 _names = itertools.count()
 
 
@@ -111,6 +114,8 @@ class SqlRunTables:
             return None
         if wanted is None and ids is None:
             return self._local(con, table, [run_partition(r) for r in asked])
+        if ids is None and wanted is not None and len(wanted) > MANY_CUSIPS:
+            return self._local_cusips(con, table, [run_partition(r) for r in asked], wanted)
         store = self.store
         with store.reading() as conn:
             ft = store.frame_table(conn, check_table(table))
@@ -338,6 +343,15 @@ class SqlRunTables:
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM '
                     f"read_parquet([{listing}], union_by_name = true, hive_partitioning = false)")
         return view
+
+    def _local_cusips(self, con: duckdb.DuckDBPyConnection, table: str,
+                      partitions: Sequence[str], cusips: list[str]) -> str | None:
+        view = self._local(con, table, partitions)
+        if view is None:
+            return None
+        name = f"wanted_{next(_names)}"
+        con.register(name, pa.table({"v": pa.array(cusips, pa.string())}))
+        return f"(SELECT * FROM {view} WHERE {CUSIP} IN (SELECT v FROM {name}))"
 
     def _fetch(self, table: str, partition: str) -> pa.Table | None:
         with self.store.reading() as conn:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -300,21 +300,26 @@ class FrameTables:
         return ft
 
     def select(self, conn: sa.Connection, ft: FrameTable, partitions: Sequence[str] | None,
-               columns: Sequence[str] | None, where: Iterable[sa.ColumnElement[bool]] = ()
+               columns: Sequence[str] | None, where: Sequence[sa.ColumnElement[bool]] = ()
                ) -> pa.Table | None:
         """Rows of these partitions (all: None) matching `where`, only `columns` when given, in
         partition then append order, as Arrow with the types they were written with; None when
-        there are none."""
+        there are none. With `where` (a selective condition on an index: CUSIPs, message ids)
+        the partitions are picked from its rows, so the planner never ANDs it with the
+        partition index (which matches most rows: every visible run)."""
         chosen = [c for c in ft.columns if columns is None or c.name in columns]
         stored = [c for c in chosen if c.sql_name is not None]
         t = ft.sa_table
         query = sa.select(t.c.mp_part, t.c.mp_seq, *(t.c[c.sql_name] for c in stored
                                                      if c.sql_name))
-        if partitions is not None:
+        if partitions is not None and not where:
             query = query.where(in_list(t.c.mp_part, list(partitions)))
         for condition in where:
             query = query.where(condition)
         fetched = conn.execute(query).all()
+        if partitions is not None and where:
+            wanted = set(partitions)
+            fetched = [r for r in fetched if r[0] in wanted]
         if not fetched:
             return None
         values = dict(zip([c.name for c in stored], list(zip(*fetched, strict=True))[2:],
