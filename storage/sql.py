@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from storage.base import ANY_VERSION, check_key, check_prefix, check_version, en
 from storage.errors import ObjectNotFound, WriteConflict
 from storage.sql_cache import ReadCopy, default_folder
 from storage.sql_schema import SchemaKeeper, fixed_tables, make_engine, parse_url
-from storage.sql_tables import FrameTable, FrameTables
+from storage.sql_tables import FrameTable, FrameTables, in_list
 
 if TYPE_CHECKING:
     from storage.run_tables import RunTables
@@ -79,6 +79,17 @@ class SqlStore(FrameTables):
         if row is None:
             raise ObjectNotFound(key)
         return json.loads(row.body), str(row.version)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, tuple[Any, str]]:
+        """(value, version) of each of these keys that exists, in one statement (per 500 keys)
+        rather than one per key (storage.documents.get_many uses it)."""
+        d = self._fixed.documents
+        wanted = sorted({check_key(k) for k in keys})
+        with self.reading() as conn:
+            rows = conn.execute(sa.select(d.c.doc_key, d.c.body, d.c.version)
+                                .where(in_list(d.c.doc_key, wanted))).all() if wanted else []
+        found = {r.doc_key: (json.loads(r.body), str(r.version)) for r in rows}
+        return {k: found[k] for k in keys if k in found}
 
     def put(self, key: str, value: Any, expected_version: str | None) -> str:
         """Write value and return its new version (see Store.put): one conditional statement."""

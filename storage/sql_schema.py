@@ -186,9 +186,20 @@ class SchemaKeeper:
             if self._ready:
                 return
             with vendor_errors(self.where, conflicts=True):
-                self._create()
-                self._migrate()
+                if self._current() != SCHEMA_VERSION:
+                    self._create()
+                    self._migrate()
             self._ready = True
+
+    def _current(self) -> int | None:
+        """The schema's version when its version table can be read (one statement: a process
+        opening a made store skips the CREATE checks); None when it cannot (not made yet)."""
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(sa.select(sa.func.max(self.fixed.versions.c.version)))
+                return found.scalar()
+        except sa_exc.DBAPIError:
+            return None
 
     def _create(self) -> None:
         """CREATE SCHEMA (PostgreSQL) and the fixed tables that are missing. Two processes
