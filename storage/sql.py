@@ -24,8 +24,9 @@ from sqlalchemy import exc as sa_exc
 from storage.base import ANY_VERSION, check_key, check_prefix, check_version, encode_document
 from storage.errors import ObjectNotFound, WriteConflict
 from storage.sql_cache import ReadCopy, default_folder
+from storage.sql_catalog import FrameTable
 from storage.sql_schema import SchemaKeeper, fixed_tables, make_engine, parse_url
-from storage.sql_tables import FrameTable, FrameTables, in_list
+from storage.sql_tables import FrameTables, in_list
 
 if TYPE_CHECKING:
     from storage.run_tables import RunTables

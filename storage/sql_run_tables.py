@@ -3,17 +3,13 @@
 by MESSAGE_ID. A read naming CUSIPs or message ids is bound SQL on those indexes, and only the
 matching rows come to DuckDB (as Arrow); a read of whole runs (a dashboard, a ticker search) scans
 this node's read copy of them (storage.sql_cache: local Parquet, fetched once per run and node).
-Upkeep keeps each run's rollups (its own partition of colors_rollup, computed once: a run's colors
-never change) and, on request, the latest rows of the runs compacted (colors_latest, named by the
-manifest document)."""
+Upkeep (storage.sql_run_upkeep) keeps each run's rollups and the latest rows of the runs kept."""
 
 from __future__ import annotations
 
 import itertools
-import logging
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +18,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from storage.base import check_table, to_arrow
-from storage.errors import WriteConflict
 from storage.parquet_layout import (
     LATEST_TABLE,
-    MANIFEST_KEY,
     ROLLUP_TABLE,
     load_manifest,
     run_partition,
@@ -34,10 +28,7 @@ from storage.parquet_layout import (
 from storage.run_tables import (
     COLORS,
     CUSIP,
-    DELTA,
-    FULL,
     MESSAGE_ID,
-    RUN_ID,
     CompactionReport,
     Rollup,
 )
@@ -48,12 +39,6 @@ if TYPE_CHECKING:
 
     from storage.sql import SqlStore
 
-log = logging.getLogger(__name__)
-
-# Reading a run's colors to compute its rollups costs a fetch of its rows: upkeep is needed once
-# this many runs, or rows, have none kept (and, once anything is kept, for every new run).
-MIN_UNKEPT_RUNS, MIN_UNKEPT_ROWS = 10, 100_000
-CHUNK_ROWS = 1_000_000  # colors fetched into DuckDB at once by upkeep
 # More CUSIPs than this (a bulk search) are matched by DuckDB on the node's read copy: their rows
 # are most of a run's row groups anyway, and fetching them through the driver costs ~20 µs a row.
 MANY_CUSIPS = 64
@@ -84,7 +69,7 @@ class SqlRunTables:
         if items:
             numbers = self.store.append_frames(items)
             for table, data, _ in items:  # this node reads them next: keep its copy now
-                self._keep_copy(table, partition, numbers[table], data)
+                self.keep_copy(table, partition, numbers[table], data)
 
     def remove_run(self, run_id: int) -> None:
         """The run's rows in every table (its rollups too), in one transaction."""
@@ -147,12 +132,12 @@ class SqlRunTables:
     def open_rollups(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup
                      ) -> str | None:
         """The kept rollups of the runs that have them, computed now for the others."""
-        present = self._present(runs)
+        present = self.present(runs)
         kept = set(self.runs(ROLLUP_TABLE))
         parts = []
         covered = [r for r in present if r in kept]
         if covered:
-            view = self._open_partitions(con, ROLLUP_TABLE, [run_partition(r) for r in covered])
+            view = self.open_partitions(con, ROLLUP_TABLE, [run_partition(r) for r in covered])
             if view:
                 parts.append(f"SELECT * FROM {view}")
         live = [r for r in present if r not in kept]
@@ -173,10 +158,10 @@ class SqlRunTables:
         if not manifest or not manifest.get("latest") or set(manifest["runs"]) - asked:
             return None
         parts = []
-        view = self._open_partitions(con, LATEST_TABLE, [manifest["partition"]])
+        view = self.open_partitions(con, LATEST_TABLE, [manifest["partition"]])
         if view:
             parts.append(f"SELECT * FROM {view}")
-        new = [r for r in self._present(asked) if r not in set(manifest["runs"])]
+        new = [r for r in self.present(asked) if r not in set(manifest["runs"])]
         src = self.open(con, COLORS, new) if new else None
         if src:
             sql, params = latest(src)
@@ -185,145 +170,28 @@ class SqlRunTables:
             parts.append(f"SELECT * FROM {name}")
         return "(" + " UNION ALL BY NAME ".join(parts) + ")" if parts else None
 
-    # -- upkeep ----------------------------------------------------------------------------
+    # -- upkeep (storage.sql_run_upkeep) ----------------------------------------------------
     def plan(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], *, latest: bool = False
              ) -> CompactionReport:
-        """Needed when removed runs are still in the kept latest rows, when latest rows are asked
-        for and none are kept, when anything is kept and a run has no rollups yet, or (nothing
-        kept) when many runs or rows have none."""
-        asked = sorted(set(runs))
-        if not asked:
-            return CompactionReport(False, "no published runs")
-        manifest, _ = load_manifest(self.store)
-        unkept = self._unkept(asked)
-        if manifest is not None:
-            stale = set(manifest["runs"]) - set(asked)
-            if stale:
-                return CompactionReport(True, f"{len(stale)} removed run(s) are still in the "
-                                              "kept rows")
-            if latest and not manifest.get("latest"):
-                return CompactionReport(True, "no latest rows are kept (written before them)")
-            new = sorted(set(unkept) | (set(self._present(asked)) - set(manifest["runs"])))
-            if new:
-                return CompactionReport(True, f"{len(new)} new run(s) to keep rows of",
-                                        mode=DELTA)
-            return CompactionReport(False, "every visible run's rows are kept")
-        rows = self._rows(unkept)
-        if len(unkept) >= MIN_UNKEPT_RUNS or rows >= MIN_UNKEPT_ROWS:
-            return CompactionReport(True, f"{len(unkept)} run(s), {rows:,} rows have no rollups "
-                                          "kept")
-        return CompactionReport(False, f"{len(unkept)} run(s), {rows:,} rows without rollups "
-                                       f"(kept from {MIN_UNKEPT_RUNS} runs or "
-                                       f"{MIN_UNKEPT_ROWS:,} rows)")
+        from storage.sql_run_upkeep import plan_upkeep
+
+        return plan_upkeep(self, sorted(set(runs)), latest=latest)
 
     def compact(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup, *,
                 latest: Rollup | None = None, force: bool = False, now: datetime
                 ) -> CompactionReport:
-        """Keep the rollups of the runs without (every run's, when forced) and, with `latest`,
-        the latest rows of all the runs (folded into the kept ones when they still hold), then
-        write the manifest naming them."""
-        asked = sorted(set(runs))
-        plan = self.plan(con, asked, latest=latest is not None)
-        if not asked or not (plan.needed or force):
-            return plan
-        started = time.perf_counter()
-        present = self._present(asked)
-        todo = present if force else self._unkept(asked)
-        for chunk in self._chunks(todo):
-            self._keep_rollups(con, chunk, rollup)
-        old, version = load_manifest(self.store)
-        partition = None
-        if latest is not None:
-            partition = self._keep_latest(con, present, latest, None if force else old)
-        manifest = {"generation": (old or {}).get("generation", 0) + 1, "runs": present,
-                    "latest": latest is not None, "partition": partition,
-                    "compacted_at": now.isoformat()}
-        try:
-            self.store.put(MANIFEST_KEY, manifest, version)
-        except WriteConflict:
-            if partition:
-                self.store.delete_partition(LATEST_TABLE, partition)
-            raise
-        keep = {p for p in (partition, (old or {}).get("partition")) if p}
-        for stale in set(self.store.partitions(LATEST_TABLE)) - keep:
-            self.store.delete_partition(LATEST_TABLE, stale)
-        seconds = round(time.perf_counter() - started, 3)
-        mode = DELTA if plan.mode == DELTA and not force else FULL
-        log.info("kept rollups of %s run(s)%s in %ss", len(todo),
-                 " and latest rows" if partition else "", seconds)
-        return CompactionReport(True, plan.reason if plan.needed else "forced", True, partition,
-                                len(asked), self._rows(present), 0, seconds, mode)
+        from storage.sql_run_upkeep import keep_rows
+
+        return keep_rows(self, con, sorted(set(runs)), rollup, latest=latest, force=force,
+                         now=now)
 
     # -- internals -------------------------------------------------------------------------
-    def _present(self, runs: Iterable[int]) -> list[int]:
+    def present(self, runs: Iterable[int]) -> list[int]:
         """The runs asked for that hold colors."""
         held = set(self.runs(COLORS))
         return sorted(r for r in set(runs) if r in held)
 
-    def _unkept(self, asked: Sequence[int]) -> list[int]:
-        kept = set(self.runs(ROLLUP_TABLE))
-        return [r for r in self._present(asked) if r not in kept]
-
-    def _rows(self, runs: Sequence[int]) -> int:
-        states = self.store.partition_states(COLORS)
-        return sum(states.get(run_partition(r), (0, 0))[0] for r in runs)
-
-    def _chunks(self, runs: Sequence[int]) -> Iterator[list[int]]:
-        """Runs in groups of about CHUNK_ROWS colors (a bigger run is a group of its own)."""
-        states = self.store.partition_states(COLORS)
-        chunk: list[int] = []
-        rows = 0
-        for run in runs:
-            n = states.get(run_partition(run), (0, 0))[0]
-            if chunk and rows + n > CHUNK_ROWS:
-                yield chunk
-                chunk, rows = [], 0
-            chunk.append(run)
-            rows += n
-        if chunk:
-            yield chunk
-
-    def _keep_rollups(self, con: duckdb.DuckDBPyConnection, runs: list[int], rollup: Rollup
-                      ) -> None:
-        """Compute these runs' rollups and write them, each run's in its own partition,
-        replacing what was kept for them (one transaction)."""
-        src = self.open(con, COLORS, runs)
-        if src is None:
-            return
-        sql, params = rollup(src)
-        rolled = con.sql(sql, params=params or None).to_arrow_table()
-        parts = [run_partition(r) for r in rolled.column(RUN_ID).to_pylist()]
-        self.store.append_frames([(ROLLUP_TABLE, rolled, parts)],
-                                 replace=[run_partition(r) for r in runs])
-
-    def _keep_latest(self, con: duckdb.DuckDBPyConnection, present: list[int], latest: Rollup,
-                     old: dict[str, Any] | None) -> str:
-        """Fold `latest` over the runs' colors, a chunk at a time, starting from the kept rows
-        when they hold no removed run; written to a new partition of LATEST_TABLE."""
-        acc = None
-        todo = present
-        if old and old.get("latest") and old.get("partition") and set(old["runs"]) <= set(
-                present):
-            acc = self._open_partitions(con, LATEST_TABLE, [old["partition"]])
-            todo = [r for r in present if r not in set(old["runs"])]
-        for chunk in self._chunks(todo):
-            src = self.open(con, COLORS, chunk)
-            if src is None:
-                continue
-            both = f"(SELECT * FROM {acc} UNION ALL BY NAME SELECT * FROM {src})" if acc else src
-            sql, params = latest(both)
-            name = f"kept_latest_{next(_names)}"
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", params)
-            acc = name
-        partition = f"gen={uuid.uuid4().hex[:12]}"
-        if acc:
-            rows = con.sql(f"SELECT * FROM {acc}").to_arrow_table()
-            if rows.num_rows:
-                numbers = self.store.append_frames([(LATEST_TABLE, rows, partition)])
-                self._keep_copy(LATEST_TABLE, partition, numbers[LATEST_TABLE], rows)
-        return partition
-
-    def _open_partitions(self, con: duckdb.DuckDBPyConnection, table: str,
+    def open_partitions(self, con: duckdb.DuckDBPyConnection, table: str,
                          partitions: list[str]) -> str | None:
         return self._local(con, table, partitions)
 
@@ -358,7 +226,7 @@ class SqlRunTables:
             ft = self.store.frame_table(conn, table)
             return None if ft is None else self.store.select(conn, ft, [partition], None)
 
-    def _keep_copy(self, table: str, partition: str, write: int, data: pa.Table) -> None:
+    def keep_copy(self, table: str, partition: str, write: int, data: pa.Table) -> None:
         """The copy of a partition this node just wrote, as a read would fetch it: the catalog's
         columns and types (a courtesy: anything odd is left for a read to fetch)."""
         with self.store.reading() as conn:
