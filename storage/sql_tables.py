@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from storage.base import check_partition, check_table, to_arrow
+from storage.errors import StoreUnavailable
 from storage.sql_catalog import Analyze, Catalog, FrameColumn, FrameTable
 from storage.sql_types import NULL, from_sql_values, to_sql_values
 
@@ -42,6 +43,27 @@ def with_pandas(rows: pa.Table, columns: Sequence[FrameColumn]) -> pd.DataFrame:
     entries = [c.pandas for c in columns if c.pandas is not None]
     meta = {"index_columns": [], "column_indexes": [], "columns": entries}
     return rows.replace_schema_metadata({b"pandas": json.dumps(meta)}).to_pandas()
+
+
+def copy_rows(conn: sa.Connection, table: sa.Table, names: Sequence[str],
+              records: Sequence[tuple[Any, ...]], where: str) -> None:
+    """PostgreSQL: COPY the records into the table on the connection's transaction (the rows
+    stream beside the statement, which holds only identifiers)."""
+    import psycopg
+    from psycopg import sql as pg_sql
+
+    target = pg_sql.Identifier(*([table.schema] if table.schema else []), table.name)
+    statement = pg_sql.SQL("COPY {} ({}) FROM STDIN").format(
+        target, pg_sql.SQL(", ").join(pg_sql.Identifier(n) for n in names))
+    raw: Any = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for record in records:
+                copy.write_row(record)
+    except psycopg.DataError as exc:
+        raise ValueError(f"{where}: a value cannot be stored: {exc}") from exc
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
 class FrameTables(Catalog):
@@ -244,19 +266,23 @@ class FrameTables(Catalog):
     # -- internals -------------------------------------------------------------------------
     def _insert(self, conn: sa.Connection, ft: FrameTable, rows: pa.Table, number: int,
                 offset: int, parts: builtins.list[str]) -> None:
-        """INSERT rows in batches, then count them in mp_partitions."""
+        """Write rows in batches (PostgreSQL: COPY, ~10× an INSERT of many rows; elsewhere an
+        INSERT per batch), then count them in mp_partitions."""
         columns = [c for c in ft.columns if c.sql_name and c.name in rows.column_names]
+        names = ["mp_part", "mp_part_no", "mp_seq", *(c.sql_name for c in columns if c.sql_name)]
+        copy = conn.dialect.name == "postgresql"
         for start in range(0, rows.num_rows, _BATCH):
             piece = rows.slice(start, _BATCH)
             values = [to_sql_values(piece.column(c.name), c.kind) for c in columns]
             base = number * _PART_SHIFT + offset + start
-            records = [
-                {"mp_part": part, "mp_part_no": number, "mp_seq": base + i,
-                 **{c.sql_name: v for c, v in zip(columns, vals, strict=True) if c.sql_name}}
-                for i, (part, vals) in enumerate(zip(parts[start:start + piece.num_rows],
-                                                     zip(*values, strict=True) if values else
-                                                     [()] * piece.num_rows, strict=True))]
-            conn.execute(sa.insert(ft.sa_table), records)
+            records = [(part, number, base + i, *vals) for i, (part, vals) in enumerate(zip(
+                parts[start:start + piece.num_rows],
+                zip(*values, strict=True) if values else [()] * piece.num_rows, strict=True))]
+            if copy:
+                copy_rows(conn, ft.sa_table, names, records, self._where)
+            else:
+                conn.execute(sa.insert(ft.sa_table),
+                             [dict(zip(names, r, strict=True)) for r in records])
         self._count(conn, ft.table, Counter(parts), number)
 
     def _count(self, conn: sa.Connection, table: str, added: Counter[str], number: int) -> None:
