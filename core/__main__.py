@@ -193,13 +193,17 @@ def _run(args: argparse.Namespace, store, settings) -> int:
             print(f"Wrote {len(result.published)} rows to {args.out}")
         return 0
     if args.command == "export":
-        frame = history.published_colors(
-            store, SYSTEM, run_ids=[args.run] if args.run is not None else None
-        )
-        if args.run is not None and frame.empty:
+        if args.run is not None:
             runs.get_run(store, args.run)  # NotFound when the run does not exist
-        write_output(frame, args.out)
-        print(f"Wrote {len(frame)} rows to {args.out}")
+        fmt = args.out.suffix.lower().lstrip(".")
+        if fmt not in ("xlsx", "csv", "parquet"):
+            suffix = args.out.suffix or "(none)"
+            raise MarketPulseError(f"output file: unsupported suffix {suffix!r} in "
+                                   f"{args.out.name}; use .xlsx, .csv or .parquet")
+        data, rows = history.export_colors(
+            store, SYSTEM, fmt, run_ids=[args.run] if args.run is not None else None)
+        args.out.write_bytes(data)  # the export is logged by core
+        print(f"Wrote {rows} rows to {args.out}")
         return 0
     if args.command == "runs" and args.action == "sweep":
         found = sweep_runs(store, SYSTEM, settings, limit=None)

@@ -12,8 +12,7 @@ import streamlit as st
 from core import audit_chain
 from core.access import VIEW_AUDIT
 from core.compliance import audit_trail
-from core.compliance.access_log import log_export
-from core.compliance.report import report_pdf, report_xlsx
+from core.compliance.report import export_report
 from core.identity.user_records import list_users
 from pages._ui.automation_views import clock
 from pages._ui.markdown import escape_markdown
@@ -84,13 +83,7 @@ st.caption(f"{first:%Y-%m-%d} to {last:%Y-%m-%d} (UTC): every change with before
 
 
 def _report(fmt: str) -> bytes:
-    """Made on the click, and logged as an export of the audit trail."""
-    report = audit_trail.compliance_report(st_store, actor, first, last, now=clock())
-    data = report_xlsx(report) if fmt == "xlsx" else report_pdf(report)
-    rows = sum(len(f) for f in (report.changes, report.auth, report.access, report.runs))
-    log_export(st_store, actor, f"compliance report {first:%Y-%m-%d}..{last:%Y-%m-%d}", fmt,
-               rows)
-    return data
+    return export_report(st_store, actor, first, last, fmt, now=clock())  # core logs it
 
 
 name = f"marketpulse-compliance-{first:%Y%m%d}-{last:%Y%m%d}"

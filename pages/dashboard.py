@@ -6,8 +6,7 @@ comes from core.reads (cached), under the user's sectors. Admins can queue a run
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,8 +15,7 @@ import streamlit as st
 
 from core.access import TRIGGER_RUN, Actor
 from core.automation.jobs import load_jobs, next_runs
-from core.compliance.access_log import log_export
-from core.reads.dashboard import DashboardData, DashboardFilters, dashboard_workbook
+from core.reads.dashboard import DashboardData, DashboardFilters, export_dashboard
 from core.runs import records as runs
 from core.schema import COLOR_ID, CUSIP, PROCESSING_TYPES, RUN_ID, SECTOR
 from pages._ui import cached, charts, run_watch
@@ -196,15 +194,8 @@ def render_export(st_store: Store, actor: Actor, data: DashboardData,
                   filters: DashboardFilters) -> None:
     """The dashboard's data in one click: the workbook is made, and the export logged, when the
     button is clicked (Streamlit's deferred download)."""
-    what = "dashboard " + json.dumps(asdict(filters), sort_keys=True, default=str)
-
     def exported() -> bytes:
-        book = dashboard_workbook(data)
-        rows = sum(len(f) for f in (data.colors_by_month_bias, data.volume_by_sector,
-                                    data.volume_by_source, data.price_trend,
-                                    data.diff_distribution, data.runs, data.latest_parents))
-        log_export(st_store, actor, what, "xlsx", rows)
-        return book
+        return export_dashboard(st_store, actor, filters, clock(), data)  # core logs the export
 
     st.download_button("Download the dashboard (.xlsx)", exported,
                        file_name=f"marketpulse-dashboard-{clock():%Y%m%d-%H%M}.xlsx",

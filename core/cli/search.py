@@ -10,22 +10,22 @@ from pathlib import Path
 import pandas as pd
 
 from core.access import SYSTEM
-from core.compliance.access_log import compact_access_log, log_export, log_search
+from core.compliance.access_log import compact_access_log, log_search
 from core.config import Settings
 from core.errors import InvalidInput
 from core.reads.compaction import compact_colors, plan_compaction
 from core.reads.identifiers import read_id_file
 from core.reads.search import (
+    EXPORT_FORMATS,
     MATCHES,
     MAX_PAGE,
     MAX_PAGE_SIZE,
     TEXT_KINDS,
     SearchQuery,
+    export_search,
     filters_group,
     search_colors,
-    search_rows,
 )
-from core.runs.exports import write_output
 from storage import Store
 
 SHOWN = ["RUN_ID", "CUSIP", "TICKER", "SECTOR", "DATE", "BIAS", "RANK", "PX", "SOURCE",
@@ -111,10 +111,12 @@ def run(args: argparse.Namespace, store: Store, settings: Settings) -> int:
         shown = shown.assign(**{c: shown[c].map(cut) for c in text})
         print(shown.to_string(index=False))
     if args.out:
-        rows = search_rows(store, SYSTEM, query)
-        write_output(rows, args.out)
-        log_export(store, SYSTEM, query.key(), args.out.suffix.lstrip("."), len(rows))
-        print(f"Wrote {len(rows)} rows to {args.out}")
+        fmt = args.out.suffix.lower().lstrip(".")
+        if fmt not in EXPORT_FORMATS:
+            raise InvalidInput("output file", f"unsupported suffix {args.out.suffix or '(none)'!r}"
+                                              f" in {args.out.name}; use .xlsx, .csv or .parquet")
+        args.out.write_bytes(export_search(store, SYSTEM, query, fmt))  # logged by core
+        print(f"Wrote {result.total_rows} rows to {args.out}")
     return 0
 
 

@@ -4,63 +4,32 @@ audit chain (core.audit_chain)."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
 
-from core import audit_chain, catalog
-from core.access import Actor
-from core.clock import as_utc, utc_now_or
+from core.access_events import (  # recording lives below the packages, so reads log themselves
+    ACTIONS,
+    COLUMNS,
+    EXPORT,
+    SEARCH,
+    SECURITY_VIEW,
+    TABLE,
+    log_export,
+    log_search,
+    log_security_view,
+    record_access,
+    search_what,
+)
+from core.clock import as_utc
 from core.runs.published import duckdb_session, fetch_frame
 from storage import Store, StoreUnavailable
 
-if TYPE_CHECKING:
-    from core.reads.search import SearchQuery
-
-TABLE = catalog.ACCESS_LOG.key
-COLUMNS = ["EVENT_ID", "AT", "ACTOR", "ACTION", "WHAT", "ROWS", "DETAIL"]
-SEARCH, SECURITY_VIEW, EXPORT = "search", "security_view", "export"
-ACTIONS = (SEARCH, SECURITY_VIEW, EXPORT)
+__all__ = ["ACTIONS", "COLUMNS", "EXPORT", "SEARCH", "SECURITY_VIEW", "TABLE", "compact_access_log",
+           "load_access_log", "log_export", "log_search", "log_security_view", "record_access",
+           "search_what"]
 _ATTEMPTS = 3
-_DTYPES = {"EVENT_ID": "string", "ACTOR": "string", "ACTION": "string", "WHAT": "string",
-           "ROWS": "Int64", "DETAIL": "string"}
-
-
-def record_access(store: Store, actor: Actor | str, action: str, what: str, *, rows: int,
-                  detail: str = "", now: datetime | None = None) -> str:
-    """Append one access and return its id. Pages call this after a (possibly cached) read, so a
-    cache hit is still logged."""
-    if action not in ACTIONS:
-        raise ValueError(f"unknown access action {action!r}; use one of {ACTIONS}")
-    at = utc_now_or(now)
-    event_id = uuid.uuid4().hex
-    row = {"EVENT_ID": event_id, "AT": pd.Timestamp(at), "ACTOR": getattr(actor, "username", actor),
-           "ACTION": action, "WHAT": what, "ROWS": int(rows), "DETAIL": detail}
-    audit_chain.append(store, TABLE, row, at.strftime("%Y-%m"), dtypes=_DTYPES)
-    return event_id
-
-
-def log_search(store: Store, actor: Actor, query: SearchQuery, rows: int, *,
-               now: datetime | None = None) -> str:
-    """A search: WHAT is the query's canonical JSON (page excluded), ROWS the result's rows."""
-    what = json.dumps({k: v for k, v in query.to_dict().items() if k != "page"}, sort_keys=True)
-    return record_access(store, actor, SEARCH, what, rows=rows, now=now)
-
-
-def log_security_view(store: Store, actor: Actor, cusip: str, rows: int, *,
-                      now: datetime | None = None) -> str:
-    return record_access(store, actor, SECURITY_VIEW, cusip.strip().upper(), rows=rows, now=now)
-
-
-def log_export(store: Store, actor: Actor, what: str, fmt: str, rows: int, *,
-               now: datetime | None = None) -> str:
-    """An export: WHAT names what was exported (e.g. a search's JSON, "dashboard"), DETAIL the
-    format."""
-    return record_access(store, actor, EXPORT, what, rows=rows, detail=fmt, now=now)
 
 
 def load_access_log(store: Store, *, username: str | None = None, action: str | None = None,

@@ -5,7 +5,8 @@ the desk's days (the timezone of `now`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ import duckdb
 import pandas as pd
 
 from core.access import VIEW, Actor, entitled_columns, require
+from core.access_events import log_export
 from core.clock import as_utc, aware, parse_stamp
 from core.reads.latest_parents import LatestParents, latest_parents
 from core.reads.search_sql import entitlement_sql
@@ -305,7 +307,13 @@ def dashboard_workbook(data: DashboardData) -> bytes:
     return write_xlsx(kpis, sheet_name="KPIs", extra_sheets=sheets)
 
 
-def export_dashboard(store: Store, actor: Actor, filters: DashboardFilters, now: datetime
-                     ) -> bytes:
-    """dashboard_workbook of dashboard_data: what the actor sees, as an .xlsx."""
-    return dashboard_workbook(dashboard_data(store, actor, filters, now))
+def export_dashboard(store: Store, actor: Actor, filters: DashboardFilters, now: datetime,
+                     data: DashboardData | None = None) -> bytes:
+    """What the actor sees (data: the page's dashboard_data for these filters, else read now) as
+    an .xlsx; the export is logged with the filters and the rows it holds."""
+    data = dashboard_data(store, actor, filters, now) if data is None else data
+    book = dashboard_workbook(data)
+    rows = sum(len(getattr(data, f.name)) for f in fields(data) if f.name in _SHEETS)
+    what = "dashboard " + json.dumps(asdict(filters), sort_keys=True, default=str)
+    log_export(store, actor, what, "xlsx", rows)
+    return book

@@ -8,7 +8,10 @@ from collections.abc import Iterable
 import pandas as pd
 
 from core.access import VIEW, Actor, entitled_columns, entitled_rows, require
+from core.access_events import log_export
+from core.errors import InvalidInput
 from core.runs import records as runs
+from core.runs.exports import write_csv, write_parquet, write_xlsx
 from core.schema import IS_PARENT, POSITION, RUN_ID
 from storage import Store
 from storage.run_tables import run_tables
@@ -59,3 +62,18 @@ def run_summary(store: Store, actor: Actor, run_id: int) -> dict[str, object]:
     parents = int(colors[IS_PARENT].sum()) if len(colors) else 0
     return {"published": len(colors), "parents": parents, "excluded": len(excluded),
             "quarantined": len(quarantined), "colors": colors}
+
+
+def export_colors(store: Store, actor: Actor, fmt: str, *, run_ids: Iterable[int] | None = None
+                  ) -> tuple[bytes, int]:
+    """published_colors (of every visible run, or these) as .xlsx, .csv or .parquet bytes and
+    their row count; the export is logged."""
+    writers = {"xlsx": write_xlsx, "csv": write_csv, "parquet": write_parquet}
+    if fmt not in writers:
+        raise InvalidInput("format", f"use one of {', '.join(writers)}")
+    frame = published_colors(store, actor, run_ids=run_ids)
+    chosen = "all runs" if run_ids is None else "runs " + ", ".join(map(str, sorted(run_ids)))
+    data = writers[fmt](frame)
+    log_export(store, actor, f"published colors ({chosen})", fmt, len(frame))
+    return data, len(frame)
+

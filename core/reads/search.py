@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from core.access import VIEW, Actor, entitled_columns, require
+from core.access_events import log_export, search_what
 from core.errors import InvalidInput
 from core.reads.identifiers import CUSIP_ID, MANGLED, MESSAGE_ID_ID, TICKER_ID, Identifier, classify
 from core.reads.search_sql import (
@@ -27,7 +28,7 @@ from core.reads.search_sql import (
     text_sql,
 )
 from core.rules.conditions import BETWEEN, Condition, Group
-from core.runs.exports import write_csv, write_xlsx
+from core.runs.exports import write_csv, write_parquet, write_xlsx
 from core.runs.published import (
     duckdb_session,
     fetch_frame,
@@ -42,7 +43,7 @@ MATCHES = ("exact", "prefix", "contains")
 TEXT_KINDS = ("auto", CUSIP_ID, TICKER_ID, MESSAGE_ID_ID)
 MAX_PAGE_SIZE = 1000
 MAX_PAGE = 1_000_000  # far beyond any result; keeps the row offset a small number for DuckDB
-EXPORT_FORMATS = ("xlsx", "csv")
+EXPORT_FORMATS = ("xlsx", "csv", "parquet")
 
 
 @dataclass(frozen=True)
@@ -380,9 +381,12 @@ def search_rows(store: Store, actor: Actor, query: SearchQuery) -> pd.DataFrame:
 
 
 def export_search(store: Store, actor: Actor, query: SearchQuery, fmt: str = "xlsx") -> bytes:
-    """The whole result (not only the page) as .xlsx or .csv bytes (core.runs.exports
-    formatting)."""
+    """The whole result (not only the page) as .xlsx, .csv or .parquet bytes (core.runs.exports
+    formatting); the export is logged with its rows."""
     if fmt not in EXPORT_FORMATS:
         raise InvalidInput("format", f"use one of {', '.join(EXPORT_FORMATS)}")
     frame = search_rows(store, actor, query)
-    return write_xlsx(frame, sheet_name="Search") if fmt == "xlsx" else write_csv(frame)
+    data = (write_xlsx(frame, sheet_name="Search") if fmt == "xlsx"
+            else write_csv(frame) if fmt == "csv" else write_parquet(frame))
+    log_export(store, actor, search_what(query), fmt, len(frame))
+    return data

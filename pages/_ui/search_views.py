@@ -4,7 +4,6 @@ saved searches and history. Core parses, searches, checks and records; this draw
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -14,7 +13,7 @@ import streamlit as st
 
 from core.access import Actor
 from core.clock import utc_now
-from core.compliance.access_log import log_export, log_search
+from core.compliance.access_log import log_search
 from core.reads.dashboard import DashboardFilters
 from core.reads.identifiers import (
     CUSIP_ID,
@@ -384,11 +383,6 @@ def open_security(cusip: str | None) -> None:
         st.switch_page(SECURITY_PAGE, query_params={"cusip": cusip})
 
 
-def _what(query: SearchQuery) -> str:
-    """What an export names: the query's canonical JSON without the page (as log_search)."""
-    return json.dumps({k: v for k, v in query.to_dict().items() if k != "page"}, sort_keys=True)
-
-
 def render_export(store: Store, actor: Actor, query: SearchQuery, result: SearchResult) -> None:
     """Download the whole result (every page) in one click: the file is made, and the export
     logged, when the button is clicked (Streamlit's deferred download), not on every rerun."""
@@ -397,12 +391,10 @@ def render_export(store: Store, actor: Actor, query: SearchQuery, result: Search
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     fmt = left.radio("Format", list(FORMATS), format_func=FORMATS.get, key=EXPORT_FORMAT,
                      horizontal=True)
-    rows, what = result.total_rows, _what(query)
+    rows = result.total_rows
 
     def exported() -> bytes:
-        data = export_search(store, actor, query, fmt)
-        log_export(store, actor, what, fmt, rows)
-        return data
+        return export_search(store, actor, query, fmt)  # core logs the export
 
     stamp = utc_now().strftime("%Y%m%d-%H%M")
     right.download_button(f"Download all {rows:,} colors ({FORMATS[fmt]})", exported,

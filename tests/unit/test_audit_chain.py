@@ -3,7 +3,6 @@ deleted, a reordered entry and a rewritten head are each found and named."""
 
 from __future__ import annotations
 
-import multiprocessing
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -142,25 +141,29 @@ def test_concurrent_writers_from_threads_each_take_their_own_place(store):
     assert sorted(store.scan(AUDIT)["SEQ"].tolist()) == list(range(1, 41))
 
 
-def _write_from_a_process(root: str, n: int) -> None:
-    store = open_store(root)
-    for i in range(10):
-        if i % 2:
-            record_access(store, f"p{n}", "search", f"q{i}", rows=i, now=T0)
-        else:
-            record_change(store, f"p{n}", "rules", "update", f"r{i}", now=T0)
+# A writer process: a program of its own (multiprocessing's spawn would re-run whatever script
+# sys.modules["__main__"] names, and AppTest tests leave app.py there).
+_WRITER = """
+import sys
+from datetime import UTC, datetime
+from core.audit import record_change
+from core.compliance.access_log import record_access
+from storage import open_store
+store, n, t0 = open_store(sys.argv[1]), sys.argv[2], datetime(2026, 11, 30, 9, tzinfo=UTC)
+for i in range(10):
+    if i % 2:
+        record_access(store, f"p{n}", "search", f"q{i}", rows=i, now=t0)
+    else:
+        record_change(store, f"p{n}", "rules", "update", f"r{i}", now=t0)
+"""
 
 
 def test_concurrent_writers_in_processes_make_one_chain(tmp_path):
     root = str(tmp_path / "store")
     open_store(root)
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_write_from_a_process, args=(root, n)) for n in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-        assert worker.exitcode == 0
+    workers = [subprocess.Popen([sys.executable, "-c", _WRITER, root, str(n)], cwd=ROOT)
+               for n in range(4)]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0, 0, 0]
     verdict = audit_chain.verify(open_store(root))
     assert (verdict.ok, verdict.entries, verdict.tables) == (True, 40, {AUDIT: 20, ACCESS: 20})
 
