@@ -10,7 +10,6 @@ import pandas as pd
 import streamlit as st
 
 from core.access import EDIT_JOBS, Actor
-from core.audit import load_changes
 from core.automation.jobs import (
     AREA,
     REVERTIBLE,
@@ -30,7 +29,7 @@ from core.automation.scheduler import run_in_app, scheduler_health
 from core.config import Settings
 from core.runs.records import load_runs
 from pages._ui import automation_views as views
-from pages._ui import run_watch
+from pages._ui import cached, run_watch
 from pages._ui.markdown import escape_markdown
 from pages._ui.run_history import render_run_history
 from pages._ui.services import current_actor, error_boundary, settings, store
@@ -205,7 +204,7 @@ def jobs_tab(st_store: Store, actor: Actor) -> None:
 
 
 def changes_tab(st_store: Store, actor: Actor) -> None:
-    changes = load_changes(st_store, area=AREA, limit=REVERTIBLE)
+    changes = cached.recent_changes(st_store, area=AREA, limit=REVERTIBLE)
     if changes.empty:
         st.caption("No job changes yet.")
     for row in changes.itertuples(index=False):

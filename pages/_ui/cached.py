@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from core import audit, audit_chain
 from core.access import Actor
 from core.reads import dashboard as analytics
 from core.reads import latest_parents as parents
@@ -138,3 +139,17 @@ def parent_children(store: Store, actor: Actor, cusip: str, run_id: int, color_i
     """core.reads.latest_parents.parent_children, cached."""
     return _children(store, actor, store.url, _version(store), _seen(actor), cusip, run_id,
                      color_id)
+
+
+# -- the change log ---------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=16)
+def _changes(_store: Store, url: str, head: tuple[int, str], area: str | None,
+             limit: int | None) -> pd.DataFrame:
+    return audit.load_changes(_store, area=area, limit=limit)
+
+
+def recent_changes(store: Store, area: str | None = None, limit: int | None = None
+                   ) -> pd.DataFrame:
+    """core.audit.load_changes, cached until the audit chain grows (every recorded change moves
+    its head): the log is a scan of every month's entries, which each rerun paid before."""
+    return _changes(store, store.url, audit_chain.head(store), area, limit)

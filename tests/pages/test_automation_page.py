@@ -12,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 import pandas as pd
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest, app_test
+from streamlit.testing.v1 import AppTest
 
 from core.access import SYSTEM
 from core.audit import load_changes
@@ -42,6 +42,7 @@ from pages._ui.run_watch import GONE_POLLS
 from pages._ui.tables import WRAPPED
 from storage.run_tables import run_tables
 from tests.factories import make_colors
+from tests.pages.test_search_page import recording_media
 
 PAGE = "pages/automation.py"
 NOW = datetime(2026, 3, 13, 4, 0, tzinfo=UTC)  # Friday 09:00 in Karachi (UTC+5)
@@ -57,22 +58,8 @@ def _fixed_clock(monkeypatch):
 
 @pytest.fixture
 def served(monkeypatch):
-    """Bytes a download button serves: AppTest keeps them in an in-memory media storage created
-    by every run; this records each one so a test can read them."""
-    storages = []
-
-    class Recording(app_test.MemoryMediaFileStorage):
-        def __init__(self, endpoint: str) -> None:
-            super().__init__(endpoint)
-            storages.append(self)
-
-    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
-
-    def read(button) -> tuple[bytes, str | None]:
-        file = storages[-1].get_file(button.proto.url.rsplit("/", 1)[1])
-        return file.content, file.filename
-
-    return read
+    """Bytes a download button serves (made on the click for the run's row workbooks)."""
+    return recording_media(monkeypatch)
 
 
 def _page(app_as) -> AppTest:
