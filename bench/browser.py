@@ -258,7 +258,8 @@ def page_switches(page, titles: list[str], rounds: int) -> dict[str, list[Timing
     order = titles[start + 1:] + titles[:start + 1]  # the session starts on the Dashboard
     for _ in range(rounds):
         for title in order:
-            found[title].append(timed(page, nav_link(page, title).click, PAGES[title]))
+            needles = PAGES.get(title, (heading(title),))  # a new page: its heading
+            found[title].append(timed(page, nav_link(page, title).click, needles))
     return found
 
 
@@ -383,7 +384,10 @@ def main() -> int:
                                         headless=True, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
             login(page, url)
-            titles = [t for t in nav_titles(page) if t in PAGES]
+            titles = nav_titles(page)
+            for title in titles:
+                if title not in PAGES:
+                    print(f"  ({title}: no main widget named in PAGES; timed to its heading)")
             ok = True
             if not args.actions_only:
                 ok = report("Page switches (sidebar click → the page's main element; → its run "

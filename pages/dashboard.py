@@ -11,13 +11,14 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.access import TRIGGER_RUN, Actor
 from core.automation.jobs import load_jobs, next_runs
 from core.reads.dashboard import DashboardData, DashboardFilters, export_dashboard
 from core.runs import records as runs
-from core.schema import COLOR_ID, CUSIP, PROCESSING_TYPES, RUN_ID, SECTOR
+from core.schema import COLOR_ID, CUSIP, PROCESSING_TYPES, RUN_ID
 from pages._ui import cached, charts, run_watch
 from pages._ui.automation_views import clock, render_run_buttons
 from pages._ui.markdown import escape_markdown
@@ -115,21 +116,19 @@ def render_kpis(data: DashboardData, upcoming: tuple[datetime, str] | None,
                "processing types.")
 
 
-def render_charts(data: DashboardData) -> None:
+def render_charts(figures: dict[str, go.Figure | None]) -> None:
     left, right = st.columns(2)
     with left:
-        charts.show(charts.colors_by_month_bias(data.colors_by_month_bias),
-                    "dashboard.chart_month_bias", "No colors for these filters.")
-        charts.show(charts.volume_by_day(data.volume_by_source, "SOURCE"),
-                    "dashboard.chart_source", "No colors for these filters.")
-        charts.show(charts.run_performance(data.runs, "ROWS_PER_S" in data.runs),
-                    "dashboard.chart_runs", "No finished runs for these filters.")
+        charts.show(figures["month_bias"], "dashboard.chart_month_bias",
+                    "No colors for these filters.")
+        charts.show(figures["source"], "dashboard.chart_source", "No colors for these filters.")
+        charts.show(figures["runs"], "dashboard.chart_runs",
+                    "No finished runs for these filters.")
     with right:
-        charts.show(charts.volume_by_day(data.volume_by_sector, SECTOR),
-                    "dashboard.chart_sector", "No colors for these filters.")
-        charts.show(charts.diff_distribution(data.diff_distribution), "dashboard.chart_diff",
+        charts.show(figures["sector"], "dashboard.chart_sector", "No colors for these filters.")
+        charts.show(figures["diff"], "dashboard.chart_diff",
                     "No colors with a COV_PRICE for these filters.")
-        charts.show(charts.quality(data.runs), "dashboard.chart_quality",
+        charts.show(figures["quality"], "dashboard.chart_quality",
                     "No scored runs for these filters.")
 
 
@@ -218,7 +217,8 @@ with error_boundary("Loading the dashboard"):
         st.stop()
     tz = ZoneInfo(settings()["scheduler.timezone"])
     now = clock().astimezone(tz)
-    everything = cached.dashboard(st_store, actor, DashboardFilters(latest_limit=LATEST), now)
+    sector_choices, cusip_choices = cached.dashboard_choices(
+        st_store, actor, DashboardFilters(latest_limit=LATEST), now)
     a, b, c = st.columns([2, 2, 2])
     window = a.selectbox("DATE window", list(WINDOWS), index=list(WINDOWS).index(DEFAULT_WINDOW),
                          key="dashboard.window", help="Widen it to see older colors")
@@ -228,8 +228,7 @@ with error_boundary("Loading the dashboard"):
         date_from = left.date_input("DATE from", value=now.date() - timedelta(days=29),
                                     key="dashboard.date_from")
         date_to = right.date_input("DATE to", value=now.date(), key="dashboard.date_to")
-    sectors = b.multiselect("Sector", sorted(everything.volume_by_sector[SECTOR].unique()),
-                            key="dashboard.sectors")
+    sectors = b.multiselect("Sector", sector_choices, key="dashboard.sectors")
     types = c.multiselect("Processing type", PROCESSING_TYPES, key="dashboard.types")
     st.caption(f"DATE window: {window_words(date_from, date_to)}.")
     # The price-trend picker sits by its chart; its value is in the session before it is drawn.
@@ -241,12 +240,12 @@ with error_boundary("Loading the dashboard"):
     data = replace(data, kpis={**data.kpis,
                                "next_run_at": upcoming[0].isoformat() if upcoming else None})
     render_kpis(data, upcoming, now, tz)
-    render_charts(data)
+    figures = cached.dashboard_figures(st_store, actor, filters, now, data)
+    render_charts(figures)
     st.subheader("Price trends")
-    choices = sorted(set(everything.latest_parents.get(CUSIP, pd.Series(dtype=str))) | set(picked))
-    st.multiselect("CUSIPs", choices, key="dashboard.cusips", accept_new_options=True,
-                   placeholder="Choose or type CUSIPs")
-    charts.show(charts.price_trend(data.price_trend), "dashboard.chart_trend",
+    st.multiselect("CUSIPs", sorted(set(cusip_choices) | set(picked)), key="dashboard.cusips",
+                   accept_new_options=True, placeholder="Choose or type CUSIPs")
+    charts.show(figures["trend"], "dashboard.chart_trend",
                 "Choose CUSIPs to compare their parent prices.")
     render_latest(st_store, actor, data, filters)
     render_export(st_store, actor, data, filters)

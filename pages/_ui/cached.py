@@ -12,6 +12,7 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from core import audit, audit_chain
@@ -24,6 +25,7 @@ from core.reads.latest_parents import LatestParents
 from core.reads.search import SearchQuery, SearchResult
 from core.reads.security_page import SecuritySummary
 from core.runs import records as runs
+from pages._ui import charts
 from storage import Store
 
 _ENTRIES = 256
@@ -104,15 +106,52 @@ def _dashboard(_store: Store, _actor: Actor, _filters: analytics.DashboardFilter
     return analytics.dashboard_data(_store, _actor, _filters, now)
 
 
+def _dashboard_key(store: Store, actor: Actor, filters: analytics.DashboardFilters,
+                   now: datetime) -> tuple:
+    """What the dashboard's data depend on: the store and its data version, the newest run's id
+    and status (a failed run changes the "last run" KPI without changing the data version), what
+    the actor sees, the filters, and the day of `now` in its timezone."""
+    newest = runs.load_runs(store, limit=1)
+    latest = (newest[0].run_id, newest[0].status) if newest else ()
+    return (store.url, _version(store), latest, _seen(actor), repr(filters), now.date(),
+            str(now.tzinfo))
+
+
 def dashboard(store: Store, actor: Actor, filters: analytics.DashboardFilters,
               now: datetime) -> analytics.DashboardData:
     """core.reads.dashboard.dashboard_data, cached for the day of `now` (an aware time in the desk's
-    timezone). The newest run's id and status are in the key too: a failed run changes the
-    "last run" KPI without changing the data version."""
-    newest = runs.load_runs(store, limit=1)
-    latest = (newest[0].run_id, newest[0].status) if newest else ()
-    return _dashboard(store, actor, filters, store.url, _version(store), latest, _seen(actor),
-                      repr(filters), now.date(), str(now.tzinfo))
+    timezone)."""
+    return _dashboard(store, actor, filters, *_dashboard_key(store, actor, filters, now))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _choices(_store: Store, _actor: Actor, _filters: analytics.DashboardFilters, url: str,
+             version: str, latest_run: tuple, seen: tuple, filters: str, today: date,
+             tz: str) -> tuple[list[str], list[str]]:
+    now = datetime.combine(today, time(), tzinfo=ZoneInfo(tz))
+    data = analytics.dashboard_data(_store, _actor, _filters, now)
+    cusips = data.latest_parents.get("CUSIP", pd.Series(dtype=str))
+    return sorted(data.volume_by_sector["SECTOR"].unique()), sorted(set(cusips))
+
+
+def dashboard_choices(store: Store, actor: Actor, filters: analytics.DashboardFilters,
+                      now: datetime) -> tuple[list[str], list[str]]:
+    """The sectors and the latest parents' CUSIPs of the dashboard's data under `filters` (the
+    filters' choices), cached: only the two lists are copied on each rerun, not the data."""
+    return _choices(store, actor, filters, *_dashboard_key(store, actor, filters, now))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _figures(key: tuple, _data: analytics.DashboardData) -> dict[str, go.Figure | None]:
+    return charts.dashboard_figures(_data)
+
+
+def dashboard_figures(store: Store, actor: Actor, filters: analytics.DashboardFilters,
+                      now: datetime, data: analytics.DashboardData) -> dict[str, go.Figure | None]:
+    """The Dashboard's charts of `data` (dashboard() of the same arguments), made once per data:
+    keyed like the data, so a rerun neither rebuilds nor fingerprints them. Figures are shared
+    between sessions of the same entitlements, as the data are (st.plotly_chart only reads)."""
+    return _figures(_dashboard_key(store, actor, filters, now), data)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

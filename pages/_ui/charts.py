@@ -23,6 +23,7 @@ from core.schema import (
     DATE,
     PX,
     RANK,
+    SECTOR,
     SIGNIFICANT,
     SMALL,
     SOURCE,
@@ -249,3 +250,18 @@ def quality(frame: pd.DataFrame) -> go.Figure | None:
     figure.update_xaxes(type="category")
     figure.update_yaxes(range=[0, 100])
     return _layout(figure, "Data quality score per run", "run", "score (0–100)")
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+def dashboard_figures(data: Any) -> dict[str, go.Figure | None]:
+    """Every chart of the Dashboard from its data (core.reads.dashboard.DashboardData), by name:
+    month_bias, source, runs, sector, diff, quality, trend."""
+    return {
+        "month_bias": colors_by_month_bias(data.colors_by_month_bias),
+        "source": volume_by_day(data.volume_by_source, "SOURCE"),
+        "runs": run_performance(data.runs, "ROWS_PER_S" in data.runs),
+        "sector": volume_by_day(data.volume_by_sector, SECTOR),
+        "diff": diff_distribution(data.diff_distribution),
+        "quality": quality(data.runs),
+        "trend": price_trend(data.price_trend),
+    }
