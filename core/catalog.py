@@ -134,6 +134,9 @@ SCHEDULER_PAUSE = _doc("scheduler/paused", "core.automation.pause", DERIVED,
 BACKUP_SCHEDULE = _doc("config/backups", "core.compliance.backup_schedule", STATE,
                        "scheduled backups: when (cron, timezone) and how many daily, weekly and "
                        "monthly ones are kept")
+REPORT_SCHEDULE = _doc("config/compliance_report", "core.compliance.report_schedule", STATE,
+                       "the scheduled compliance report: when (cron, timezone), the days it "
+                       "covers and how many are kept")
 BACKUP_INDEX = _doc("backups/", "core.compliance.backups", ARCHIVE,
                     "each backup's manifest summary (who, when, why, counts, size, duration)")
 
@@ -149,7 +152,7 @@ COLORS_ROLLUP = _add(TABLES, "colors_rollup", "storage.parquet_layout", DERIVED,
 COLORS_LATEST = _add(TABLES, "colors_latest", "storage.parquet_layout", DERIVED,
                      "each CUSIP and sector's newest parent in the compacted runs (latest parents)")
 AUDIT = _add(TABLES, "audit", "core.audit", STATE, "the change log of every area")
-ACCESS_LOG = _add(TABLES, "access_log", "core.compliance.access_log", STATE,
+ACCESS_LOG = _add(TABLES, "access_log", "core.access_events", STATE,
                   "who searched, viewed and exported what")
 EMAIL_LOG = _add(TABLES, "email_log", "core.alerts.templates", STATE, "every email sent or not")
 
@@ -159,6 +162,8 @@ BUFFER_FILES = _add(BLOBS, "buffer/", "core.intake.buffer", STATE,
                     "files waiting in the upload buffer")
 SESSION_FRAMES = _add(BLOBS, "sessions/", "core.manual.sessions", STATE,
                       "the working and loaded rows of Manual Color sessions (Parquet)")
+COMPLIANCE_REPORTS = _add(BLOBS, "reports/compliance/", "core.compliance.report_schedule", STATE,
+                          "compliance reports the scheduler made (.xlsx and .pdf of a period)")
 BACKUPS = _add(BLOBS, "backups/", "core.compliance.backups", ARCHIVE,
                "backup archives (zip: manifest, documents, blobs, table partitions, runs' rows)")
 

@@ -13,6 +13,13 @@ from core import audit_chain
 from core.access import VIEW_AUDIT
 from core.compliance import audit_trail
 from core.compliance.report import export_report
+from core.compliance.report_schedule import (
+    ReportSchedule,
+    list_reports,
+    load_report_schedule,
+    read_report,
+    save_report_schedule,
+)
 from core.identity.user_records import list_users
 from pages._ui.automation_views import clock
 from pages._ui.markdown import escape_markdown
@@ -94,3 +101,40 @@ p.download_button("Download (.pdf)", lambda: _report("pdf"), file_name=f"{name}.
                   mime="application/pdf", key="audit.report_pdf", on_click="ignore")
 if pd.Timestamp(last) - pd.Timestamp(first) > pd.Timedelta(days=366):
     st.caption("A period over a year makes a large report: it may take a while.")
+
+# -- the scheduled report ----------------------------------------------------------------------
+st.subheader("Scheduled report")
+planned, planned_version = load_report_schedule(st_store)
+st.caption("The scheduler makes the report of the days before each time of the schedule and "
+           f"keeps it here as .xlsx and .pdf. Now {planned.describe()}.")
+with st.form("audit.schedule_form"):
+    on = st.checkbox("Make the report on a schedule", value=planned.active,
+                     key="audit.sched.active")
+    cron_col, zone_col = st.columns(2)
+    cron = cron_col.text_input("When (cron: minute hour day month weekday)", planned.schedule,
+                               key="audit.sched.cron")
+    tz = zone_col.text_input("Timezone", planned.timezone, key="audit.sched.tz")
+    days_col, keep_col = st.columns(2)
+    days = days_col.number_input("Days before each time it covers", 1, 366, planned.days,
+                                 key="audit.sched.days")
+    keep = keep_col.number_input("Reports kept", 1, 1000, planned.keep, key="audit.sched.keep")
+    if st.form_submit_button("Save the schedule"):
+        with error_boundary("Saving the report schedule"):
+            save_report_schedule(st_store, actor, ReportSchedule(
+                on, cron, tz.strip(), int(days), int(keep)), expected_version=planned_version,
+                now=clock())
+            st.toast("Report schedule saved.")
+            st.rerun()
+stored = list_reports(st_store, actor)
+if not stored:
+    st.caption("No scheduled reports yet.")
+for report in stored[:12]:
+    label, *buttons = st.columns([2, 1, 1])
+    label.markdown(f"{report.first:%Y-%m-%d} to {report.last:%Y-%m-%d} (made {report.made_at})")
+    for column, fmt in zip(buttons, ("xlsx", "pdf"), strict=True):
+        key = report.keys.get(fmt)
+        if key:
+            column.download_button(
+                f".{fmt}", lambda key=key: read_report(st_store, actor, key),
+                file_name=key.rsplit("/", 1)[1], key=f"audit.stored.{key}", on_click="ignore",
+                mime=XLSX if fmt == "xlsx" else "application/pdf")

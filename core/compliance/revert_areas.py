@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from core import catalog
 from core.access import Actor
 from core.alerts import email, templates, webhooks
 from core.errors import InvalidInput, NotFound
@@ -41,7 +42,7 @@ def changed_fields(change: Change) -> str:
 
 # -- users and column profiles (area "users") --------------------------------------------------
 PROFILE = "column_profiles/"
-USER = "users/"
+USER = catalog.USERS.key  # a user's changes name it by its document key
 USER_ACTIONS = {"user_created", "user_registered", "user_changed", "role_changed",
                 "user_disabled", "user_enabled", "user_approved", "column_profile_saved",
                 "column_profile_deleted"}

@@ -12,6 +12,7 @@ import streamlit as st
 from core.access import ROLES, VIEWER, Actor
 from core.clock import utc_now
 from core.identity.column_profiles import load_column_profiles
+from core.identity.user_records import PREFIX as USER_ENTITY  # a user's changes name its key
 from core.identity.user_records import User, list_users
 from core.identity.users import (
     approve_user,
@@ -124,7 +125,7 @@ def users_tab(store: Store, actor: Actor) -> None:
         _edit_user(store, actor, user, sectors, profiles, now)
     st.subheader("Last user changes")
     render_change_history(store, actor, "users", "settings.users_history",
-                          entity_prefix="users/", forget=(EDIT_FOR,))
+                          entity_prefix=USER_ENTITY, forget=(EDIT_FOR,))
 
 
 def _create_form(store: Store, actor: Actor, sectors: list[str], profiles: list[str]) -> None:

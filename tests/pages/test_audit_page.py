@@ -11,10 +11,11 @@ import pytest
 from pypdf import PdfReader
 
 from core import audit_chain
-from core.access import Actor
+from core.access import SYSTEM, Actor
 from core.audit import record_change
 from core.compliance import audit_trail
 from core.compliance.access_log import load_access_log, record_access
+from core.compliance.report_schedule import load_report_schedule, make_report
 from core.errors import PermissionDenied
 from tests.pages.test_search_page import recording_media
 
@@ -129,3 +130,25 @@ def test_audit_is_for_admins_only(app_as, app_store, role):
         at.switch_page(PAGE)
     with pytest.raises(PermissionDenied):
         audit_trail.changes(app_store, Actor(role, role))
+
+
+def test_the_report_schedule_is_saved_and_stored_reports_download(app_as, app_store, served):
+    at = _page(app_as)
+    assert "No scheduled reports yet." in [c.value for c in at.caption]
+    at.checkbox(key="audit.sched.active").check()
+    at.text_input(key="audit.sched.cron").input("0 7 * * 1")
+    at.number_input(key="audit.sched.days").set_value(3)
+    at.button(key="FormSubmitter:audit.schedule_form-Save the schedule").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == []
+    saved, _ = load_report_schedule(app_store)
+    assert (saved.active, saved.schedule, saved.days, saved.updated_by) == (
+        True, "0 7 * * 1", 3, "admin")
+    made = make_report(app_store, SYSTEM, datetime(2026, 11, 30, 7, tzinfo=UTC), days=3)
+    at.run()
+    labels = [m.value for m in at.markdown]
+    assert "2026-11-27 to 2026-11-29 (made 20261130T070000)" in labels
+    stored = {b.proto.label: b for b in at.get("download_button") if b.key.startswith(
+        "audit.stored.")}
+    data, name = served(stored[".pdf"])
+    assert (data[:4], name) == (b"%PDF", made.keys["pdf"].rsplit("/", 1)[1])

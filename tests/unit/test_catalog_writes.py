@@ -22,6 +22,7 @@ from core.cli.demo import generate_colors, load_demo
 from core.compliance.access_log import log_export, log_search, log_security_view
 from core.compliance.backup_schedule import BackupSchedule, save_backup_schedule
 from core.compliance.backups import create_backup
+from core.compliance.report_schedule import ReportSchedule, make_report, save_report_schedule
 from core.compliance.restore import restore_backup
 from core.compliance.revert import recent_changes, revert_change
 from core.compliance.store_copy import copy_store
@@ -174,6 +175,8 @@ def test_a_broad_workflow_writes_only_catalogued_keys_and_reaches_every_entry(sm
     backup = create_backup(store, BOSS, "nightly", now=NOW)
     restore_backup(store, BOSS, backup.id, ["rules"], now=NOW)
     save_backup_schedule(store, BOSS, BackupSchedule(), expected_version=None, now=NOW)
+    make_report(store, BOSS, NOW, days=2)
+    save_report_schedule(store, BOSS, ReportSchedule(), expected_version=None, now=NOW)
 
     written = store.written | store.stored() | copy.written | copy.stored()
     unknown = sorted(f"{part}: {key}" for part, key in written if entry_for(key, part) is None)
