@@ -292,3 +292,14 @@ def test_the_read_copy_is_what_the_database_holds_and_never_stale(postgres_store
     port.append_run(1, {COLORS: _colors(1, ["C"])})
     assert [r[3] for r in _all(con, run_tables(other).open(con, COLORS, [1]))] == ["C"]
     other.dispose()  # type: ignore[attr-defined]  # a SqlStore
+
+
+def test_a_write_that_grows_a_table_a_lot_gathers_its_statistics(postgres_store: SqlStore):
+    """PostgreSQL without autovacuum never would: a lookup of 50 CUSIPs was planned as a scan."""
+    port = run_tables(postgres_store)
+    port.append_run(1, {COLORS: _colors(1, [f"C{k:05d}" for k in range(1500)])})
+    with postgres_store.reading() as conn:
+        counted = conn.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)"),
+            {"name": f"{postgres_store.schema}.mp_t_colors"}).scalar()
+    assert counted == 1500
