@@ -109,6 +109,9 @@ BUFFER_SEQUENCE = _doc("sequences/buffer_id", "core.intake.buffer", STATE,
 MANUAL_SESSIONS = _doc("sessions/", "core.manual.sessions", STATE,
                        "each analyst's Manual Color session (its frames are blobs)")
 JOBS = _doc("jobs/", "core.automation.jobs", STATE, "automation jobs, one per id")
+SOURCE_WATERMARKS = _doc("sources/watermarks/", "core.intake.watermarks", STATE,
+                         "each job's SQL source watermarks: the newest value its last "
+                         "published run read (the next run reads only newer rows)")
 TRIGGERS = _doc("triggers/", "core.automation.jobs", STATE,
                 "Run now requests queued for the scheduler")
 PENDING_WORKBOOKS = _doc("workbooks/pending/", "core.runs.workbooks", STATE,

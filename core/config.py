@@ -5,6 +5,7 @@ hint."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ from core.errors import ConfigError
 ENV_PREFIX = "MARKETPULSE_"
 SECRETS_PATH = Path(".streamlit/secrets.toml")
 SECRETS_FILE_ENV = "MARKETPULSE_SECRETS_FILE"  # another secrets file (tests, several instances)
+# A SQL colors source's URL, password included, by the name a job gives (core.intake.sql_source):
+# sources.<name>.url in the secrets file or MARKETPULSE_SOURCES_<NAME>_URL; never in the store.
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_SOURCE_KEY = re.compile(r"^sources\.([a-z][a-z0-9_]{0,39})\.url$")
+_SOURCE_ENV = re.compile(rf"^{ENV_PREFIX}SOURCES_([A-Z][A-Z0-9_]{{0,39}})_URL$")
+_RETIRED = {"sources.sql_url", "sources.sql_password"}  # before named sources (issue 12)
 
 
 @dataclass(frozen=True)
@@ -110,10 +117,9 @@ SETTINGS: tuple[Setting, ...] = (
             "A running run whose process is on another host counts as dead (abandoned, its partial "
             "data removed) when its heartbeat, refreshed every tenth of this, is older; on this "
             "host a dead process is noticed at once"),
-    Setting("sources.sql_url", "", str,
-            "SQLAlchemy URL of the SQL colors source, without the password "
-            "(oracle+oracledb://user@host:1521/?service_name=X)", secret=True),
-    Setting("sources.sql_password", "", str, "Password of the SQL colors source", secret=True),
+    Setting("sources.sql_row_limit", 500_000, int,
+            "Most rows a SQL source reads in one run (a job's own row limit wins); the rest "
+            "is read by the next runs, oldest first"),
     Setting("slack.webhook", "", str, "Slack incoming-webhook URL; overrides the stored one",
             secret=True),
     Setting("teams.webhook", "", str, "Teams incoming-webhook URL; overrides the stored one",
@@ -155,11 +161,25 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-class Settings:
-    """Validated settings; secrets are kept out of repr."""
+def source_key(name: str) -> str:
+    """Where a SQL source's URL is set: "sources.<name>.url or MARKETPULSE_SOURCES_<NAME>_URL"."""
+    return f"sources.{name}.url in the secrets file or {ENV_PREFIX}SOURCES_{name.upper()}_URL"
 
-    def __init__(self, values: dict[str, Any]) -> None:
+
+class Settings:
+    """Validated settings; secrets (and the SQL sources' URLs) are kept out of repr."""
+
+    def __init__(self, values: dict[str, Any], sources: Mapping[str, str] | None = None) -> None:
         self._values = values
+        self._sources = dict(sources or {})
+
+    def source_url(self, name: str) -> str | None:
+        """The URL (password included) of the SQL source `name`; None when it is not set."""
+        return self._sources.get(name) or None
+
+    def source_names(self) -> list[str]:
+        """The SQL sources this process has a URL for."""
+        return sorted(n for n, url in self._sources.items() if url)
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -175,7 +195,7 @@ class Settings:
         for name, raw in values.items():
             setting = next(s for s in SETTINGS if s.key.replace(".", "_") == name)
             updated[setting.key] = _coerce(setting, raw)
-        return Settings(updated)
+        return Settings(updated, self._sources)
 
     def public(self) -> dict[str, Any]:
         """Values safe to show on a page: secrets masked."""
@@ -209,11 +229,19 @@ def load_settings(
     secrets: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Environment over secrets over defaults. Unknown secrets keys (outside the [connections] and
-    other library sections we do not own) fail with the key and a hint."""
+    other library sections we do not own) fail with the key and a hint. The SQL sources' URLs
+    (sources.<name>.url, MARKETPULSE_SOURCES_<NAME>_URL) are kept apart: Settings.source_url."""
     environ = os.environ if environ is None else environ
     flat = _flatten(secrets or {})
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for key in flat:
+        if key in _RETIRED:
+            raise ConfigError(key, "no longer used", "give each SQL source its URL, password "
+                              "included, as sources.<name>.url and name it in the job")
+        if found := _SOURCE_KEY.match(key):
+            sources[found.group(1)] = str(flat[key])
+            continue
         if key not in BY_KEY and not key.startswith(("connections.", "streamlit.")):
             close = [s.key for s in SETTINGS if s.key.split(".")[-1] == key.split(".")[-1]]
             hint = f"did you mean {close[0]}?" if close else "see the settings table in README.md"
@@ -226,4 +254,7 @@ def load_settings(
         else:
             raw = setting.default
         values[setting.key] = _coerce(setting, raw)
-    return Settings(values)
+    for name, value in environ.items():
+        if found := _SOURCE_ENV.match(name):
+            sources[found.group(1).lower()] = value
+    return Settings(values, sources)

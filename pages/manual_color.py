@@ -102,13 +102,14 @@ def sources(session: sessions.Session, version: str) -> None:
     jobs = {j.name: j for j in load_jobs(st_store) if any(s.get("kind") == SQL for s in j.sources)}
     if jobs:
         left, right = st.columns([3, 1])
-        name = left.selectbox("Configured source (a job's SQL query)", list(jobs),
+        name = left.selectbox("Configured source (a job's SQL table: rows after its watermark)",
+                              list(jobs),
                               key="manual_color.source")
         if right.button("Fetch", key="manual_color.fetch"):
             sql = [s for s in jobs[name].sources if s.get("kind") == SQL]
             act("Fetching from the source",
                 lambda: sessions.fetch_from_source(st_store, actor, sql, st_settings,
-                                                   version=version),
+                                                   job_id=jobs[name].id, version=version),
                 lambda _: f"Fetched the source of {escape_markdown(name)}")
 
 

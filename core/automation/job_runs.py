@@ -19,7 +19,7 @@ from core.clock import aware, parse_stamp, utc_now
 from core.config import Settings
 from core.errors import NotFound
 from core.runs.liveness import remove_run_data
-from core.runs.pipeline import AUTOMATED, OVERRIDE, prepare_files, publish_run
+from core.runs.pipeline import AUTOMATED, OVERRIDE, Prepared, prepare_files, publish_run
 from core.runs.records import ABANDONED as ABANDONED_STATUS
 from core.runs.records import (
     FAILED,
@@ -54,24 +54,18 @@ def describe_sources(sources: list[dict[str, Any]]) -> str:
         kind = source.get("kind")
         words.append("the upload buffer" if kind == "buffer" else
                      f"inbox {source.get('path', '')}" if kind == "inbox" else
-                     "the SQL query" if kind == "sql" else f"source {kind}")
+                     f"SQL source {source.get('secret', '')} {source.get('table', '')}"
+                     if kind == "sql" else f"source {kind}")
     if not words:
         return "the job has no sources: it"
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def _last_success(store: Store, job: Job) -> datetime | None:
-    for record in load_runs(store, limit=200):
-        if record.job == job.name and record.status == SUCCESS and record.started_at:
-            return parse_stamp(record.started_at)
-    return None
 
 
 def _default_collect(store: Store, job: Job, settings: Settings, now: datetime) -> Any:
     from core.intake.sources import collect_inputs  # lazy: sources pull in SQL drivers
 
     return collect_inputs(store, job.sources, settings, job_name=job.name, now=now,
-                          since=_last_success(store, job))
+                          job_id=job.id)
 
 
 def _default_notify(store: Store, settings: Settings, job: Job, record: RunRecord) -> None:
@@ -183,6 +177,7 @@ class RunContext:
             files = list(collected.files)
             self.show(stage="read", files=len(files))
             prepared = prepare_files(self.store, files, self.settings) if files else None
+            _note_sources(prepared, getattr(collected, "notes", {}))
         except Exception as exc:
             log.exception("run of %s failed before publishing", job.name)
             self._release(job, collected, exc)
@@ -247,6 +242,14 @@ class RunContext:
                            request_id=self.request_id)
         save_run(self.store, record)
         return record
+
+
+def _note_sources(prepared: Prepared | None, notes: dict[str, str]) -> None:
+    """Name where each file came from in the run record's file list (a SQL source: its
+    connection, table, rows and watermarks)."""
+    for entry in prepared.files if prepared else []:
+        if entry.get("name") in notes:
+            entry["source"] = notes[str(entry["name"])]
 
 
 def _kind(job: Job, override: bool) -> str:

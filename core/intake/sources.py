@@ -1,7 +1,6 @@
-"""Inputs of an automated run (DESIGN.md §4): inbox folders, the upload buffer and SQL queries
+"""Inputs of an automated run (DESIGN.md §4): inbox folders, the upload buffer and SQL tables
 (core.intake.sql_source), each collected as (name, bytes) files so the pipeline reads and validates
-every
-source the same way.
+every source the same way.
 
 Inbox files are settled after the run (see `Collected`): success moves them to
 `<inbox>/processed/<run_id>-<name>`; a failed run leaves them in the inbox to be retried, except a
@@ -56,6 +55,7 @@ class Collected:
     files: list[tuple[str, bytes]] = field(default_factory=list)
     descriptions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # file → where it came from, for the record
     manifest: list[dict[str, Any]] = field(default_factory=list)  # name, source, size, sha256
     _successes: list[Settle] = field(default_factory=list, repr=False)
     _failures: list[Settle] = field(default_factory=list, repr=False)
@@ -77,6 +77,12 @@ class Collected:
         self.manifest.append({"name": unique, "source": source, "size": len(data),
                               "sha256": hashlib.sha256(data).hexdigest()})
         return unique
+
+    def settle_with(self, on_success: Settle, on_failure: Settle | None = None) -> None:
+        """Call on_success(run_id) when the run publishes, on_failure(error) when it fails."""
+        self._successes.append(on_success)
+        if on_failure is not None:
+            self._failures.append(on_failure)
 
     def on_success(self, run_id: int) -> list[str]:
         """Settle after the run published (call after the run record says success)."""
@@ -125,7 +131,7 @@ def check_sources(
     root: Path = PROJECT_ROOT,
 ) -> list[dict[str, Any]]:
     """Validated, normalised copies of a job's sources; InvalidInput names sources[i].field."""
-    canonical = {spec.name for spec in (columns or default_column_config())}
+    columns = columns or default_column_config()
     checked: list[dict[str, Any]] = []
     for i, source in enumerate(sources):
         where = f"sources[{i}]"
@@ -139,7 +145,7 @@ def check_sources(
         elif kind == BUFFER:
             checked.append({"kind": BUFFER})
         else:
-            checked.append(check_sql_source(source, canonical, where))
+            checked.append(check_sql_source(source, columns, where))
     return checked
 
 
@@ -151,12 +157,12 @@ def collect_inputs(
     *,
     job_name: str,
     now: datetime,
-    since: datetime | None = None,
+    job_id: str = "",
     root: Path = PROJECT_ROOT,
 ) -> Collected:
-    """Read every source of a job into files for the pipeline. since binds :since in SQL queries
-    (pass the previous successful run's start; default now − lookback_hours). A source that cannot
-    be read raises SourceUnavailable after releasing what was already claimed."""
+    """Read every source of a job into files for the pipeline. job_id: whose SQL watermarks
+    apply and move on when the run publishes ("": read from the start, move nothing). A source
+    that cannot be read raises SourceUnavailable after releasing what was already claimed."""
     sources = check_sources(job_sources, columns=load_column_config(store), root=root)
     collected = Collected()
     try:
@@ -166,7 +172,7 @@ def collect_inputs(
             elif source["kind"] == BUFFER:
                 _collect_buffer(store, collected, job_name)
             else:
-                collect_sql(store, collected, source, settings, job_name, now, since)
+                collect_sql(store, collected, source, settings, job_id=job_id, now=now)
     except BaseException:
         collected.on_failure()
         raise
@@ -225,8 +231,7 @@ def _collect_inbox(collected: Collected, source: dict[str, Any], now: datetime, 
             return [f"{path} is unusable but could not move to failed/ ({exc})"]
         return []
 
-    collected._successes.append(succeeded)
-    collected._failures.append(failed)
+    collected.settle_with(succeeded, failed)
 
 
 def _move(path: Path, folder: Path, name: str) -> Path:
@@ -265,7 +270,6 @@ def _collect_buffer(store: Store, collected: Collected, job_name: str) -> None:
         return []
 
     if ids:
-        collected._successes.append(processed)
-        collected._failures.append(released)
+        collected.settle_with(processed, released)
     listed = f" ({', '.join(ids.values())})" if ids else ""
     collected.descriptions.append(f"buffer: {len(ids)} file(s){listed}")

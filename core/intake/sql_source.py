@@ -1,42 +1,46 @@
-"""SQL sources of an automated run (DESIGN.md §4): checking a job's query and connection, running
-it read-only with :since bound, and turning the rows into a parquet file for the pipeline, with
-exact text for id columns. core.intake.sources collects every kind of source through here.
+"""The SQL colors source of an automated run (DOMAIN.md §4, DESIGN.md §4): a table or view of an
+Oracle (or any SQLAlchemy) database, its columns mapped to ours, read incrementally past a
+watermark column (core.intake.watermarks) at most a row limit per run, into one Parquet file the
+pipeline reads, validates and publishes like any other. The job names a connection; its URL,
+password included, comes from the secrets file or the environment (core.config), never the store.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from core.config import ENV_PREFIX, Settings
+from core.access import EDIT_JOBS, Actor, require
+from core.config import SOURCE_NAME, Settings, source_key
 from core.errors import InvalidInput, MarketPulseError
 from core.ingest.columns import load_column_config
-from core.schema import TEXT, ColumnSpec, default_column_config, header_lookup
+from core.intake.watermarks import describe_value, load_watermark, save_watermark
+from core.schema import DERIVABLE, TEXT, ColumnSpec, default_column_config, header_lookup
 from core.schema import normalise_header as _header
 from storage import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # core.intake.sql_reader brings SQLAlchemy: imported when a source is read
     import sqlalchemy as sa
 
-SQL = "sql"  # the source kind
-URL_SETTING = "sources.sql_url"  # default place of a SQL source's URL (secrets or environment)
-PASSWORD_SETTING = "sources.sql_password"  # env MARKETPULSE_SOURCES_SQL_PASSWORD
-MAX_ROWS = 1_000_000
-LOOKBACK_HOURS = 24.0  # :since when the caller does not pass the previous run's time
+    from core.intake.sql_reader import Target
 
-_URL_SETTING = re.compile(r"^sources\.[a-z0-9_]*url$")
-_FIRST_WORD = re.compile(r"^\s*(?:(?:--[^\n]*(?:\n|$)|/\*.*?\*/)\s*)*([A-Za-z]+)", re.S)
+SQL = "sql"  # the source kind
+PREVIEW_ROWS = 5
+# An identifier as Oracle, PostgreSQL and SQLite take it unquoted: never formatted into SQL (the
+# statements quote it), but checked so a typo is caught when the job is saved.
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]{0,127}$")
 
 
 class SourceUnavailable(MarketPulseError):
-    """A source could not be read: folder missing, database unreachable, query failed (every kind
-    of source raises it; it is defined here, the lowest of the source modules)."""
+    """A source could not be read: folder missing, database unreachable, table or column missing
+    (every kind of source raises it; it is defined here, the lowest of the source modules)."""
 
 
 class Collecting(Protocol):
@@ -44,162 +48,210 @@ class Collecting(Protocol):
 
     descriptions: list[str]
     warnings: list[str]
+    notes: dict[str, str]
 
     def add(self, name: str, data: bytes, source: str) -> str: ...
 
+    def settle_with(self, on_success: Callable[[Any], list[str]]) -> None: ...
+
 
 # -- validation ------------------------------------------------------------------------------------
-def check_sql_query(query: str, *, field_name: str = "query") -> str:
-    """One SELECT (or WITH … SELECT) statement, trailing ';' dropped; only :since may be bound."""
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidInput(field_name, "enter a SELECT statement")
-    text = query.strip().rstrip(";").rstrip()
-    first = _FIRST_WORD.match(text)
-    if first is None or first.group(1).upper() not in ("SELECT", "WITH"):
-        raise InvalidInput(field_name, "only a SELECT (or WITH … SELECT) statement may be used")
-    if ";" in text:
-        raise InvalidInput(field_name, "one statement only: remove the ';' inside the query")
-    unknown = sorted(bind_names(text) - {"since"})
-    if unknown:
-        raise InvalidInput(field_name, f"unknown parameter(s) {', '.join(':' + u for u in unknown)}"
-                                       "; only :since is supplied")
-    return text
+def check_sql_source(source: Mapping[str, Any], columns: list[ColumnSpec], where: str
+                     ) -> dict[str, Any]:
+    """A job's SQL source validated and normalised: connection name, table, column map (every
+    required column of `columns` mapped, each once), watermark column and row limit (None: the
+    sources.sql_row_limit setting). InvalidInput names `where`.field."""
+    if source.get("query") and not source.get("table"):
+        raise InvalidInput(f"{where}.table", "the SQL source reads a table or view now, not a "
+                                             "query: make the query a view and name it here")
+    secret = str(source.get("secret") or "").strip().lower()
+    if not SOURCE_NAME.match(secret):
+        raise InvalidInput(f"{where}.secret", f"{secret!r} is not a connection name: letters, "
+                           "digits and _ (its URL is sources.<name>.url in the secrets file)")
+    table = str(source.get("table") or "").strip()
+    parts = table.split(".")
+    if len(parts) > 2 or not all(_IDENTIFIER.match(p) for p in parts):
+        raise InvalidInput(f"{where}.table", f"{table!r} is not a table name: TABLE or "
+                           "SCHEMA.TABLE, each letters, digits and _ (a view works too)")
+    watermark = str(source.get("watermark_column") or "").strip()
+    if not _IDENTIFIER.match(watermark):
+        raise InvalidInput(f"{where}.watermark_column", f"{watermark!r} is not a column name: "
+                           "name a timestamp or increasing id column")
+    limit = source.get("row_limit") or None
+    if limit is not None and (not str(limit).isdigit() or int(limit) < 1):
+        raise InvalidInput(f"{where}.row_limit", f"{limit!r}: a whole number of rows, at least 1")
+    return {"kind": SQL, "secret": secret, "table": table,
+            "column_map": _check_map(source.get("column_map"), columns, f"{where}.column_map"),
+            "watermark_column": watermark, "row_limit": None if limit is None else int(limit)}
 
 
-def bind_names(query: str) -> set[str]:
-    """Names of the :parameters in a query, as SQLAlchemy's text() sees them (:: casts are not)."""
-    import sqlalchemy as sa
-
-    return set(sa.text(query).compile().params)
-
-
-def check_sql_source(source: Mapping[str, Any], canonical: set[str], where: str) -> dict[str, Any]:
-    """A job's SQL source validated and normalised (canonical: the column names a column_map may
-    target); InvalidInput names `where`.field."""
-    import sqlalchemy as sa
-
-    out: dict[str, Any] = {"kind": SQL,
-                           "query": check_sql_query(source.get("query", ""),
-                                                    field_name=f"{where}.query")}
-    if source.get("url"):
-        try:
-            url = sa.engine.make_url(str(source["url"]))
-        except sa.exc.ArgumentError:
-            raise InvalidInput(f"{where}.url", "not a database URL such as oracle+oracledb://"
-                                               "user@host:1521/?service_name=X") from None
-        if url.password:
-            raise InvalidInput(f"{where}.url", "leave the password out: set "
-                                               f"{ENV_PREFIX}SOURCES_SQL_PASSWORD instead")
-        out["url"] = str(source["url"])
-    else:
-        key = source.get("url_setting") or URL_SETTING
-        if not _URL_SETTING.match(key):
-            raise InvalidInput(f"{where}.url_setting", "must be a sources.*url setting")
-        out["url_setting"] = key
-    column_map = source.get("column_map") or {}
-    if not isinstance(column_map, Mapping):
-        raise InvalidInput(f"{where}.column_map", "map database columns to column names")
-    targets: dict[str, str] = {}
-    for db_column, target in column_map.items():
-        if not isinstance(db_column, str) or not db_column.strip() or target not in canonical:
-            raise InvalidInput(f"{where}.column_map",
-                               f"{db_column!r} → {target!r}: the target must be one of "
-                               f"{', '.join(sorted(canonical))}")
-        if target in targets:
-            raise InvalidInput(f"{where}.column_map",
-                               f"{targets[target]!r} and {db_column!r} both map to {target}")
-        targets[target] = db_column
-    out["column_map"] = {str(k): str(v) for k, v in column_map.items()}
-    out["max_rows"] = int(source.get("max_rows") or MAX_ROWS)
-    out["lookback_hours"] = float(source.get("lookback_hours") or LOOKBACK_HOURS)
-    return out
+def _check_map(column_map: Any, columns: list[ColumnSpec], where: str) -> dict[str, str]:
+    if not isinstance(column_map, Mapping) or not column_map:
+        raise InvalidInput(where, "map the table's columns to ours: SOURCE_COLUMN = CUSIP, ...")
+    ours = {spec.name.casefold(): spec.name for spec in columns}
+    mapped: dict[str, str] = {}  # ours → the source column mapped to it
+    sources: dict[str, str] = {}  # source column, case-folded → as typed
+    for column, given in column_map.items():
+        column, target = str(column).strip(), ours.get(str(given).strip().casefold(), "")
+        if not _IDENTIFIER.match(column):
+            raise InvalidInput(where, f"{column!r} is not a column name (letters, digits, _)")
+        if not target:
+            raise InvalidInput(where, f"{column} → {given!r}: not one of our columns ("
+                                      f"{', '.join(sorted(ours.values()))})")
+        if target in mapped:
+            raise InvalidInput(where, f"{mapped[target]} and {column} both map to {target}")
+        if column.casefold() in sources:
+            raise InvalidInput(where, f"{sources[column.casefold()]} and {column} are one column")
+        mapped[target], sources[column.casefold()] = column, column
+    missing = [s.name for s in columns if s.required and not _present(s.name, set(mapped))]
+    if missing:
+        raise InvalidInput(where, f"map a column to {', '.join(missing)} (required)")
+    return {column: target for target, column in mapped.items()}
 
 
-# -- collection ------------------------------------------------------------------------------------
-def _setting(settings: Settings, key: str) -> Any:
-    """A setting's value (environment or secrets.toml; core.config declares the keys)."""
-    return settings[key]
+def _present(name: str, mapped: set[str]) -> bool:
+    """Mapped, or derivable from mapped columns (RANK from BIAS, PX from BID and ASK...)."""
+    derived = DERIVABLE.get(name, ())
+    return name in mapped or (bool(derived) and all(_present(d, mapped) for d in derived))
 
 
-def source_url(source: Mapping[str, Any], settings: Settings) -> sa.URL:
-    """The SQL source's URL with the password from secrets/environment when the URL has none."""
-    import sqlalchemy as sa
+def source_label(source: Mapping[str, Any]) -> str:
+    """How run records and messages name the source: "sql:desk DESK.COLORS"."""
+    return f"sql:{source.get('secret', '')} {source.get('table', '')}"
 
-    key = source.get("url_setting") or URL_SETTING
-    text = source.get("url") or _setting(settings, key)
-    if not text:
-        raise SourceUnavailable(f"SQL source: {key} is not set (environment "
-                                f"{ENV_PREFIX}{key.replace('.', '_').upper()} or secrets.toml)")
-    try:
-        url = sa.engine.make_url(str(text))
-    except sa.exc.ArgumentError:
-        raise SourceUnavailable(f"SQL source: {key} is not a database URL") from None
-    password = _setting(settings, PASSWORD_SETTING)
-    if url.password is None and password:
-        url = url.set(password=str(password))
-    return url
+
+# -- reading ---------------------------------------------------------------------------------------
+@dataclass
+class Read:
+    """What one read gave: the rows as our columns, and the watermark they reach."""
+
+    frame: pd.DataFrame
+    rows: int
+    last: Any  # the watermark column's value of the last row kept
+    limited: bool  # the row limit cut the read: newer rows are left for the next run
+
+
+def _open(source: Mapping[str, Any], settings: Settings, timeout: float | None = None
+          ) -> sa.Engine:
+    from core.intake.sql_reader import make_engine
+
+    label = source_label(source)
+    url = settings.source_url(source["secret"])
+    if not url:
+        raise SourceUnavailable(f"{label}: no connection named {source['secret']!r}: set "
+                                f"{source_key(source['secret'])} (the URL with its password)")
+    return make_engine(url, label, **({"timeout": timeout} if timeout else {}))
+
+
+def _target(connection: sa.Connection, source: Mapping[str, Any]) -> Target:
+    from core.intake.sql_reader import find_target
+
+    schema, _, table = source["table"].rpartition(".")
+    return find_target(connection, source_label(source), schema or None, table,
+                       list(source["column_map"]), source["watermark_column"])
+
+
+def _read(connection: sa.Connection, target: Target, source: Mapping[str, Any], start: Any,
+          limit: int, columns: list[ColumnSpec], warnings: list[str], *, whole: bool = True
+          ) -> Read:
+    """At most `limit` rows after `start`; whole: never end inside a run of rows sharing one
+    watermark (a preview may)."""
+    from core.intake.sql_reader import fetch_chunks, select_rows
+
+    names = list(target.columns.values())
+    column_map = {target.columns[c]: ours for c, ours in source["column_map"].items()}
+    frames, marks = [], []
+    for chunk in fetch_chunks(connection, select_rows(target, start, limit + 1)):
+        frames.append(rows_to_frame(names, [row[:-1] for row in chunk], column_map, columns,
+                                    warnings))
+        marks += [row[-1] for row in chunk]
+    keep, limited = min(len(marks), limit), len(marks) > limit
+    if limited and whole:  # the next run reads on from the last watermark kept
+        keep = limit
+        while keep and marks[keep - 1] == marks[limit]:
+            keep -= 1
+        if not keep:
+            raise SourceUnavailable(
+                f"{source_label(source)}: more than {limit} rows have {target.watermark} = "
+                f"{describe_value(marks[limit])}; raise the row limit to read them in one run")
+    frame = _concat(frames).iloc[:keep] if frames else pd.DataFrame()
+    return Read(frame, keep, marks[keep - 1] if keep else start, limited)
 
 
 def collect_sql(store: Store, collected: Collecting, source: dict[str, Any], settings: Settings,
-                job_name: str, now: datetime, since: datetime | None) -> None:
-    """Run the source's query read-only (:since bound) and add its rows to `collected` as one
-    parquet file; SourceUnavailable when the database or the query fails or returns too much."""
-    import sqlalchemy as sa
+                *, job_id: str, now: datetime) -> None:
+    """Read the rows newer than the job's watermark (at most the row limit) into `collected` as
+    one Parquet file; the watermark moves on when the run publishes (on_success).
+    SourceUnavailable names the source and what is wrong."""
+    from core.intake.sql_reader import reading
 
-    url = source_url(source, settings)
-    shown = url.render_as_string(hide_password=True)
-    # Stream (a server-side cursor where the driver has one) so max_rows caps the memory too.
-    statement = sa.text(source["query"]).execution_options(stream_results=True)
-    params = {}
-    if "since" in bind_names(source["query"]):
-        params["since"] = since or now - timedelta(hours=source["lookback_hours"])
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            if connection.dialect.name in ("postgresql", "oracle"):
-                # Defence in depth beside a read-only account: the query cannot change data.
-                connection.execute(sa.text("SET TRANSACTION READ ONLY"))
-            result = connection.execute(statement, params)
-            names = list(result.keys())
-            rows = result.fetchmany(source["max_rows"] + 1)
-            connection.rollback()
-    except sa.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise SourceUnavailable(f"SQL source {shown}: {reason}") from exc
-    finally:
-        engine.dispose()
-    if len(rows) > source["max_rows"]:
-        raise SourceUnavailable(f"SQL source {shown}: more than {source['max_rows']} rows; "
-                                "narrow the query (WHERE … >= :since) or raise max_rows")
-    if not rows:
-        collected.descriptions.append(f"sql {shown}: 0 rows")
+    label = source_label(source)
+    mark = load_watermark(store, job_id, source)
+    start = mark.value if mark else None
+    limit = source.get("row_limit") or settings["sources.sql_row_limit"]
+    with reading(_open(source, settings), label) as connection:
+        read = _read(connection, _target(connection, source), source, start, limit,
+                     load_column_config(store), collected.warnings)
+    if not read.rows:
+        collected.descriptions.append(f"{label}: no rows after watermark {describe_value(start)}")
         return
-    frame = rows_to_frame(names, rows, source["column_map"], load_column_config(store),
-                          collected.warnings)
     buffer = BytesIO()
-    frame.to_parquet(buffer, index=False)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", job_name).strip("-.") or "job"
-    name = collected.add(f"sql-{slug}.parquet", buffer.getvalue(), f"sql {shown}")
-    collected.descriptions.append(f"sql {shown}: {len(rows)} rows as {name}")
+    read.frame.to_parquet(buffer, index=False)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{source['secret']}-{source['table']}")
+    name = collected.add(f"sql-{slug}.parquet", buffer.getvalue(), label)
+    note = (f"{label}: rows {read.rows}, watermark {describe_value(start)} → "
+            f"{describe_value(read.last)}")
+    if read.limited:
+        note += f"; row limit {limit} reached: the next run reads on"
+    collected.notes[name] = note
+    collected.descriptions.append(note)
+
+    def advance(run_id: int) -> list[str]:  # a Manual Color fetch never publishes as the job
+        if job_id:
+            save_watermark(store, job_id, source, read.last, run_id=run_id, at=now)
+        return []
+
+    collected.settle_with(advance)
 
 
+@dataclass
+class Probe:
+    """What "Test the connection" found: the table, the rows a run would read, a preview."""
+
+    table: str
+    newer: int
+    watermark: str
+    preview: pd.DataFrame
+
+
+def probe_sql_source(store: Store, actor: Actor, source: dict[str, Any], settings: Settings,
+                     *, job_id: str = "") -> Probe:
+    """Connect (short timeouts), find the table and mapped columns, count the rows newer than the
+    job's watermark and read the first 5 of them as our columns; SourceUnavailable otherwise.
+    Those who edit jobs may (the connection is the desk's)."""
+    from core.intake.sql_reader import TEST_TIMEOUT_S, count_rows, reading
+
+    require(actor, EDIT_JOBS)
+
+    mark = load_watermark(store, job_id, source)
+    start = mark.value if mark else None
+    with reading(_open(source, settings, TEST_TIMEOUT_S), source_label(source),
+                 timeout=TEST_TIMEOUT_S) as connection:
+        target = _target(connection, source)
+        newer = int(connection.execute(count_rows(target, start)).scalar_one())
+        read = _read(connection, target, source, start, PREVIEW_ROWS,
+                     load_column_config(store), [], whole=False)
+    return Probe(target.shown, newer, describe_value(start), read.frame)
+
+
+# -- rows → frame ----------------------------------------------------------------------------------
 def rows_to_frame(names: list[str], rows: Sequence[Sequence[Any]], column_map: Mapping[str, str],
                   columns: list[ColumnSpec] | None = None,
                   warnings: list[str] | None = None) -> pd.DataFrame:
-    """Query rows as a frame with mapped column names. Text columns (MESSAGE_ID, CUSIP…) become
-    exact text (17-digit ids never pass through float); Decimal numbers become int or float."""
+    """Rows as a frame with mapped column names. Text columns (MESSAGE_ID, CUSIP…) become exact
+    text (17-digit ids never pass through float); Decimal numbers become int or float."""
     wanted = {k.casefold(): v for k, v in column_map.items()}
-    returned = {n.casefold() for n in names}
-    missing = [k for k in column_map if k.casefold() not in returned]
-    if missing:
-        raise SourceUnavailable(f"SQL source: the query returns no column {', '.join(missing)}; "
-                                f"it returns {', '.join(names)}")
     renamed = [wanted.get(n.casefold(), n) for n in names]
-    seen: set[str] = set()
-    for name in renamed:
-        if name.casefold() in seen:
-            raise SourceUnavailable(f"SQL source: two columns are called {name}; map or alias one")
-        seen.add(name.casefold())
     config = columns or default_column_config()
     lookup = header_lookup(config)
     types = {spec.name: spec.type for spec in config}
@@ -214,12 +266,26 @@ def rows_to_frame(names: list[str], rows: Sequence[Sequence[Any]], column_map: M
             data[name] = pd.array([None if v is None else _as_text(v) for v in values],
                                   dtype="string")
         else:
-            numbers = [_as_number(v) for v in values]
-            kinds = {type(v) for v in numbers if v is not None}
-            if len(kinds) > 1 and not kinds <= {int, float}:  # mixed: let ingest coerce the text
-                numbers = [None if v is None else str(v) for v in numbers]
-            data[name] = numbers
-    return pd.DataFrame(data)
+            data[name] = _numbers([_as_number(v) for v in values])
+    return pd.DataFrame(data, columns=renamed)
+
+
+def _numbers(values: list[Any]) -> list[Any]:
+    values = [None if isinstance(v, float) and v != v else v for v in values]  # NaN: a blank
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) > 1 and not kinds <= {int, float}:  # mixed: let ingest coerce the text
+        return [None if v is None else str(v) for v in values]
+    return values
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks as one frame; a column one chunk gave as text and another as numbers (a
+    loosely typed database) becomes text, as within a chunk."""
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for name in frame.columns:
+        if frame[name].dtype == "object":
+            frame[name] = _numbers(frame[name].tolist())
+    return frame
 
 
 def _as_text(value: Any) -> str:

@@ -328,11 +328,13 @@ def add_from_buffer(store: Store, actor: Actor, entry_ids: Collection[str] | Non
 
 
 def fetch_from_source(store: Store, actor: Actor, sources: Sequence[Mapping[str, Any]],
-                      settings: Settings, *, version: str | None = None,
+                      settings: Settings, *, job_id: str = "", version: str | None = None,
                       now: datetime | None = None) -> Session:
-    """Read SQL sources (a job's configured query, core.intake.sources) into the session. Inbox and
-    buffer sources are refused: inbox files belong to the automated runs (reading them here would
-    publish them twice) and buffer files load with add_from_buffer."""
+    """Read SQL sources (a job's configured tables, core.intake.sources) into the session: the
+    rows newer than job_id's watermarks, which stay where they are (the job's next run skips
+    what the session publishes as already published). Inbox and buffer sources are refused:
+    inbox files belong to the automated runs (reading them here would publish them twice) and
+    buffer files load with add_from_buffer."""
     session = current(store, actor, version)
     from core.intake import sources as source_kinds  # lazy: SQL drivers load only when fetching
 
@@ -340,7 +342,8 @@ def fetch_from_source(store: Store, actor: Actor, sources: Sequence[Mapping[str,
         raise InvalidInput("sources", "a session fetches SQL sources only; load buffer files "
                            "from the buffer and upload inbox files")
     collected = source_kinds.collect_inputs(store, [dict(s) for s in sources], settings,
-                                            job_name=f"session-{actor.username}", now=_at(now))
+                                            job_name=f"session-{actor.username}", now=_at(now),
+                                            job_id=job_id)
     if collected.empty:
         return session
     prepared = prepare_files(store, collected.files, settings, skip_published=False,

@@ -3,7 +3,6 @@ triggers the Automation page and the Dashboard share. Core validates, logs and d
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, time
 from zoneinfo import available_timezones
 
@@ -25,7 +24,8 @@ from core.automation.jobs import (
     upcoming_runs,
 )
 from core.clock import utc_now
-from core.errors import InvalidInput, MarketPulseError
+from core.errors import MarketPulseError
+from pages._ui import sql_source_form
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store
@@ -44,8 +44,7 @@ EDIT_NEXT = "automation.edit_next_state"  # open this job in the editor on the n
 EDIT_VERSION = "automation.edit_version_state"  # the version the editor read (stale → Conflict)
 FORM_KEYS = ("automation.name", "automation.kind", "automation.timezone", "automation.at",
              "automation.weekdays", "automation.every_minutes", "automation.every_hours",
-             "automation.minute", "automation.day", "automation.cron", "automation.sql_query",
-             "automation.sql_map", "automation.sql_url")
+             "automation.minute", "automation.day", "automation.cron", *sql_source_form.KEYS)
 SKIPPED_NOTE = "skipped (Run now and skip the next scheduled run)"
 
 
@@ -135,7 +134,6 @@ def _load_editor(job: Job | None, version: str | None, default_tz: str) -> None:
     # A custom cron, or a monthly day past 28 (the day picker stops there), edits as raw cron.
     kind, p = form if form and (form[0] != "monthly" or form[1]["day"] <= 28) else ("cron", {})
     sources = job.sources if job else [{"kind": "buffer"}]
-    sql = next((s for s in sources if s.get("kind") == "sql"), {})
     st.session_state.update({
         "automation.name": job.name if job else "", "automation.kind": kind,
         "automation.at": time.fromisoformat(p.get("at", "09:30")),
@@ -151,9 +149,7 @@ def _load_editor(job: Job | None, version: str | None, default_tz: str) -> None:
         "automation.email_failure": job.email_on_failure if job else True,
         "automation.inbox": "\n".join(s["path"] for s in sources if s.get("kind") == "inbox"),
         "automation.buffer": any(s.get("kind") == "buffer" for s in sources),
-        "automation.sql": bool(sql), "automation.sql_query": sql.get("query", ""),
-        "automation.sql_map": json.dumps(sql.get("column_map", {}), indent=1),
-        "automation.sql_url": sql.get("url", ""),
+        **sql_source_form.editor_values(sources),
         EDIT_VERSION: version, EDIT_FOR: job.id if job else NEW})
 
 
@@ -174,7 +170,7 @@ def schedule_from_form() -> str:
 
 
 def sources_from_form(original: list[dict]) -> list[dict]:
-    """The sources the editor shows, keeping settings it does not (min_age_s, max_rows...)."""
+    """The sources the editor shows, keeping settings it does not (min_age_s...)."""
     s = st.session_state
     inboxes = {x.get("path"): x for x in original if x.get("kind") == "inbox"}
     paths = [line.strip() for line in s["automation.inbox"].splitlines() if line.strip()]
@@ -182,17 +178,8 @@ def sources_from_form(original: list[dict]) -> list[dict]:
     if s["automation.buffer"]:
         out.append({"kind": "buffer"})
     if s["automation.sql"]:
-        try:
-            column_map = json.loads(s["automation.sql_map"] or "{}")
-        except json.JSONDecodeError as exc:
-            raise InvalidInput("column map", f"not valid JSON ({exc})") from None
-        sql = {**next((x for x in original if x.get("kind") == "sql"), {}), "kind": "sql",
-               "query": s["automation.sql_query"], "column_map": column_map}
-        sql.pop("url", None)
-        if s["automation.sql_url"].strip():
-            sql["url"] = s["automation.sql_url"].strip()
-            sql.pop("url_setting", None)
-        out.append(sql)
+        out.append(sql_source_form.source_from_form(
+            next((x for x in original if x.get("kind") == "sql"), {})))
     return out
 
 
@@ -238,13 +225,9 @@ def render_job_editor(store: Store, actor: Actor, default_tz: str = DEFAULT_TIME
         st.text_area("Inbox folders (one per line; files move to processed/ or failed/)",
                      key="automation.inbox", height=68)
         st.checkbox("The upload buffer (pending files)", key="automation.buffer")
-        if st.checkbox("A SQL query", key="automation.sql"):
-            st.text_area("Query (one SELECT; :since is the previous run's start)",
-                         key="automation.sql_query")
-            st.text_area('Column map as JSON: {"db_column": "CUSIP", ...}',
-                         key="automation.sql_map")
-            st.text_input("Database URL without password (blank: the sources.sql_url setting)",
-                          key="automation.sql_url")
+        sql_source_form.render_sql_source(
+            store, actor, job.id if job else "",
+            next((x for x in (job.sources if job else []) if x.get("kind") == "sql"), {}))
     a, b, c, d = st.columns(4)
     a.checkbox("Active", key="automation.job_active")
     b.checkbox("Apply rules", key="automation.apply_rules")

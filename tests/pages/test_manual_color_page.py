@@ -30,6 +30,7 @@ from core.schema import (
     COLOR_ID,
     CUSIP,
     EXCLUDED_BY,
+    INPUT_COLUMNS,
     IS_PARENT,
     SECTOR,
     SOURCE,
@@ -264,21 +265,23 @@ def test_quarantined_rows_are_reported_and_downloadable(app_as, app_store, sampl
 
 
 def test_the_configured_sql_source_is_fetched_into_the_session(app_as, app_store, sample,
-                                                                tmp_path):
+                                                                tmp_path, monkeypatch):
+    monkeypatch.setenv("MARKETPULSE_SOURCES_DESK_URL", f"sqlite:///{tmp_path / 'desk.db'}")
     at = mc.start(app_as)
     assert "manual_color.fetch" not in [b.key for b in at.button]  # no job reads a database
     frame = pd.read_excel(io.BytesIO(sample[1]), dtype={"MESSAGE_ID": str}, engine="openpyxl")
+    frame["SEQ"] = range(len(frame))
     with sqlite3.connect(tmp_path / "desk.db") as con:
         frame.astype({"DATE": str, "DATE_1": str}).to_sql("colors", con, index=False)
     save_job(app_store, SYSTEM, Job(name="Desk SQL", schedule="0 7 * * 1-5", sources=[
-        {"kind": "sql", "url": f"sqlite:///{tmp_path / 'desk.db'}",
-         "query": "SELECT * FROM colors"}]))
+        {"kind": "sql", "secret": "desk", "table": "colors", "watermark_column": "seq",
+         "column_map": {c: c for c in INPUT_COLUMNS if c in frame.columns}}]))
     mc.ok(at.run())
     assert at.selectbox(key="manual_color.source").value == "Desk SQL"
     mc.ok(mc.click(at, "manual_color.fetch"))
     assert mc.toasts(at) == ["Fetched the source of Desk SQL"]
     assert mc.metrics(at) | mc.counts(50, 10) == mc.metrics(at)
-    assert [f["name"] for f in mc.core_view(app_store).session.files] == ["sql-session-ana.parquet"]
+    assert [f["name"] for f in mc.core_view(app_store).session.files] == ["sql-desk-colors.parquet"]
 
 
 def test_a_viewer_cannot_open_the_page(app_as):

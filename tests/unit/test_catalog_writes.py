@@ -42,6 +42,7 @@ from core.rules.presets import Preset, save_preset
 from core.runs.exports import write_csv
 from core.schema import BIAS, CUSIP, INPUT_COLUMNS, PX
 from storage import open_store
+from tests.desk_tables import COLUMN_MAP, Desk, row
 
 NOW = datetime(2026, 3, 16, 9, 0, tzinfo=UTC)  # a Monday
 BOSS = Actor("ayesha", ADMIN)
@@ -149,6 +150,17 @@ def _automation(store: Any, settings: Any) -> None:
         logging.getLogger("core").removeHandler(tail)
 
 
+def _sql_source(store: Any, settings: Any, desk: Desk) -> None:
+    """A job reading the desk's table: its published run moves the watermark."""
+    desk.add(row(1, 0), row(2, 5))
+    job = save_job(store, BOSS, Job("Desk SQL", "0 7 * * 1-5", sources=[{
+        "kind": "sql", "secret": "desk", "table": "colors", "column_map": COLUMN_MAP,
+        "watermark_column": "received_at"}]), now=NOW)
+    request_run(store, BOSS, job.id, now=NOW + timedelta(hours=4))
+    [record] = run_once(store, settings, NOW + timedelta(hours=4, seconds=5), owner="sched-a")
+    assert record.status == "success"
+
+
 def _manual_session(store: Any, settings: Any) -> None:
     sessions.open_session(store, ANN, settings, NOW)
     sessions.add_files(store, ANN, [("desk.csv", _csv(23))], settings, now=NOW)
@@ -156,13 +168,16 @@ def _manual_session(store: Any, settings: Any) -> None:
     bell.mark_read(store, "ayesha", "all")
 
 
-def test_a_broad_workflow_writes_only_catalogued_keys_and_reaches_every_entry(smtp_server):
+def test_a_broad_workflow_writes_only_catalogued_keys_and_reaches_every_entry(smtp_server,
+                                                                             tmp_path):
     store = RecordingStore(open_store("memory://catalog"))
-    settings = load_settings({}, {})
+    desk = Desk(f"sqlite:///{tmp_path / 'desk.db'}", None)
+    settings = load_settings({"sources": {"desk": {"url": desk.url}}}, {})
     load_demo(store, settings, days=2, rows_per_day=40, now=NOW)
     _users(store, settings)
     _settings_and_searches(store, smtp_server[0])
     _automation(store, settings)
+    _sql_source(store, settings, desk)
     _manual_session(store, settings)
     compact_colors(store, force=True, now=NOW)
     # moving the desk: the copy carries every state entry and writes only catalogued keys too

@@ -13,6 +13,7 @@ from pandas.testing import assert_frame_equal
 
 from core.access import SYSTEM, Actor
 from core.audit import load_changes
+from core.automation.jobs import Job, save_job
 from core.config import load_settings
 from core.errors import (
     Conflict,
@@ -23,6 +24,7 @@ from core.errors import (
     PublishRefused,
 )
 from core.intake import buffer
+from core.intake.watermarks import load_watermark, save_watermark
 from core.manual import actions as session_actions
 from core.manual import edits, sessions
 from core.rules.exclusion import Condition, Group, Rule, save_rule
@@ -482,22 +484,29 @@ def test_a_viewer_cannot_work_a_session(memory_store, name):
     assert memory_store.list("sessions/") == []
 
 
-def test_a_sql_source_is_fetched_into_the_session(memory_store, tmp_path):
-    frame = make_colors(3, CUSIP=["97988RBL5"] * 3, PX=[99.0, 101.0, 100.0])
+def test_a_sql_source_is_fetched_into_the_session_past_the_job_s_watermark(memory_store,
+                                                                           tmp_path):
+    frame = make_colors(4, CUSIP=["97988RBL5"] * 4, PX=[98.0, 99.0, 101.0, 100.0])
     frame[DATE] = frame[DATE].dt.strftime("%Y-%m-%d")
     frame["DATE_1"] = frame["DATE_1"].dt.strftime("%Y-%m-%d")
+    frame["SEQ"] = [1, 2, 3, 4]
     url = f"sqlite:///{tmp_path / 'desk.db'}"
     engine = sa.create_engine(url)
-    frame[list(INPUT_COLUMNS)].astype(object).to_sql("colors", engine, index=False)
+    frame[[*INPUT_COLUMNS, "SEQ"]].astype(object).to_sql("colors", engine, index=False)
     engine.dispose()
-    source = {"kind": "sql", "url": url, "query": "SELECT * FROM colors",
-              "column_map": {c: c for c in INPUT_COLUMNS}}
-    sessions.open_session(memory_store, ANN, SETTINGS, NOW)
-    session = sessions.fetch_from_source(memory_store, ANN, [source], SETTINGS, now=NOW)
-    assert [f["name"] for f in session.files] == ["sql-session-ann.parquet"]
+    settings = load_settings({"sources": {"desk": {"url": url}}}, {})
+    job = save_job(memory_store, SYSTEM, Job(name="Desk SQL", schedule="0 7 * * 1-5", sources=[
+        {"kind": "sql", "secret": "desk", "table": "colors", "watermark_column": "SEQ",
+         "column_map": {c: c for c in INPUT_COLUMNS}}]), now=NOW)
+    save_watermark(memory_store, job.id, job.sources[0], 1, run_id=7, at=NOW)
+    sessions.open_session(memory_store, ANN, settings, NOW)
+    session = sessions.fetch_from_source(memory_store, ANN, job.sources, settings, job_id=job.id,
+                                         now=NOW)
+    assert [f["name"] for f in session.files] == ["sql-desk-colors.parquet"]
     view = _view(memory_store)
-    assert view.ranked[PX].tolist() == [101.0, 100.0, 99.0]
+    assert view.ranked[PX].tolist() == [101.0, 100.0, 99.0]  # SEQ 1 is behind the watermark
     assert view.ranked[IS_PARENT].tolist() == [True, False, False]
+    assert load_watermark(memory_store, job.id, job.sources[0]).value == 1  # the job's, unmoved
 
 
 def test_only_sql_sources_can_be_fetched(memory_store, tmp_path):

@@ -1,51 +1,26 @@
-"""Sources of an automated run: inbox folders, the upload buffer and SQL queries (PostgreSQL here,
-Oracle compiled, and live only when MARKETPULSE_ORACLE_DSN is set)."""
+"""Sources of an automated run: inbox folders and the upload buffer (the SQL source has
+tests/unit/test_sql_source.py)."""
 
 from __future__ import annotations
 
 import os
-import uuid
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 
-import pandas as pd
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.dialects import oracle
 
 from core.access import SYSTEM
 from core.config import load_settings
 from core.errors import InvalidInput, UnreadableFile
-from core.ingest.color_file import read_colors
 from core.intake.sources import Collected, check_sources, collect_inputs, resolve_inbox
-from core.intake.sql_source import (
-    SourceUnavailable,
-    bind_names,
-    check_sql_query,
-    rows_to_frame,
-    source_url,
-)
+from core.intake.sql_source import SourceUnavailable
 from core.runs import pipeline
 from core.runs import records as runs
 from core.runs.exports import write_csv, write_xlsx
-from core.schema import (
-    CUSIP,
-    DATE,
-    DATE_1,
-    INPUT_COLUMNS,
-    MESSAGE_ID,
-    PX,
-    RANK,
-    SOURCE,
-    SOURCE_FILE,
-)
+from core.schema import INPUT_COLUMNS
 from tests.factories import make_colors
 
 SETTINGS = load_settings({}, {})
 NOW = datetime(2026, 3, 13, 9, 30, tzinfo=UTC)
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-# Read at import: the autouse fixture clears MARKETPULSE_* before each test.
-ORACLE_DSN = os.environ.get("MARKETPULSE_ORACLE_DSN")
 
 
 def _xlsx(n: int = 2, **columns) -> bytes:
@@ -235,237 +210,3 @@ def test_buffer_files_travel_through_the_real_buffer(memory_store):
     again.on_success(5)
     done = buffer.get_entry(memory_store, entry.id)
     assert (done.status, done.run_id) == (buffer.PROCESSED, 5)
-
-
-# -- SQL: validation and Oracle ------------------------------------------------------------------
-@pytest.mark.parametrize(("query", "message"), [
-    ("DELETE FROM colors", "only a SELECT"),
-    ("SELECT 1; DROP TABLE colors", "one statement only"),
-    ("SELECT * FROM colors WHERE d > :since AND s = :sector", "unknown parameter(s) :sector"),
-    ("", "enter a SELECT statement"),
-])
-def test_sql_queries_other_than_one_select_are_refused(query, message):
-    with pytest.raises(InvalidInput, match=r"^query: .*" + message.replace("(", r"\(")
-                       .replace(")", r"\)")):
-        check_sql_query(query)
-
-
-def test_a_select_with_comments_cast_and_trailing_semicolon_is_accepted():
-    query = "-- today\n/* desk */ WITH x AS (SELECT 1 AS n) SELECT n::text FROM x WHERE :since > n;"
-    assert check_sql_query(query) == query[:-1]
-    assert bind_names(query) == {"since"}
-
-
-def test_a_job_may_not_carry_a_database_password():
-    with pytest.raises(InvalidInput, match="leave the password out"):
-        check_sources([{"kind": "sql", "url": "oracle+oracledb://scott:tiger@db:1521/?service_name=C",
-                        "query": "SELECT 1 FROM dual"}])
-
-
-def test_column_map_targets_must_be_columns():
-    with pytest.raises(InvalidInput, match=r"'MSG' → 'MSG_ID': the target must be one of ASK"):
-        check_sources([{"kind": "sql", "query": "SELECT 1", "column_map": {"MSG": "MSG_ID"}}])
-
-
-def test_the_password_comes_from_the_environment():
-    settings = load_settings({}, {"MARKETPULSE_SOURCES_SQL_PASSWORD": "tiger"})
-    url = source_url({"url": "oracle+oracledb://scott@db.desk:1521/?service_name=COLORS"}, settings)
-    assert url.password == "tiger"
-    assert url.render_as_string(hide_password=True) == (
-        "oracle+oracledb://scott:***@db.desk:1521/?service_name=COLORS")
-
-
-def test_the_url_can_come_from_a_setting():
-    settings = load_settings(
-        {}, {"MARKETPULSE_SOURCES_SQL_URL": "oracle+oracledb://scott@db:1521/?service_name=C"})
-    assert str(source_url({"kind": "sql"}, settings)) == (
-        "oracle+oracledb://scott@db:1521/?service_name=C")
-    with pytest.raises(SourceUnavailable, match=r"sources\.sql_url is not set"):
-        source_url({"kind": "sql"}, SETTINGS)
-
-
-def test_the_query_and_guard_compile_for_oracle():
-    dialect = oracle.dialect()
-    query = check_sql_query("SELECT MSG_ID, CUSIP, PX FROM DESK.COLORS WHERE RECEIVED >= :since;")
-    compiled = sa.text(query).compile(dialect=dialect)
-    assert str(compiled) == "SELECT MSG_ID, CUSIP, PX FROM DESK.COLORS WHERE RECEIVED >= :since"
-    assert list(compiled.params) == ["since"]
-    assert str(sa.text("SET TRANSACTION READ ONLY").compile(dialect=dialect)) == (
-        "SET TRANSACTION READ ONLY")
-    engine = sa.create_engine("oracle+oracledb://scott@db:1521/?service_name=C")  # no connection
-    assert engine.dialect.name == "oracle"
-
-
-def test_oracle_numbers_become_exact_text_for_text_columns():
-    # SQLAlchemy hands Oracle NUMBER values over as Decimal; a 17-digit id must not pass via float.
-    rows = [(Decimal("17734072432755619"), Decimal("99.5"), Decimal("3"), None)]
-    frame = rows_to_frame(["msg_id", "px", "rank", "cusip"], rows, {"MSG_ID": "MESSAGE_ID"})
-    assert frame.to_dict("records") == [
-        {"MESSAGE_ID": "17734072432755619", "px": 99.5, "rank": 3, "cusip": None}]
-
-
-# -- SQL against PostgreSQL ----------------------------------------------------------------------
-ROWS = [  # msg_id, cusip, trade_date, px, dealer, bias, received_at
-    (17734072432755619, "97988RBL5", date(2026, 3, 13), Decimal("99.5000"), "JPM", "BID",
-     datetime(2026, 3, 13, 8, 0, tzinfo=UTC)),
-    (17734072432755621, "97988RBL5", date(2026, 3, 13), Decimal("98.2500"), "GS", "OFFER",
-     datetime(2026, 3, 13, 8, 5, tzinfo=UTC)),
-    (17734072432755623, "000840AG3", date(2026, 3, 13), Decimal("95.0000"), "BOA", "BWIC COVER",
-     datetime(2026, 3, 13, 8, 10, tzinfo=UTC)),
-    (17734072432755625, "037833100", date(2026, 3, 13), Decimal("101.1250"), "MS", "TRADE",
-     datetime(2026, 3, 13, 8, 15, tzinfo=UTC)),
-    (17734072432755627, "037833100", date(2026, 3, 12), Decimal("90.0000"), "DB", "VALUATION",
-     datetime(2026, 3, 11, 17, 0, tzinfo=UTC)),
-]
-COLUMN_MAP = {"MSG_ID": "MESSAGE_ID", "TRADE_DATE": "DATE", "DEALER": "SOURCE",
-              "RECEIVED_AT": "DATE_1"}
-
-
-@pytest.fixture
-def pg_colors():
-    """A colors table with 5 rows in a schema of its own, dropped afterwards."""
-    engine = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
-    try:
-        engine.connect().close()
-    except sa.exc.OperationalError:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    schema = f"mp_test_{uuid.uuid4().hex[:12]}"
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-        connection.execute(sa.text(
-            f"CREATE TABLE {schema}.colors (msg_id NUMERIC(17, 0), ticker TEXT, sector TEXT, "
-            "cusip CHAR(9), trade_date DATE, bid NUMERIC(10, 4), ask NUMERIC(10, 4), "
-            "px NUMERIC(10, 4), dealer TEXT, bias TEXT, received_at TIMESTAMPTZ)"))
-        connection.execute(
-            sa.text(f"INSERT INTO {schema}.colors VALUES (:m, :t, '2.0_Mezz', :c, :d, "
-                    ":b, :a, :p, :s, :bias, :r)"),
-            [{"m": m, "t": f"DEAL {i}A A", "c": c, "d": d, "p": p, "s": s, "bias": bias, "r": r,
-              "b": Decimal(0) if bias == "OFFER" else p, "a": p if bias == "OFFER" else Decimal(0)}
-             for i, (m, c, d, p, s, bias, r) in enumerate(ROWS)])
-    yield schema
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
-
-
-def _sql_source(schema: str, where: str = "") -> dict:
-    return {"kind": "sql", "url": PG_URL, "column_map": COLUMN_MAP,
-            "query": f"SELECT msg_id, ticker, sector, cusip, trade_date, bid, ask, px, dealer, "
-                     f"bias, received_at FROM {schema}.colors {where} ORDER BY msg_id"}
-
-
-@pytest.mark.postgres
-def test_a_sql_source_ingests_like_a_file_with_exact_message_ids(memory_store, pg_colors):
-    collected = _collect(memory_store, [_sql_source(pg_colors)])
-    assert [name for name, _ in collected.files] == ["sql-desk.parquet"]
-    assert collected.descriptions == [
-        "sql postgresql+psycopg://postgres@127.0.0.1:5432/test: 5 rows as sql-desk.parquet"]
-
-    batch = read_colors(collected.files[0][1], "sql-desk.parquet")
-    assert batch.problems == []
-    assert list(batch.frame.columns[:len(INPUT_COLUMNS)]) == list(INPUT_COLUMNS)
-    assert batch.frame[MESSAGE_ID].dtype == "string"
-    expected = pd.DataFrame({
-        MESSAGE_ID: [str(r[0]) for r in ROWS],
-        CUSIP: [r[1] for r in ROWS],
-        DATE: pd.to_datetime([r[2] for r in ROWS]).astype("datetime64[us]"),
-        PX: [float(r[3]) for r in ROWS],
-        SOURCE: [r[4] for r in ROWS],
-        RANK: [3, 4, 2, 1, 6],
-        DATE_1: pd.to_datetime(["2026-03-13"] * 4 + ["2026-03-11"]).astype("datetime64[us]"),
-        SOURCE_FILE: ["sql-desk.parquet"] * 5,
-    }).astype({MESSAGE_ID: "string", CUSIP: "string", PX: "Float64", SOURCE: "string",
-               RANK: "Int64", SOURCE_FILE: "string"})
-    pd.testing.assert_frame_equal(batch.frame[list(expected.columns)], expected)
-    assert batch.frame[MESSAGE_ID].tolist()[0] == "17734072432755619"
-
-
-@pytest.mark.postgres
-def test_since_binds_the_previous_run_time(memory_store, pg_colors):
-    collected = _collect(memory_store, [_sql_source(pg_colors, "WHERE received_at >= :since")],
-                         since=datetime(2026, 3, 13, 8, 5, tzinfo=UTC))
-    batch = read_colors(collected.files[0][1], "sql-desk.parquet")
-    assert batch.frame[MESSAGE_ID].tolist() == [str(r[0]) for r in ROWS[1:4]]
-
-
-@pytest.mark.postgres
-def test_a_sql_source_with_no_rows_adds_no_file(memory_store, pg_colors):
-    collected = _collect(memory_store, [_sql_source(pg_colors, "WHERE px > 1000")])
-    assert collected.files == []
-    assert collected.descriptions == [
-        "sql postgresql+psycopg://postgres@127.0.0.1:5432/test: 0 rows"]
-
-
-@pytest.mark.postgres
-def test_a_query_cannot_change_data(memory_store, pg_colors):
-    engine = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
-    with engine.begin() as connection:  # a SELECT can still call a function that writes
-        connection.execute(sa.text(
-            f"CREATE FUNCTION {pg_colors}.wipe() RETURNS bigint LANGUAGE sql AS "
-            f"'DELETE FROM {pg_colors}.colors; SELECT 0::bigint'"))
-    sneaky = {"kind": "sql", "url": PG_URL, "query": f"SELECT {pg_colors}.wipe() AS n"}
-    with pytest.raises(SourceUnavailable, match="cannot execute DELETE in a read-only transaction"):
-        _collect(memory_store, [sneaky])
-    with engine.connect() as connection:
-        assert connection.execute(sa.text(f"SELECT count(*) FROM {pg_colors}.colors")).scalar() == 5
-
-
-@pytest.mark.postgres
-def test_a_missing_mapped_column_names_what_the_query_returns(memory_store, pg_colors):
-    source = {**_sql_source(pg_colors), "column_map": {"MESSAGE_NO": "MESSAGE_ID"}}
-    with pytest.raises(SourceUnavailable, match="returns no column MESSAGE_NO; it returns msg_id"):
-        _collect(memory_store, [source])
-
-
-def test_an_unreachable_database_is_reported_without_its_password(memory_store):
-    settings = load_settings({}, {"MARKETPULSE_SOURCES_SQL_PASSWORD": "s3cret-pw"})
-    source = {"kind": "sql", "url": "postgresql+psycopg://postgres@127.0.0.1:1/test",
-              "query": "SELECT 1"}
-    with pytest.raises(SourceUnavailable) as failure:
-        _collect(memory_store, [source], settings)
-    assert str(failure.value).startswith(
-        "SQL source postgresql+psycopg://postgres:***@127.0.0.1:1/test: ")
-    assert "s3cret-pw" not in str(failure.value)
-
-
-@pytest.mark.postgres
-def test_inbox_and_sql_rows_publish_as_one_run(memory_store, pg_colors, inbox):
-    collected = _collect(memory_store, [{"kind": "inbox", "path": str(inbox)},
-                                        _sql_source(pg_colors)])
-    result = pipeline.process_files(memory_store, SYSTEM, collected.files, settings=SETTINGS,
-                                    kind=pipeline.AUTOMATED, trigger="scheduled")
-    assert result.record.counts["published"] == 2 + 3 + 5
-    assert [f["name"] for f in result.record.files] == ["a.xlsx", "b.csv", "sql-desk.parquet"]
-    collected.on_success(result.record.run_id)
-    assert _tree(inbox) == ["processed/1-a.xlsx", "processed/1-b.csv"]
-
-
-@pytest.mark.skipif(not ORACLE_DSN, reason="set MARKETPULSE_ORACLE_DSN to test a live Oracle")
-def test_a_live_oracle_source(memory_store, monkeypatch):
-    table = f"MP_TEST_{uuid.uuid4().hex[:10].upper()}"
-    url = sa.engine.make_url(ORACLE_DSN)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.begin() as connection:
-        connection.execute(sa.text(
-            f"CREATE TABLE {table} (MSG_ID NUMBER(17), TICKER VARCHAR2(40), SECTOR VARCHAR2(40), "
-            "CUSIP VARCHAR2(9), TRADE_DATE DATE, PX NUMBER(10, 4), DEALER VARCHAR2(40), "
-            "BIAS VARCHAR2(20))"))
-        connection.execute(sa.text(
-            f"INSERT INTO {table} VALUES (17734072432755619, 'DEAL 1A A', '2.0_Mezz', "
-            "'97988RBL5', DATE '2026-03-13', 99.5, 'JPM', 'BID')"))
-    try:
-        # The way production runs: the password only in the environment.
-        settings = load_settings({}, {"MARKETPULSE_SOURCES_SQL_PASSWORD": url.password or ""})
-        source = {"kind": "sql", "url": url.set(password=None).render_as_string(False),
-                  "column_map": {"MSG_ID": "MESSAGE_ID", "TRADE_DATE": "DATE",
-                                 "DEALER": "SOURCE"},
-                  "query": f"SELECT MSG_ID, TICKER, SECTOR, CUSIP, TRADE_DATE, PX, PX AS BID, "
-                           f"0 AS ASK, DEALER, BIAS FROM {table} WHERE TRADE_DATE < :since"}
-        collected = _collect(memory_store, [source], settings)
-        batch = read_colors(collected.files[0][1], collected.files[0][0])
-        assert batch.frame[MESSAGE_ID].tolist() == ["17734072432755619"]
-        assert batch.problems == []
-    finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP TABLE {table} PURGE"))
-        engine.dispose()
