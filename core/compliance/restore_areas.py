@@ -28,10 +28,12 @@ AREAS: dict[str, tuple[str, tuple[Entry, ...]]] = {
     "settings": ("column configuration, SMTP server, run emails, webhooks, backup schedule",
                  (catalog.COLUMNS_CONFIG, catalog.SMTP_CONFIG, catalog.EMAIL_CONFIG,
                   catalog.WEBHOOKS_CONFIG, catalog.BACKUP_SCHEDULE)),
-    "runs": ("run records, published, excluded and quarantined rows, output workbooks",
+    # A SQL source's watermark says which of its rows are published: it goes with the runs.
+    "runs": ("run records, published, excluded and quarantined rows, output workbooks, the SQL "
+             "sources' watermarks",
              (catalog.RUNS, catalog.RUN_SEQUENCE, catalog.PENDING_WORKBOOKS,
               catalog.WATCHLIST_CHECKS, catalog.COLORS, catalog.EXCLUDED, catalog.QUARANTINED,
-              catalog.OUTPUTS)),
+              catalog.OUTPUTS, catalog.SOURCE_WATERMARKS)),
     "buffer": ("the upload buffer: entries and files",
                (catalog.BUFFER, catalog.BUFFER_SEQUENCE, catalog.BUFFER_FILES)),
     "sessions": ("Manual Color sessions", (catalog.MANUAL_SESSIONS, catalog.SESSION_FRAMES)),
