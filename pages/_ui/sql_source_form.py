@@ -84,10 +84,12 @@ def render_sql_source(store: Store, actor: Actor, job_id: str,
             columns = load_column_config(store)
             source = check_sources([source_from_form(original)], columns=columns)[0]
             probe = probe_sql_source(store, actor, source, settings(), job_id=job_id)
+            limit = source["row_limit"] or settings()["sources.sql_row_limit"]
+            since = ("no run of this job has read it yet" if probe.watermark == "(start)"
+                     else f"after the watermark {probe.watermark}")
             st.success(escape_markdown(
-                f"Connected: {probe.table} has {probe.newer:,} row(s) after the watermark "
-                f"({probe.watermark}); the next run reads "
-                f"{min(probe.newer, source['row_limit'] or settings()['sources.sql_row_limit']):,}"
+                f"Connected: {probe.table} has {probe.newer:,} row(s) to read ({since}); the "
+                f"next run reads {min(probe.newer, limit):,}"
                 + (f", the first {len(probe.preview)}:" if probe.newer else ".")))
             if probe.newer:
                 st.dataframe(probe.preview, hide_index=True, key="automation.sql_preview")

@@ -65,8 +65,8 @@ def test_an_admin_tests_the_connection_and_saves_the_sql_source(app_as, app_stor
     at.button(key="automation.sql_test").click().run()
     assert _errors(at) == []
     assert [s.value for s in at.success] == [
-        "Connected: colors has 7 row(s) after the watermark ((start)); the next run reads 5, "
-        "the first 5:"]
+        "Connected: colors has 7 row(s) to read (no run of this job has read it yet); the next "
+        "run reads 5, the first 5:"]
     [preview] = [d.value for d in at.dataframe if "MESSAGE_ID" in d.value.columns]
     assert list(preview.columns) == list(COLUMN_MAP.values())
     assert preview["MESSAGE_ID"].tolist() == [str(17734072432755600 + n) for n in range(1, 6)]
@@ -120,5 +120,5 @@ def test_a_sql_job_opens_with_its_source_and_tests_past_its_watermark(app_as, ap
     assert at.text_area(key="automation.sql_map").value == MAP_TEXT
     at.button(key="automation.sql_test").click().run()
     assert [s.value for s in at.success] == [
-        "Connected: colors has 2 row(s) after the watermark (2026-03-13 08:05:00); the next run "
-        "reads 2, the first 2:"]
+        "Connected: colors has 2 row(s) to read (after the watermark 2026-03-13 08:05:00); the "
+        "next run reads 2, the first 2:"]
