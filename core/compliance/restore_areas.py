@@ -25,9 +25,10 @@ AREAS: dict[str, tuple[str, tuple[Entry, ...]]] = {
                catalog.RESET_TOKENS, catalog.REVOKED_COOKIES)),
     "jobs": ("automation jobs, queued Run now requests, each job's last handled slot",
              (catalog.JOBS, catalog.TRIGGERS, catalog.SCHEDULE_STATE)),
-    "settings": ("column configuration, SMTP server, run emails, webhooks, backup schedule",
+    "settings": ("column configuration, SMTP server, run emails, webhooks, backup and "
+                 "compliance report schedules",
                  (catalog.COLUMNS_CONFIG, catalog.SMTP_CONFIG, catalog.EMAIL_CONFIG,
-                  catalog.WEBHOOKS_CONFIG, catalog.BACKUP_SCHEDULE)),
+                  catalog.WEBHOOKS_CONFIG, catalog.BACKUP_SCHEDULE, catalog.REPORT_SCHEDULE)),
     # A SQL source's watermark says which of its rows are published: it goes with the runs.
     "runs": ("run records, published, excluded and quarantined rows, output workbooks, the SQL "
              "sources' watermarks",
@@ -42,7 +43,8 @@ AREAS: dict[str, tuple[str, tuple[Entry, ...]]] = {
     "alerts": ("watchlists and the in-app bell", (catalog.WATCHLISTS, catalog.NOTIFICATIONS)),
     AUDIT: ("the audit trail (change log, access log, chain head) and the email log: "
             "append-only, so kept as they are where the store's trail continues the backup's",
-            (catalog.AUDIT_CHAIN_HEAD, catalog.AUDIT, catalog.ACCESS_LOG, catalog.EMAIL_LOG)),
+            (catalog.AUDIT_CHAIN_HEAD, catalog.AUDIT, catalog.ACCESS_LOG, catalog.EMAIL_LOG,
+             catalog.COMPLIANCE_REPORTS)),
 }
 # claims/<kind>/...: the area of the names a kind of claim guards
 CLAIM_AREAS = {RULES_CLAIMS: "rules", PRESETS_CLAIMS: "rules", JOBS_CLAIMS: "jobs",
