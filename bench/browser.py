@@ -250,16 +250,22 @@ def nav_link(page, title: str):
     return page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
 
 
-def page_switches(page, titles: list[str], rounds: int) -> dict[str, list[Timing]]:
+def page_switches(page, titles: list[str], rounds: int,
+                  only: list[str]) -> dict[str, list[Timing]]:
     """Visit the pages in the nav's order, `rounds` times; each switch comes from the page
-    before it in that order."""
-    found: dict[str, list[Timing]] = {title: [] for title in titles}
+    before it in that order. only: time just these pages (each reached from the page before it
+    in the nav)."""
+    found: dict[str, list[Timing]] = {title: [] for title in (only or titles)}
     start = titles.index("Dashboard")
     order = titles[start + 1:] + titles[:start + 1]  # the session starts on the Dashboard
+    if only:
+        order = [t for title in only for t in (titles[titles.index(title) - 1], title)]
     for _ in range(rounds):
         for title in order:
             needles = PAGES.get(title, (heading(title),))  # a new page: its heading
-            found[title].append(timed(page, nav_link(page, title).click, needles))
+            timing = timed(page, nav_link(page, title).click, needles)
+            if title in found:  # else only the way to a timed page
+                found[title].append(timing)
     return found
 
 
@@ -359,6 +365,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=10, help="times each switch and action")
     parser.add_argument("--pages-only", action="store_true", help="skip the actions")
     parser.add_argument("--actions-only", action="store_true", help="skip the page switches")
+    parser.add_argument("--page", action="append", default=[], metavar="TITLE",
+                        help="time only switches to this page (again for more), e.g. Dashboard")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
@@ -385,13 +393,18 @@ def main() -> int:
             page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
             login(page, url)
             titles = nav_titles(page)
+            unknown = set(args.page) - set(titles)
+            if unknown:
+                print(f"Not in the nav: {', '.join(sorted(unknown))}", file=sys.stderr)
+                return 2
             for title in titles:
                 if title not in PAGES:
                     print(f"  ({title}: no main widget named in PAGES; timed to its heading)")
             ok = True
             if not args.actions_only:
+                switches = page_switches(page, titles, args.repeat, args.page)
                 ok = report("Page switches (sidebar click → the page's main element; → its run "
-                            "over)", page_switches(page, titles, args.repeat), BUDGET_PAGE_MS)
+                            "over)", switches, BUDGET_PAGE_MS)
             if not args.pages_only:
                 report("Actions (click or Enter → the result on screen; → the run over)",
                        actions(page, url, inbox, sample, cusip, args.repeat), None)
