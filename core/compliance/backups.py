@@ -14,7 +14,6 @@ import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -27,19 +26,9 @@ from core.audit import record_change
 from core.clock import now_or
 from core.compliance.access_log import log_export
 from core.compliance.backup_archive import FORMAT, ArchiveWriter, BackupArchive
+from core.compliance.state_carry import EVERY, Progress, RunRows, carry_state
 from core.compliance.store_copy import shown_url
-from core.compliance.store_inventory import (
-    BLOB,
-    DOCUMENT,
-    RUN,
-    TABLE,
-    Inventory,
-    read_blobs,
-    read_documents,
-    read_runs,
-    read_tables,
-    rows_item,
-)
+from core.compliance.store_inventory import TABLE, Inventory, Item, rows_item
 from core.errors import BackupRefused, NotFound
 from storage import InvalidKey, ObjectNotFound, Store
 from storage.base import check_key
@@ -49,9 +38,6 @@ BLOB_PREFIX = catalog.BACKUPS.key
 INDEX_PREFIX = catalog.BACKUP_INDEX.key
 MANUAL, SCHEDULED, PRE_RESTORE, UPLOADED = "manual", "scheduled", "pre-restore", "uploaded"
 SPOOL_BYTES = 256 << 20  # an archive is built in memory up to this, then in a temporary file
-_EVERY = 500  # documents or blobs between two progress lines
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -146,38 +132,45 @@ def _versions() -> tuple[int, int, str]:
     return FORMAT, catalog.SCHEMA_VERSION, __version__
 
 
+class _ArchiveSink:
+    """A backup's sink: each item into the archive; the audit trail's tables end at the chain
+    head the archive holds (entries appended while the backup was read are left out)."""
+
+    def __init__(self, writer: ArchiveWriter, summary: BackupSummary) -> None:
+        self.writer, self.summary = writer, summary
+
+    def document(self, item: Item, value: Any) -> Item:
+        self.writer.add_document(item, value)
+        if item.name == audit_chain.HEAD_KEY:
+            self.summary.audit_seq, self.summary.audit_hash = int(value["seq"]), str(
+                value["hash"])
+        return item
+
+    def blob(self, item: Item, data: bytes) -> Item:
+        self.writer.add_blob(item, data)
+        return item
+
+    def rows(self, item: Item, frame: pd.DataFrame) -> Item:
+        if item.name.split("/")[0] in audit_chain.TRAIL_TABLES and "SEQ" in frame.columns:
+            frame = frame[frame["SEQ"].isna() | (frame["SEQ"] <= self.summary.audit_seq)]
+            item = rows_item(TABLE, item.name, frame)
+        self.writer.add_rows(item, frame)
+        return item
+
+    def run(self, run: int, rows: RunRows) -> list[Item]:
+        for item, frame in rows.values():
+            self.writer.add_rows(item, frame)
+        return [item for item, _ in rows.values()]
+
+
 def _pack(store: Store, writer: ArchiveWriter, summary: BackupSummary,
           say: Progress) -> Inventory:
     """Every state item into the archive; what was packed (the counts go into the summary)."""
-    packed = Inventory()
-    for item, value in read_documents(store, packed.unknown):
-        writer.add_document(item, value)
-        packed.add(item)
-        if item.name == audit_chain.HEAD_KEY:
-            summary.audit_seq, summary.audit_hash = int(value["seq"]), str(value["hash"])
-        if packed.count(DOCUMENT) % _EVERY == 0:
-            say(f"documents: {packed.count(DOCUMENT)} packed")
-    for item, data in read_blobs(store, packed.unknown):
-        writer.add_blob(item, data)
-        packed.add(item)
-    say(f"documents: {packed.count(DOCUMENT)}, blobs: {packed.count(BLOB)} packed")
-    for item, frame in read_tables(store, packed.unknown):
-        table = item.name.split("/")[0]
-        if table in audit_chain.TRAIL_TABLES and "SEQ" in frame.columns:
-            frame = frame[frame["SEQ"].isna() | (frame["SEQ"] <= summary.audit_seq)]
-            item = rows_item(TABLE, item.name, frame)  # entries after the head left out
-        writer.add_rows(item, frame)
-        packed.add(item)
-    for run, rows in read_runs(store):
-        for item, frame in rows.values():
-            writer.add_rows(item, frame)
-            packed.add(item)
-        say(f"run {run}: " + ", ".join(f"{i.size} {t}" for t, (i, _) in rows.items()))
-    summary.documents, summary.blobs = packed.count(DOCUMENT), packed.count(BLOB)
-    summary.partitions = packed.count(TABLE)
-    summary.tables = len({name.split("/")[0] for part, name in packed.items if part == TABLE})
-    summary.runs = len({name.split("/")[1] for part, name in packed.items if part == RUN})
-    summary.rows, summary.content_bytes = packed.size(TABLE, RUN), packed.size(DOCUMENT, BLOB)
+    packed = carry_state(store, _ArchiveSink(writer, summary), "packed", say)
+    counts = packed.counts()
+    summary.content_bytes = counts.pop("bytes")
+    for name, value in counts.items():
+        setattr(summary, name, value)
     return packed
 
 
@@ -275,7 +268,7 @@ def verify_backup(store: Store, actor: Actor, backup_id: str, *,
     archive = BackupArchive(data, f"backup {backup_id}")
     checked = 0
     for checked, _ in enumerate(archive.verify(), 1):
-        if progress is not None and checked % _EVERY == 0:
+        if progress is not None and checked % EVERY == 0:
             progress(f"{checked} of {len(archive.members)} members checked")
     return (f"backup {backup_id} verified: {checked} items ({summary.items()}) match their "
             "checksums")

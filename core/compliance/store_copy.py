@@ -12,37 +12,23 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
+
 from core import catalog
 from core.access import MANAGE_BACKUPS, Actor, require
 from core.clock import now_or
-from core.compliance.store_inventory import (
-    BLOB,
-    DOCUMENT,
-    RUN,
-    TABLE,
-    Inventory,
-    compare,
-    read_blobs,
-    read_documents,
-    read_runs,
-    read_tables,
-    runs_by_table,
-    take_inventory,
-)
+from core.compliance.state_carry import Progress, RunRows, carry_state
+from core.compliance.store_inventory import Inventory, Item, compare, runs_by_table, take_inventory
 from core.errors import Conflict
 from core.reads.compaction import compact_colors
 from storage import ANY_VERSION, ObjectNotFound, Store
 from storage.run_tables import run_tables
 
 MARKER_KEY = catalog.STORE_COPY.key
-_EVERY = 500  # documents or blobs between two progress lines
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -140,42 +126,36 @@ def copy_store(actor: Actor, source: Store, target: Store, *, progress: Progress
     return report
 
 
+class _StoreSink:
+    """store copy's sink: each item written to the target as it was read."""
+
+    def __init__(self, target: Store) -> None:
+        self.target, self.port = target, run_tables(target)
+
+    def document(self, item: Item, value: Any) -> Item:
+        self.target.put(item.name, value, expected_version=None)
+        return item
+
+    def blob(self, item: Item, data: bytes) -> Item:
+        self.target.put_blob(item.name, data)
+        return item
+
+    def rows(self, item: Item, frame: pd.DataFrame) -> Item:
+        table, partition = item.name.split("/")
+        self.target.append(table, frame, partition)
+        return item
+
+    def run(self, run: int, rows: RunRows) -> list[Item]:
+        self.port.append_run(run, {table: frame for table, (_, frame) in rows.items()})
+        return [item for item, _ in rows.values()]
+
+
 def _copy_state(source: Store, target: Store, report: CopyReport, say: Progress) -> Inventory:
     """Write every state item of the source to the target; the source's inventory (checksums of
     what was read, so the source is read once)."""
-    copied = Inventory()
-    for item, value in read_documents(source, copied.unknown):
-        target.put(item.name, value, expected_version=None)
-        copied.add(item)
-        if copied.count(DOCUMENT) % _EVERY == 0:
-            say(f"documents: {copied.count(DOCUMENT)} copied")
-    say(f"documents: {copied.count(DOCUMENT)} copied")
-    for item, data in read_blobs(source, copied.unknown):
-        target.put_blob(item.name, data)
-        copied.add(item)
-        if copied.count(BLOB) % _EVERY == 0:
-            say(f"blobs: {copied.count(BLOB)} copied")
-    say(f"blobs: {copied.count(BLOB)} copied ({copied.size(BLOB)} bytes)")
-    for item, frame in read_tables(source, copied.unknown):
-        table, partition = item.name.split("/")
-        target.append(table, frame, partition)
-        copied.add(item)
-        say(f"table {table} partition {partition}: {item.size} rows")
-    port = run_tables(target)
-    for run, rows in read_runs(source):
-        port.append_run(run, {table: frame for table, (_, frame) in rows.items()})
-        for item, _ in rows.values():
-            copied.add(item)
-        counts = ", ".join(f"{item.size} {table}" for table, (item, _) in rows.items())
-        say(f"run {run}: {counts}")
-    report.documents, report.blobs = copied.count(DOCUMENT), copied.count(BLOB)
-    report.partitions = copied.count(TABLE)
-    report.tables = len({name.split("/")[0] for part, name in copied.items if part == TABLE})
-    report.runs = len({name.split("/")[1] for part, name in copied.items if part == RUN})
-    report.rows = copied.size(TABLE, RUN)
-    report.bytes = copied.size(DOCUMENT, BLOB)
-    for line in copied.unknown:
-        say(f"not copied (the catalog does not know it): {line}")
+    copied = carry_state(source, _StoreSink(target), "copied", say)
+    for name, value in copied.counts().items():
+        setattr(report, name, value)
     return copied
 
 

@@ -66,6 +66,15 @@ class Inventory:
     def size(self, *parts: str) -> int:
         return sum(i.size for (p, _), i in self.items.items() if p in parts)
 
+    def counts(self) -> dict[str, int]:
+        """What it holds, counted: documents, blobs, tables, partitions, runs, rows (of tables
+        and runs) and bytes (of documents and blobs)."""
+        return {"documents": self.count(DOCUMENT), "blobs": self.count(BLOB),
+                "tables": len({name.split("/")[0] for part, name in self.items if part == TABLE}),
+                "partitions": self.count(TABLE),
+                "runs": len({name.split("/")[1] for part, name in self.items if part == RUN}),
+                "rows": self.size(TABLE, RUN), "bytes": self.size(DOCUMENT, BLOB)}
+
 
 # -- checksums -------------------------------------------------------------------------------------
 def canonical_json(value: Any) -> bytes:
