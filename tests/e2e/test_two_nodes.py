@@ -41,6 +41,7 @@ from core.automation.leases import lease_holder
 from core.automation.scheduler import HEARTBEAT_KEY, LEASE
 from core.identity.users import create_first_admin
 from core.reads.history import published_colors
+from core.rules.exclusion import load_rules
 from core.runs.exports import write_xlsx
 from core.runs.records import RUN_TABLES, RunRecord, get_run, load_runs, visible_run_ids
 from core.runs.workbooks import pending_key
@@ -108,6 +109,15 @@ def _open(page: Any, title: str) -> None:
     page.get_by_role("link", name=title).click()
     expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(
         timeout=WAIT_MS)
+
+
+def _idle(page: Any) -> None:
+    """The page's run is over: no running indicator, no stale element of an earlier run left
+    beside the new ones (tests/e2e/test_browser.py _page_drawn)."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=WAIT_MS)
 
 
 def _log_in(page: Any, url: str) -> None:
@@ -235,8 +245,8 @@ class Desk:
     url: str
     store: Store  # the test's own view of the shared store
     gate: PostgresGate | S3Gate
-    secrets: dict[str, dict[str, str]]  # per backend: the [s3] or [sql] section (less cache_dir)
-    section: str  # "s3" or "sql"
+    section: str  # the store's secrets section: "s3" or "sql"
+    values: dict[str, str]  # what it holds besides each node's cache_dir
     folder: Path
     procs: list[subprocess.Popen] = field(default_factory=list)
 
@@ -244,8 +254,7 @@ class Desk:
         """A node's environment: the shared store, its own secrets file and read copy."""
         secrets = self.folder / f"secrets-{node}.toml"
         if not secrets.exists():
-            section = {**self.secrets[self.section],
-                       "cache_dir": str(self.folder / f"cache-{node}")}
+            section = {**self.values, "cache_dir": str(self.folder / f"cache-{node}")}
             lines = ["[auth]", f'cookie_key = "{COOKIE_KEY}"', f"[{self.section}]"]
             lines += [f'{k} = "{v}"' for k, v in section.items()]
             secrets.write_text("\n".join(lines) + "\n")
@@ -282,9 +291,15 @@ class Desk:
         _until(healthy, f"node {node} answers /_stcore/health", [proc])
         return url
 
-    def logs(self) -> str:
-        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted(self.folder.glob("*.log")))
+    def report(self, browser: Any) -> None:
+        """After a failure: the end of each process's output, and a screenshot of each page."""
+        for log in sorted(self.folder.glob("*.log")):
+            print(f"== {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        for c, context in enumerate(browser.contexts):
+            for p, page in enumerate(context.pages):
+                shot = self.folder / f"page-{c}-{p}.png"
+                page.screenshot(path=shot, full_page=True)
+                print(f"== {page.url}: {shot}")
 
 
 COOKIE_KEY = uuid.uuid4().hex + uuid.uuid4().hex  # the same on every node
@@ -297,7 +312,7 @@ def desk(request, tmp_path) -> Iterator[Desk]:
         url = f"{POSTGRES_URL}?schema={schema}"
         store = open_store(url, {"sql.cache_dir": str(tmp_path / "cache-test")})
         gate: PostgresGate | S3Gate = PostgresGate(schema)
-        yield from _desk(Desk(url, store, gate, {"sql": {}}, "sql", tmp_path))
+        yield from _desk(Desk(url, store, gate, "sql", {}, tmp_path))
         store.dispose()  # type: ignore[attr-defined]
         return
     with _gated_moto() as (endpoint, s3_gate):
@@ -311,7 +326,7 @@ def desk(request, tmp_path) -> Iterator[Desk]:
         options = {**S3_TEST_CREDENTIALS, "s3.endpoint_url": endpoint}
         store = open_store(url, {**options, "s3.cache_dir": str(tmp_path / "cache-test")})
         section = {k.removeprefix("s3."): str(v) for k, v in options.items()}
-        yield from _desk(Desk(url, store, s3_gate, {"s3": section}, "s3", tmp_path))
+        yield from _desk(Desk(url, store, s3_gate, "s3", section, tmp_path))
 
 
 def _desk(desk: Desk) -> Iterator[Desk]:
@@ -340,6 +355,14 @@ def _pid(owner: str) -> int:
 def _holder(store: Store) -> int | None:
     held = lease_holder(store, LEASE, datetime.now(UTC))
     return None if held is None else _pid(held[0])
+
+
+def _beat(store: Store) -> dict | None:
+    """The lease holder's last heartbeat (None before the first)."""
+    try:
+        return store.get(HEARTBEAT_KEY)[0]
+    except ObjectNotFound:
+        return None
 
 
 def _runs_of(store: Store, request_id: str) -> list[RunRecord]:
@@ -373,150 +396,195 @@ def _drop_in(inbox: Path, number: int) -> None:
     (inbox / f"colors-{number}.xlsx").write_bytes(_colors_file(number))
 
 
-def _expect_run(record: RunRecord, *, by: str, pid: int) -> None:
-    """A successful run of one inbox file, by the scheduler `pid`, with the rule applied."""
+def _expect_run(record: RunRecord, *, pid: int, files: int = 1) -> None:
+    """A successful Run now of the admin's, of `files` inbox files, by the scheduler `pid`, with
+    the rule applied (one row of each file excluded)."""
     assert (record.job, record.status, record.trigger, record.requested_by) == (
-        "Inbox", "success", "run_now", by)
+        "Inbox", "success", "run_now", ADMIN)
     assert record.owner["pid"] == pid
     assert record.rules_applied == [RULE]
-    assert record.per_rule == {RULE: 1}
+    assert record.per_rule == {RULE: files}
     assert (record.counts["read"], record.counts["excluded"], record.counts["published"]) == (
-        ROWS, 1, ROWS - 1)
+        files * ROWS, files, files * (ROWS - 1))
+
+
+@dataclass
+class Nodes:
+    """The running desk: node A and B's addresses, the schedulers, the inbox job's folder."""
+
+    desk: Desk
+    a: str
+    b: str
+    holder: subprocess.Popen
+    standby: subprocess.Popen
+    apps: list[subprocess.Popen]
+    inbox: Path
+    job_id: str
+
+    @property
+    def store(self) -> Store:
+        return self.desk.store
+
+    def run_now(self, file_number: int) -> str:
+        """A file in the inbox and Run now through core: the request's id."""
+        _drop_in(self.inbox, file_number)
+        return request_run(self.store, ROOT_ACTOR, self.job_id, now=datetime.now(UTC)).id
+
+
+def _start(desk: Desk, inbox: Path) -> Nodes:
+    """Both schedulers, then both app nodes; one scheduler takes the lease and beats."""
+    inbox.mkdir()
+    job = save_job(desk.store, ROOT_ACTOR, Job(
+        name="Inbox", schedule="0 0 1 1 *", timezone="UTC",
+        sources=[{"kind": "inbox", "path": str(inbox)}]))
+    schedulers = [desk.start(node, "scheduler", "-m", "core.scheduler") for node in "ab"]
+    a, b = desk.app("a"), desk.app("b")
+    apps = desk.procs[2:]
+    holder = _until(lambda: _holder(desk.store), "a scheduler holds the lease",
+                    [*schedulers, *apps])
+    assert holder in [p.pid for p in schedulers]
+    beat = _until(lambda: _beat(desk.store), "the lease holder writes its heartbeat",
+                  [*schedulers, *apps])
+    assert _pid(beat["owner"]) == holder
+    return Nodes(desk, a, b, next(p for p in schedulers if p.pid == holder),
+                 next(p for p in schedulers if p.pid != holder), apps, inbox, job.id)
+
+
+def _rule_saved_on_a_is_listed_on_b(nodes: Nodes, page_a: Any, page_b: Any) -> None:
+    """Save a rule through node A's Rules page; node B's Rules page lists it. The login cookie
+    node A set lets the browser into node B (one cookie key on every node)."""
+    from playwright.sync_api import expect
+
+    page_a.bring_to_front()  # a background tab's timers are throttled: widgets lag behind
+    _log_in(page_a, nodes.a)
+    _open(page_a, "Rules")
+    _idle(page_a)
+    page_a.get_by_role("textbox", name="Name").first.fill(RULE)
+    page_a.get_by_role("textbox", name="Value").first.fill(RULE_MESSAGE)
+    _idle(page_a)  # the rerun Name's change started
+    page_a.get_by_role("button", name="Save rule").click()
+    expect(page_a.get_by_text(f"Saved rule '{RULE}'").first).to_be_visible(timeout=WAIT_MS)
+    saved = [(r.name, r.priority, r.active) for r in load_rules(nodes.store)]
+    assert saved == [(RULE, 100, True)]  # as the form showed it: priority 100, active
+
+    page_b.bring_to_front()
+    page_b.goto(nodes.b)
+    expect(page_b.get_by_role("heading", name="Dashboard").first).to_be_visible(timeout=WAIT_MS)
+    expect(page_b.get_by_role("textbox", name="Username")).to_have_count(0)
+    _open(page_b, "Rules")
+    page_b.get_by_role("combobox", name="Rule", exact=True).click(timeout=WAIT_MS)
+    expect(page_b.get_by_role("option", name=RULE)).to_be_visible(timeout=WAIT_MS)
+    page_b.keyboard.press("Escape")
+
+
+def _each_run_now_runs_once(nodes: Nodes, page_a: Any, page_b: Any) -> list[RunRecord]:
+    """Run now through node A's Automation page, then through core: the lease holder runs each
+    request exactly once, with node A's rule; node B's Dashboard shows the run when it next
+    draws (its caches are keyed by the store's data version)."""
+    from playwright.sync_api import expect
+
+    store, procs = nodes.store, [nodes.holder, nodes.standby, *nodes.apps]
+    _drop_in(nodes.inbox, 1)
+    page_a.bring_to_front()
+    _open(page_a, "Automation")
+    page_a.get_by_role("button", name="Run now", exact=True).click()
+    first = _until(lambda: next((r for r in load_runs(store) if r.status != "running"), None),
+                   "the run requested on node A ends", procs)
+    _expect_run(first, pid=nodes.holder.pid)
+    request = nodes.run_now(2)
+    second = _until(lambda: _finished(store, request), "the run requested in core ends", procs)
+    _expect_run(second, pid=nodes.holder.pid)
+    _until(lambda: _settled(store), "nothing is queued or running", procs)
+    assert [(r.run_id, r.request_id) for r in load_runs(store)] == [
+        (second.run_id, request), (first.run_id, first.request_id)]
+    assert first.request_id not in ("", request)
+
+    page_b.bring_to_front()
+    page_b.goto(nodes.b)
+    expect(page_b.get_by_text(f"Run {second.run_id}: success").first).to_be_visible(
+        timeout=WAIT_MS)
+    return [first, second]
+
+
+def _killed_mid_run_publishes_nothing(nodes: Nodes) -> RunRecord:
+    """kill -9 of the lease holder while its run is held between its rows and its record: the
+    run stays invisible; the standby takes the lease, marks it abandoned and removes its rows."""
+    store, gate = nodes.store, nodes.desk.gate
+    held_id = _next_run_id(store)
+    gate.close_for(held_id)
+    request = nodes.run_now(3)
+    held = _until(gate.waiting, "the run reaches the gate",
+                  [nodes.holder, nodes.standby, *nodes.apps])
+    running = get_run(store, held_id)
+    assert (running.status, running.request_id, running.owner["pid"]) == (
+        "running", request, nodes.holder.pid)
+    assert _rows_of(store, held_id) != []  # its rows are stored, not visible
+    nodes.holder.send_signal(signal.SIGKILL)
+    nodes.holder.wait(timeout=30)
+    gate.open(held)
+
+    assert held_id not in visible_run_ids(store)
+    assert held_id not in set(published_colors(store, ROOT_ACTOR)[RUN_ID])
+    _until(lambda: _holder(store) == nodes.standby.pid, "the standby takes the lease",
+           [nodes.standby, *nodes.apps])
+    _until(lambda: get_run(store, held_id).status == "abandoned", "the held run is abandoned",
+           [nodes.standby])
+    # The record first, then its rows go.
+    _until(lambda: _rows_of(store, held_id) == [], "the held run's rows are removed",
+           [nodes.standby])
+    assert (nodes.inbox / "colors-3.xlsx").exists()  # it waits for the next run
+    return get_run(store, held_id)
+
+
+def _standby_runs_the_next_request(nodes: Nodes, page_b: Any) -> RunRecord:
+    """The new lease holder runs the next request (the held run's file with it) and reports
+    healthy; node B's Dashboard shows its run."""
+    from playwright.sync_api import expect
+
+    request = nodes.run_now(4)
+    last = _until(lambda: _finished(nodes.store, request), "the standby runs the next request",
+                  [nodes.standby])
+    _expect_run(last, pid=nodes.standby.pid, files=2)
+    health = subprocess.run([sys.executable, "-m", "core", "scheduler-health", "--max-age", "60"],
+                            cwd=ROOT, env=nodes.desk.env("b"), capture_output=True, text=True,
+                            timeout=120)
+    assert health.returncode == 0, health.stdout + health.stderr
+    assert health.stdout.startswith(
+        f"ok: the scheduler {socket.gethostname()}:{nodes.standby.pid}:"), health.stdout
+    page_b.goto(nodes.b)
+    expect(page_b.get_by_text(f"Run {last.run_id}: success").first).to_be_visible(
+        timeout=WAIT_MS)
+    return last
 
 
 def test_two_nodes_and_two_schedulers_share_one_store(desk, browser, tmp_path):
-    from playwright.sync_api import expect
-
-    store = desk.store
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    job = save_job(store, ROOT_ACTOR, Job(name="Inbox", schedule="0 0 1 1 *", timezone="UTC",
-                                          sources=[{"kind": "inbox", "path": str(inbox)}]))
-    _step = _Steps()
+    step = _Steps()
     try:
-        schedulers = [desk.start(node, "scheduler", "-m", "core.scheduler") for node in "ab"]
-        node_a, node_b = desk.app("a"), desk.app("b")
-        procs = [*schedulers, *desk.procs[2:]]
-
-        _step('(a) One of the two schedulers')
-        # (a) One of the two schedulers takes the lease and beats; the other stands by.
-        holder = _until(lambda: _holder(store), "a scheduler holds the lease", procs)
-        by_pid = {p.pid: p for p in schedulers}
-        assert holder in by_pid
-        standby = next(p for p in schedulers if p.pid != holder)
-        beat = _until(lambda: _beat(store), "the lease holder writes its heartbeat", procs)
-        assert _pid(beat["owner"]) == holder
-
-        _step('(b) A rule saved through')
-        # (b) A rule saved through node A's Rules page ...
+        nodes = _start(desk, tmp_path / "inbox")
+        step("started: two schedulers (one holds the lease), two app nodes")
         context = browser.new_context(viewport={"width": 1600, "height": 1200})
-        page_a = context.new_page()
-        _log_in(page_a, node_a)
-        _open(page_a, "Rules")
-        page_a.get_by_role("textbox", name="Name").first.fill(RULE)
-        page_a.get_by_role("textbox", name="Value").first.fill(RULE_MESSAGE)
-        page_a.get_by_role("button", name="Save rule").click()
-        expect(page_a.get_by_text(f"Saved rule '{RULE}'").first).to_be_visible(timeout=WAIT_MS)
-
-        _step('... is listed by node B')
-        # ... is listed by node B's (the login cookie node A set lets the browser into node B:
-        # one cookie key on every node).
-        page_b = context.new_page()
-        page_b.goto(node_b)
-        expect(page_b.get_by_role("heading", name="Dashboard").first).to_be_visible(
-            timeout=WAIT_MS)
-        expect(page_b.get_by_role("textbox", name="Username")).to_have_count(0)
-        _open(page_b, "Rules")
-        page_b.get_by_role("combobox", name="Rule", exact=True).click(timeout=WAIT_MS)
-        expect(page_b.get_by_role("option", name=RULE)).to_be_visible(timeout=WAIT_MS)
-        page_b.keyboard.press("Escape")
-
-        _step('(a) Run now through node A')
-        # (a) Run now through node A's Automation page, then through core: the lease holder
-        # runs each request exactly once, with the rule node A saved.
-        _drop_in(inbox, 1)
-        _open(page_a, "Automation")
-        page_a.get_by_role("button", name="Run now", exact=True).click()
-        first = _until(lambda: next((r for r in load_runs(store) if r.status != "running"),
-                                    None), "the run requested on node A ends", procs)
-        _expect_run(first, by=ADMIN, pid=holder)
-        _drop_in(inbox, 2)
-        second = request_run(store, ROOT_ACTOR, job.id, now=datetime.now(UTC))
-        done = _until(lambda: _finished(store, second.id), "the run requested in core ends",
-                      procs)
-        _expect_run(done, by=ADMIN, pid=holder)
-        _until(lambda: _settled(store), "nothing is queued or running", procs)
-        records = load_runs(store)
-        assert [(r.run_id, r.request_id) for r in records] == [
-            (done.run_id, second.id), (first.run_id, first.request_id)]
-        assert first.request_id not in ("", second.id)
-
-        _step("Node B's pages show")
-        # Node B's pages show the runs on their next rerun (caches keyed by the data version).
-        page_b.goto(node_b)
-        expect(page_b.get_by_text(f"Run {done.run_id}: success").first).to_be_visible(
-            timeout=WAIT_MS)
-
-        _step('(c) kill -9 of the lease')
-        # (c) kill -9 of the lease holder while a run is held between its rows and its record.
-        _drop_in(inbox, 3)
-        held_id = _next_run_id(store)
-        desk.gate.close_for(held_id)
-        third = request_run(store, ROOT_ACTOR, job.id, now=datetime.now(UTC))
-        held = _until(desk.gate.waiting, "the run reaches the gate", procs)
-        running = get_run(store, held_id)
-        assert (running.status, running.request_id, running.owner["pid"]) == (
-            "running", third.id, holder)
-        assert _rows_of(store, held_id) != []  # its rows are stored, not visible
-        os.kill(holder, signal.SIGKILL)
-        by_pid[holder].wait(timeout=30)
-        desk.gate.open(held)
-
-        assert held_id not in visible_run_ids(store)
-        assert held_id not in set(published_colors(store, ROOT_ACTOR)[RUN_ID])
-        taken = _until(lambda: _holder(store) == standby.pid, "the standby takes the lease",
-                       [standby, *desk.procs[2:]])
-        assert taken
-        gone = _until(lambda: get_run(store, held_id).status == "abandoned" or None,
-                      "the held run is marked abandoned", [standby])
-        assert gone  # the record first, then its rows go
-        _until(lambda: _rows_of(store, held_id) == [], "the held run's rows are removed",
-               [standby])
-        assert (inbox / "colors-3.xlsx").exists()  # it stays for the next run
-
-        _step("the standby runs the next request")
-        fourth = request_run(store, ROOT_ACTOR, job.id, now=datetime.now(UTC))
-        last = _until(lambda: _finished(store, fourth.id), "the standby runs the next request",
-                      [standby])
-        _expect_run(last, by=ADMIN, pid=standby.pid)
-        assert [len(_runs_of(store, t)) for t in (first.request_id, second.id, third.id,
-                                                  fourth.id)] == [1, 1, 1, 1]
-        assert visible_run_ids(store) == [first.run_id, done.run_id, last.run_id]
-        published = published_colors(store, ROOT_ACTOR)
-        assert published.groupby(RUN_ID).size().to_dict() == {
-            first.run_id: ROWS - 1, done.run_id: ROWS - 1, last.run_id: ROWS - 1}
-        assert RULE_MESSAGE not in set(published[MESSAGE_ID])
-
-        health = subprocess.run([sys.executable, "-m", "core", "scheduler-health", "--max-age",
-                                 "60"], cwd=ROOT, env=desk.env("b"), capture_output=True,
-                                text=True, timeout=120)
-        assert health.returncode == 0, health.stdout + health.stderr
-        assert health.stdout.startswith(f"ok: the scheduler {socket.gethostname()}:"
-                                        f"{standby.pid}:"), health.stdout
-        page_b.goto(node_b)
-        expect(page_b.get_by_text(f"Run {last.run_id}: success").first).to_be_visible(
-            timeout=WAIT_MS)
+        page_a, page_b = context.new_page(), context.new_page()
+        _rule_saved_on_a_is_listed_on_b(nodes, page_a, page_b)
+        step("a rule saved on node A is listed on node B")
+        first, second = _each_run_now_runs_once(nodes, page_a, page_b)
+        step("each Run now ran once, on the lease holder")
+        abandoned = _killed_mid_run_publishes_nothing(nodes)
+        step("kill -9 mid-run published nothing; the standby took over")
+        last = _standby_runs_the_next_request(nodes, page_b)
+        step("the standby ran the next request")
         context.close()
     except BaseException:
-        print(desk.logs())
-        for i, pg in enumerate(browser.contexts[0].pages if browser.contexts else []):
-            pg.screenshot(path=f"/tmp/nodes-shot-{i}.png", full_page=True)
+        desk.report(browser)
         raise
 
-
-def _beat(store: Store) -> dict | None:
-    try:
-        return store.get(HEARTBEAT_KEY)[0]
-    except ObjectNotFound:
-        return None
-
+    store = desk.store
+    records = load_runs(store)
+    assert [(r.run_id, r.status) for r in records] == [
+        (last.run_id, "success"), (abandoned.run_id, "abandoned"),
+        (second.run_id, "success"), (first.run_id, "success")]
+    assert len({r.request_id for r in records}) == 4  # one run per request
+    assert visible_run_ids(store) == [first.run_id, second.run_id, last.run_id]
+    published = published_colors(store, ROOT_ACTOR)
+    assert published.groupby(RUN_ID).size().to_dict() == {
+        first.run_id: ROWS - 1, second.run_id: ROWS - 1, last.run_id: 2 * (ROWS - 1)}
+    assert RULE_MESSAGE not in set(published[MESSAGE_ID])
