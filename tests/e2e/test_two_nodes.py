@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from core.access import Actor
 from core.automation.jobs import Job, pending_triggers, request_run, save_job
@@ -54,7 +55,7 @@ from tests.factories import make_colors
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "ada"  # logs in through the pages
-ROOT_ACTOR = Actor("ada", "admin")  # the same admin, queueing runs through core
+ADA = Actor(ADMIN, "admin")  # the same admin, queueing runs through core
 RULE = "Drop the test message"
 RULE_MESSAGE = "90000000000000001"  # one row of every file the test drops in the inbox
 ROWS = 40  # per file
@@ -104,8 +105,6 @@ class _Steps:
 
 def _open(page: Any, title: str) -> None:
     """Click a sidebar link; its page's heading shows."""
-    from playwright.sync_api import expect
-
     page.get_by_role("link", name=title).click()
     expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(
         timeout=WAIT_MS)
@@ -114,8 +113,6 @@ def _open(page: Any, title: str) -> None:
 def _idle(page: Any) -> None:
     """The page's run is over: no running indicator, no stale element of an earlier run left
     beside the new ones (tests/e2e/test_browser.py _page_drawn)."""
-    from playwright.sync_api import expect
-
     expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=WAIT_MS)
     expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=WAIT_MS)
 
@@ -123,8 +120,6 @@ def _idle(page: Any) -> None:
 def _log_in(page: Any, url: str) -> None:
     """Log in as the admin through the form; done once the Dashboard shows and the browser
     holds the login cookie (tests/e2e/test_browser.py _signed_in)."""
-    from playwright.sync_api import expect
-
     page.goto(url)
     expect(page.get_by_role("textbox", name="Username")).to_be_visible(timeout=WAIT_MS)
     page.get_by_role("textbox", name="Username").fill(ADMIN)
@@ -148,6 +143,7 @@ class PostgresGate:
         self._pid = 0
 
     def close_for(self, run_id: int) -> None:
+        """Insert run_id's pending-workbook row in a transaction left open."""
         sa = self._sa
         self._conn = self._engine.connect()
         self._conn.begin()
@@ -202,9 +198,11 @@ class S3Gate:
         return self.app(environ, start_response)
 
     def close_for(self, run_id: int) -> None:
+        """Hold the PUT of run_id's pending-workbook document."""
         self.suffix = f"/docs/{pending_key(run_id)}.json"
 
     def waiting(self) -> list[int]:
+        """[1] once the held PUT arrived."""
         return [1] if self.arrived.is_set() else []
 
     def open(self, held: list[int]) -> None:
@@ -428,13 +426,13 @@ class Nodes:
     def run_now(self, file_number: int) -> str:
         """A file in the inbox and Run now through core: the request's id."""
         _drop_in(self.inbox, file_number)
-        return request_run(self.store, ROOT_ACTOR, self.job_id, now=datetime.now(UTC)).id
+        return request_run(self.store, ADA, self.job_id, now=datetime.now(UTC)).id
 
 
 def _start(desk: Desk, inbox: Path) -> Nodes:
     """Both schedulers, then both app nodes; one scheduler takes the lease and beats."""
     inbox.mkdir()
-    job = save_job(desk.store, ROOT_ACTOR, Job(
+    job = save_job(desk.store, ADA, Job(
         name="Inbox", schedule="0 0 1 1 *", timezone="UTC",
         sources=[{"kind": "inbox", "path": str(inbox)}]))
     schedulers = [desk.start(node, "scheduler", "-m", "core.scheduler") for node in "ab"]
@@ -453,8 +451,6 @@ def _start(desk: Desk, inbox: Path) -> Nodes:
 def _rule_saved_on_a_is_listed_on_b(nodes: Nodes, page_a: Any, page_b: Any) -> None:
     """Save a rule through node A's Rules page; node B's Rules page lists it. The login cookie
     node A set lets the browser into node B (one cookie key on every node)."""
-    from playwright.sync_api import expect
-
     page_a.bring_to_front()  # a background tab's timers are throttled: widgets lag behind
     _log_in(page_a, nodes.a)
     _open(page_a, "Rules")
@@ -481,8 +477,6 @@ def _each_run_now_runs_once(nodes: Nodes, page_a: Any, page_b: Any) -> list[RunR
     """Run now through node A's Automation page, then through core: the lease holder runs each
     request exactly once, with node A's rule; node B's Dashboard shows the run when it next
     draws (its caches are keyed by the store's data version)."""
-    from playwright.sync_api import expect
-
     store, procs = nodes.store, [nodes.holder, nodes.standby, *nodes.apps]
     _drop_in(nodes.inbox, 1)
     page_a.bring_to_front()
@@ -524,7 +518,7 @@ def _killed_mid_run_publishes_nothing(nodes: Nodes) -> RunRecord:
     gate.open(held)
 
     assert held_id not in visible_run_ids(store)
-    assert held_id not in set(published_colors(store, ROOT_ACTOR)[RUN_ID])
+    assert held_id not in set(published_colors(store, ADA)[RUN_ID])
     _until(lambda: _holder(store) == nodes.standby.pid, "the standby takes the lease",
            [nodes.standby, *nodes.apps])
     _until(lambda: get_run(store, held_id).status == "abandoned", "the held run is abandoned",
@@ -539,8 +533,6 @@ def _killed_mid_run_publishes_nothing(nodes: Nodes) -> RunRecord:
 def _standby_runs_the_next_request(nodes: Nodes, page_b: Any) -> RunRecord:
     """The new lease holder runs the next request (the held run's file with it) and reports
     healthy; node B's Dashboard shows its run."""
-    from playwright.sync_api import expect
-
     request = nodes.run_now(4)
     last = _until(lambda: _finished(nodes.store, request), "the standby runs the next request",
                   [nodes.standby])
@@ -584,7 +576,7 @@ def test_two_nodes_and_two_schedulers_share_one_store(desk, browser, tmp_path):
         (second.run_id, "success"), (first.run_id, "success")]
     assert len({r.request_id for r in records}) == 4  # one run per request
     assert visible_run_ids(store) == [first.run_id, second.run_id, last.run_id]
-    published = published_colors(store, ROOT_ACTOR)
+    published = published_colors(store, ADA)
     assert published.groupby(RUN_ID).size().to_dict() == {
         first.run_id: ROWS - 1, second.run_id: ROWS - 1, last.run_id: 2 * (ROWS - 1)}
     assert RULE_MESSAGE not in set(published[MESSAGE_ID])
