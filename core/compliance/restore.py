@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core import catalog
 from core.access import MANAGE_BACKUPS, Actor, require
 from core.audit import record_change
 from core.automation.pause import jobs_paused
@@ -55,7 +56,12 @@ def preview_restore(store: Store, actor: Actor, backup_id: str,
                     areas: list[str] | None = None) -> RestorePlan:
     """Exactly what restoring these areas (None: all) of the backup would change."""
     require(actor, MANAGE_BACKUPS)
-    return make_plan(store, open_backup(store, actor, backup_id), backup_id, select(areas))
+    plan = make_plan(store, open_backup(store, actor, backup_id), backup_id, select(areas))
+    own = f"{catalog.USERS.key}{actor.username}"
+    if any(c.name == own and c.action == REMOVED for c in plan.changes):
+        plan.notes.append(f"users: your own account ({actor.username}) is not in the backup: the "
+                          "restore removes it and signs you out")
+    return plan
 
 
 def restore_backup(store: Store, actor: Actor, backup_id: str, areas: list[str] | None = None,

@@ -288,6 +288,9 @@ def test_the_preview_says_exactly_what_a_restore_changes():
     assert plan.summary() == ["rules: 2 added back", "runs: 1 changed, 3 removed",
                               "settings: 1 removed", "users: 1 removed"]
     assert plan.notes == []
+    assert preview_restore(store, Actor("bob", "admin"), summary.id, ["users"]).notes == [
+        "users: your own account (bob) is not in the backup: the restore removes it and signs "
+        "you out"]
     # a preview changes nothing
     assert [u.username for u in list_users(store)] == ["ann", "ayesha", "bob"]
 
