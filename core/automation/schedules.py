@@ -20,6 +20,7 @@ from croniter import croniter
 
 from core.clock import aware, parse_stamp
 from core.errors import InvalidInput
+from storage import ObjectNotFound, Store, WriteConflict
 
 _PLURAL = ("Sundays", "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -255,3 +256,26 @@ def describe_schedule(cron: str, tz: str) -> str:
             else "Weekends" if days == [0, 6] else _join([_PLURAL[d] for d in days]))
     return f"{when} at {p['at']} {tz}"
 
+
+
+def claim_slot(store: Store, slot_key: str, cron: str, tz: str, since: str,
+               now: datetime) -> datetime | None:
+    """The newest occurrence of cron (in tz) at or before now, claimed for this caller when it is
+    later than the last one claimed under slot_key (or than `since`, an ISO stamp, before any);
+    None when nothing is due or another scheduler claimed it first (compare-and-set on the slot
+    document). Slots missed while no scheduler ran make one claim, not one each."""
+    now = aware(now)
+    latest = next(previous_occurrences(cron, tz, now), None)
+    try:
+        state, version = store.get(slot_key)
+        baseline = parse_stamp(state["last_slot"])
+    except ObjectNotFound:
+        version, baseline = None, parse_stamp(since or now.isoformat())
+    if latest is None or latest <= baseline:
+        return None
+    try:
+        store.put(slot_key, {"last_slot": latest.isoformat(), "updated_at": now.isoformat()},
+                  version)
+    except WriteConflict:
+        return None  # another scheduler took this slot
+    return latest

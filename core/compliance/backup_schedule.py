@@ -17,7 +17,7 @@ from core.access import MANAGE_BACKUPS, SYSTEM, Actor, require
 from core.audit import record_change
 from core.automation.jobs import DEFAULT_TIMEZONE, Job, validate_job
 from core.automation.scheduler import Context
-from core.automation.schedules import previous_occurrences, zone
+from core.automation.schedules import claim_slot, zone
 from core.clock import aware, now_or, parse_stamp
 from core.compliance.backups import (
     AREA,
@@ -138,19 +138,10 @@ def scheduled_backup(ctx: Context) -> BackupSummary | None:
     if not schedule.active:
         return None
     now = aware(ctx.now)
-    latest = next(previous_occurrences(schedule.schedule, schedule.timezone, now), None)
-    try:
-        state, version = ctx.store.get(SLOT_KEY)
-        baseline = parse_stamp(state["last_slot"])
-    except ObjectNotFound:
-        version, baseline = None, parse_stamp(schedule.updated_at or now.isoformat())
-    if latest is None or latest <= baseline:
+    latest = claim_slot(ctx.store, SLOT_KEY, schedule.schedule, schedule.timezone,
+                        schedule.updated_at, now)
+    if latest is None:
         return None
-    try:
-        ctx.store.put(SLOT_KEY, {"last_slot": latest.isoformat(), "updated_at": now.isoformat()},
-                      version)
-    except WriteConflict:
-        return None  # another scheduler took this slot
     with ctx.keep():
         made = create_backup(ctx.store, SYSTEM, f"scheduled: {schedule.describe()}",
                              kind=SCHEDULED, now=now)

@@ -16,8 +16,8 @@ from core.access import SYSTEM, VIEW_AUDIT, Actor, require
 from core.audit import record_change
 from core.automation.jobs import DEFAULT_TIMEZONE, Job, validate_job
 from core.automation.scheduler import Context
-from core.automation.schedules import previous_occurrences
-from core.clock import aware, now_or, parse_stamp
+from core.automation.schedules import claim_slot
+from core.clock import aware, now_or
 from core.compliance.report import export_report
 from core.errors import ChangedMeanwhile, InvalidInput, NotFound
 from storage import ObjectNotFound, Store, WriteConflict
@@ -160,19 +160,10 @@ def scheduled_report(ctx: Context) -> StoredReport | None:
     if not schedule.active:
         return None
     now = aware(ctx.now)
-    latest = next(previous_occurrences(schedule.schedule, schedule.timezone, now), None)
-    try:
-        state, version = ctx.store.get(SLOT_KEY)
-        baseline = parse_stamp(state["last_slot"])
-    except ObjectNotFound:
-        version, baseline = None, parse_stamp(schedule.updated_at or now.isoformat())
-    if latest is None or latest <= baseline:
+    latest = claim_slot(ctx.store, SLOT_KEY, schedule.schedule, schedule.timezone,
+                        schedule.updated_at, now)
+    if latest is None:
         return None
-    try:
-        ctx.store.put(SLOT_KEY, {"last_slot": latest.isoformat(), "updated_at": now.isoformat()},
-                      version)
-    except WriteConflict:
-        return None  # another scheduler took this slot
     with ctx.keep():
         made = make_report(ctx.store, SYSTEM, latest, schedule.days)
         prune_reports(ctx.store, schedule.keep)
