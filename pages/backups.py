@@ -1,5 +1,6 @@
 """Backups (admins): back up now with a reason; the backups with when, who, why, size, duration and
-item counts; download (made on the click, logged), verify; restore all or chosen areas (or one run)
+item counts; download (made on the click, logged), verify, delete (the backup's id typed to
+confirm: a deleted backup cannot be brought back); restore all or chosen areas (or one run)
 after a preview of exactly what changes and a confirmation; an uploaded archive added to the list
 to restore from; the schedule of automatic backups and their retention. Core checks the permission
 on every call and logs each backup, restore and schedule change."""
@@ -25,6 +26,8 @@ from pages._ui.services import current_actor, error_boundary, settings, store
 PICK, WHY, RUN = "backups.pick", "backups.why", "backups.run"
 PLAN = "backups.plan_state"  # (backup id, areas asked for, the plan shown)
 VERIFIED = "backups.verify_state"  # (backup id, held, words)
+DELETING = "backups.delete_state"  # the id of the backup a Delete click asks to confirm
+TYPED = "backups.delete_id"  # the id typed to confirm it
 NONCE = "backups.upload_nonce_state"  # renewed to empty the uploader after an import
 MB = 1024 * 1024
 WAIT_S = 120.0  # a restore from the page waits this long for a job run in progress
@@ -70,7 +73,7 @@ if summaries:
         f"{by_id[i].created_at[:16].replace('T', ' ')} · {by_id[i].kind} · {by_id[i].created_by}"
         f"{' · ' + by_id[i].why if by_id[i].why else ''}"))
     chosen = by_id[pick]
-    down, check, _ = st.columns([1, 1, 2])
+    down, check, drop, _ = st.columns([1, 1, 1, 1])
     down.download_button(
         "Download (.zip)", lambda: backups.download_backup(st_store, actor, pick, now=clock()),
         file_name=f"marketpulse-backup-{pick}.zip", mime="application/zip",
@@ -82,9 +85,31 @@ if summaries:
                     st_store, actor, pick))
             except backups.BackupRefused as exc:
                 st.session_state[VERIFIED] = (pick, False, str(exc))
+    if drop.button("Delete…", key="backups.delete"):
+        st.session_state[DELETING] = pick
+        st.session_state.pop(TYPED, None)
     verified = st.session_state.get(VERIFIED)
     if verified and verified[0] == pick:
         (st.success if verified[1] else st.error)(escape_markdown(verified[2]))
+    if st.session_state.get(DELETING) == pick:
+        st.warning(f"Delete the backup of {chosen.created_at[:16].replace('T', ' ')} UTC "
+                   f"({chosen.kind}, {chosen.bytes / MB:,.1f} MB)? Its archive leaves the store "
+                   "for good: download it first to keep a copy.")
+        shown_id = escape_markdown(pick)  # an uploaded archive's id is its manifest's
+        typed = st.text_input(f"Type the backup's id ({shown_id}) to confirm", key=TYPED)
+        yes, no = st.columns(2)
+        if yes.button(f"Delete backup {shown_id}", key="backups.delete_confirm", type="primary",
+                      disabled=typed.strip() != pick):
+            with error_boundary(f"Deleting backup {pick}"):
+                st.session_state.pop(DELETING)
+                backups.delete_backup(st_store, actor, pick, now=clock())  # core logs it
+                for name in (PICK, TYPED, VERIFIED, PLAN):
+                    st.session_state.pop(name, None)
+                flash("backups", f"Deleted backup {shown_id}.", "success")
+                st.rerun()
+        if no.button("Keep it", key="backups.delete_cancel"):
+            st.session_state.pop(DELETING)
+            st.rerun()
 
     st.subheader("Restore")
     st.caption("A backup of the store as it is now is taken first; jobs wait until the restore "
