@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from core.access import VIEW, Actor, entitled_columns, require
 from core.access_events import log_export, search_what
-from core.errors import InvalidInput
+from core.errors import InvalidInput, InvalidRule
 from core.reads.identifiers import CUSIP_ID, MANGLED, MESSAGE_ID_ID, TICKER_ID, Identifier, classify
 from core.reads.search_sql import (
     bulk_sql,
@@ -47,6 +47,25 @@ EXPORT_FORMATS = ("xlsx", "csv", "parquet")
 
 
 @dataclass(frozen=True)
+class QueryPreset:
+    """A preset (core.rules.presets) applied to a search: its conditions as they were when it was
+    picked, so an edited preset is a new query (and a new cached page), with its id and name to
+    show and to pick it again."""
+
+    id: str
+    name: str
+    conditions: Group
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "conditions": self.conditions.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> QueryPreset:
+        return cls(str(data.get("id") or ""), str(data.get("name") or ""),
+                   Group.from_dict(data.get("conditions") or []))
+
+
+@dataclass(frozen=True)
 class SearchQuery:
     """Everything a search asks, hashable and JSON-able (pages cache on it; saved searches store
     to_dict()). `match` applies to tickers and MESSAGE_IDs; a CUSIP always matches exactly."""
@@ -60,21 +79,28 @@ class SearchQuery:
     descending: bool = True
     page: int = 1
     page_size: int = 50
+    preset: QueryPreset | None = None  # rows must match it too (AND with everything else)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bulk", tuple(self.bulk))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "kind": self.kind, "match": self.match,
+        """The query as JSON; "preset" only when one is applied (queries saved, logged and kept
+        in history before presets came keep their keys)."""
+        data = {"text": self.text, "kind": self.kind, "match": self.match,
                 "bulk": [i.to_dict() for i in self.bulk],
                 "filters": self.filters.to_dict() if self.filters else None, "sort": self.sort,
                 "descending": self.descending, "page": self.page, "page_size": self.page_size}
+        if self.preset is not None:
+            data["preset"] = self.preset.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchQuery:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["bulk"] = tuple(Identifier.from_dict(i) for i in data.get("bulk") or ())
         known["filters"] = Group.from_dict(data["filters"]) if data.get("filters") else None
+        known["preset"] = QueryPreset.from_dict(data["preset"]) if data.get("preset") else None
         return cls(**known)
 
     def key(self) -> str:
@@ -198,7 +224,7 @@ def query_cusips(query: SearchQuery) -> list[str] | None:
 
 def where_sql(actor: Actor, query: SearchQuery, columns: Mapping[str, str]
               ) -> tuple[str, list[Any]]:
-    """The whole query (entitlements, box, bulk ids, filters) as one WHERE expression."""
+    """The whole query (entitlements, box, bulk ids, filters, preset) as one WHERE expression."""
     if query.match not in MATCHES:
         raise InvalidInput("match", f"use one of {', '.join(MATCHES)}")
     if query.kind not in TEXT_KINDS:
@@ -211,6 +237,11 @@ def where_sql(actor: Actor, query: SearchQuery, columns: Mapping[str, str]
         parts.append(bulk_sql(query.bulk))
     if query.filters is not None and query.filters.items:
         parts.append(condition_sql(query.filters, columns))
+    if query.preset is not None:
+        try:
+            parts.append(condition_sql(query.preset.conditions, columns))
+        except InvalidRule as exc:  # e.g. a column the reader may not see, or not published
+            raise InvalidInput(f"preset {query.preset.name!r}", str(exc)) from None
     return " AND ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps]
 
 

@@ -120,9 +120,15 @@ def get_preset(store: Store, actor: Actor, preset_id: str) -> tuple[Preset, str]
     raise NotFound(f"preset {preset_id!r} not found")
 
 
+def may_change(actor: Actor, preset: Preset) -> bool:
+    """Owners (any role) change their own presets; an admin also anyone's shared one. Pages ask
+    it to offer Edit and Delete; every change checks it again here."""
+    return actor.can(OWN_SEARCHES) and (
+        preset.owner == actor.username or (preset.shared and actor.role == ADMIN))
+
+
 def _may_change(actor: Actor, preset: Preset, action: str) -> None:
-    """Owners change their own presets; an admin also anyone's shared one."""
-    if preset.owner != actor.username and not (preset.shared and actor.role == ADMIN):
+    if not may_change(actor, preset):
         raise PermissionDenied(actor.username, f"{action} another user's preset")
 
 

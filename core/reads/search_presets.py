@@ -1,0 +1,31 @@
+"""Presets on Search (DOMAIN.md §3 and §6): a preset the reader may use (their own, or a shared
+one) narrows a search to the rows matching its conditions, compiled into the search's DuckDB WHERE
+(core.reads.search_sql) beside the box, the bulk ids and the filters."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from core.access import Actor
+from core.reads.search import QueryPreset, SearchQuery
+from core.rules.presets import get_preset, preset_columns
+from storage import Store
+
+
+def search_preset_columns(store: Store, actor: Actor) -> dict[str, str]:
+    """Columns a preset made on Search may test (name → type): core.rules.presets.preset_columns
+    within the actor's column profile (a reader never sees, nor names, a column kept from them)."""
+    columns = preset_columns(store)
+    if actor.columns is None:
+        return columns
+    return {name: kind for name, kind in columns.items() if name in actor.columns}
+
+
+def with_preset(store: Store, actor: Actor, query: SearchQuery, preset_id: str | None
+                ) -> SearchQuery:
+    """The query narrowed by the preset `preset_id` (None: no preset), read now, so the search
+    applies its current conditions. NotFound unless it is the actor's own or a shared one."""
+    if not preset_id:
+        return replace(query, preset=None)
+    preset, _ = get_preset(store, actor, preset_id)
+    return replace(query, preset=QueryPreset(preset.id, preset.name, preset.conditions))
