@@ -9,16 +9,19 @@ from dataclasses import replace
 from core.access import Actor
 from core.reads.search import QueryPreset, SearchQuery
 from core.rules.presets import get_preset, preset_columns
+from core.schema import COLUMN_TYPE, OUTPUT_COLUMNS
 from storage import Store
 
 
 def search_preset_columns(store: Store, actor: Actor) -> dict[str, str]:
-    """Columns a preset made on Search may test (name → type): core.rules.presets.preset_columns
-    within the actor's column profile (a reader never sees, nor names, a column kept from them)."""
+    """Columns a preset made on Search may test (name → type): the published ones and the custom
+    columns (core.rules.presets.preset_columns, less the pipeline's working columns a search never
+    holds), within the actor's column profile (a reader never names a column kept from them)."""
     columns = preset_columns(store)
-    if actor.columns is None:
-        return columns
-    return {name: kind for name, kind in columns.items() if name in actor.columns}
+    internal = set(COLUMN_TYPE) - set(OUTPUT_COLUMNS)
+    allowed = None if actor.columns is None else set(actor.columns)
+    return {name: kind for name, kind in columns.items()
+            if name not in internal and (allowed is None or name in allowed)}
 
 
 def with_preset(store: Store, actor: Actor, query: SearchQuery, preset_id: str | None

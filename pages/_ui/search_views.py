@@ -83,6 +83,7 @@ SORT, DESCENDING, PAGE_SIZE, PAGE = "search.sort", "search.descending", "search.
     "search.page"
 RESULTS, OPEN = "search.results", "search.open"
 EXPORT_FORMAT, DOWNLOAD = "search.export_format", "search.download"
+PRESET = "search.preset"  # the picked preset's id, "" for none (pages._ui.search_presets)
 SHOWN_QUERY = "search.query_state"  # the query (page 1) the page is showing
 LOGGED = "search.logged_state"  # the last query recorded in the access log and history
 KIND_WORDS = {"auto": "Detect", CUSIP_ID: "CUSIP", TICKER_ID: "Ticker", MESSAGE_ID_ID: "MESSAGE_ID"}
@@ -122,6 +123,8 @@ def describe_query(query: SearchQuery) -> str:
         parts.append(f"{len(query.bulk)} ids")
     if query.filters is not None and query.filters.items:
         parts.append(f"{len(query.filters.items)} filter(s)")
+    if query.preset is not None:
+        parts.append(f"preset {query.preset.name}")
     return " · ".join(parts) or "all colors"
 
 
@@ -281,6 +284,7 @@ def load_query(query: SearchQuery, actor: Actor) -> None:
     for name, key in SCALARS.items():
         state[key] = values.get(name, False if name == "parents_only" else None)
     state[MORE] = rest is not None
+    state[PRESET] = query.preset.id if query.preset is not None else ""
     state.pop(LOGGED, None)  # running a search again is a search: logged again
     load_builder(CONDITIONS, rest, condition_columns(actor))
 
@@ -403,9 +407,11 @@ def render_export(store: Store, actor: Actor, query: SearchQuery, result: Search
 
 
 def query_from_form(text: str, kind: str, match: str, bulk: tuple, filters: Group | None,
-                    order: tuple[str, bool, int]) -> SearchQuery | None:
-    """The form as a SearchQuery (page 1); None while it asks nothing."""
-    if not text.strip() and not bulk and filters is None:
+                    order: tuple[str, bool, int], *, preset: bool = False
+                    ) -> SearchQuery | None:
+    """The form as a SearchQuery (page 1, the preset not applied yet: core applies it); None while
+    it asks nothing (`preset`: one is picked, which asks for its rows)."""
+    if not text.strip() and not bulk and filters is None and not preset:
         return None
     sort, descending, size = order
     return replace(SearchQuery(), text=text.strip(), kind=kind, match=match, bulk=bulk,
