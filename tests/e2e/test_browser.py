@@ -2,7 +2,14 @@
 
 Log in through the real form, reload (the cookie keeps you in), visit every page, log out; a wrong
 password shows an error; an analyst finds a demo CUSIP in Search and opens its price chart, edits
-and publishes in Manual Color; an admin watches a Run now live on Automation."""
+and publishes in Manual Color; an admin watches a Run now live on Automation.
+
+The served store is the app's MARKETPULSE_STORE_URL: a local folder, then a PostgreSQL schema of
+its own (`served`; the app, its scheduler and the test share it by URL, as `make run` does). On
+PostgreSQL only the journeys that work the store most run (LOCAL_ONLY marks the others): the
+analyst's search and chart on the demo data, the Manual Color publish and the live Run now. Every
+journey on both cost ~127 s more than local alone (218 s against 91 s on this 2-core box), over
+CI's budget; these three cost ~50 s more (141 s in all)."""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
@@ -30,7 +38,8 @@ from core.reads.history import published_colors
 from core.runs.exports import write_xlsx
 from core.runs.records import load_runs
 from core.schema import CUSIP, INPUT_COLUMNS, RUN_ID, TICKER
-from storage import open_store
+from storage import Store, open_store
+from tests.conftest import POSTGRES_URL
 from tests.factories import VALID_CUSIPS, make_colors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,30 +63,80 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Served:
+    """The served store as the app and its scheduler get it (a URL), and the test's own view."""
+
+    kind: str  # "local" or "postgres"
+    url: str
+    folder: Path  # temporary: the secrets file and the nodes' read copy
+    store: Store
+    schema: str = ""  # PostgreSQL's
+
+    def env(self) -> dict[str, str]:
+        """The served app's environment (the scheduler's too): the store URL, and its own
+        secrets file (the app generates the login key there, never in the clone's .streamlit/)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
+        env.update(MARKETPULSE_STORE_URL=self.url, MARKETPULSE_DEMO="0",
+                   MARKETPULSE_SECRETS_FILE=str(self.folder / "secrets.toml"),
+                   MARKETPULSE_SQL_CACHE_DIR=str(self.folder / "sql-cache"))
+        return env
+
+    @contextmanager
+    def documents_held(self) -> Iterator[None]:
+        """Hold every document write of the store (reads go on) until the block ends: the local
+        store's document lock; on PostgreSQL, the documents table locked EXCLUSIVE (readers'
+        ACCESS SHARE still passes, every writer's ROW EXCLUSIVE waits)."""
+        if self.kind == "local":
+            with filelock.FileLock(str(Path(self.url) / ".lock")):
+                yield
+            return
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(POSTGRES_URL, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn, conn.begin():
+                conn.execute(sa.text(
+                    f'LOCK TABLE "{self.schema}".mp_documents IN EXCLUSIVE MODE'))
+                yield
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(scope="module",
+                params=["local", pytest.param("postgres", marks=pytest.mark.postgres)])
+def served(request, tmp_path_factory) -> Iterator[Served]:
+    """The served store: an admin and a viewer, no colors (a test may publish some). Once a local
+    folder, once a PostgreSQL schema of its own (dropped at the end)."""
+    folder = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    if request.param == "local":
+        served = Served("local", str(folder / "store"), folder, open_store(str(folder / "store")))
+    else:
+        engine, prefix = request.getfixturevalue("_postgres")
+        schema = f"{prefix}browser"
+        url = f"{POSTGRES_URL}?schema={schema}"
+        store = open_store(url, {"sql.cache_dir": str(folder / "sql-cache-test")})
+        served = Served("postgres", url, folder, store, schema)
+    create_first_admin(served.store, "admin", "Ada Admin", "admin@desk.test", PASSWORD)
+    create_user(served.store, SYSTEM, "vera", name="Vera Viewer", email="vera@desk.test",
+                role="viewer", password=PASSWORD, temporary=False)
+    yield served
+    if served.kind == "postgres":
+        import sqlalchemy as sa
+
+        served.store.dispose()  # type: ignore[attr-defined]
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{served.schema}" CASCADE'))
+
+
+# The journeys that barely touch the store run on the local one only (CI's time budget).
+LOCAL_ONLY = pytest.mark.parametrize("served", ["local"], indirect=True)
+
+
 @pytest.fixture(scope="module")
-def store_dir(tmp_path_factory) -> Path:
-    """The served store: an admin and a viewer, no colors (a test may publish some)."""
-    store_dir = tmp_path_factory.mktemp("e2e") / "store"
-    store = open_store(str(store_dir))
-    create_first_admin(store, "admin", "Ada Admin", "admin@desk.test", PASSWORD)
-    create_user(store, SYSTEM, "vera", name="Vera Viewer", email="vera@desk.test", role="viewer",
-                password=PASSWORD, temporary=False)
-    return store_dir
-
-
-def _env(store_dir: Path) -> dict[str, str]:
-    """The served app's environment (the scheduler's too)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKETPULSE_")}
-    # Its own secrets file: the app generates the login key there, never in the clone's .streamlit/
-    env.update(MARKETPULSE_STORE_URL=str(store_dir), MARKETPULSE_DEMO="0",
-               MARKETPULSE_SECRETS_FILE=str(store_dir.parent / "secrets.toml"))
-    return env
-
-
-@pytest.fixture(scope="module")
-def server(store_dir):
+def server(served):
     port = _free_port()
-    env = _env(store_dir)
+    env = served.env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
          str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -138,6 +197,7 @@ def _login(page, username: str, password: str) -> None:
     page.get_by_role("button", name="Login").click()
 
 
+@LOCAL_ONLY
 def test_the_first_visitor_of_a_fresh_server_logs_in_through_a_deep_link(server, browser):
     """The server's first run (Streamlit's pages-folder mode, see pages/_ui/navigation.py
     same_ids_in_every_run) shows the login form, keeps what is typed at once and the address."""
@@ -150,6 +210,7 @@ def test_the_first_visitor_of_a_fresh_server_logs_in_through_a_deep_link(server,
     page.close()
 
 
+@LOCAL_ONLY
 def test_a_deep_link_before_login_shows_the_login_form(server, browser):
     page = browser.new_page()
     page.goto(f"{server}/settings")
@@ -158,6 +219,7 @@ def test_a_deep_link_before_login_shows_the_login_form(server, browser):
     page.close()
 
 
+@LOCAL_ONLY
 def test_wrong_password_shows_an_error(server, browser):
     page = browser.new_page()
     page.goto(server)
@@ -166,6 +228,7 @@ def test_wrong_password_shows_an_error(server, browser):
     page.close()
 
 
+@LOCAL_ONLY
 def test_admin_logs_in_stays_in_after_reload_visits_every_page_and_logs_out(server, browser):
     context = browser.new_context()
     page = context.new_page()
@@ -186,6 +249,7 @@ def test_admin_logs_in_stays_in_after_reload_visits_every_page_and_logs_out(serv
     context.close()
 
 
+@LOCAL_ONLY
 def test_viewer_sees_only_viewer_pages(server, browser):
     context = browser.new_context()
     page = context.new_page()
@@ -199,9 +263,9 @@ def test_viewer_sees_only_viewer_pages(server, browser):
 
 
 @pytest.fixture(scope="module")
-def demo(store_dir):
+def demo(served):
     """The demo colors `make run` loads, published in the served store, and an analyst."""
-    store = open_store(str(store_dir))
+    store = served.store
     create_user(store, SYSTEM, "ana", name="Ana Analyst", email="ana@desk.test", role="analyst",
                 password=PASSWORD, temporary=False)
     assert load_demo(store, load_settings({}, {})) == 5  # what `make run` loads
@@ -268,12 +332,12 @@ def _page_drawn(page) -> None:
     expect(page.get_by_role("button", name="Save and publish…")).to_be_enabled(timeout=20_000)
 
 
-def test_analyst_edits_pastes_and_publishes_in_manual_color(server, store_dir, browser):
+def test_analyst_edits_pastes_and_publishes_in_manual_color(server, served, browser):
     from core.access import Actor
     from core.manual import sessions
     from core.runs import records as runs
 
-    store = open_store(str(store_dir))
+    store = served.store
     create_user(store, SYSTEM, "ivo", name="Ivo Analyst", email="ivo@desk.test", role="analyst",
                 password=PASSWORD, temporary=False)
     context = browser.new_context(viewport={"width": 1600, "height": 1200},
@@ -331,6 +395,7 @@ def test_analyst_edits_pastes_and_publishes_in_manual_color(server, store_dir, b
     expect(page.get_by_text("Published run").first).to_be_visible(timeout=30_000)
     mine = [r for r in runs.load_runs(store) if r.actor == "ivo"]
     assert [(r.kind, r.counts["published"]) for r in mine] == [("MANUAL", 50)]
+@LOCAL_ONLY
 def test_a_shared_link_opened_logged_out_leads_to_its_page_after_login(server, demo, browser):
     cusip = demo[CUSIP].value_counts().index[-1]
     mine = demo[demo[CUSIP] == cusip]
@@ -345,9 +410,10 @@ def test_a_shared_link_opened_logged_out_leads_to_its_page_after_login(server, d
     context.close()
 
 
-def test_the_first_login_password_change_survives_a_reload(server, store_dir, browser):
+@LOCAL_ONLY
+def test_the_first_login_password_change_survives_a_reload(server, served, browser):
     temporary = "a temporary password 1"
-    create_user(open_store(str(store_dir)), SYSTEM, "tom", name="Tom Trader",
+    create_user(served.store, SYSTEM, "tom", name="Tom Trader",
                 email="tom@desk.test", role="viewer", password=temporary, temporary=True)
     context = browser.new_context()
     page = context.new_page()
@@ -368,10 +434,10 @@ def test_the_first_login_password_change_survives_a_reload(server, store_dir, br
 
 
 @contextmanager
-def _scheduler(store_dir: Path) -> Iterator[subprocess.Popen]:
+def _scheduler(served: Served) -> Iterator[subprocess.Popen]:
     """`python -m core.scheduler` on the served store, as `make run` starts it beside the app."""
     proc = subprocess.Popen([sys.executable, "-m", "core.scheduler"], cwd=ROOT,
-                            env=_env(store_dir), stdout=subprocess.DEVNULL,
+                            env=served.env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         yield proc
@@ -393,14 +459,14 @@ def _until_running(store, proc: subprocess.Popen, timeout: float = 60.0) -> None
         time.sleep(0.01)
 
 
-def test_an_admin_watches_a_run_now_live_on_automation(server, store_dir, browser, tmp_path):
+def test_an_admin_watches_a_run_now_live_on_automation(server, served, browser, tmp_path):
     """Run now on a job whose inbox holds a file: the page says the run is queued, then running,
     then what it published, by itself (no reload)."""
     rows = 3000
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "colors.xlsx").write_bytes(write_xlsx(make_colors(rows)[list(INPUT_COLUMNS)]))
-    store = open_store(str(store_dir))
+    store = served.store
     save_job(store, SYSTEM, Job(name="Inbox", schedule="0 0 1 1 *", timezone="UTC",
                                 sources=[{"kind": "inbox", "path": str(inbox)}]))
     context = browser.new_context(viewport={"width": 1600, "height": 1200})
@@ -416,12 +482,12 @@ def test_an_admin_watches_a_run_now_live_on_automation(server, store_dir, browse
     expect(page.get_by_text(re.compile(
         r"^A run of Inbox is queued, requested by admin: waiting \d+ s for the scheduler to pick "
         r"it up\.$"))).to_be_visible(timeout=20_000)
-    with _scheduler(store_dir) as scheduler:
-        # Once the run shows as running, the test holds the store's document lock: the run
-        # cannot write its next stage or its record, so the page shows it running however fast
-        # it is (the page only reads).
+    with _scheduler(served) as scheduler:
+        # Once the run shows as running, the test holds the store's document writes (Served.
+        # documents_held): the run cannot write its next stage or its record, so the page shows
+        # it running however fast it is (the page only reads).
         _until_running(store, scheduler)
-        with filelock.FileLock(str(store_dir / ".lock")):
+        with served.documents_held():
             expect(page.get_by_text(re.compile(
                 r"^Running Inbox( \(run \d+\))?, requested by admin: [a-z+_]+(, 1 file)?"
                 r"(, [\d,]+ rows)?, \d+ s so far\.$"))).to_be_visible(timeout=20_000)
