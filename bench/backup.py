@@ -7,13 +7,15 @@ and a restore into a fresh store, for the demo store or for many published rows.
                                                            # bench/search.py's build
 
 Rows are built as bench/search.py builds them (generated, ranked, one run per business day, success
-records). Every step runs in this process; the peak RSS is the process's after each step. The
-restore goes into an empty local store (the archive imported first, as an uploaded one would be).
+records). Every step runs in this process; the peak RSS printed is the step's own (Linux: the
+process's high-water mark is reset before each step), else the process's so far. The restore goes
+into an empty local store (the archive imported first, as an uploaded one would be).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import resource
@@ -27,7 +29,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _reset_peak() -> None:
+    """Reset the process's peak RSS (VmHWM) so the next reading is one step's (Linux ≥ 4.0)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def _peak_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -54,6 +68,7 @@ def _rows_store(root: Path, runs: int, rows: int, cusips: int) -> str:
 
 
 def _timed(label: str, call):
+    _reset_peak()
     started = time.perf_counter()
     result = call()
     print(f"{label:<28} {time.perf_counter() - started:8.1f} s   peak RSS {_peak_mb():,.0f} MB",

@@ -38,6 +38,7 @@ from storage.base import (
     encode_document,
     to_arrow,
 )
+from storage.blobs import CHUNK, check_file
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
 
 # Rows per Parquet row group of every file: tables are sorted by CUSIP, so a lookup decodes one
@@ -48,6 +49,10 @@ ROW_GROUP_SIZE = QUERY_ROW_GROUP_SIZE = 20_480
 _DICTIONARY_SAMPLE = 4096  # rows whose distinct values decide a column's dictionary encoding
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's document write before giving up
 _ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class _SourceFailed(Exception):
+    """put_blob_file's file failed to read (carried past _guard, which blames the disk)."""
 
 
 class LocalStore:
@@ -261,6 +266,44 @@ class LocalStore:
                 return path.read_bytes()
             except _ABSENT:
                 raise ObjectNotFound(key) from None
+
+    @contextmanager
+    def open_blob(self, key: str) -> Iterator[IO[bytes]]:
+        """The blob's file itself, opened for reading (a later write replaces the file, never
+        changes it: this one keeps the bytes it had)."""
+        path = self._blob_path(key)
+        with self._guard():
+            try:
+                file = path.open("rb")
+            except _ABSENT:
+                raise ObjectNotFound(key) from None
+        with file:
+            yield file
+
+    def put_blob_file(self, key: str, file: IO[bytes]) -> int:
+        """Copy the file into the blob's temporary file a CHUNK at a time, then rename it. The
+        file's own errors are raised as they are (not the store's: it is not the disk's fault)."""
+        path = self._blob_path(key)
+        check_file(key, file)
+        written = 0
+
+        def copy(out: IO[bytes]) -> None:
+            nonlocal written
+            while True:
+                try:
+                    piece = file.read(CHUNK)
+                except OSError as exc:
+                    raise _SourceFailed(exc) from exc
+                if not piece:
+                    return
+                written += out.write(piece)
+
+        try:
+            with self._guard(key):
+                self._write_atomic(path, copy)
+        except _SourceFailed as failed:
+            raise failed.args[0] from None
+        return written
 
     def list_blobs(self, prefix: str = "") -> builtins.list[str]:
         """Blob keys starting with prefix, sorted."""

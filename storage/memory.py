@@ -7,9 +7,12 @@ A real adapter, not a mock: it passes tests/contract, so it rejects what the dis
 from __future__ import annotations
 
 import builtins
+import io
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -23,6 +26,7 @@ from storage.base import (
     encode_document,
     to_arrow,
 )
+from storage.blobs import check_file
 from storage.errors import ObjectNotFound
 
 if TYPE_CHECKING:
@@ -186,6 +190,21 @@ class MemoryStore:
             if key not in self._blobs:
                 raise ObjectNotFound(key)
             return self._blobs[key]
+
+    @contextmanager
+    def open_blob(self, key: str) -> Iterator[IO[bytes]]:
+        """A file over the blob's bytes (they are never changed in place: no copy is made)."""
+        data = self.get_blob(key)
+        with io.BytesIO(data) as file:
+            yield file
+
+    def put_blob_file(self, key: str, file: IO[bytes]) -> int:
+        """The file's bytes as one blob (a memory store holds them whole anyway)."""
+        check_key(key)
+        check_file(key, file)
+        data = file.read()
+        self.put_blob(key, data)
+        return len(data)
 
     def list_blobs(self, prefix: str = "") -> builtins.list[str]:
         """Blob keys starting with prefix, sorted."""

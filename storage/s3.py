@@ -13,8 +13,9 @@ import builtins
 import json
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +23,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from storage.base import ANY_VERSION, check_key, check_prefix, encode_document
+from storage.blobs import CHUNK, check_file, spool
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable, WriteConflict
 from storage.s3_cache import DOWNLOAD_THREADS, PartCache, default_folder
 from storage.s3_client import (
@@ -47,6 +49,9 @@ class S3Store(S3Tables):
         self._client = make_client(self._location)
         self._transfer = TransferConfig(multipart_threshold=MULTIPART_BYTES,
                                         multipart_chunksize=MULTIPART_BYTES // 4)
+        # a big blob (a backup archive) moves a CHUNK at a time, two at once: bounded memory
+        self._blob_transfer = TransferConfig(multipart_threshold=CHUNK, multipart_chunksize=CHUNK,
+                                             max_concurrency=2)
         where = f"{self._location.options.get('endpoint_url', '')}|{self.url}"
         base = self._location.options.get("cache_dir")
         self._cache = PartCache(default_folder(where, Path(base) if base else None), self._fetch)
@@ -139,6 +144,29 @@ class S3Store(S3Tables):
                 Bucket=self._location.bucket, Key=name)["Body"].read()
         return data
 
+    @contextmanager
+    def open_blob(self, key: str) -> Iterator[IO[bytes]]:
+        """The object downloaded in parts (ranged GETs) into a temporary file, then read from
+        there."""
+        name = self._blob_key(key)
+        with spool() as file:
+            with vendor_errors(self._location, key):
+                self._client.download_fileobj(self._location.bucket, name, file,
+                                              Config=self._blob_transfer)
+            file.seek(0)
+            yield file
+
+    def put_blob_file(self, key: str, file: IO[bytes]) -> int:
+        """The file uploaded as one object, in parts beyond MULTIPART_BYTES (an object appears
+        whole when its upload completes)."""
+        name = self._blob_key(key)
+        check_file(key, file)
+        counted = _Counted(file)
+        with vendor_errors(self._location):
+            self._client.upload_fileobj(counted, self._location.bucket, name,
+                                        Config=self._blob_transfer)
+        return counted.bytes
+
     def list_blobs(self, prefix: str = "") -> builtins.list[str]:
         """Blob keys starting with prefix, sorted."""
         check_prefix(prefix)
@@ -197,3 +225,15 @@ def _is_key(name: str) -> bool:
     except InvalidKey:
         return False
     return True
+
+
+class _Counted:
+    """A readable file that counts the bytes read from it (what an upload sent)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file, self.bytes = file, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self.bytes += len(data)
+        return data
