@@ -92,8 +92,11 @@ def measure(url: str, scratch: Path) -> None:
                   lambda: preview_restore(source, SYSTEM, made.id))
     print(f"  {'; '.join(plan.summary())}")
     target = open_store(str(scratch / "restored"))
-    _timed("import into a fresh store", lambda: backups.import_backup(
-        target, SYSTEM, backups.archive_bytes(source, SYSTEM, made.id), "bench.zip"))
+    def import_() -> None:
+        with backups.archive_file(source, SYSTEM, made.id) as file:
+            backups.import_backup(target, SYSTEM, file, "bench.zip")
+
+    _timed("import into a fresh store", import_)
     report = _timed("restore (everything)", lambda: restore_backup(target, SYSTEM, made.id))
     print(f"  {report.summary()}")
     print(f"  derived: {report.rebuilt}")

@@ -83,7 +83,8 @@ def _restore(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     backup_id = args.id
     path = Path(args.id)
     if path.suffix == ".zip" and path.is_file():
-        summary = backups.import_backup(store, SYSTEM, path.read_bytes(), path.name)
+        with path.open("rb") as file:  # read a member at a time, never whole
+            summary = backups.import_backup(store, SYSTEM, file, path.name)
         print(f"Imported {path} as backup {summary.id} ({summary.items()})")
         backup_id = summary.id
     if args.preview:

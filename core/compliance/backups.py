@@ -4,6 +4,10 @@ the store's backup area ("backups/<id>.zip", with its summary in the document "b
 and downloadable; verified by re-reading every member. Each backup, import and deletion is in the
 change log (area "backups"); a download is in the access log. Only admins (MANAGE_BACKUPS).
 
+An archive is never held whole (it reaches hundreds of MB at 10M rows; DESIGN.md §7): it is built
+in a temporary file, written with the store's put_blob_file and read through open_blob, a member
+at a time.
+
 The audit trail in an archive ends at the chain head it holds: entries appended while the backup
 was being read are left out, so a restored trail always verifies."""
 
@@ -11,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -37,7 +43,8 @@ AREA = "backups"
 BLOB_PREFIX = catalog.BACKUPS.key
 INDEX_PREFIX = catalog.BACKUP_INDEX.key
 MANUAL, SCHEDULED, PRE_RESTORE, UPLOADED = "manual", "scheduled", "pre-restore", "uploaded"
-SPOOL_BYTES = 256 << 20  # an archive is built in memory up to this, then in a temporary file
+SPOOL_BYTES = 16 << 20  # an archive is built in memory up to this, then in a temporary file
+PIECE = 8 << 20  # bytes hashed at a time
 
 
 @dataclass
@@ -112,12 +119,9 @@ def create_backup(store: Store, actor: Actor, why: str = "", *, kind: str = MANU
         header = {k: v for k, v in summary.to_dict().items()
                   if k not in ("bytes", "sha256", "origin", "format", "schema", "marketpulse")}
         writer.finish({**header, "unknown": packed.unknown})
-        file.seek(0)
-        data = file.read()
-    summary.bytes, summary.sha256 = len(data), hashlib.sha256(data).hexdigest()
-    summary.format, summary.schema, summary.marketpulse = _versions()
-    store.put_blob(archive_key(backup_id), data)
-    del data
+        summary.bytes, summary.sha256 = _digest(file)
+        summary.format, summary.schema, summary.marketpulse = _versions()
+        store.put_blob_file(archive_key(backup_id), file)
     summary.seconds = round(time.monotonic() - started, 3)
     store.put(index_key(backup_id), summary.to_dict(), expected_version=None)
     say(f"backup {backup_id}: {summary.items()}, {summary.bytes:,} bytes, in "
@@ -130,6 +134,17 @@ def create_backup(store: Store, actor: Actor, why: str = "", *, kind: str = MANU
 
 def _versions() -> tuple[int, int, str]:
     return FORMAT, catalog.SCHEMA_VERSION, __version__
+
+
+def _digest(file: IO[bytes]) -> tuple[int, str]:
+    """The file's size and SHA-256, read a PIECE at a time from its start; left at its start."""
+    file.seek(0)
+    digest, size = hashlib.sha256(), 0
+    while piece := file.read(PIECE):
+        digest.update(piece)
+        size += len(piece)
+    file.seek(0)
+    return size, digest.hexdigest()
 
 
 class _ArchiveSink:
@@ -189,16 +204,19 @@ def list_backups(store: Store, actor: Actor) -> list[BackupSummary]:
         backup_id = key[len(BLOB_PREFIX):].removesuffix(".zip")
         if backup_id not in found:
             try:
-                found[backup_id] = _from_archive(backup_id, store.get_blob(key))
+                with store.open_blob(key) as file:
+                    found[backup_id] = _from_archive(backup_id, file)
             except (ObjectNotFound, BackupRefused):
                 continue
     return sorted(found.values(), key=lambda s: (s.created_at, s.id), reverse=True)
 
 
-def _from_archive(backup_id: str, data: bytes, origin: str = "") -> BackupSummary:
-    archive = BackupArchive(data, f"backup {backup_id}")
+def _from_archive(backup_id: str, file: IO[bytes], origin: str = "",
+                  archive: BackupArchive | None = None) -> BackupSummary:
+    """A backup's summary from its archive's manifest (opened here unless given)."""
+    archive = archive or BackupArchive(file, f"backup {backup_id}")
     summary = BackupSummary.from_dict({**archive.manifest, "id": backup_id, "origin": origin})
-    summary.bytes, summary.sha256 = len(data), hashlib.sha256(data).hexdigest()
+    summary.bytes, summary.sha256 = _digest(file)
     return summary
 
 
@@ -211,11 +229,26 @@ def get_backup(store: Store, actor: Actor, backup_id: str) -> BackupSummary:
 
 
 def archive_bytes(store: Store, actor: Actor, backup_id: str) -> bytes:
+    """The archive whole, for a download (a browser download is bytes); restore and verify read
+    it through archive_file."""
     require(actor, MANAGE_BACKUPS)
     try:
         return store.get_blob(archive_key(_checked_id(backup_id)))
     except ObjectNotFound:
         raise NotFound(f"no backup {backup_id!r} in {shown_url(store.url)}") from None
+
+
+@contextlib.contextmanager
+def archive_file(store: Store, actor: Actor, backup_id: str) -> Iterator[IO[bytes]]:
+    """The archive as a seekable file, read from the store in pieces (never whole)."""
+    require(actor, MANAGE_BACKUPS)
+    key = archive_key(_checked_id(backup_id))
+    with contextlib.ExitStack() as stack:
+        try:
+            file = stack.enter_context(store.open_blob(key))
+        except ObjectNotFound:  # only the archive's absence: the block's own errors pass
+            raise NotFound(f"no backup {backup_id!r} in {shown_url(store.url)}") from None
+        yield file
 
 
 def _checked_id(backup_id: str) -> str:
@@ -240,9 +273,16 @@ def _free(store: Store, backup_id: str) -> bool:
     return False
 
 
-def open_backup(store: Store, actor: Actor, backup_id: str) -> BackupArchive:
-    """A backup's archive, its directory and manifest checked (BackupRefused if they fail)."""
-    return BackupArchive(archive_bytes(store, actor, backup_id), f"backup {backup_id}")
+@contextlib.contextmanager
+def open_backup(store: Store, actor: Actor, backup_id: str) -> Iterator[BackupArchive]:
+    """A backup's archive for the block, its directory and manifest checked (BackupRefused if
+    they fail); members are read from the store's file one at a time."""
+    with archive_file(store, actor, backup_id) as file:
+        archive = BackupArchive(file, f"backup {backup_id}")
+        try:
+            yield archive
+        finally:
+            archive.close()
 
 
 def download_backup(store: Store, actor: Actor, backup_id: str, *,
@@ -259,31 +299,36 @@ def verify_backup(store: Store, actor: Actor, backup_id: str, *,
     """Re-read every member and re-check every checksum; BackupRefused names the first item that
     fails. Returns what was checked, in words."""
     summary = get_backup(store, actor, backup_id)
-    data = archive_bytes(store, actor, backup_id)
-    if summary.sha256 and hashlib.sha256(data).hexdigest() != summary.sha256:
-        # name the damaged member if one is; else the archive changed as a whole
-        checked = sum(1 for _ in BackupArchive(data, f"backup {backup_id}").verify())
+    with archive_file(store, actor, backup_id) as file:
+        changed = bool(summary.sha256) and _digest(file)[1] != summary.sha256
+        archive = BackupArchive(file, f"backup {backup_id}")
+        checked = 0
+        try:
+            for checked, _ in enumerate(archive.verify(), 1):  # names a damaged member, if any
+                if progress is not None and checked % EVERY == 0:
+                    progress(f"{checked} of {len(archive.members)} members checked")
+        finally:
+            archive.close()
+    if changed:  # else the archive changed as a whole
         raise BackupRefused(f"backup {backup_id}", f"the archive differs from the one written "
                             f"({checked} members read fine, the file's SHA-256 does not match)")
-    archive = BackupArchive(data, f"backup {backup_id}")
-    checked = 0
-    for checked, _ in enumerate(archive.verify(), 1):
-        if progress is not None and checked % EVERY == 0:
-            progress(f"{checked} of {len(archive.members)} members checked")
     return (f"backup {backup_id} verified: {checked} items ({summary.items()}) match their "
             "checksums")
 
 
-def import_backup(store: Store, actor: Actor, data: bytes, filename: str, *,
+def import_backup(store: Store, actor: Actor, data: bytes | IO[bytes], filename: str, *,
                   now: datetime | None = None) -> BackupSummary:
-    """Put an uploaded archive in the backup area once every member checks out (hostile input:
-    see core.compliance.backup_archive), under its own id (a new one if that id is taken); an
-    archive already there (the same bytes) is not added twice."""
+    """Put an uploaded archive (its bytes, or a seekable file: read a member at a time) in the
+    backup area once every member checks out (hostile input: see
+    core.compliance.backup_archive), under its own id (a new one if that id is taken); an archive
+    already there (the same bytes) is not added twice."""
     require(actor, MANAGE_BACKUPS)
-    archive = BackupArchive(data, filename)
+    file = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    file.seek(0)
+    archive = BackupArchive(file, filename)
     for _ in archive.verify():
         pass
-    digest = hashlib.sha256(data).hexdigest()
+    digest = _digest(file)[1]
     same = [s for s in list_backups(store, actor) if s.sha256 == digest]
     if same:  # this very archive is here already
         return same[0]
@@ -291,9 +336,10 @@ def import_backup(store: Store, actor: Actor, data: bytes, filename: str, *,
     backup_id = str(archive.manifest.get("id", ""))
     if not _free(store, backup_id):
         backup_id = new_backup_id(at)
-    summary = _from_archive(backup_id, data, origin=f"{filename}, uploaded by {actor.username} "
-                                                    f"at {at.isoformat()}")
-    store.put_blob(archive_key(backup_id), data)
+    summary = _from_archive(backup_id, file, origin=f"{filename}, uploaded by {actor.username} "
+                                                    f"at {at.isoformat()}", archive=archive)
+    archive.close()
+    store.put_blob_file(archive_key(backup_id), file)
     store.put(index_key(backup_id), summary.to_dict(), expected_version=None)
     record_change(store, actor, AREA, "import", backup_id, after=summary.to_dict(),
                   detail=filename, now=at)

@@ -56,7 +56,8 @@ def preview_restore(store: Store, actor: Actor, backup_id: str,
                     areas: list[str] | None = None) -> RestorePlan:
     """Exactly what restoring these areas (None: all) of the backup would change."""
     require(actor, MANAGE_BACKUPS)
-    plan = make_plan(store, open_backup(store, actor, backup_id), backup_id, select(areas))
+    with open_backup(store, actor, backup_id) as archive:
+        plan = make_plan(store, archive, backup_id, select(areas))
     own = f"{catalog.USERS.key}{actor.username}"
     if any(c.name == own and c.action == REMOVED for c in plan.changes):
         plan.notes.append(f"users: your own account ({actor.username}) is not in the backup: the "
@@ -72,25 +73,25 @@ def restore_backup(store: Store, actor: Actor, backup_id: str, areas: list[str] 
     say = progress or (lambda line: None)
     started, at = time.monotonic(), now_or(now)
     selection = select(areas)
-    archive = open_backup(store, actor, backup_id)
-    say(f"checking backup {backup_id} ({len(archive.members)} items) ...")
-    for _ in archive.verify(deep=False):  # every byte: a damaged archive writes nothing
-        pass
     owner = f"restore:{actor.username}:{default_owner()}"
-    with jobs_paused(store, owner, f"{actor.username} is restoring backup {backup_id}",
-                     ttl_s=lease_s, wait_s=wait_s, said=say) as paused:
-        say(paused)
-        pre = create_backup(store, actor, f"before restoring backup {backup_id}",
-                            kind=PRE_RESTORE, now=at, record=False)
-        say(f"pre-restore backup {pre.id} taken ({pre.items()})")
-        plan = make_plan(store, archive, backup_id, selection)
-        for line in plan.summary() + plan.notes:
-            say(line)
-        report = RestoreReport(backup_id, pre.id, plan, scheduler=paused)
-        _apply(store, archive, report, say)
-        runs_changed = any(c.part == RUN for c in plan.changes)
-        report.rebuilt = rebuild_derived(store, at, say, force=runs_changed)
-        bump_data_version(store, at)
+    with open_backup(store, actor, backup_id) as archive:
+        say(f"checking backup {backup_id} ({len(archive.members)} items) ...")
+        for _ in archive.verify(deep=False):  # every byte: a damaged archive writes nothing
+            pass
+        with jobs_paused(store, owner, f"{actor.username} is restoring backup {backup_id}",
+                         ttl_s=lease_s, wait_s=wait_s, said=say) as paused:
+            say(paused)
+            pre = create_backup(store, actor, f"before restoring backup {backup_id}",
+                                kind=PRE_RESTORE, now=at, record=False)
+            say(f"pre-restore backup {pre.id} taken ({pre.items()})")
+            plan = make_plan(store, archive, backup_id, selection)
+            for line in plan.summary() + plan.notes:
+                say(line)
+            report = RestoreReport(backup_id, pre.id, plan, scheduler=paused)
+            _apply(store, archive, report, say)
+            runs_changed = any(c.part == RUN for c in plan.changes)
+            report.rebuilt = rebuild_derived(store, at, say, force=runs_changed)
+            bump_data_version(store, at)
     report.seconds = round(time.monotonic() - started, 3)
     record_change(store, actor, AREA, "backup", pre.id, after=pre.to_dict(), detail=pre.why,
                   now=at)

@@ -123,8 +123,8 @@ def test_the_manifest_says_what_who_when_why_and_which_versions():
     store = _desk(open_store("memory://desk"))
     inventory, head = take_inventory(store), audit_chain.head(store)
     summary = _backup(store)
-    archive = backups.open_backup(store, BOSS, summary.id)
-    manifest = archive.manifest
+    with backups.open_backup(store, BOSS, summary.id) as archive:
+        manifest = archive.manifest
     assert (manifest["created_by"], manifest["why"], manifest["created_at"], manifest["kind"]) == (
         "ayesha", "end of day", NOW.isoformat(), "manual")
     assert (manifest["format"], manifest["schema"], manifest["marketpulse"]) == (
@@ -147,9 +147,10 @@ def test_the_manifest_says_what_who_when_why_and_which_versions():
 def test_verify_passes_a_good_backup_and_names_the_first_altered_item():
     store = _desk(open_store("memory://desk"))
     summary = _backup(store)
+    with backups.open_backup(store, BOSS, summary.id) as archive:
+        count = len(archive.members)
     assert backups.verify_backup(store, BOSS, summary.id) == (
-        f"backup {summary.id} verified: {len(backups.open_backup(store, BOSS, summary.id).members)}"
-        f" items ({summary.items()}) match their checksums")
+        f"backup {summary.id} verified: {count} items ({summary.items()}) match their checksums")
     rule = next(k for k in store.list("rules/"))
     store.put_blob(backups.archive_key(summary.id), _altered(
         backups.archive_bytes(store, BOSS, summary.id), f"documents/{rule}.json"))
@@ -311,11 +312,12 @@ def test_restoring_one_area_leaves_the_others_as_they_are():
     assert preview_restore(store, BOSS, summary.id, ["rules"]).summary() == [
         f"nothing to change: the store already matches backup {summary.id} in rules"]
     # the pre-restore backup holds the state before, rule deleted
-    pre = backups.open_backup(store, BOSS, report.pre_restore_id)
-    assert pre.manifest["kind"] == "pre-restore"
-    assert pre.manifest["why"] == f"before restoring backup {summary.id}"
+    with backups.open_backup(store, BOSS, report.pre_restore_id) as pre:
+        manifest = pre.manifest
+    assert manifest["kind"] == "pre-restore"
+    assert manifest["why"] == f"before restoring backup {summary.id}"
     nomura = next(r for r in load_rules(store) if r.name == "No Nomura")
-    assert f"rules/{nomura.id}" not in [i["name"] for i in pre.manifest["items"]]
+    assert f"rules/{nomura.id}" not in [i["name"] for i in manifest["items"]]
     changes = load_changes(store, area="backups")
     assert changes[["ACTION", "ENTITY"]].values.tolist() == [
         ["restore", summary.id], ["backup", report.pre_restore_id], ["backup", summary.id]]
