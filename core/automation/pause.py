@@ -57,7 +57,10 @@ def _running(store: Store) -> str:
         current = store.get(CURRENT_KEY)[0]
     except ObjectNotFound:
         return ""
-    return f"run {current.get('run_id')} of job {current.get('job')!r}"
+    job = current.get("job")
+    # a run has its id once its input is collected
+    return f"run {current['run_id']} of job {job!r}" if current.get("run_id") else (
+        f"a run of job {job!r}")
 
 
 @contextlib.contextmanager

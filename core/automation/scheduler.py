@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -59,6 +60,7 @@ LEASE = PAUSE_LEASE  # "scheduler": named in core.automation.pause, which takes 
 HEARTBEAT_KEY = catalog.HEARTBEAT.key
 STATE_PREFIX = catalog.SCHEDULE_STATE.key
 COMPACT_RETRY = timedelta(minutes=15)  # after a failed compaction
+PAUSE_RECHECK_S = 0.2  # a step reads the pause again after this long (a restore may wait)
 MISSED_RECORDS_MAX = 10  # per job and catch-up; older missed slots are summed up in one note
 SKIPPED_TEXT = "skipped: 'Run now and skip the next scheduled run'"
 MISSED_TEXT = "missed: the scheduler was not running at {slot}"
@@ -247,7 +249,7 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
     Returns the run records written. A job's error is recorded and never stops the scheduler.
     `clock` (live loops) stamps runs with the real time and renews the lease during long runs;
     `log_tail` (live loops) is saved with each heartbeat."""
-    now = aware(now)
+    now, started = aware(now), time.monotonic()
     pause = current_pause(store, now)
     if pause is not None:
         _pause(store, settings, owner, pause, now, tick_s, log_tail)
@@ -264,26 +266,45 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
     sweep_if_due(ctx)
     rebuild_workbooks(ctx)
     records: list[RunRecord] = []
+    looked = [started]  # when the pause was last read (the step began with it)
+
+    def held() -> bool:
+        """Stopping, or a restore asked for a pause during this step (it waits for the run in
+        progress): then nothing more starts, and the lease goes at the end of the step. The
+        pause is read again once some time has passed (a run), not before every job."""
+        if ctx.stopping():
+            return True
+        if time.monotonic() - looked[0] < PAUSE_RECHECK_S:
+            return False
+        looked[0] = time.monotonic()
+        return current_pause(store, now) is not None
+
     for job in load_jobs(store):
+        if held():
+            break
         try:
             records += _scheduled(ctx, job, now)
         except Exception as exc:  # a broken job must not stop the others
             log.exception("job %s could not be scheduled", job.name)
             ctx.error(job.name, f"could not be scheduled: {exc}")
     for trigger in pending_triggers(store):
-        if ctx.stopping():
+        if held():
             break
         records += run_trigger(ctx, trigger)
-    if settings["scheduler.compact"] and not ctx.stopping():
+    if settings["scheduler.compact"] and not held():
         compact_if_needed(ctx)
     for step in upkeep:
-        if ctx.stopping():
+        if held():
             break
         try:
             step(ctx)
         except Exception as exc:  # the next slot tries again; jobs go on
             log.exception("%s failed", step.__name__)
             ctx.error(step.__name__, f"failed: {exc}")
+    pause = current_pause(store, now) if time.monotonic() - started >= PAUSE_RECHECK_S else None
+    if pause is not None:  # let the waiting restore in now, not a tick later
+        _pause(store, settings, owner, pause, now, tick_s, log_tail)
+        return records
     ctx.write_heartbeat()
     return records
 

@@ -9,10 +9,15 @@ does; the restore and its pre-restore backup are in the change log."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import pyarrow as pa
 
 from core import catalog
 from core.access import MANAGE_BACKUPS, Actor, require
@@ -90,6 +95,7 @@ def restore_backup(store: Store, actor: Actor, backup_id: str, areas: list[str] 
             report = RestoreReport(backup_id, pre.id, plan, scheduler=paused)
             _apply(store, archive, report, say)
             runs_changed = any(c.part == RUN for c in plan.changes)
+            _give_back_memory()
             report.rebuilt = rebuild_derived(store, at, say, force=runs_changed)
             bump_data_version(store, at)
     report.seconds = round(time.monotonic() - started, 3)
@@ -162,3 +168,13 @@ def _document(store: Store, value: object, change: Change, report: RestoreReport
         report.conflicts.append(f"{change.what}: changed while restoring; kept")
         return
     report.applied += 1
+
+
+def _give_back_memory() -> None:
+    """Return what reading and writing the runs left in the allocators' free lists before the
+    compaction (DuckDB takes up to its memory limit; the process must stay under 1.5 GB,
+    DESIGN.md §7): Arrow's pool and, on glibc, the C heap."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
