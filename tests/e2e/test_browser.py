@@ -316,10 +316,13 @@ def test_analyst_finds_a_demo_cusip_and_opens_its_chart(server, demo, browser):
 
 def _grid_cell(page, grid, row: int, column: int) -> None:
     """Select a cell of a data editor: click the row's first cell (rows and header 35 px), then
-    walk right with the arrow keys (column widths follow the content)."""
+    walk right with the arrow keys (column widths follow the content). The walk starts once the
+    grid's canvas has the focus (the grid may take it an animation frame after the click, and a
+    key pressed before is lost): on a busy box the first edit twice landed a column short."""
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 60, box["y"] + 35 + row * 35 + 17)
+    expect(grid.get_by_test_id("data-grid-canvas")).to_be_focused(timeout=20_000)
     for _ in range(column):
         page.keyboard.press("ArrowRight")
 
