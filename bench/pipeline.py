@@ -9,7 +9,9 @@ them). An end-to-end scenario times the run until its colors are searchable (pub
 the output workbook, built after (core.runs.workbooks); its peak covers both. The reading child's
 forkserver is started first, as the app and the scheduler start it when they start. The bare pandas
 ranking of the same rows (one multi-key sort_values and a groupby) is measured in the same
-benchmark run, for the 1M CSV budget. Budgets (DESIGN.md §7): rules + ranking of 1M rows ≤ 1 s;
+benchmark run, for the 1M CSV budget; the 1M CSV run is timed twice, each on a fresh store, and
+the better counts as the ranking's best of three does (the first is printed beside it).
+Budgets (DESIGN.md §7): rules + ranking of 1M rows ≤ 1 s;
 a 1M-row CSV in → published ≤ 8× the bare pandas ranking; a 100k-row xlsx in → published +
 output xlsx ≤ 15 s; peak RSS ≤ 1.5 GB.
 """
@@ -113,7 +115,10 @@ def scenario_bare_rank(rows: int) -> dict:
             "rows_per_s": int(rows / best), "peak_mb": round(_peak_mb())}
 
 
-def scenario_end_to_end(rows: int, fmt: str, path: str) -> dict:
+def scenario_end_to_end(rows: int, fmt: str, path: str, repeat: str = "1") -> dict:
+    """The file in → published, `repeat` times on a fresh store each (the best counts, as the
+    bare ranking's best of 3 does; the first, with the process's first-use costs, is printed
+    too), then the output workbook of the last run."""
     from core.access import SYSTEM
     from core.config import load_settings
     from core.ingest import safe_read
@@ -124,26 +129,38 @@ def scenario_end_to_end(rows: int, fmt: str, path: str) -> dict:
     settings = load_settings({}, {}).override(upload_max_mb=0)
     data = Path(path).read_bytes()
     safe_read.warm(wait=True)  # as the app and the scheduler do when they start
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(str(Path(tmp) / "store"))
-        started = time.perf_counter()
-        prepared = prepare_files(store, [(f"bench.{fmt}", data)], settings)
-        result = publish_run(store, SYSTEM, prepared, settings=settings, rules=_bench_rules(),
-                             trigger="bench", build_workbook=False)
-        published = time.perf_counter() - started
-        published_peak = _peak_mb()
-        del prepared
-        frames = workbooks.RunFrames(result.published, result.excluded, result.quarantined)
-        record, workbook = workbooks.build_workbook(store, result.record.run_id, frames)
-        total = time.perf_counter() - started
+    times: list[float] = []
+    best: dict = {}
+    record, workbook, workbook_s = None, b"", 0.0
+    for attempt in range(int(repeat)):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = open_store(str(Path(tmp) / "store"))
+            started = time.perf_counter()
+            prepared = prepare_files(store, [(f"bench.{fmt}", data)], settings)
+            result = publish_run(store, SYSTEM, prepared, settings=settings,
+                                 rules=_bench_rules(), trigger="bench", build_workbook=False)
+            published = time.perf_counter() - started
+            del prepared
+            times.append(published)
+            if published == min(times):
+                best = {"stages": dict(result.record.stages), "counts": result.record.counts,
+                        "published_peak_mb": round(_peak_mb())}
+            if attempt < int(repeat) - 1:
+                del result
+                continue
+            frames = workbooks.RunFrames(result.published, result.excluded, result.quarantined)
+            started = time.perf_counter()
+            record, workbook = workbooks.build_workbook(store, result.record.run_id, frames)
+            workbook_s = time.perf_counter() - started
     if record is None or record.workbook != workbooks.READY:
         raise RuntimeError(f"the workbook was not built: {record}")
+    best["stages"]["workbook"] = record.stages.get("workbook", round(workbook_s, 3))
     return {"scenario": f"end to end {rows:,} rows {fmt}", "rows": rows,
-            "seconds": round(published, 3),
-            "with_workbook_s": round(total, 3), "rows_per_s": int(rows / published),
-            "stages": record.stages, "counts": record.counts, "workbook_mb": len(workbook) / 1e6,
-            "input_mb": round(len(data) / 1e6, 1), "published_peak_mb": round(published_peak),
-            "peak_mb": round(_peak_mb()),
+            "seconds": round(min(times), 3), "first_s": round(times[0], 3),
+            "runs": len(times), "with_workbook_s": round(times[-1] + workbook_s, 3),
+            "rows_per_s": int(rows / min(times)), **best,
+            "workbook_mb": len(workbook) / 1e6,
+            "input_mb": round(len(data) / 1e6, 1), "peak_mb": round(_peak_mb()),
             "budget_s": BUDGET_XLSX_100K if (fmt == "xlsx" and rows == 100_000) else None}
 
 
@@ -185,7 +202,9 @@ def _print(result: dict) -> None:
     if "stages" in result:
         stages = "  ".join(f"{k} {v:.2f}s" for k, v in result["stages"].items())
         print(f"{'':<40} stages: {stages}")
-        print(f"{'':<40} searchable after {result['seconds']:.2f} s (peak "
+        first = (f" (best of {result['runs']}; the first run {result['first_s']:.2f} s)"
+                 if result["runs"] > 1 else "")
+        print(f"{'':<40} searchable after {result['seconds']:.2f} s{first} (peak "
               f"{result['published_peak_mb']} MB); with the workbook "
               f"({result['workbook_mb']:.0f} MB) {result['with_workbook_s']:.2f} s")
 
@@ -215,7 +234,8 @@ def main() -> None:
         for n in sizes:
             # A 1M-row xlsx unpacks beyond upload.max_unpacked_mb: 100k is the xlsx budget's size.
             for fmt in ("csv", "xlsx") if n <= 100_000 else ("csv",):
-                result = _run_child(["e2e", str(n), fmt, _write_input(n, fmt, folder)])
+                repeat = "2" if n >= 1_000_000 else "1"  # the budgeted run: best of two
+                result = _run_child(["e2e", str(n), fmt, _write_input(n, fmt, folder), repeat])
                 if fmt == "csv" and n in bare and "error" not in result:
                     result["ratio"] = result["seconds"] / bare[n]
                 _print(result)

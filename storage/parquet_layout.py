@@ -1,5 +1,5 @@
 """The run-table port on Parquet partitions (local, memory and, next, S3 stores): each run's rows in
-its own partition `run=NNNNNNNN` of each table (the record), sorted by CUSIP then DATE, plus for the
+its own partition `run=NNNNNNNN` of each table (the record), sorted by CUSIP, plus for the
 colors a derived compacted copy (storage.run_compaction: CUSIP-range shards, a delta, rollups) that
 readers use when it holds most of the runs they ask for. The manifest document names the copy.
 """
@@ -14,11 +14,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from storage.errors import ObjectNotFound
-from storage.run_tables import COLORS, CUSIP, DATE, MESSAGE_ID, RUN_ID, CompactionReport, Rollup
+from storage.run_tables import (
+    COLORS,
+    CUSIP,
+    DATE,
+    MESSAGE_ID,
+    POSITION,
+    RUN_ID,
+    CompactionReport,
+    Rollup,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -29,7 +40,9 @@ COMPACT_TABLE = "colors_compact"
 ROLLUP_TABLE = "colors_rollup"
 LATEST_TABLE = "colors_latest"  # compact's `latest` rows, under the rollups' partition names
 MANIFEST_KEY = "meta/compaction/colors"
-SORT_COLUMNS = (CUSIP, DATE)  # rows of a run's partition, so row-group statistics prune lookups
+# A run partition's row order, so row-group statistics prune lookups: CUSIP, then the ranked order
+# (POSITION) where there is one (the colors; the order compaction keeps too), else DATE.
+SORT_COLUMNS = (CUSIP, POSITION, DATE)
 _INLINE_IDS = 64  # more CUSIPs or message ids than this are joined from a table, not inlined
 _LAYOUTS_KEPT = 8  # layouts kept per store: the visible runs, and a few smaller sets (dashboard)
 _names = itertools.count()
@@ -45,11 +58,31 @@ def _run_of(partition: str) -> int | None:
 
 
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame ordered by the SORT_COLUMNS it has (stable, missing values last), index 0..n-1."""
+    """The frame ordered by the SORT_COLUMNS it has (stable, missing values last), index 0..n-1.
+    Ranking already gives the colors in this order (CUSIP, then ranked): a frame found in order is
+    not copied (sorting gathers every column: a second of a 1M-row publish)."""
     by = [c for c in SORT_COLUMNS if c in frame.columns]
-    if by:
+    if by and not _in_order(frame, by):
         frame = frame.sort_values(by, kind="stable", na_position="last")
     return frame.reset_index(drop=True)
+
+
+def _in_order(frame: pd.DataFrame, by: list[str]) -> bool:
+    """Whether the rows are already ordered by `by` (ascending); a missing value answers no."""
+    if len(frame) < 2:
+        return True
+    ties = np.ones(len(frame) - 1, dtype=bool)
+    for name in by:
+        values = pa.array(frame[name], from_pandas=True)
+        if values.null_count:
+            return False
+        head, tail = values[:-1], values[1:]
+        if (ties & pc.less(tail, head).to_numpy(zero_copy_only=False)).any():
+            return False
+        ties &= pc.equal(tail, head).to_numpy(zero_copy_only=False)
+        if not ties.any():
+            return True
+    return True  # rows equal in every column keep their order in a stable sort
 
 
 @dataclass(frozen=True)

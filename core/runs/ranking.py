@@ -119,8 +119,8 @@ def _pinned_key(ids: pd.Series, codes: np.ndarray, pinned: Collection[str]) -> n
 @dataclass(frozen=True)
 class _Cusips:
     """CUSIPs as codes: `spelling` indexes the distinct stored spellings, `group` the distinct
-    keys upper(trim(CUSIP)) (numbered in order of first appearance; "" for an empty CUSIP).
-    Only the distinct spellings (thousands) are normalised, not every row (a million)."""
+    keys upper(trim(CUSIP)) (numbered in key order; "" for an empty CUSIP). Only the distinct
+    spellings (thousands) are normalised, not every row (a million)."""
 
     spelling: np.ndarray
     spellings: ExtensionArray
@@ -131,7 +131,7 @@ class _Cusips:
     def of(cls, cusips: pd.Series) -> _Cusips:
         spelling, spellings = cusips.astype("string").array.factorize(use_na_sentinel=False)
         keys = pd.Series(spellings, dtype="string").str.strip().str.upper().fillna("")
-        key_codes, key_uniques = keys.array.factorize()
+        key_codes, key_uniques = pd.factorize(keys, sort=True)
         return cls(spelling, spellings, key_codes[spelling], pd.Series(key_uniques, dtype="string"))
 
 
@@ -146,8 +146,10 @@ def rank_colors(
     """Order each CUSIP's colors best first and mark parents and children (DOMAIN.md §2).
 
     Within a group: `date_column` newest first → RANK lowest → PX highest (missing or zero last) →
-    DATE_1 newest → input order; a pinned COLOR_ID is its group's parent. Groups keep the order in
-    which their key first appears. COLOR_ID is kept when present, else the input ordinal (from 1).
+    DATE_1 newest → input order; a pinned COLOR_ID is its group's parent. Groups come in key order
+    (upper(trim(CUSIP))), the order stores keep a run's rows in (storage.parquet_layout.sort_rows),
+    so publishing writes the ranked rows as they are. COLOR_ID is kept when present, else the
+    input ordinal (from 1).
     Raises ValueError when a CUSIP is empty (validation quarantines those rows before ranking).
     `rows` (positions) ranks only those rows without first copying them out: the sort keys are
     read from the rows and every column is gathered once, straight into ranked order.

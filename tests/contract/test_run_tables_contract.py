@@ -68,11 +68,11 @@ def everything(tables: RunTables, runs: list[int]) -> dict[str, Any]:
     }
 
 
-def test_a_run_s_rows_are_read_back_per_table_sorted_by_cusip_then_date(tables: RunTables):
+def test_a_run_s_rows_are_read_back_per_table_sorted_by_cusip_then_position(tables: RunTables):
     colors = tables.read(COLORS, [3])
     assert colors["CUSIP"].tolist() == ["A", "A", "E"]
-    assert colors["DATE"].dt.strftime("%d").tolist() == ["12", "14", "13"]
-    assert colors["MESSAGE_ID"].tolist() == ["30002", "30000", "30001"]
+    assert colors["DATE"].dt.strftime("%d").tolist() == ["14", "12", "13"]
+    assert colors["MESSAGE_ID"].tolist() == ["30000", "30002", "30001"]
     assert_frame_equal(tables.read(EXCLUDED, [1, 2]), rows(1, ["X"]), check_dtype=False)
     assert tables.read(QUARANTINED, [1, 2, 3]).empty
 

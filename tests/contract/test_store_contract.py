@@ -6,9 +6,12 @@ disk backend promises (layout, crash safety, two processes sharing one folder).
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
 import re
+import subprocess
+import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,8 @@ from storage import (
 )
 from storage.base import Blobs, Documents, PartitionedStore, Tables
 from storage.run_tables import run_tables
+
+ROOT = Path(__file__).resolve().parents[2]
 
 INVALID_KEYS = ["../x", "/abs", "", "a//b", "a/../b", "./a", "a/", "a b", "a\\b", "a~b"]
 
@@ -431,17 +436,40 @@ def increment_many(root: str, times: int, barrier: Any, results: Any) -> None:
     results.put(conflicts)
 
 
+# A worker program: runs TARGET(*ARGS, barrier, results) of this module; the barrier is two files
+# in FOLDER (each worker makes its own and waits for the other's), each result a line of JSON.
+_WORKER = """
+import json, sys, time
+from pathlib import Path
+import tests.contract.test_store_contract as contract
+folder, index, target, args = Path(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+class Barrier:
+    def wait(self, timeout):
+        (folder / f"ready-{index}").touch()
+        deadline = time.monotonic() + timeout
+        while len(list(folder.glob("ready-*"))) < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the other worker never came")
+            time.sleep(0.001)
+class Results:
+    def put(self, value):
+        print(json.dumps(value), flush=True)
+getattr(contract, target)(*args, Barrier(), Results())
+"""
+
+
 def run_two(target: Any, *args: Any) -> list[Any]:
-    spawn = multiprocessing.get_context("spawn")
-    barrier, results = spawn.Barrier(2), spawn.Queue()
-    workers = [spawn.Process(target=target, args=(*args, barrier, results)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=60)
-    assert [w.exitcode for w in workers] == [0, 0]
-    return outcomes
+    """target(*args, barrier, results) in two worker programs started together; each worker's
+    results. Programs, not multiprocessing's spawn: a spawned child re-runs the parent's main
+    module, and a page test (AppTest) leaves app.py as the main module."""
+    with tempfile.TemporaryDirectory() as folder:
+        workers = [subprocess.Popen(
+            [sys.executable, "-c", _WORKER, folder, str(index), target.__name__,
+             json.dumps(args)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True) for index in range(2)]
+        outs = [worker.communicate(timeout=120) for worker in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err[-2000:] for _, err in outs]
+    return [json.loads(line) for out, _ in outs for line in out.splitlines() if line]
 
 
 def test_local_two_processes_writing_one_version_exactly_one_wins(tmp_path: Path):

@@ -230,16 +230,17 @@ def test_the_latest_parents_list_each_cusip_once_and_show_a_parents_children(sto
     assert ("Latest parents", str(len(parents))) in _kpis(at)
     assert ("6 CUSIPs, each with its current parent (from the newest run that priced it); 1–6 "
             "shown. Select one to see its children.") in [c.value for c in at.caption]
-    at.session_state["dashboard.parents"] = {"selection": {"rows": [1], "columns": []}}
+    pick = next(i for i, n in enumerate(expected["CHILDREN_COUNT"]) if n > 0)  # one with children
+    at.session_state["dashboard.parents"] = {"selection": {"rows": [pick], "columns": []}}
     at = ok(at.run())
-    parent = expected.iloc[1]
+    parent = expected.iloc[pick]
     children = _table(at, CUSIP)  # beneath the parents (a table without selection has no key)
     mine = latest[latest["PARENT_COLOR_ID"] == parent["COLOR_ID"]]
     assert children[[RUN_ID, CUSIP, "PX", "SOURCE"]].values.tolist() == mine[
         [RUN_ID, CUSIP, "PX", "SOURCE"]].values.tolist()
     assert len(children) == parent["CHILDREN_COUNT"] > 0
     ok(at.button(key="dashboard.open").click().run())
-    assert switched == [("pages/security.py", {"cusip": parents[CUSIP].iloc[1]})]
+    assert switched == [("pages/security.py", {"cusip": parents[CUSIP].iloc[pick]})]
 
 
 def test_the_latest_parents_page_through_many_cusips(app_as, app_store):

@@ -183,7 +183,7 @@ def test_sector_run_counts_read_the_compacted_rollups_too(store):
 def test_the_latest_parents_list_each_cusip_once_with_its_current_parent(store):
     data = dashboard_data(store, SYSTEM, DashboardFilters(), NOW)
     assert rows(data.latest_parents, "RUN_ID", "CUSIP", "PX", "IS_PARENT") == [
-        (2, A, 99.25, True), (2, B, 95.5, True), (2, D, 40.0, True), (1, C, 97.0, True)]
+        (2, B, 95.5, True), (2, D, 40.0, True), (2, A, 99.25, True), (1, C, 97.0, True)]
     assert data.kpis["latest_parents"] == 4  # the KPI counts what the list holds
     assert "run" not in data.latest_parents.columns
 
@@ -193,7 +193,7 @@ def test_the_latest_parents_page_through_every_cusip(store):
     first = latest_parents(store, SYSTEM, where, params, page=1, page_size=3)
     second = latest_parents(store, SYSTEM, where, params, page=2, page_size=3)
     assert (first.total, first.pages, second.total) == (4, 2, 4)
-    assert rows(first.rows, "RUN_ID", "CUSIP") == [(2, A), (2, B), (2, D)]
+    assert rows(first.rows, "RUN_ID", "CUSIP") == [(2, B), (2, D), (2, A)]
     assert rows(second.rows, "RUN_ID", "CUSIP") == [(1, C)]
     assert latest_parents(store, SYSTEM, where, params, page=3, page_size=3).rows.empty
 

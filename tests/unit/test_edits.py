@@ -69,7 +69,7 @@ def test_editing_bid_moves_px_and_the_price_level(memory_store, session):
     row = _rows(memory_store)[_id(session, 2)]
     assert (row[BID], row[PX], row[PRICE_LEVEL]) == (101.25, 101.25, 101.25)
     ranked = sessions.preview(memory_store, ANN, SETTINGS).ranked
-    assert ranked.loc[ranked[IS_PARENT], COLOR_ID].tolist() == [_id(session, 2), _id(session, 4)]
+    assert ranked.loc[ranked[IS_PARENT], COLOR_ID].tolist() == [_id(session, 4), _id(session, 2)]
 
 
 def test_editing_the_ask_of_an_offer_moves_px_and_a_bid_takes_over(memory_store, session):
@@ -173,7 +173,8 @@ def test_a_new_row_can_be_pinned_in_its_batch(memory_store, session):
     outcome = _apply(memory_store, Edits(added=[new]))
     assert outcome.session.pinned == [_id(session, 5)]
     ranked = sessions.preview(memory_store, ANN, SETTINGS).ranked
-    assert ranked.loc[ranked[IS_PARENT], COLOR_ID].tolist()[0] == _id(session, 5)
+    parents = ranked.loc[ranked[IS_PARENT], [CUSIP, COLOR_ID]]
+    assert parents.values.tolist() == [[B, _id(session, 4)], [A, _id(session, 5)]]
 
 
 def test_warnings_of_the_edited_cells_come_back_and_the_edit_is_kept(memory_store, session):

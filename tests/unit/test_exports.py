@@ -55,11 +55,12 @@ MSG = "17734072432755618"
 
 
 def published() -> pd.DataFrame:
-    """Three ranked colors as a run publishes them, with bookkeeping and one custom column."""
+    """Three ranked colors as a run publishes them, with bookkeeping and one custom column (the
+    groups in CUSIP order, as ranking gives them)."""
     frame = make_colors(
         MESSAGE_ID=[MSG, MSG, "17734072432755619"],
         TICKER=["=1+1", "ARES 2025-78A A2", None],
-        CUSIP=["97988RBL5", "97988RBL5", "000840AG3"],
+        CUSIP=["97988RBL5", "97988RBL5", "G0684DAA5"],
         PX=[99.5, 98.25, 101.0],
         PRICE_DIFF=[-5.0, 0.5, None],
         PERCENT_DIFF=[4.81, 0.51, None],

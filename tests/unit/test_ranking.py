@@ -103,10 +103,10 @@ def test_stored_cusip_keeps_its_spelling_but_groups_by_trimmed_upper_case():
     assert ranked[CHILDREN_COUNT].tolist() == [1, 0]
 
 
-def test_groups_appear_in_order_of_first_appearance():
+def test_groups_appear_in_key_order_each_in_input_order_when_tied():
     ranked = rank_colors(make_colors(CUSIP=["B", "A", "b", "C", "a"]))
 
-    assert ranked[CUSIP].tolist() == ["B", "b", "A", "a", "C"]
+    assert ranked[CUSIP].tolist() == ["A", "a", "B", "b", "C"]
 
 
 def test_newer_date_beats_better_rank():
@@ -294,18 +294,14 @@ def test_missing_ranking_columns_are_named():
 
 def reference_order(frame: pd.DataFrame) -> list[int]:
     """The §2 order computed row by row with Python's stable sort, for comparison."""
-    keys: dict[str, int] = {}
-    for cusip in frame[CUSIP]:
-        keys.setdefault(cusip.strip().upper(), len(keys))
-
     def newest(value: object) -> float:
         return float("inf") if pd.isna(value) else -pd.Timestamp(value).value
 
-    def key(i: int) -> tuple[float, ...]:
+    def key(i: int) -> tuple[str | float, ...]:
         row = frame.iloc[i]
         px = row[PX]
         return (
-            keys[row[CUSIP].strip().upper()],
+            row[CUSIP].strip().upper(),
             newest(row[DATE]),
             float("inf") if pd.isna(row[RANK]) else row[RANK],
             float("inf") if pd.isna(px) or px == 0 else -px,
