@@ -117,19 +117,20 @@ def render_kpis(data: DashboardData, upcoming: tuple[datetime, str] | None,
 
 
 def render_charts(figures: dict[str, go.Figure | None]) -> None:
+    """The six overview charts, two columns, without Plotly's toolbar (charts.show)."""
     left, right = st.columns(2)
     with left:
-        charts.show(figures["month_bias"], "dashboard.chart_month_bias",
-                    "No colors for these filters.")
-        charts.show(figures["source"], "dashboard.chart_source", "No colors for these filters.")
-        charts.show(figures["runs"], "dashboard.chart_runs",
-                    "No finished runs for these filters.")
+        _overview(figures["month_bias"], "month_bias", "No colors for these filters.")
+        _overview(figures["source"], "source", "No colors for these filters.")
+        _overview(figures["runs"], "runs", "No finished runs for these filters.")
     with right:
-        charts.show(figures["sector"], "dashboard.chart_sector", "No colors for these filters.")
-        charts.show(figures["diff"], "dashboard.chart_diff",
-                    "No colors with a COV_PRICE for these filters.")
-        charts.show(figures["quality"], "dashboard.chart_quality",
-                    "No scored runs for these filters.")
+        _overview(figures["sector"], "sector", "No colors for these filters.")
+        _overview(figures["diff"], "diff", "No colors with a COV_PRICE for these filters.")
+        _overview(figures["quality"], "quality", "No scored runs for these filters.")
+
+
+def _overview(figure: go.Figure | None, name: str, empty: str) -> None:
+    charts.show(figure, f"dashboard.chart_{name}", empty, toolbar=False)
 
 
 def render_latest(st_store: Store, actor: Actor, data: DashboardData,

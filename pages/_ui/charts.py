@@ -77,12 +77,17 @@ def _memoized(builder: Callable[..., go.Figure | None]) -> Callable[..., go.Figu
     return memoized
 
 
-def show(figure: go.Figure | None, key: str, empty: str) -> None:
-    """Draw a figure, or an st.info saying there is nothing to chart."""
+def show(figure: go.Figure | None, key: str, empty: str, *, toolbar: bool = True) -> None:
+    """Draw a figure, or an st.info saying there is nothing to chart. toolbar=False leaves out
+    Plotly's mode bar (its icons are built per chart even when hidden: with six charts, a
+    quarter of the Dashboard's time to draw); hover, drag to zoom and double-click to reset
+    work without it."""
     if figure is None:
         st.info(empty)
-    else:
+    elif toolbar:
         st.plotly_chart(figure, key=key, width="stretch")
+    else:
+        st.plotly_chart(figure, key=key, width="stretch", config={"displayModeBar": False})
 
 
 def _layout(figure: go.Figure, title: str, x: str, y: str, legend: str | None = None
