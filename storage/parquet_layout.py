@@ -68,18 +68,24 @@ def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _in_order(frame: pd.DataFrame, by: list[str]) -> bool:
-    """Whether the rows are already ordered by `by` (ascending); a missing value answers no."""
+    """Whether the rows are already ordered by `by` (ascending); a missing value, or a column
+    Arrow cannot compare, answers no (the frame is sorted)."""
     if len(frame) < 2:
         return True
     ties = np.ones(len(frame) - 1, dtype=bool)
     for name in by:
-        values = pa.array(frame[name], from_pandas=True)
-        if values.null_count:
+        try:
+            values = pa.array(frame[name], from_pandas=True)
+            if values.null_count:
+                return False
+            head, tail = values[:-1], values[1:]
+            before = pc.less(tail, head).to_numpy(zero_copy_only=False)
+            same = pc.equal(tail, head).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return False
-        head, tail = values[:-1], values[1:]
-        if (ties & pc.less(tail, head).to_numpy(zero_copy_only=False)).any():
+        if (ties & before).any():
             return False
-        ties &= pc.equal(tail, head).to_numpy(zero_copy_only=False)
+        ties &= same
         if not ties.any():
             return True
     return True  # rows equal in every column keep their order in a stable sort

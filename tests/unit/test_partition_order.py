@@ -4,6 +4,8 @@ it) is kept as it is."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pandas as pd
 
 from core.runs.ranking import rank_colors
@@ -43,3 +45,9 @@ def test_ranked_colors_are_already_in_partition_order():
     ranked["ID"] = range(len(ranked))
     assert sort_rows(ranked)["ID"].tolist() == [0, 1, 2, 3]
     assert ranked["CUSIP"].tolist() == ["000840AG3", "037833100", "97988RBL5", "97988RBL5"]
+
+
+def test_a_column_arrow_cannot_compare_is_sorted_as_pandas_sorts_it():
+    rows = pd.DataFrame({"CUSIP": ["A", "A"], "DATE": pd.Series([Fraction(3, 2), 1], dtype=object),
+                         "ID": [0, 1]})
+    assert sort_rows(rows)["ID"].tolist() == [1, 0]
