@@ -8,17 +8,15 @@ ones are kept until an admin deletes them)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from core import catalog
 from core.access import MANAGE_BACKUPS, SYSTEM, Actor, require
-from core.audit import record_change
 from core.automation.jobs import DEFAULT_TIMEZONE, Job, validate_job
 from core.automation.scheduler import Context
 from core.automation.schedules import claim_slot, zone
-from core.clock import aware, now_or, parse_stamp
+from core.clock import aware, parse_stamp
 from core.compliance.backups import (
     AREA,
     SCHEDULED,
@@ -27,8 +25,9 @@ from core.compliance.backups import (
     delete_backup,
     list_backups,
 )
-from core.errors import ChangedMeanwhile, InvalidInput
-from storage import ObjectNotFound, Store, WriteConflict
+from core.compliance.schedule_doc import ScheduleFields, load_schedule, save_schedule
+from core.errors import InvalidInput
+from storage import Store
 
 CONFIG_KEY = catalog.BACKUP_SCHEDULE.key
 SLOT_KEY = f"{catalog.SCHEDULE_STATE.key}backups@auto"  # "@": never a job id
@@ -37,7 +36,7 @@ BUCKETS = (("keep_daily", "%Y-%m-%d"), ("keep_weekly", "%G-W%V"), ("keep_monthly
 
 
 @dataclass
-class BackupSchedule:
+class BackupSchedule(ScheduleFields):
     active: bool = False
     schedule: str = "0 2 * * *"  # 02:00 every day
     timezone: str = DEFAULT_TIMEZONE
@@ -46,14 +45,6 @@ class BackupSchedule:
     keep_monthly: int = 12
     updated_by: str = ""
     updated_at: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackupSchedule:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
     def describe(self) -> str:
         keeps = (f"keeping the last {self.keep_daily} daily, {self.keep_weekly} weekly and "
@@ -64,11 +55,7 @@ class BackupSchedule:
 
 def load_backup_schedule(store: Store) -> tuple[BackupSchedule, str | None]:
     """The schedule and its version (the defaults, switched off, and None when never saved)."""
-    try:
-        value, version = store.get(CONFIG_KEY)
-    except ObjectNotFound:
-        return BackupSchedule(), None
-    return BackupSchedule.from_dict(value), version
+    return load_schedule(store, CONFIG_KEY, BackupSchedule)
 
 
 def save_backup_schedule(store: Store, actor: Actor, schedule: BackupSchedule, *,
@@ -84,19 +71,10 @@ def save_backup_schedule(store: Store, actor: Actor, schedule: BackupSchedule, *
     if schedule.active and not any(getattr(schedule, name) for name, _ in BUCKETS):
         raise InvalidInput("keep_daily", "scheduled backups that keep none would delete each "
                                          "one as it is made: keep at least one")
-    at = now_or(now)
     before, _ = load_backup_schedule(store)
-    after = replace(schedule, schedule=job.schedule, updated_by=actor.username,
-                    updated_at=at.isoformat())
-    try:
-        version = store.put(CONFIG_KEY, after.to_dict(), expected_version)
-    except WriteConflict as exc:
-        raise ChangedMeanwhile("the backup schedule", before.updated_by,
-                               before.updated_at) from exc
-    record_change(store, actor, AREA, "schedule", "scheduled backups",
-                  before=None if expected_version is None else before.to_dict(),
-                  after=after.to_dict(), detail=after.describe(), now=at)
-    return version
+    return save_schedule(store, actor, CONFIG_KEY, replace(schedule, schedule=job.schedule),
+                         before, expected_version=expected_version, now=now, area=AREA,
+                         item="schedule", title="scheduled backups", named="the backup schedule")
 
 
 def kept_backups(summaries: list[BackupSummary], schedule: BackupSchedule) -> set[str]:

@@ -7,20 +7,19 @@ claimed with the store's versions so two schedulers never both do it, stores it 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from core import catalog
 from core.access import SYSTEM, VIEW_AUDIT, Actor, require
-from core.audit import record_change
 from core.automation.jobs import DEFAULT_TIMEZONE, Job, validate_job
 from core.automation.scheduler import Context
 from core.automation.schedules import claim_slot
-from core.clock import aware, now_or
+from core.clock import aware
 from core.compliance.report import export_report
-from core.errors import ChangedMeanwhile, InvalidInput, NotFound
-from storage import ObjectNotFound, Store, WriteConflict
+from core.compliance.schedule_doc import ScheduleFields, load_schedule, save_schedule
+from core.errors import InvalidInput, NotFound
+from storage import ObjectNotFound, Store
 
 CONFIG_KEY = catalog.REPORT_SCHEDULE.key
 PREFIX = catalog.COMPLIANCE_REPORTS.key
@@ -31,7 +30,7 @@ MAX_DAYS, MAX_KEPT = 366, 1000
 
 
 @dataclass
-class ReportSchedule:
+class ReportSchedule(ScheduleFields):
     active: bool = False
     schedule: str = "0 6 * * 1"  # Mondays 06:00: the week before
     timezone: str = DEFAULT_TIMEZONE
@@ -39,14 +38,6 @@ class ReportSchedule:
     keep: int = 104  # reports kept (two years of weekly ones)
     updated_by: str = ""
     updated_at: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReportSchedule:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
     def describe(self) -> str:
         return (f"{'on' if self.active else 'off'}: '{self.schedule}' ({self.timezone}), the "
@@ -65,11 +56,7 @@ class StoredReport:
 
 def load_report_schedule(store: Store) -> tuple[ReportSchedule, str | None]:
     """The schedule and its version (the defaults, switched off, and None when never saved)."""
-    try:
-        value, version = store.get(CONFIG_KEY)
-    except ObjectNotFound:
-        return ReportSchedule(), None
-    return ReportSchedule.from_dict(value), version
+    return load_schedule(store, CONFIG_KEY, ReportSchedule)
 
 
 def save_report_schedule(store: Store, actor: Actor, schedule: ReportSchedule, *,
@@ -82,19 +69,11 @@ def save_report_schedule(store: Store, actor: Actor, schedule: ReportSchedule, *
         raise InvalidInput("days", f"cover 1 to {MAX_DAYS} days, not {schedule.days!r}")
     if not isinstance(schedule.keep, int) or not 1 <= schedule.keep <= MAX_KEPT:
         raise InvalidInput("keep", f"keep 1 to {MAX_KEPT} reports, not {schedule.keep!r}")
-    at = now_or(now)
     before, _ = load_report_schedule(store)
-    after = replace(schedule, schedule=job.schedule, updated_by=actor.username,
-                    updated_at=at.isoformat())
-    try:
-        version = store.put(CONFIG_KEY, after.to_dict(), expected_version)
-    except WriteConflict as exc:
-        raise ChangedMeanwhile("the report schedule", before.updated_by,
-                               before.updated_at) from exc
-    record_change(store, actor, AREA, "report_schedule", "scheduled compliance report",
-                  before=None if expected_version is None else before.to_dict(),
-                  after=after.to_dict(), detail=after.describe(), now=at)
-    return version
+    return save_schedule(store, actor, CONFIG_KEY, replace(schedule, schedule=job.schedule),
+                         before, expected_version=expected_version, now=now, area=AREA,
+                         item="report_schedule", title="scheduled compliance report",
+                         named="the report schedule")
 
 
 def _key(first: date, last: date, made: datetime, fmt: str) -> str:
