@@ -86,12 +86,20 @@ def when(value: Any) -> str:
 
 # -- the form --------------------------------------------------------------------------------------
 def load_form(rule: Rule | None, version: str | None = None) -> None:
-    """Put a rule in the form (an id and version: edit it; otherwise it is saved as a new rule)."""
-    fields = {"rules.name": rule.name if rule else "",
-              "rules.description": rule.description if rule else "",
-              "rules.form_priority": rule.priority if rule else 100,
-              "rules.form_active": rule.active if rule else True}
-    st.session_state.update({**fields, FIELDS: fields, EDITING: {
+    """Put a rule in the form (an id and version: edit it; otherwise it is saved as a new rule).
+
+    The form's values live in FIELDS, and each load draws the form's widgets afresh (a new
+    generation in their keys) with those values as their defaults. No widget value is set through
+    the Session State API: a value sent that way reaches the browser only with the run that set it,
+    and when a later run supersedes that one first (a second rerun while the page still draws, as
+    under load) the browser mounts the widget at its own default (priority 0, not active) and sends
+    that back with the next edit. A widget's default always arrives with the widget."""
+    fields = {"name": rule.name if rule else "",
+              "description": rule.description if rule else "",
+              "priority": rule.priority if rule else 100,
+              "active": rule.active if rule else True,
+              "generation": st.session_state.get(FIELDS, {}).get("generation", 0) + 1}
+    st.session_state.update({FIELDS: fields, EDITING: {
         "id": rule.id, "version": version, "name": rule.name} if rule and rule.id and version
         else None})
     load_builder(BUILDER, rule.conditions if rule else None, columns)
@@ -187,21 +195,22 @@ def tester(rule: Rule) -> None:
 def form() -> None:
     if st.session_state.pop(RESET, False) or EDITING not in st.session_state:
         load_form(None)
-    # Streamlit forgets a widget's value on another page; the form comes back as it was left.
-    for name, value in st.session_state[FIELDS].items():
-        st.session_state.setdefault(name, value)
+    # The form comes back as it was left on another page: its widgets start from FIELDS.
+    fields = st.session_state[FIELDS]
+    key = f"rules.form.{fields['generation']}"
     editing = st.session_state[EDITING]
     head, new = st.columns([5, 1], vertical_alignment="bottom")
     head.subheader(f"Edit rule {escape_markdown(repr(editing['name']))}" if editing else "New rule")
     new.button("New rule", key="rules.new", on_click=new_rule)
-    name = st.text_input("Name", key="rules.name")
-    description = st.text_input("Description", key="rules.description")
+    name = st.text_input("Name", value=fields["name"], key=f"{key}.name")
+    description = st.text_input("Description", value=fields["description"],
+                                key=f"{key}.description")
     left, right = st.columns(2)
     priority = left.number_input("Priority (lower runs first)", min_value=0, step=1,
-                                 key="rules.form_priority")
-    active = right.checkbox("Active", key="rules.form_active")
-    st.session_state[FIELDS] = {"rules.name": name, "rules.description": description,
-                                "rules.form_priority": priority, "rules.form_active": active}
+                                 value=fields["priority"], key=f"{key}.priority")
+    active = right.checkbox("Active", value=fields["active"], key=f"{key}.active")
+    st.session_state[FIELDS] = {**fields, "name": name, "description": description,
+                                "priority": priority, "active": active}
     st.markdown("**Exclude a row when it matches**")
     group = render_builder(BUILDER, columns, known_values())
     st.caption(f"Reads: {describe(group, types)}")

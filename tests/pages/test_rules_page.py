@@ -87,14 +87,21 @@ def _ok(node):
     return at
 
 
+def _field(at, name: str):
+    """The rule form's widget (name, description, priority or active): drawn afresh, under a new
+    key generation, each time a rule is loaded into the form."""
+    key = f"rules.form.{at.session_state['rules.fields_state']['generation']}.{name}"
+    return {"priority": at.number_input, "active": at.checkbox}.get(name, at.text_input)(key=key)
+
+
 def _table(at, column: str) -> pd.DataFrame:
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
 def _build_done_when(at, confidence: str = "5"):
     """Through the widgets: name, top-level OR, a condition, an AND sub-group of two."""
-    at.text_input(key="rules.name").input("No DZ")
-    at.text_input(key="rules.description").input("DZ BANK colors and weak valuations")
+    _field(at, "name").input("No DZ")
+    _field(at, "description").input("DZ BANK colors and weak valuations")
     at.radio(key="rules.builder.join").set_value("or")
     _ok(at.selectbox(key="rules.builder.0.column").set_value(SOURCE))
     _ok(at.selectbox(key="rules.builder.0.operator").set_value("equal_to"))
@@ -142,7 +149,7 @@ def test_admin_builds_tests_saves_toggles_and_reverts_the_done_when_rule(
         "No DZ", "DZ BANK colors and weak valuations", 100, True, "admin")
     assert rule.conditions.to_dict() == DONE_WHEN.to_dict()
     assert [s.value for s in at.success] == [f"Saved rule 'No DZ': {WORDS}"]
-    assert at.text_input(key="rules.name").value == ""  # the form is empty again
+    assert _field(at, "name").value == ""  # the form is empty again
     row = _table(at, "Conditions").iloc[0].to_dict()
     assert {k: row[k] for k in ("Priority", "Name", "Active", "Conditions", "Last changed by")} \
         == {"Priority": 100, "Name": "No DZ", "Active": True, "Conditions": WORDS,
@@ -208,7 +215,7 @@ def test_the_form_is_kept_while_the_admin_visits_another_page(app_as, app_store)
     at = _build_done_when(_page(app_as))
     _ok(at.switch_page("pages/dashboard.py"))
     _ok(at.switch_page(PAGE))
-    assert at.text_input(key="rules.name").value == "No DZ"
+    assert _field(at, "name").value == "No DZ"
     assert at.text_input(key="rules.builder.1.1.value").value == "5"
     _ok(at.button(key="rules.save").click())
     assert [(r.name, r.description, r.conditions) for r in load_rules(app_store)] == [
@@ -217,7 +224,7 @@ def test_the_form_is_kept_while_the_admin_visits_another_page(app_as, app_store)
 
 def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, app_store):
     at = _page(app_as)
-    at.text_input(key="rules.name").input("Cheap")
+    _field(at, "name").input("Cheap")
     _ok(at.selectbox(key="rules.builder.0.column").set_value("PX"))
     assert at.selectbox(key="rules.builder.0.operator").options == [
         "equals", "does not equal", "less than", "greater than", "less than or equal to",
@@ -250,7 +257,7 @@ def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, a
         {"column": "COV_PRICE", "operator": "is_empty", "value": None, "value2": None}]}
 
     _ok(at.selectbox(key="rules.selected").set_value(rule.id))  # no Edit step
-    assert at.text_input(key="rules.name").value == "Cheap"
+    assert _field(at, "name").value == "Cheap"
     _ok(at.button(key="rules.builder.add_condition").click())
     _ok(at.selectbox(key="rules.builder.3.column").set_value("PX"))
     _ok(at.selectbox(key="rules.builder.3.operator").set_value("between"))
@@ -270,7 +277,7 @@ def test_priority_duplicate_and_delete_with_confirmation(app_as, app_store):
     assert [(r.name, r.priority) for r in load_rules(app_store)] == [("No MS", 3)]
 
     _ok(at.button(key="rules.duplicate").click())
-    assert at.text_input(key="rules.name").value == "No MS (copy)"
+    assert _field(at, "name").value == "No MS (copy)"
     _ok(at.button(key="rules.save").click())
     assert [(r.name, r.priority, r.conditions) for r in load_rules(app_store)] == [
         ("No MS", 3, first.conditions), ("No MS (copy)", 3, first.conditions)]
@@ -375,12 +382,39 @@ def test_choosing_a_rule_shows_its_conditions_and_puts_it_in_the_form(app_as, ap
     at = _ok(at.selectbox(key="rules.selected").set_value(rule.id))
     assert f"**No DZ** excludes a row when {escape_markdown(WORDS)}" in [
         m.value for m in at.markdown]
-    assert at.text_input(key="rules.name").value == "No DZ"
+    assert _field(at, "name").value == "No DZ"
     assert at.session_state["rules.builder_state"] == DONE_WHEN.to_dict()
     assert at.multiselect(key="rules.builder.0.picked").value == ["DZ BANK"]
     _ok(at.button(key="rules.new").click())
-    assert (at.selectbox(key="rules.selected").value, at.text_input(key="rules.name").value) \
+    assert (at.selectbox(key="rules.selected").value, _field(at, "name").value) \
         == (None, "")
+
+
+def _mounts_at(widget):
+    """What a browser shows for the widget when this run's element is the first of it it gets: the
+    value the run sends along, else the widget's default."""
+    return widget.proto.value if widget.proto.set_value else widget.proto.default
+
+
+def test_a_browser_that_missed_the_run_that_filled_the_form_mounts_it_at_the_forms_values(
+        app_as, app_store):
+    """Under load the run that fills the form can be superseded before the browser gets it, and
+    the browser mounts the form from the next run. Each field must come with its value in that
+    run too (it came at the widget's own default, priority 0 and inactive, and the next edit sent
+    those back: the rule was saved so)."""
+    rule = save_rule(app_store, SYSTEM, Rule("No DZ", DONE_WHEN, description="d", priority=7,
+                                             active=False))
+    at = _ok(_page(app_as))  # the run after the one that filled the new-rule form
+    assert [_mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
+        == ["", "", 100, True]
+    at.selectbox(key="rules.selected").set_value(rule.id)
+    at = _ok(_ok(at))  # the rule is put in the form; the run after that one
+    assert [_mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
+        == ["No DZ", "d", 7, False]
+    _ok(at.switch_page("pages/dashboard.py"))  # another page, and back: the form as it was left
+    at = _ok(_ok(at.switch_page(PAGE)))
+    assert [_mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
+        == ["No DZ", "d", 7, False]
 
 
 def test_conditions_on_sector_and_source_offer_the_published_values(app_as, app_store, colors,
@@ -399,7 +433,7 @@ def test_conditions_on_sector_and_source_offer_the_published_values(app_as, app_
     assert at.multiselect(key="rules.builder.0.picked").options == sorted(
         colors["SECTOR"].unique())
     at.multiselect(key="rules.builder.0.picked").set_value(["MM-CLO", "NEW SECTOR"])
-    at.text_input(key="rules.name").input("Sectors")
+    _field(at, "name").input("Sectors")
     _ok(at.button(key="rules.save").click())
     (rule,) = load_rules(app_store)
     assert rule.conditions.items == [Condition("SECTOR", "in_list", ["MM-CLO", "NEW SECTOR"])]
