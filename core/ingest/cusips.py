@@ -4,13 +4,17 @@ that lost its leading zeros in Excel. Shared by ingest, validation and search.""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.schema import cusip_check_digit, is_valid_cusip
 
 CUSIP_FORMAT = re.compile(r"[0-9A-Z*@#]{9}")  # after normalisation (trim, upper case, zeros)
+CUSIP_FORMAT_ANCHORED = f"^{CUSIP_FORMAT.pattern}$"
 
 
 def cusip_problem(cusip: str) -> tuple[str | None, bool]:
@@ -34,29 +38,37 @@ _CHAR_VALUE[65:91] = np.arange(10, 36)
 _CHAR_VALUE[[ord("*"), ord("@"), ord("#")]] = [36, 37, 38]
 
 
-def cusip_problems(cusips: list[str]) -> list[tuple[str | None, bool]]:
-    """cusip_problem of each normalised CUSIP, the check digits of the well-formed ones computed
-    together with numpy (per CUSIP in Python, a million rows' 200k CUSIPs took a second)."""
-    verdicts: list[tuple[str | None, bool]] = []
-    formed: list[int] = []
-    for at, cusip in enumerate(cusips):
-        if cusip and CUSIP_FORMAT.fullmatch(cusip):
-            formed.append(at)
-            verdicts.append((None, False))
-        else:
-            verdicts.append(cusip_problem(cusip))
-    if not formed:
-        return verdicts
-    codes = np.frombuffer("".join(cusips[at] for at in formed).encode("ascii"),
-                          dtype=np.uint8).reshape(-1, 9)
+def cusip_problems(cusips: Sequence[str | None] | pa.Array
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """cusip_problem of each normalised CUSIP, at once: (what is wrong, or None, for each; whether
+    it is malformed). Arrow finds the well-formed ones and numpy computes their check digits from
+    the text's bytes; only the malformed few are described one by one (a million rows' 180k
+    CUSIPs: ~0.4 s one by one). A missing CUSIP is as an empty one."""
+    array = (cusips.cast(pa.string()) if isinstance(cusips, pa.Array)
+             else pa.array(cusips, type=pa.string()))
+    _, offsets, data = array.buffers()  # a string array always has both (perhaps empty)
+    assert offsets is not None
+    assert data is not None
+    texts = np.full(len(array), None, dtype=object)
+    malformed = np.zeros(len(array), dtype=bool)
+    starts = np.frombuffer(memoryview(offsets), dtype=np.int32)[
+        array.offset:array.offset + len(array) + 1]  # a null is as long as an empty text: 0
+    formed = pc.match_substring_regex(array, CUSIP_FORMAT_ANCHORED).fill_null(False).to_numpy(
+        zero_copy_only=False)
+    for at in np.flatnonzero(~formed & (np.diff(starts) > 0)).tolist():
+        texts[at], malformed[at] = cusip_problem(array[at].as_py())
+    well = np.flatnonzero(formed)
+    if not len(well):
+        return texts, malformed
+    text = np.frombuffer(memoryview(data), dtype=np.uint8)
+    codes = text[starts[well][:, None] + np.arange(9)]  # 9 ASCII characters each
     values = _CHAR_VALUE[codes[:, :8]]
     values[:, 1::2] *= 2  # positions 2, 4, 6 and 8 (1-based)
     expected = (10 - (values // 10 + values % 10).sum(axis=1) % 10) % 10
     wrong = codes[:, 8].astype(np.int64) - 48 != expected
-    for at, digit in zip(np.asarray(formed)[wrong].tolist(), expected[wrong].tolist(),
-                         strict=True):
-        verdicts[at] = (f"fails the CUSIP check digit (expected {digit})", False)
-    return verdicts
+    texts[well[wrong]] = [f"fails the CUSIP check digit (expected {digit})"
+                          for digit in expected[wrong].tolist()]
+    return texts, malformed
 
 
 def lost_zeros(digits: str, padded: str, verb: str = "read") -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from core.clock import utc_today
 from core.config import Settings
@@ -128,17 +129,17 @@ def _check_cusips(cusips: pd.Series, check_blocking: bool) -> list[Finding]:
     spelling, spellings = cusips.astype("string").array.factorize()
     codes, uniques = pd.factorize(pd.Series(spellings, dtype="string").str.strip().str.upper())
     codes = np.append(codes, -1)[spelling]  # a missing CUSIP (code -1) stays -1
-    verdicts = cusip_problems(pd.Series(uniques, dtype="string").tolist())
-    texts_of = np.array([text for text, _ in verdicts] + [None], dtype=object)
-    malformed = np.array([bad for _, bad in verdicts] + [False], dtype=bool)
-    wrong = np.array([text is not None for text, _ in verdicts] + [False], dtype=bool)
+    texts, malformed = cusip_problems(pa.array(pd.Series(uniques, dtype="string")))
+    texts_of = np.append(texts, np.array([None], dtype=object))  # code -1: a missing CUSIP
+    malformed = np.append(malformed, False)
+    wrong = pd.notna(texts_of)
     findings = []
     for invalid, code, blocking in ((True, "invalid_cusip", True),
                                     (False, "cusip_check_digit", check_blocking)):
         bad = (wrong & (malformed == invalid))[codes]
-        texts = [f"{describe_value(v)} {texts_of[c]}"
-                 for v, c in zip(cusips[bad], codes[bad], strict=True)]
-        findings.append(Finding(bad, CUSIP, code, texts, blocking))
+        said = [f"{describe_value(v)} {texts_of[c]}"
+                for v, c in zip(cusips[bad], codes[bad], strict=True)]
+        findings.append(Finding(bad, CUSIP, code, said, blocking))
     return findings
 
 

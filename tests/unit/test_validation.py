@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from core.config import load_settings
@@ -268,7 +269,12 @@ def test_merge_adds_the_counts_and_problems():
 def test_cusip_problems_agree_with_the_one_by_one_check():
     cusips = ["037833100", "97988RBL5", "000840AG3", "037833101", "97988RBL4", "", "12345",
               "ABCDEFGH*", "ÄBCDEFGHI", "A@#*12345", "0378331OO", "03783310X"]
-    assert cusip_problems(cusips) == [cusip_problem(c) for c in cusips]
-    assert [p for p, _ in cusip_problems(cusips[:5])] == [
+    texts, malformed = cusip_problems(cusips)
+    assert list(zip(texts.tolist(), malformed.tolist(), strict=True)) == [
+        cusip_problem(c) for c in cusips]
+    sliced = cusip_problems(pa.array([None, *cusips]).slice(4))  # Arrow, at an offset
+    assert [t.tolist() for t in sliced] == [t[3:].tolist() for t in (texts, malformed)]
+    assert [t.tolist() for t in cusip_problems([None])] == [[None], [False]]  # missing: empty
+    assert cusip_problems(cusips[:5])[0].tolist() == [
         None, None, None, "fails the CUSIP check digit (expected 0)",
         "fails the CUSIP check digit (expected 5)"]
