@@ -1,6 +1,14 @@
 """The condition builder of the Rules page (rules and saved filters): nested AND/OR groups of
 conditions kept as a Group dict in st.session_state["<key>_state"], one keyed widget per field
-("<key>.<path>.column", "<key>.<path>.operator", "<key>.<path>.value", ...)."""
+("<key>.<generation>.<path>.column", "<key>.<generation>.<path>.operator", ...).
+
+The Group dict is the one place for the values: each widget is drawn with its value there as its
+default, and no widget value is set through the Session State API. A value set that way reaches
+the browser only with the run that set it; when a later run supersedes that run first (a second
+rerun while the page still draws, as under load) the browser mounts the widget at its own default
+(the first column, an empty pick) and sends that back with the next edit. A loaded rule and a
+structural change (a condition or group added or removed: the paths shift) bump the generation in
+the widget keys instead, so the browser mounts fresh widgets at the new defaults."""
 
 from __future__ import annotations
 
@@ -42,6 +50,11 @@ def _choices_key(key: str) -> str:
     return f"{key}_choices_state"
 
 
+def generation_key(key: str) -> str:
+    """Where the builder's widget generation is kept (a part of each widget's key)."""
+    return f"{key}_generation_state"
+
+
 def _picks(key: str, column: str, operator: str) -> list[str] | None:
     """The known values offered for this column and operator (None: the value is typed)."""
     known = st.session_state.get(_choices_key(key)) or {}
@@ -55,7 +68,8 @@ def _as_list(value: Any) -> list[str]:
 
 
 def _k(key: str, path: Path, name: str) -> str:
-    return ".".join([key, *map(str, path), name])
+    generation = st.session_state.get(generation_key(key), 0)
+    return ".".join([key, str(generation), *map(str, path), name])
 
 
 def _operators(columns: Mapping[str, str], column: str) -> list[str]:
@@ -72,19 +86,18 @@ def blank_group(columns: Mapping[str, str], join: str = "and") -> State:
     return {"join": join, "items": [blank_condition(columns)]}
 
 
-def _forget_widgets(key: str) -> None:
-    """Drop the builder's widget values so they are seeded again from the state dict (paths
-    shift when an item is added or removed, and a loaded rule brings its own values)."""
-    for name in [k for k in st.session_state if str(k).startswith(f"{key}.")]:
-        del st.session_state[name]
+def _new_widgets(key: str) -> None:
+    """Draw the builder's widgets afresh, at the state dict's values (paths shift when an item is
+    added or removed, and a loaded rule brings its own values): a new generation of keys."""
+    st.session_state[generation_key(key)] = st.session_state.get(generation_key(key), 0) + 1
 
 
 def load_builder(key: str, group: Group | None, columns: Mapping[str, str]) -> None:
     """Put a rule's (or a filter's) conditions in the builder; None or empty: one blank condition.
     Call it before the builder is drawn in this run (a callback, or ahead of render_builder)."""
-    items = group is not None and bool(group.items)
-    st.session_state[state_key(key)] = group.to_dict() if items else blank_group(columns)
-    _forget_widgets(key)
+    st.session_state[state_key(key)] = (group.to_dict() if group is not None and group.items
+                                        else blank_group(columns))
+    _new_widgets(key)
 
 
 def group_from_builder(key: str) -> Group:
@@ -167,11 +180,12 @@ def _node(root: State, path: Path) -> State:
 
 
 def _change(key: str, columns: Mapping[str, str], edit: Callable[[State], None]) -> None:
-    """A button's callback: take the widgets' latest values, change the structure, re-seed."""
+    """A button's callback: take the widgets' latest values, change the structure, draw the
+    widgets afresh."""
     root = st.session_state[state_key(key)]
     _sync(key, root, (), columns)
     edit(root)
-    _forget_widgets(key)
+    _new_widgets(key)
 
 
 def _add_condition(path: Path, columns: Mapping[str, str]) -> Callable[[State], None]:
@@ -191,52 +205,45 @@ def _remove(path: Path) -> Callable[[State], None]:
 
 
 # -- drawing ---------------------------------------------------------------------------------------
-def _seed(name: str, value: Any) -> None:
-    if name not in st.session_state:
-        st.session_state[name] = value
-
-
 def _condition(key: str, cond: State, path: Path, columns: Mapping[str, str]) -> None:
-    ck, ok = _k(key, path, "column"), _k(key, path, "operator")
-    vk, v2k = _k(key, path, "value"), _k(key, path, "value2")
     known = list(columns)
     options = known if cond["column"] in columns else [*known, cond["column"]]
-    _seed(ck, cond["column"])
     cells = st.columns([3, 3, 4, 1], vertical_alignment="bottom")
-    column = cells[0].selectbox("Column", options, key=ck)
+    column = cells[0].selectbox("Column", options, index=options.index(cond["column"]),
+                                key=_k(key, path, "column"))
     column_type = columns.get(column, TEXT)
     offered = _operators(columns, column)
-    if column != cond["column"]:
-        if st.session_state.get(ok) not in offered:
-            st.session_state[ok] = offered[0]
-    else:
-        _seed(ok, cond["operator"])
-    chosen = st.session_state[ok]
-    ops = offered if chosen in offered else [*offered, chosen]
-    operator = cells[1].selectbox("Operator", ops, key=ok,
+    held = cond["operator"]  # a new column keeps the operator only when its type offers it
+    if column != cond["column"] and held not in offered:
+        held = offered[0]
+    ops = offered if held in offered else [*offered, held]
+    operator = cells[1].selectbox("Operator", ops, index=ops.index(held),
+                                  key=_k(key, path, "operator"),
                                   format_func=lambda op: operator_label(op, column_type))
     shape = _shape(operator)
     hint = {"date": "YYYY-MM-DD", "boolean": "true or false"}.get(column_kind(column_type), "")
     picks = _picks(key, column, operator)
     if picks is not None:  # known values (dealers, sectors) to pick, or a new one typed
         pk = _k(key, path, "picked")
-        _seed(pk, _as_list(cond["value"]))
-        held = [v for v in st.session_state[pk] if v not in picks]
-        cells[2].multiselect("Values" if shape == "list" else "Value", [*picks, *held], key=pk,
-                             accept_new_options=True, placeholder="Choose or type",
+        default = _as_list(cond["value"])[:None if shape == "list" else 1]
+        picked = [*st.session_state.get(pk, default), *default]
+        cells[2].multiselect("Values" if shape == "list" else "Value",
+                             [*picks, *dict.fromkeys(v for v in picked if v not in picks)],
+                             default=default, key=pk, accept_new_options=True,
+                             placeholder="Choose or type",
                              max_selections=None if shape == "list" else 1)
     elif shape == "one":
-        _seed(vk, _text(cond["value"]))
-        cells[2].text_input("Value", key=vk, placeholder=hint)
+        cells[2].text_input("Value", value=_text(cond["value"]), key=_k(key, path, "value"),
+                            placeholder=hint)
     elif shape == "list":
-        _seed(vk, _text(cond["value"]))
-        cells[2].text_input("Values (comma-separated)", key=vk, placeholder=hint)
+        cells[2].text_input("Values (comma-separated)", value=_text(cond["value"]),
+                            key=_k(key, path, "value"), placeholder=hint)
     elif shape == "two":
-        _seed(vk, _text(cond["value"]))
-        _seed(v2k, _text(cond["value2"]))
         low, high = cells[2].columns(2)
-        low.text_input("From", key=vk, placeholder=hint)
-        high.text_input("To", key=v2k, placeholder=hint)
+        low.text_input("From", value=_text(cond["value"]), key=_k(key, path, "value"),
+                       placeholder=hint)
+        high.text_input("To", value=_text(cond["value2"]), key=_k(key, path, "value2"),
+                        placeholder=hint)
     cells[3].button("✕", key=_k(key, path, "remove"), help="Remove this condition",
                     on_click=_change, args=(key, columns, _remove(path)))
     cond.update(_read(key, path, cond, columns))
@@ -244,10 +251,9 @@ def _condition(key: str, cond: State, path: Path, columns: Mapping[str, str]) ->
 
 def _group(key: str, group: State, path: Path, columns: Mapping[str, str]) -> None:
     depth = len(path) + 1
-    _seed(_k(key, path, "join"), group["join"])
-    st.radio("Match", JOINS, key=_k(key, path, "join"), horizontal=True,
-             format_func=JOIN_WORDS.__getitem__)
-    group["join"] = st.session_state[_k(key, path, "join")]
+    group["join"] = st.radio("Match", JOINS, index=JOINS.index(group["join"]),
+                             key=_k(key, path, "join"), horizontal=True,
+                             format_func=JOIN_WORDS.__getitem__)
     if not group["items"]:
         st.caption("No conditions yet.")
     for i, item in enumerate(group["items"]):
@@ -276,5 +282,6 @@ def render_builder(key: str, columns: Mapping[str, str],
     st.session_state[_choices_key(key)] = {c: list(v) for c, v in (choices or {}).items()}
     if state_key(key) not in st.session_state:
         st.session_state[state_key(key)] = blank_group(columns)
+    st.session_state.setdefault(generation_key(key), 0)
     _group(key, st.session_state[state_key(key)], (), columns)
     return group_from_builder(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
@@ -91,3 +92,26 @@ def upload(at: AppTest, key: str, *files: tuple[str, bytes]) -> AppTest:
     at = uploader.set_value(chosen).run()
     assert not at.exception
     return at
+
+
+def mounts_at(widget) -> Any:
+    """What a browser shows for the widget when this run's element is the first of it it gets (the
+    run that set its value was superseded before the browser got it): the value the run sends
+    along, else the widget's default. Choices read as their labels, a date input as its days."""
+    proto = widget.proto
+    fields = {f.name for f in proto.DESCRIPTOR.fields}
+    if "raw_values" in fields:  # multiselect
+        return list(proto.raw_values) if proto.set_value else [proto.options[i]
+                                                               for i in proto.default]
+    if "raw_value" in fields:  # selectbox, radio
+        if proto.set_value:
+            return proto.raw_value
+        return proto.options[proto.default] if proto.HasField("default") else None
+    if proto.set_value:
+        value = proto.value
+    elif proto.DESCRIPTOR.fields_by_name["default"].has_presence \
+            and not proto.HasField("default"):
+        return None
+    else:
+        value = proto.default
+    return value if isinstance(value, str | bool | int | float) else list(value)

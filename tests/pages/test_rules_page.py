@@ -19,9 +19,9 @@ from core.rules.exclusion import Rule, describe, load_rules, save_rule
 from core.rules.presets import list_presets
 from core.runs import pipeline
 from core.runs.exports import write_xlsx
-from core.schema import BIAS, CONFIDENCE, CUSIP, RANK, SOURCE
+from core.schema import BIAS, CONFIDENCE, CUSIP, MESSAGE_ID, PX, RANK, SOURCE
 from pages._ui.markdown import escape_markdown
-from tests.pages.conftest import upload
+from tests.pages.conftest import mounts_at, upload
 
 PAGE = "pages/rules.py"
 SETTINGS = load_settings({}, {})
@@ -94,6 +94,12 @@ def _field(at, name: str):
     return {"priority": at.number_input, "active": at.checkbox}.get(name, at.text_input)(key=key)
 
 
+def _builder_key(at, name: str, builder: str = "rules.builder") -> str:
+    """The key of a condition builder's widget ("0.column", "1.1.value", "join"): drawn afresh,
+    under a new key generation, each time a rule is loaded or a condition is added or removed."""
+    return f"{builder}.{at.session_state[f'{builder}_generation_state']}.{name}"
+
+
 def _table(at, column: str) -> pd.DataFrame:
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
@@ -102,17 +108,17 @@ def _build_done_when(at, confidence: str = "5"):
     """Through the widgets: name, top-level OR, a condition, an AND sub-group of two."""
     _field(at, "name").input("No DZ")
     _field(at, "description").input("DZ BANK colors and weak valuations")
-    at.radio(key="rules.builder.join").set_value("or")
-    _ok(at.selectbox(key="rules.builder.0.column").set_value(SOURCE))
-    _ok(at.selectbox(key="rules.builder.0.operator").set_value("equal_to"))
-    at.multiselect(key="rules.builder.0.picked").set_value(["DZ BANK"])  # a dealer, typed
-    _ok(at.button(key="rules.builder.add_group").click())
-    _ok(at.selectbox(key="rules.builder.1.0.column").set_value(BIAS))
-    at.text_input(key="rules.builder.1.0.value").input("VALUATION")
-    _ok(at.button(key="rules.builder.1.add_condition").click())
-    _ok(at.selectbox(key="rules.builder.1.1.column").set_value(CONFIDENCE))
-    at.selectbox(key="rules.builder.1.1.operator").set_value("less_than")
-    at.text_input(key="rules.builder.1.1.value").input(confidence)
+    at.radio(key=_builder_key(at, "join")).set_value("or")
+    _ok(at.selectbox(key=_builder_key(at, "0.column")).set_value(SOURCE))
+    _ok(at.selectbox(key=_builder_key(at, "0.operator")).set_value("equal_to"))
+    at.multiselect(key=_builder_key(at, "0.picked")).set_value(["DZ BANK"])  # a dealer, typed
+    _ok(at.button(key=_builder_key(at, "add_group")).click())
+    _ok(at.selectbox(key=_builder_key(at, "1.0.column")).set_value(BIAS))
+    at.text_input(key=_builder_key(at, "1.0.value")).input("VALUATION")
+    _ok(at.button(key=_builder_key(at, "1.add_condition")).click())
+    _ok(at.selectbox(key=_builder_key(at, "1.1.column")).set_value(CONFIDENCE))
+    at.selectbox(key=_builder_key(at, "1.1.operator")).set_value("less_than")
+    at.text_input(key=_builder_key(at, "1.1.value")).input(confidence)
     return _ok(at)
 
 
@@ -191,7 +197,7 @@ def test_the_rule_is_tested_against_and_applied_by_the_latest_run(
     (rule,) = load_rules(app_store)
     _ok(at.selectbox(key="rules.selected").set_value(rule.id))  # in the form, nesting and all
     assert at.session_state["rules.builder_state"] == DONE_WHEN.to_dict()
-    assert at.text_input(key="rules.builder.1.1.value").value == "5"
+    assert at.text_input(key=_builder_key(at, "1.1.value")).value == "5"
     at = _test_against(at, "Latest run")
     assert [i.value for i in at.info] == [
         "Would exclude 5 of 40 rows of run 2 (35 published + 5 excluded rows)."]
@@ -205,8 +211,8 @@ def test_an_invalid_value_shows_the_rule_error_naming_the_condition(app_as, app_
         "Not saved: rule 'No DZ': condition 3 (CONFIDENCE less than 'abc'): 'abc' is not a number"]
     assert load_rules(app_store) == []
     # The form keeps what was typed, so the admin can fix it.
-    assert at.text_input(key="rules.builder.1.1.value").value == "abc"
-    at.text_input(key="rules.builder.1.1.value").input("5")
+    assert at.text_input(key=_builder_key(at, "1.1.value")).value == "abc"
+    at.text_input(key=_builder_key(at, "1.1.value")).input("5")
     _ok(at.button(key="rules.save").click())
     assert [r.conditions.to_dict() for r in load_rules(app_store)] == [DONE_WHEN.to_dict()]
 
@@ -216,7 +222,7 @@ def test_the_form_is_kept_while_the_admin_visits_another_page(app_as, app_store)
     _ok(at.switch_page("pages/dashboard.py"))
     _ok(at.switch_page(PAGE))
     assert _field(at, "name").value == "No DZ"
-    assert at.text_input(key="rules.builder.1.1.value").value == "5"
+    assert at.text_input(key=_builder_key(at, "1.1.value")).value == "5"
     _ok(at.button(key="rules.save").click())
     assert [(r.name, r.description, r.conditions) for r in load_rules(app_store)] == [
         ("No DZ", "DZ BANK colors and weak valuations", DONE_WHEN)]
@@ -225,30 +231,30 @@ def test_the_form_is_kept_while_the_admin_visits_another_page(app_as, app_store)
 def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, app_store):
     at = _page(app_as)
     _field(at, "name").input("Cheap")
-    _ok(at.selectbox(key="rules.builder.0.column").set_value("PX"))
-    assert at.selectbox(key="rules.builder.0.operator").options == [
+    _ok(at.selectbox(key=_builder_key(at, "0.column")).set_value("PX"))
+    assert at.selectbox(key=_builder_key(at, "0.operator")).options == [
         "equals", "does not equal", "less than", "greater than", "less than or equal to",
         "greater than or equal to", "between", "in list", "not in list", "is empty",
         "is not empty"]
-    _ok(at.selectbox(key="rules.builder.0.operator").set_value("between"))
-    at.text_input(key="rules.builder.0.value").input("90")
-    at.text_input(key="rules.builder.0.value2").input("80.5")
-    _ok(at.button(key="rules.builder.add_condition").click())
-    _ok(at.selectbox(key="rules.builder.1.column").set_value("DATE"))
-    assert at.selectbox(key="rules.builder.1.operator").options == [
+    _ok(at.selectbox(key=_builder_key(at, "0.operator")).set_value("between"))
+    at.text_input(key=_builder_key(at, "0.value")).input("90")
+    at.text_input(key=_builder_key(at, "0.value2")).input("80.5")
+    _ok(at.button(key=_builder_key(at, "add_condition")).click())
+    _ok(at.selectbox(key=_builder_key(at, "1.column")).set_value("DATE"))
+    assert at.selectbox(key=_builder_key(at, "1.operator")).options == [
         "on", "not on", "before", "after", "between", "is empty", "is not empty"]
-    at.selectbox(key="rules.builder.1.operator").set_value("before")
-    at.text_input(key="rules.builder.1.value").input("2026-01-02")
-    _ok(at.button(key="rules.builder.add_condition").click())
-    _ok(at.selectbox(key="rules.builder.2.column").set_value(SOURCE))
-    _ok(at.selectbox(key="rules.builder.2.operator").set_value("in_list"))
-    at.multiselect(key="rules.builder.2.picked").set_value(["MS", "GS"])
-    _ok(at.button(key="rules.builder.add_condition").click())
-    _ok(at.selectbox(key="rules.builder.3.column").set_value("COV_PRICE"))
-    _ok(at.selectbox(key="rules.builder.3.operator").set_value("is_empty"))
-    assert "rules.builder.3.value" not in [t.key for t in at.text_input]
-    _ok(at.button(key="rules.builder.0.remove").click())  # the later ones move up
-    assert at.text_input(key="rules.builder.0.value").value == "2026-01-02"
+    at.selectbox(key=_builder_key(at, "1.operator")).set_value("before")
+    at.text_input(key=_builder_key(at, "1.value")).input("2026-01-02")
+    _ok(at.button(key=_builder_key(at, "add_condition")).click())
+    _ok(at.selectbox(key=_builder_key(at, "2.column")).set_value(SOURCE))
+    _ok(at.selectbox(key=_builder_key(at, "2.operator")).set_value("in_list"))
+    at.multiselect(key=_builder_key(at, "2.picked")).set_value(["MS", "GS"])
+    _ok(at.button(key=_builder_key(at, "add_condition")).click())
+    _ok(at.selectbox(key=_builder_key(at, "3.column")).set_value("COV_PRICE"))
+    _ok(at.selectbox(key=_builder_key(at, "3.operator")).set_value("is_empty"))
+    assert _builder_key(at, "3.value") not in [t.key for t in at.text_input]
+    _ok(at.button(key=_builder_key(at, "0.remove")).click())  # the later ones move up
+    assert at.text_input(key=_builder_key(at, "0.value")).value == "2026-01-02"
     _ok(at.button(key="rules.save").click())
     (rule,) = load_rules(app_store)
     assert rule.conditions.to_dict() == {"join": "and", "items": [
@@ -258,11 +264,11 @@ def test_operators_follow_the_column_type_and_between_takes_two_values(app_as, a
 
     _ok(at.selectbox(key="rules.selected").set_value(rule.id))  # no Edit step
     assert _field(at, "name").value == "Cheap"
-    _ok(at.button(key="rules.builder.add_condition").click())
-    _ok(at.selectbox(key="rules.builder.3.column").set_value("PX"))
-    _ok(at.selectbox(key="rules.builder.3.operator").set_value("between"))
-    at.text_input(key="rules.builder.3.value").input("90")
-    at.text_input(key="rules.builder.3.value2").input("80.5")
+    _ok(at.button(key=_builder_key(at, "add_condition")).click())
+    _ok(at.selectbox(key=_builder_key(at, "3.column")).set_value("PX"))
+    _ok(at.selectbox(key=_builder_key(at, "3.operator")).set_value("between"))
+    at.text_input(key=_builder_key(at, "3.value")).input("90")
+    at.text_input(key=_builder_key(at, "3.value2")).input("80.5")
     _ok(at.button(key="rules.save").click())
     (rule,) = load_rules(app_store)
     assert rule.conditions.items[-1] == Condition("PX", "between", 90, 80.5)
@@ -347,8 +353,8 @@ def test_a_saved_filter_is_built_listed_and_deleted(app_as, app_store):
     at = _page(app_as)
     at.text_input(key="rules.preset_name").input("MM only")
     at.checkbox(key="rules.preset_shared").check()
-    _ok(at.selectbox(key="rules.preset_builder.0.column").set_value("SECTOR"))
-    at.multiselect(key="rules.preset_builder.0.picked").set_value(["MM-CLO"])
+    _ok(at.selectbox(key=_builder_key(at, "0.column", "rules.preset_builder")).set_value("SECTOR"))
+    at.multiselect(key=_builder_key(at, "0.picked", "rules.preset_builder")).set_value(["MM-CLO"])
     _ok(at.button(key="rules.preset_save").click())
     (preset,) = list_presets(app_store, SYSTEM)
     assert (preset.name, preset.owner, preset.shared, preset.conditions) == (
@@ -384,16 +390,10 @@ def test_choosing_a_rule_shows_its_conditions_and_puts_it_in_the_form(app_as, ap
         m.value for m in at.markdown]
     assert _field(at, "name").value == "No DZ"
     assert at.session_state["rules.builder_state"] == DONE_WHEN.to_dict()
-    assert at.multiselect(key="rules.builder.0.picked").value == ["DZ BANK"]
+    assert at.multiselect(key=_builder_key(at, "0.picked")).value == ["DZ BANK"]
     _ok(at.button(key="rules.new").click())
     assert (at.selectbox(key="rules.selected").value, _field(at, "name").value) \
         == (None, "")
-
-
-def _mounts_at(widget):
-    """What a browser shows for the widget when this run's element is the first of it it gets: the
-    value the run sends along, else the widget's default."""
-    return widget.proto.value if widget.proto.set_value else widget.proto.default
 
 
 def test_a_browser_that_missed_the_run_that_filled_the_form_mounts_it_at_the_forms_values(
@@ -405,34 +405,81 @@ def test_a_browser_that_missed_the_run_that_filled_the_form_mounts_it_at_the_for
     rule = save_rule(app_store, SYSTEM, Rule("No DZ", DONE_WHEN, description="d", priority=7,
                                              active=False))
     at = _ok(_page(app_as))  # the run after the one that filled the new-rule form
-    assert [_mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
+    assert [mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
         == ["", "", 100, True]
     at.selectbox(key="rules.selected").set_value(rule.id)
     at = _ok(_ok(at))  # the rule is put in the form; the run after that one
-    assert [_mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
+    assert [mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
         == ["No DZ", "d", 7, False]
     _ok(at.switch_page("pages/dashboard.py"))  # another page, and back: the form as it was left
     at = _ok(_ok(at.switch_page(PAGE)))
-    assert [_mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
+    assert [mounts_at(_field(at, f)) for f in ("name", "description", "priority", "active")] \
         == ["No DZ", "d", 7, False]
+
+
+def _builder_mounts(at) -> dict[str, object]:
+    """What a browser mounting the rule builder from this run shows, by widget (key after the
+    generation: "join", "0.column", "2.1.value")."""
+    prefix = _builder_key(at, "")
+    return {w.key.removeprefix(prefix): mounts_at(w)
+            for kind in (at.radio, at.selectbox, at.multiselect, at.text_input)
+            for w in kind if w.key and w.key.startswith(prefix)}
+
+
+def test_a_browser_that_missed_the_run_that_loaded_a_rule_mounts_the_builder_at_its_values(
+        app_as, app_store):
+    """The builder's widgets, like the form's fields, must come with the loaded rule's values in
+    every run: they came with them only in the run that loaded the rule, and a browser that
+    missed that run mounted the first column, its first operator, no picked dealers, empty
+    values and AND, and sent those back with the next edit."""
+    conditions = Group("or", [
+        Condition(SOURCE, "in_list", ["DZ BANK", "MS"]),
+        Condition(CONFIDENCE, "less_than", 5),
+        Group("and", [Condition(PX, "between", 90, 95.5), Condition(BIAS, "equal_to", "BID")]),
+    ])
+    rule = save_rule(app_store, SYSTEM, Rule("Mixed", conditions))
+    at = _page(app_as)
+    at.selectbox(key="rules.selected").set_value(rule.id)
+    at = _ok(_ok(at))  # the rule is put in the builder; the run after that one
+    loaded = {
+        "join": "ANY of these (OR)",
+        "0.column": SOURCE, "0.operator": "in list", "0.picked": ["DZ BANK", "MS"],
+        "1.column": CONFIDENCE, "1.operator": "less than", "1.value": "5",
+        "2.join": "ALL of these (AND)",
+        "2.0.column": PX, "2.0.operator": "between", "2.0.value": "90", "2.0.value2": "95.5",
+        "2.1.column": BIAS, "2.1.operator": "equals", "2.1.value": "BID"}
+    assert _builder_mounts(at) == loaded
+    _ok(at.button(key=_builder_key(at, "2.add_condition")).click())  # the paths are drawn anew
+    at = _ok(at)
+    assert _builder_mounts(at) == {**loaded, "2.2.column": MESSAGE_ID, "2.2.operator": "equals",
+                                   "2.2.value": ""}
+    _ok(at.switch_page("pages/dashboard.py"))  # another page, and back: the builder as it was
+    at = _ok(_ok(at.switch_page(PAGE)))
+    assert _builder_mounts(at) == {**loaded, "2.2.column": MESSAGE_ID, "2.2.operator": "equals",
+                                   "2.2.value": ""}
+    at.text_input(key=_builder_key(at, "2.2.value")).input("90000000000000001")
+    _ok(at.button(key="rules.save").click())
+    assert [r.conditions for r in load_rules(app_store)] == [Group("or", [
+        *conditions.items[:2], Group("and", [*conditions.items[2].items, Condition(
+            MESSAGE_ID, "equal_to", "90000000000000001")])])]
 
 
 def test_conditions_on_sector_and_source_offer_the_published_values(app_as, app_store, colors,
                                                                       colors_file):
     pipeline.process_files(app_store, SYSTEM, [colors_file], settings=SETTINGS)
     at = _page(app_as)
-    _ok(at.selectbox(key="rules.builder.0.column").set_value(SOURCE))
-    _ok(at.selectbox(key="rules.builder.0.operator").set_value("in_list"))
-    assert at.multiselect(key="rules.builder.0.picked").options == sorted(
+    _ok(at.selectbox(key=_builder_key(at, "0.column")).set_value(SOURCE))
+    _ok(at.selectbox(key=_builder_key(at, "0.operator")).set_value("in_list"))
+    assert at.multiselect(key=_builder_key(at, "0.picked")).options == sorted(
         colors[SOURCE].unique())
-    _ok(at.selectbox(key="rules.builder.0.operator").set_value("contains"))
-    assert "rules.builder.0.picked" not in [m.key for m in at.multiselect]  # typed
-    assert "rules.builder.0.value" in [t.key for t in at.text_input]
-    _ok(at.selectbox(key="rules.builder.0.operator").set_value("in_list"))
-    _ok(at.selectbox(key="rules.builder.0.column").set_value("SECTOR"))
-    assert at.multiselect(key="rules.builder.0.picked").options == sorted(
+    _ok(at.selectbox(key=_builder_key(at, "0.operator")).set_value("contains"))
+    assert _builder_key(at, "0.picked") not in [m.key for m in at.multiselect]  # typed
+    assert _builder_key(at, "0.value") in [t.key for t in at.text_input]
+    _ok(at.selectbox(key=_builder_key(at, "0.operator")).set_value("in_list"))
+    _ok(at.selectbox(key=_builder_key(at, "0.column")).set_value("SECTOR"))
+    assert at.multiselect(key=_builder_key(at, "0.picked")).options == sorted(
         colors["SECTOR"].unique())
-    at.multiselect(key="rules.builder.0.picked").set_value(["MM-CLO", "NEW SECTOR"])
+    at.multiselect(key=_builder_key(at, "0.picked")).set_value(["MM-CLO", "NEW SECTOR"])
     _field(at, "name").input("Sectors")
     _ok(at.button(key="rules.save").click())
     (rule,) = load_rules(app_store)

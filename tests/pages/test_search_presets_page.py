@@ -29,8 +29,6 @@ from tests.pages.test_search_page import (
     use_store,
 )
 
-BUILDER = "search.preset_builder.0"
-
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
@@ -55,12 +53,19 @@ def actor(store, username: str):
     return get_user(store, username).actor()
 
 
+def builder_key(at: AppTest, name: str) -> str:
+    """The key of the preset builder's widget ("0.column", "join"): drawn afresh, under a new key
+    generation, each time a preset is loaded or a condition is added or removed."""
+    builder = "search.preset_builder"
+    return f"{builder}.{at.session_state[f'{builder}_generation_state']}.{name}"
+
+
 def create_preset(at: AppTest, name: str, column: str, operator: str, value: str) -> AppTest:
     """Fill the preset form (name, one condition) and save it."""
     at.text_input(key="search.preset_name").input(name)
-    at = ok(at.selectbox(key=f"{BUILDER}.column").set_value(column).run())
-    at = ok(at.selectbox(key=f"{BUILDER}.operator").set_value(operator).run())
-    at.text_input(key=f"{BUILDER}.value").input(value)
+    at = ok(at.selectbox(key=builder_key(at, "0.column")).set_value(column).run())
+    at = ok(at.selectbox(key=builder_key(at, "0.operator")).set_value(operator).run())
+    at.text_input(key=builder_key(at, "0.value")).input(value)
     return ok(at.button(key="search.preset_save").click().run())
 
 
@@ -93,11 +98,11 @@ def test_each_role_creates_applies_edits_and_deletes_its_own_preset(shared, rows
     # Edit: the form holds the preset; a new condition is saved over it.
     at = ok(at.button(key="search.preset_edit").click().run())
     assert at.text_input(key="search.preset_name").value == "Bids"
-    assert at.text_input(key=f"{BUILDER}.value").value == "BID"
+    assert at.text_input(key=builder_key(at, "0.value")).value == "BID"
     at.text_input(key="search.preset_name").input("MM bids")
-    at = ok(at.button(key="search.preset_builder.add_condition").click().run())
-    at = ok(at.selectbox(key="search.preset_builder.1.column").set_value(SECTOR).run())
-    at.multiselect(key="search.preset_builder.1.picked").set_value([MM])
+    at = ok(at.button(key=builder_key(at, "add_condition")).click().run())
+    at = ok(at.selectbox(key=builder_key(at, "1.column")).set_value(SECTOR).run())
+    at.multiselect(key=builder_key(at, "1.picked")).set_value([MM])
     at = ok(at.button(key="search.preset_save").click().run())
     (edited,) = list_presets(shared, actor(shared, user))
     assert (edited.id, edited.name) == (mine.id, "MM bids")
@@ -153,7 +158,7 @@ def test_a_shared_preset_is_listed_and_applied_for_a_viewer_but_not_editable(sha
 
 def test_a_preset_without_a_name_is_refused_with_the_reason(shared):
     at = open_page(shared, PAGE, "val_p", "viewer")
-    at = ok(at.selectbox(key=f"{BUILDER}.column").set_value(BIAS).run())
+    at = ok(at.selectbox(key=builder_key(at, "0.column")).set_value(BIAS).run())
     at = at.button(key="search.preset_save").click().run()
     assert [e.value for e in at.error] == [
         "Not saved: name: a preset needs a name of 1–100 characters"]
