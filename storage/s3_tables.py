@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from storage.base import check_partition, check_table, to_arrow
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
-from storage.local import QUERY_ROW_GROUP_SIZE, ROW_GROUP_SIZE
+from storage.local import QUERY_ROW_GROUP_SIZE, write_parquet
 from storage.s3_cache import PartCache
 from storage.s3_client import S3Location, list_objects, vendor_errors
 
@@ -191,7 +191,7 @@ class S3Tables:
 
     def _put_part(self, key: str, rows: pa.Table) -> None:
         sink = io.BytesIO()
-        pq.write_table(rows, sink, compression="zstd", row_group_size=ROW_GROUP_SIZE)
+        write_parquet(rows, sink)
         data = sink.getvalue()
         with vendor_errors(self._location):
             self._client.upload_fileobj(io.BytesIO(data), self._location.bucket,
