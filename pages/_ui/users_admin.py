@@ -25,12 +25,14 @@ from core.identity.users import (
 )
 from core.schema import SECTORS_EXAMPLE
 from pages._ui.change_history import render_change_history
+from pages._ui.form_values import FormValues
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import error_boundary
 from storage import Store
 
 FLASH = "settings.flash_state"  # messages to show after the rerun that follows an action
-EDIT_FOR = "settings.edit_for_state"  # whose values the edit form holds
+EDIT = FormValues("settings.edit")  # the edit form's values and whose they are ("user")
+EDIT_FOR = EDIT.state_key  # dropped: the edit form is filled from the store again
 NO_PROFILE = "(all columns)"
 CLEAR_NEW = "settings.clear_new_state"  # empty the create form before it renders
 NEW_BLANK = {"settings.new_username": "", "settings.new_name": "", "settings.new_email": "",
@@ -157,16 +159,12 @@ def _create_form(store: Store, actor: Actor, sectors: list[str], profiles: list[
 
 def _load_edit_values(user: User, sectors: list[str]) -> None:
     """Fill the edit form from the store when another user is chosen (or after an action)."""
-    if st.session_state.get(EDIT_FOR) == user.username:
+    if EDIT.get("user") == user.username:
         return
-    st.session_state.update({
-        "settings.edit_name": user.name, "settings.edit_email": user.email,
-        "settings.edit_role": user.role,
-        "settings.edit_sectors": [s for s in user.sectors or [] if s in sectors],
-        "settings.edit_other_sectors": "",
-        "settings.edit_profile": user.column_profile or NO_PROFILE,
-        "settings.delete_confirm": False, EDIT_FOR: user.username,
-    })
+    EDIT.load({"user": user.username, "name": user.name, "email": user.email, "role": user.role,
+               "sectors": [s for s in user.sectors or [] if s in sectors], "other_sectors": "",
+               "profile": user.column_profile or NO_PROFILE})
+    st.session_state["settings.delete_confirm"] = False  # the checkbox's own default
 
 
 def _done(text: str, *, password: str | None = None) -> None:
@@ -183,21 +181,29 @@ def _edit_user(store: Store, actor: Actor, user: User, sectors: list[str], profi
         profiles = [*profiles, user.column_profile]
     st.caption(f"Status: {status(user, now)} · last login {when(user.last_login_at)} · "
                f"created {when(user.created_at)} by {user.created_by or '?'}")
+    # The form's widgets start from EDIT (their defaults), never from values set on their keys.
+    profile_options = [NO_PROFILE, *profiles]
     with st.form("settings.edit_form"):
-        st.text_input("Full name", key="settings.edit_name")
-        st.text_input("Email", key="settings.edit_email")
-        st.selectbox("Role", ROLES, key="settings.edit_role")
-        _sector_inputs("edit", sectors)
-        _profile_input("edit", profiles)
+        full_name = st.text_input("Full name", value=EDIT["name"], key=EDIT.key("name"))
+        email = st.text_input("Email", value=EDIT["email"], key=EDIT.key("email"))
+        role = st.selectbox("Role", ROLES, index=ROLES.index(EDIT["role"]), key=EDIT.key("role"))
+        picked = st.multiselect("Allowed sectors (none = all)", sectors,
+                                default=[s for s in EDIT["sectors"] if s in sectors],
+                                key=EDIT.key("sectors"))
+        other = st.text_input("Other sectors, comma-separated", value=EDIT["other_sectors"],
+                              key=EDIT.key("other_sectors"))
+        profile = st.selectbox("Column profile", profile_options,
+                               index=profile_options.index(EDIT["profile"])
+                               if EDIT["profile"] in profile_options else 0,
+                               key=EDIT.key("profile"))
         submitted = st.form_submit_button("Save changes", type="primary", key="settings.save_user")
-    state = st.session_state
+    EDIT.keep(name=full_name, email=email, role=role, sectors=picked, other_sectors=other,
+              profile=profile)
     if submitted:
         with error_boundary(f"Saving {name}"):
-            update_user(store, actor, name, name=state["settings.edit_name"],
-                        email=state["settings.edit_email"], role=state["settings.edit_role"],
-                        sectors=chosen_sectors(state["settings.edit_sectors"],
-                                               state["settings.edit_other_sectors"]),
-                        column_profile=_profile_value("edit"))
+            update_user(store, actor, name, name=full_name, email=email, role=role,
+                        sectors=chosen_sectors(picked, other),
+                        column_profile=None if profile == NO_PROFILE else profile)
             _done(f"Saved {name}.")
 
     cols = st.columns(4)

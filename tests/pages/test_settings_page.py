@@ -19,7 +19,7 @@ from core.identity.login import (
 )
 from core.identity.user_records import get_user
 from core.identity.users import update_user
-from tests.pages.conftest import PASSWORD, add_user
+from tests.pages.conftest import PASSWORD, add_user, mounts_at
 
 PAGE = "pages/settings.py"
 SETTINGS = load_settings({}, {})
@@ -45,6 +45,14 @@ def _select_user(at, username):
     at.selectbox(key="settings.user").select(username).run()
     assert not at.exception
     return at
+
+
+def _edit_field(at, name: str):
+    """The edit form's widget (name, email, role, sectors, other_sectors, profile): drawn afresh,
+    under a new key generation, each time a user's values are put in the form."""
+    key = f"settings.edit.{at.session_state['settings.edit_generation_state']}.{name}"
+    kind = {"role": at.selectbox, "profile": at.selectbox, "sectors": at.multiselect}
+    return kind.get(name, at.text_input)(key=key)
 
 
 def test_admin_sees_the_settings_tabs(app_as):
@@ -122,8 +130,8 @@ def test_creating_a_duplicate_user_shows_the_core_error(app_as):
 def test_admin_changes_a_users_role(app_as, app_store):
     add_user(app_store, "ana", "analyst")
     at = _select_user(_settings(app_as), "ana")
-    assert at.text_input(key="settings.edit_name").value == "Ana"
-    at.selectbox(key="settings.edit_role").select("viewer")
+    assert _edit_field(at, "name").value == "Ana"
+    _edit_field(at, "role").select("viewer")
     at.button(key="settings.save_user").click().run()
 
     assert not at.exception
@@ -131,6 +139,32 @@ def test_admin_changes_a_users_role(app_as, app_store):
     assert get_user(app_store, "ana").role == "viewer"
     assert _table_row(at, "ana")["Role"] == "viewer"
     assert load_changes(app_store, area="users")["ACTION"].iloc[0] == "role_changed"
+
+
+def test_a_browser_that_missed_the_run_that_filled_the_edit_form_mounts_it_at_the_users_values(
+        app_as, app_store):
+    """Under load the run that puts a user in the edit form can be superseded before the browser
+    gets it, and the browser mounts the form from the next run. Each field must come with the
+    user's value in that run too (it came at the widget's own default: no name, the first role,
+    no sectors, which means every sector, and no profile; a save sent those back)."""
+    admin = add_user(app_store, "admin", "admin").actor()
+    save_column_profile(app_store, admin, "Traders", ["CUSIP"])
+    add_user(app_store, "vic", "analyst", sectors=["MM-CLO"])
+    update_user(app_store, admin, "vic", column_profile="Traders")
+    at = _select_user(_settings(app_as), "vic")
+    at = at.run()  # the run after the one that filled the form
+    fields = ("name", "email", "role", "sectors", "other_sectors", "profile")
+    assert [mounts_at(_edit_field(at, f)) for f in fields] == [
+        "Vic", "vic@desk.test", "analyst", ["MM-CLO"], "", "Traders"]
+    _edit_field(at, "email").input("vic@other.test")
+    at = at.button(key="settings.save_user").click().run()
+    assert [s.value for s in at.success] == ["Saved vic."]
+    vic = get_user(app_store, "vic")
+    assert (vic.name, vic.email, vic.role, vic.sectors, vic.column_profile) == (
+        "Vic", "vic@other.test", "analyst", ["MM-CLO"], "Traders")
+    at = at.run()  # the form holds the saved values again, in a new generation
+    assert [mounts_at(_edit_field(at, f)) for f in fields] == [
+        "Vic", "vic@other.test", "analyst", ["MM-CLO"], "", "Traders"]
 
 
 def test_disabling_a_user_refuses_their_login(app_as, app_store):
