@@ -34,6 +34,12 @@ DOWN = "The scheduler is not running"  # no scheduler in page tests
 RUNS = 3
 
 
+def _key(at, form: str, field: str) -> str:
+    """The key of a notification form's widget (form: smtp, email or hooks): drawn afresh, under
+    a new key generation, each time the form is filled from the store."""
+    return f"{K}{form}.{at.session_state[f'{K}{form}_generation_state']}.{field}"
+
+
 def ok(at):
     assert not at.exception, at.exception
     assert [e.value for e in at.error if not e.value.startswith(DOWN)] == []
@@ -49,9 +55,9 @@ def go(at, page: str):
 
 
 def save_smtp(at, host: str, port: int):
-    at.text_input(key=f"{K}smtp_host").input(host)
-    at.number_input(key=f"{K}smtp_port").set_value(port)
-    at.text_input(key=f"{K}smtp_sender").input("colors@desk.test")
+    at.text_input(key=_key(at, "smtp", "host")).input(host)
+    at.number_input(key=_key(at, "smtp", "port")).set_value(port)
+    at.text_input(key=_key(at, "smtp", "sender")).input("colors@desk.test")
     return click(at, f"{K}smtp_save")
 
 

@@ -21,13 +21,19 @@ from core.alerts.templates import (
     load_send_log,
     save_email_settings,
 )
-from core.alerts.webhooks import load_webhook_settings
+from core.alerts.webhooks import WebhookSettings, load_webhook_settings, save_webhook_settings
 from core.compliance.revert import recent_changes
-from tests.pages.conftest import add_user
+from tests.pages.conftest import add_user, mounts_at
 
 K = "settings.notify_"
 NOW = datetime(2026, 3, 13, 4, 0, tzinfo=UTC)
 KNOWN = ", ".join(VARIABLES)
+
+
+def _key(at: AppTest, form: str, field: str) -> str:
+    """The key of a notification form's widget (form: smtp, email or hooks): drawn afresh, under
+    a new key generation, each time the form is filled from the store."""
+    return f"{K}{form}.{at.session_state[f'{K}{form}_generation_state']}.{field}"
 
 
 def _settings_ui() -> None:
@@ -69,10 +75,10 @@ def _errors(at: AppTest) -> list[str]:
 
 
 def _save_smtp(at: AppTest, port: int) -> AppTest:
-    at.text_input(key=f"{K}smtp_host").input("127.0.0.1")
-    at.number_input(key=f"{K}smtp_port").set_value(port)
-    at.selectbox(key=f"{K}smtp_security").select("none")
-    at.text_input(key=f"{K}smtp_sender").input("marketpulse@desk.test")
+    at.text_input(key=_key(at, "smtp", "host")).input("127.0.0.1")
+    at.number_input(key=_key(at, "smtp", "port")).set_value(port)
+    at.selectbox(key=_key(at, "smtp", "security")).select("none")
+    at.text_input(key=_key(at, "smtp", "sender")).input("marketpulse@desk.test")
     at.button(key=f"{K}smtp_save").click().run()
     assert _errors(at) == []
     return at
@@ -86,19 +92,21 @@ def test_a_reverted_smtp_change_shows_in_the_form_again(app_store):
     at.button(key=f"{K}history.revert_{changed.event_id}").click().run()
     assert _errors(at) == []
     assert load_smtp_config(app_store).port == 2525
-    assert at.number_input(key=f"{K}smtp_port").value == 2525
+    assert at.number_input(key=_key(at, "smtp", "port")).value == 2525
     assert "port: 2525 → 2526" in [t.value for t in at.text]
 
 
 # -- run emails ----------------------------------------------------------------------------------
 def test_admin_saves_recipients_templates_and_switches(app_store):
     at = _open(_settings_ui)
-    at.text_input(key=f"{K}to").input("desk@bank.test; risk@bank.test")
-    at.text_input(key=f"{K}bcc").input("audit@bank.test")
-    at.text_input(key=f"{K}subject").input("Colors {{date}}: run {{run_id}} {{status}}")
-    at.text_area(key=f"{K}body").input("{{published}} published, {{excluded}} excluded.")
-    at.checkbox(key=f"{K}on_success").uncheck()
-    at.checkbox(key=f"{K}attach_excluded").check()
+    at.text_input(key=_key(at, "email", "to")).input("desk@bank.test; risk@bank.test")
+    at.text_input(key=_key(at, "email", "bcc")).input("audit@bank.test")
+    at.text_input(key=_key(at, "email", "subject")).input(
+        "Colors {{date}}: run {{run_id}} {{status}}")
+    at.text_area(key=_key(at, "email", "body")).input(
+        "{{published}} published, {{excluded}} excluded.")
+    at.checkbox(key=_key(at, "email", "on_success")).uncheck()
+    at.checkbox(key=_key(at, "email", "attach_excluded")).check()
     at.button(key=f"{K}email_save").click().run()
 
     assert _errors(at) == []
@@ -109,12 +117,12 @@ def test_admin_saves_recipients_templates_and_switches(app_store):
         body="{{published}} published, {{excluded}} excluded.", on_success=False,
         on_failure=True, after_manual_save=False, attach_output=True, attach_excluded=True,
         max_attachment_mb=10.0)
-    assert at.text_input(key=f"{K}to").value == "desk@bank.test, risk@bank.test"
+    assert at.text_input(key=_key(at, "email", "to")).value == "desk@bank.test, risk@bank.test"
 
 
 def test_an_unknown_template_variable_shows_the_problem_and_is_not_saved(app_store):
     at = _open(_settings_ui)
-    at.text_area(key=f"{K}body").input("Run {{run_id}} {{bogus}}").run()
+    at.text_area(key=_key(at, "email", "body")).input("Run {{run_id}} {{bogus}}").run()
     problem = f"unknown variable {{{{bogus}}}} (use one of {KNOWN})"
     assert [w.value for w in at.warning] == [f"Body: {problem}"]
     at.button(key=f"{K}email_save").click().run()
@@ -124,7 +132,7 @@ def test_an_unknown_template_variable_shows_the_problem_and_is_not_saved(app_sto
 
 def test_a_bad_address_names_the_field(app_store):
     at = _open(_settings_ui)
-    at.text_input(key=f"{K}cc").input("not-an-address")
+    at.text_input(key=_key(at, "email", "cc")).input("not-an-address")
     at.button(key=f"{K}email_save").click().run()
     assert _errors(at) == [
         "Saving the run email settings: cc: 'not-an-address' is not an email address"]
@@ -179,21 +187,65 @@ def test_a_save_over_another_admins_change_is_refused_and_reload_shows_theirs(ap
     at = _open(_settings_ui)  # this admin loaded the form while nothing was stored
     save_smtp_config(app_store, Actor("eve", "admin"), SmtpConfig(
         host="smtp.eve.test", sender="eve@desk.test"), expected_version=None)
-    at.text_input(key=f"{K}smtp_host").input("smtp.mine.test")
-    at.text_input(key=f"{K}smtp_sender").input("me@desk.test")
+    at.text_input(key=_key(at, "smtp", "host")).input("smtp.mine.test")
+    at.text_input(key=_key(at, "smtp", "sender")).input("me@desk.test")
     at.button(key=f"{K}smtp_save").click().run()
     [error] = _errors(at)
     assert error.startswith("Saving the SMTP server: the SMTP server changed meanwhile (by eve "
                             "at 20")
     assert error.endswith(" UTC): reload and apply your change again")
     assert load_smtp_config(app_store).host == "smtp.eve.test"  # eve's change is not lost
-    at.button(key=f"{K}smtp_for_state_stale_reload").click().run()
-    assert at.text_input(key=f"{K}smtp_host").value == "smtp.eve.test"
-    at.text_input(key=f"{K}smtp_host").input("smtp.mine.test")
+    at.button(key=f"{K}smtp_state_stale_reload").click().run()
+    assert at.text_input(key=_key(at, "smtp", "host")).value == "smtp.eve.test"
+    at.text_input(key=_key(at, "smtp", "host")).input("smtp.mine.test")
     at.button(key=f"{K}smtp_save").click().run()
     assert _errors(at) == []
     assert (load_smtp_config(app_store).host, load_smtp_config(app_store).sender) == (
         "smtp.mine.test", "eve@desk.test")
+
+
+def _mounts(at: AppTest, form: str) -> dict[str, object]:
+    """What a browser mounting the form from this run shows, by field."""
+    prefix = _key(at, form, "")
+    return {w.key.removeprefix(prefix): mounts_at(w)
+            for kind in (at.text_input, at.text_area, at.number_input, at.selectbox, at.checkbox)
+            for w in kind if w.key and w.key.startswith(prefix)}
+
+
+def test_a_browser_that_missed_the_run_that_filled_the_forms_mounts_them_at_the_stored_values(
+        app_store):
+    """Under load the run that fills the forms from the store can be superseded before the
+    browser gets it, and the browser mounts them from the next run. Each field must come with
+    the stored value in that run too (it came at the widget's own default: no host, port 1, no
+    recipients, switches off, webhook addresses empty, and a save sent those back: the webhooks
+    were cleared)."""
+    admin, url = Actor("admin", "admin"), "https://hooks.slack.test/services/T0/B0/abcd"
+    save_smtp_config(app_store, admin, SmtpConfig(
+        host="smtp.desk.test", port=2525, security="ssl", username="colors",
+        sender="colors@desk.test"), expected_version=None)
+    save_email_settings(app_store, admin, EmailSettings(
+        to=["desk@bank.test"], subject="Run {{run_id}}", body="{{status}}", on_failure=False,
+        attach_excluded=True, max_attachment_mb=5.0), expected_version=None)
+    save_webhook_settings(app_store, admin, WebhookSettings(
+        slack_url=url, teams_format="text", on_success=False, after_manual_save=True),
+        expected_version=None)
+    at = _open(_settings_ui).run()  # the run after the one that filled the forms
+    assert _mounts(at, "smtp") == {"host": "smtp.desk.test", "port": 2525, "security": "SSL/TLS",
+                                   "username": "colors", "sender": "colors@desk.test"}
+    assert _mounts(at, "email") == {
+        "to": "desk@bank.test", "cc": "", "bcc": "", "subject": "Run {{run_id}}",
+        "body": "{{status}}", "on_success": True, "on_failure": False,
+        "after_manual_save": False, "attach_output": True, "attach_excluded": True,
+        "max_mb": 5.0}
+    assert _mounts(at, "hooks") == {
+        "slack_url": "https://hooks.slack.test/…abcd", "teams_url": "", "teams_format": "text",
+        "on_success": False, "on_failure": True, "after_manual_save": True}
+    at.checkbox(key=_key(at, "hooks", "on_failure")).uncheck()
+    at.button(key=f"{K}hooks_save").click().run()
+    assert _errors(at) == []
+    assert load_webhook_settings(app_store) == WebhookSettings(
+        slack_url=url, teams_format="text", on_success=False, on_failure=False,
+        after_manual_save=True)
 
 
 # -- webhooks ------------------------------------------------------------------------------------
@@ -222,13 +274,13 @@ def hook_server():
 def test_webhook_urls_are_stored_whole_shown_masked_and_tested(app_store, hook_server):
     url, bodies = hook_server
     at = _open(_settings_ui)
-    at.text_input(key=f"{K}slack_url").input(url)
+    at.text_input(key=_key(at, "hooks", "slack_url")).input(url)
     at.button(key=f"{K}hooks_save").click().run()
     assert _errors(at) == []
     assert load_webhook_settings(app_store).slack_url == url
-    assert at.text_input(key=f"{K}slack_url").value == "http://127.0.0.1/…abcd"
+    assert at.text_input(key=_key(at, "hooks", "slack_url")).value == "http://127.0.0.1/…abcd"
 
-    at.checkbox(key=f"{K}hook_on_success").uncheck()
+    at.checkbox(key=_key(at, "hooks", "on_success")).uncheck()
     at.button(key=f"{K}hooks_save").click().run()  # the masked address keeps the stored one
     stored = load_webhook_settings(app_store)
     assert (stored.slack_url, stored.on_success) == (url, False)
