@@ -181,12 +181,34 @@ def _check_lengths(frame: pd.DataFrame, limit: int) -> list[Finding]:
         if column in (SOURCE_FILE, SOURCE_SHEET) or not pd.api.types.is_string_dtype(
                 values.dtype) or values.dtype == object:
             continue
+        if _bytes_at_most(values, limit):  # no more characters than bytes: none is too long
+            continue
         lengths = values.str.len()
         long_ = (lengths > limit).fillna(False).to_numpy(dtype=bool)
         findings.append(Finding(long_, column, "cell_too_long", [
             f"the cell has {n:,} characters, over the {limit:,} allowed (upload.max_cell_chars)"
             for n in lengths[long_].tolist()], True))
     return findings
+
+
+def _bytes_at_most(values: pd.Series, limit: int) -> bool:
+    """Whether every cell of Arrow-backed text has at most `limit` bytes, read from the offsets
+    (a character count of every cell of 1M rows is ~0.04 s a column); False when unsure."""
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
+        return False
+    found = pa.array(values.array)  # zero-copy
+    chunks = found.chunks if isinstance(found, pa.ChunkedArray) else [found]
+    return all(_widest(chunk) <= limit for chunk in chunks)
+
+
+def _widest(text: pa.Array) -> int:
+    """The byte length of the longest cell of an Arrow string array (0 when empty)."""
+    offsets = text.buffers()[1]
+    if offsets is None or not len(text):
+        return 0
+    starts = np.frombuffer(memoryview(offsets), dtype=np.int64 if pa.types.is_large_string(
+        text.type) else np.int32)[text.offset:text.offset + len(text) + 1]
+    return int(np.diff(starts).max())
 
 
 def _check_duplicates(frame: pd.DataFrame, rows: np.ndarray) -> Finding:

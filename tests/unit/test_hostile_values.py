@@ -216,6 +216,16 @@ def test_the_cell_length_limit_is_a_setting_and_a_long_bad_number_is_not_quoted_
     assert result.valid[TICKER].tolist() == ["T" * 100]
 
 
+def test_the_cell_length_limit_counts_characters_not_bytes():
+    """A cell of 100 'é' is 200 bytes and within a 100-character limit; 101 are not."""
+    short = load_settings({"upload": {"max_cell_chars": 100}}, {})
+    result = checked("accents.csv", csv_file([row(TICKER="é" * 101), row(TICKER="é" * 100)]), short)
+    assert [p.message for p in result.report.problems] == [
+        "row 2, column TICKER: the cell has 101 characters, over the 100 allowed "
+        "(upload.max_cell_chars)"]
+    assert result.valid[TICKER].tolist() == ["é" * 100]
+
+
 @pytest.mark.parametrize(("name", "data"), [
     ("errors.xlsx", xlsx_file([row(PX=("=1/0", "#DIV/0!")), row(TICKER=("=NA()", "#N/A"))])),
     ("errors.csv", csv_file([row(PX="#DIV/0!"), row(TICKER="#N/A")])),
