@@ -42,9 +42,15 @@ EDIT = "automation.edit"  # the editor's job selector
 EDIT_FOR = "automation.edit_for_state"  # the job whose values the editor holds
 EDIT_NEXT = "automation.edit_next_state"  # open this job in the editor on the next run
 EDIT_VERSION = "automation.edit_version_state"  # the version the editor read (stale → Conflict)
+# The editor's widgets, all set through the Session State API in every run before they are drawn:
+# a value set so reaches the browser only with the run that set it, and one set only when a job
+# is loaded reaches a browser that missed that run (superseded under load) as the widget's own
+# default (inactive, no rules, no inbox), which the next edit sends back.
 FORM_KEYS = ("automation.name", "automation.kind", "automation.timezone", "automation.at",
              "automation.weekdays", "automation.every_minutes", "automation.every_hours",
-             "automation.minute", "automation.day", "automation.cron", *sql_source_form.KEYS)
+             "automation.minute", "automation.day", "automation.cron", "automation.job_active",
+             "automation.apply_rules", "automation.email_success", "automation.email_failure",
+             "automation.inbox", "automation.buffer", "automation.sql", *sql_source_form.KEYS)
 SKIPPED_NOTE = "skipped (Run now and skip the next scheduled run)"
 
 
@@ -199,7 +205,7 @@ def render_job_editor(store: Store, actor: Actor, default_tz: str = DEFAULT_TIME
     # user visited another page: values of widgets not drawn in a run are forgotten).
     if state.get(EDIT_FOR) != picked or any(key not in state for key in FORM_KEYS):
         _load_editor(job, version, default_tz)
-    for key in FORM_KEYS:  # keep the values of widgets this schedule kind does not show
+    for key in FORM_KEYS:  # sent with every run; kept for widgets this schedule does not show
         state[key] = state[key]
     st.text_input("Name", key="automation.name")
     kind = st.radio("Schedule", list(KINDS), format_func=KINDS.get, horizontal=True,

@@ -42,6 +42,7 @@ from pages._ui.run_watch import GONE_POLLS
 from pages._ui.tables import WRAPPED
 from storage.run_tables import run_tables
 from tests.factories import make_colors
+from tests.pages.conftest import mounts_at
 from tests.pages.test_search_page import recording_media
 
 PAGE = "pages/automation.py"
@@ -174,6 +175,39 @@ def test_editing_a_job_saves_the_new_schedule(app_as, app_store):
     assert (saved.schedule, saved.sources, saved.updated_by) == (
         "15 */6 * * *", [{"kind": "inbox", "path": "/srv/inbox/colors", "min_age_s": 0.0}],
         "admin")
+
+
+def test_a_browser_that_missed_the_run_that_filled_the_editor_mounts_it_at_the_jobs_values(
+        app_as, app_store):
+    """Under load the run that puts a job in the editor can be superseded before the browser
+    gets it, and the browser mounts the editor from the next run. Each field must come with the
+    job's value in that run too (the switches and sources came at the widgets' own defaults:
+    inactive, no rules, no emails, no inbox, no buffer, and a save sent those back)."""
+    job = _add_job(app_store, "Evening", "0 18 * * 1-5", timezone="America/New_York",
+                   email_on_success=True,
+                   sources=[{"kind": "inbox", "path": "/srv/in"}, {"kind": "buffer"}])
+    at = _page(app_as)
+    at.selectbox(key="automation.edit").select(job.id).run()
+    at = _ok(at.run())  # the run after the one that filled the editor
+    fields = {"automation.name": at.text_input, "automation.kind": at.radio,
+              "automation.at": at.time_input, "automation.weekdays": at.multiselect,
+              "automation.timezone": at.selectbox, "automation.inbox": at.text_area,
+              "automation.buffer": at.checkbox, "automation.sql": at.checkbox,
+              "automation.job_active": at.checkbox, "automation.apply_rules": at.checkbox,
+              "automation.email_success": at.checkbox, "automation.email_failure": at.checkbox}
+    assert {key.removeprefix("automation."): mounts_at(kind(key=key))
+            for key, kind in fields.items()} == {
+        "name": "Evening", "kind": "Daily at a time", "at": "18:00",
+        "weekdays": ["Mon", "Tue", "Wed", "Thu", "Fri"], "timezone": "America/New_York",
+        "inbox": "/srv/in", "buffer": True, "sql": False, "job_active": True,
+        "apply_rules": True, "email_success": True, "email_failure": True}
+    at.text_input(key="automation.name").input("Evening colors")
+    _ok(at.button(key="automation.save").click().run())
+    saved, _ = get_job(app_store, job.id)
+    assert (saved.name, saved.schedule, saved.timezone, saved.active, saved.apply_rules,
+            saved.email_on_success, saved.email_on_failure, saved.sources) == (
+        "Evening colors", "0 18 * * 1-5", "America/New_York", True, True, True, True,
+        [{"kind": "inbox", "path": "/srv/in", "min_age_s": 0.0}, {"kind": "buffer"}])
 
 
 # -- triggers ------------------------------------------------------------------------------------
