@@ -24,6 +24,7 @@ from core.identity.users import approve_user
 from core.schema import INPUT_COLUMNS, OUTPUT_COLUMNS
 from pages._ui.change_history import render_change_history
 from pages._ui.columns_admin import render_columns_admin
+from pages._ui.form_values import FormValues
 from pages._ui.markdown import escape_markdown
 from pages._ui.notifications_admin import render_notification_settings
 from pages._ui.services import current_actor, error_boundary, settings, store
@@ -32,8 +33,10 @@ from storage import Store
 
 ALL_COLUMNS = list(dict.fromkeys([*INPUT_COLUMNS, *OUTPUT_COLUMNS]))
 NEW_PROFILE = "(new profile)"
-PROFILE_FOR = "settings.profile_for_state"  # which profile the profile form holds
-PROFILE_LOADED = "settings.profile_loaded"  # its columns as loaded (a stale save is refused)
+# The profile form's values: which profile it holds ("for"), its name and columns, and the
+# columns as loaded ("loaded": a stale save is refused); the widgets' defaults.
+PROFILE = FormValues("settings.profile_edit")
+PROFILE_FOR = PROFILE.state_key  # dropped: the form is filled from the store again
 SIGNUP_VERSION = "settings.self_registration_version"  # of the login settings shown
 
 
@@ -49,20 +52,23 @@ def profiles_tab(store: Store, actor: Actor) -> None:
         st.session_state.pop("settings.profile", None)
     choice = st.selectbox("Profile to edit", options, key="settings.profile")
     existing = choice != NEW_PROFILE
-    if st.session_state.get(PROFILE_FOR) != choice:
-        st.session_state.update({"settings.profile_name": choice if existing else "",
-                                 "settings.profile_columns": profiles.get(choice, []),
-                                 PROFILE_LOADED: profiles.get(choice), PROFILE_FOR: choice})
+    if PROFILE.get("for") != choice:
+        PROFILE.load({"for": choice, "name": choice if existing else "",
+                      "columns": profiles.get(choice, []), "loaded": profiles.get(choice)})
     columns = list(dict.fromkeys([*ALL_COLUMNS, *profiles.get(choice, [])]))
     with st.form("settings.profile_form"):
-        st.text_input("Name", key="settings.profile_name", disabled=existing)
-        st.multiselect("Visible columns", columns, key="settings.profile_columns")
+        typed = st.text_input("Name", value=PROFILE["name"], key=PROFILE.key("name"),
+                              disabled=existing)
+        visible = st.multiselect("Visible columns", columns,
+                                 default=[c for c in PROFILE["columns"] if c in columns],
+                                 key=PROFILE.key("columns"))
         saved = st.form_submit_button("Save profile", type="primary", key="settings.profile_save")
+    PROFILE.keep(name=typed, columns=visible)
     if saved:
-        name = choice if existing else st.session_state["settings.profile_name"]
+        name = choice if existing else typed
         with error_boundary(f"Saving column profile {name!r}"):
-            save_column_profile(store, actor, name, st.session_state["settings.profile_columns"],
-                                expected=st.session_state.get(PROFILE_LOADED) if existing else None)
+            save_column_profile(store, actor, name, visible,
+                                expected=PROFILE["loaded"] if existing else None)
             st.session_state.pop(PROFILE_FOR, None)
             flash(f"Saved column profile {name.strip()}.")
             st.rerun()

@@ -55,6 +55,13 @@ def _edit_field(at, name: str):
     return kind.get(name, at.text_input)(key=key)
 
 
+def _profile_field(at, name: str):
+    """The column profile form's widget (name or columns): drawn afresh, under a new key
+    generation, each time a profile is put in the form."""
+    key = f"settings.profile_edit.{at.session_state['settings.profile_edit_generation_state']}"
+    return (at.multiselect if name == "columns" else at.text_input)(key=f"{key}.{name}")
+
+
 def test_admin_sees_the_settings_tabs(app_as):
     at = _settings(app_as)
     assert [t.label for t in at.tabs] == [
@@ -261,8 +268,8 @@ def test_sign_up_and_profile_tabs_list_only_their_own_changes(app_as, app_store)
 
 def test_column_profile_created_and_assigned_one_cannot_be_deleted(app_as, app_store):
     at = _settings(app_as)
-    at.text_input(key="settings.profile_name").input("Traders")
-    at.multiselect(key="settings.profile_columns").select("CUSIP").select("PX")
+    _profile_field(at, "name").input("Traders")
+    _profile_field(at, "columns").select("CUSIP").select("PX")
     at.button(key="settings.profile_save").click().run()
     assert at.success[0].value == "Saved column profile Traders."
     assert load_column_profiles(app_store) == {"Traders": ["CUSIP", "PX"]}
@@ -282,8 +289,8 @@ def test_column_profile_edit_and_delete(app_as, app_store):
     save_column_profile(app_store, get_user(app_store, "admin").actor(), "Lean", ["CUSIP"])
     at = _settings(app_as)
     at.selectbox(key="settings.profile").select("Lean").run()
-    assert at.multiselect(key="settings.profile_columns").value == ["CUSIP"]
-    at.multiselect(key="settings.profile_columns").select("SECTOR")
+    assert _profile_field(at, "columns").value == ["CUSIP"]
+    _profile_field(at, "columns").select("SECTOR")
     at.button(key="settings.profile_save").click().run()
     assert load_column_profiles(app_store) == {"Lean": ["CUSIP", "SECTOR"]}
 
@@ -291,6 +298,24 @@ def test_column_profile_edit_and_delete(app_as, app_store):
     at.button(key="settings.profile_delete").click().run()
     assert at.success[0].value == "Deleted column profile Lean."
     assert load_column_profiles(app_store) == {}
+
+
+def test_a_browser_that_missed_the_run_that_filled_the_profile_form_mounts_its_columns(
+        app_as, app_store):
+    """Under load the run that puts a profile in the form can be superseded before the browser
+    gets it, and the browser mounts the form from the next run. The columns must come with the
+    profile's in that run too (they came empty, and adding one saved the profile with it
+    alone)."""
+    admin = add_user(app_store, "admin", "admin").actor()
+    save_column_profile(app_store, admin, "Lean", ["CUSIP", "PX"])
+    at = _settings(app_as)
+    at.selectbox(key="settings.profile").select("Lean").run()
+    at = at.run()  # the run after the one that filled the form
+    assert [mounts_at(_profile_field(at, f)) for f in ("name", "columns")] == [
+        "Lean", ["CUSIP", "PX"]]
+    _profile_field(at, "columns").select("SECTOR")
+    at.button(key="settings.profile_save").click().run()
+    assert load_column_profiles(app_store) == {"Lean": ["CUSIP", "PX", "SECTOR"]}
 
 
 def test_self_registration_toggle_and_approval(app_as, app_store):
