@@ -25,11 +25,14 @@ from core.ingest.columns import (
 )
 from core.schema import COLUMN_TYPES, TEXT, ColumnSpec
 from pages._ui.change_history import render_change_history
+from pages._ui.form_values import FormValues
 from pages._ui.services import error_boundary
 from pages._ui.users_admin import flash
 from storage import Store
 
-EDIT_FOR = "settings.column_for_state"  # (column, config version) the edit boxes were filled for
+# The display name box's value and the (column, config version) it was filled for ("for"): the
+# widget's default, never set on its key.
+DISPLAY = FormValues("settings.column_edit")
 CUSTOM_RESET = "settings.custom_reset_state"  # empty the custom column form before it renders
 CUSTOM_KEYS = {"settings.custom_name": "", "settings.custom_type": TEXT,
                "settings.custom_display": "", "settings.custom_required": False}
@@ -67,9 +70,9 @@ def column_editor(store: Store, actor: Actor, specs: list[ColumnSpec], version: 
     name = st.selectbox("Column to edit", list(by_name), key="settings.column",
                         format_func=lambda n: f"{n} (custom)" if by_name[n].custom else n)
     spec = by_name[name]
-    if st.session_state.get(EDIT_FOR) != (name, version):
-        st.session_state.update({"settings.column_display": spec.display_name,
-                                 "settings.alias_new": "", EDIT_FOR: (name, version)})
+    if DISPLAY.get("for") != (name, version):
+        DISPLAY.load({"for": (name, version), "display": spec.display_name})
+        st.session_state["settings.alias_new"] = ""  # the box's own default
     st.session_state.update({"settings.column_visible": spec.visible,
                              "settings.column_required": spec.required})
     left, right = st.columns(2)
@@ -81,7 +84,9 @@ def column_editor(store: Store, actor: Actor, specs: list[ColumnSpec], version: 
                        ("required", "optional")))
 
     text, button = st.columns([4, 1], vertical_alignment="bottom")
-    display = text.text_input("Display name", key="settings.column_display")
+    display = text.text_input("Display name", value=DISPLAY["display"],
+                              key=DISPLAY.key("display"))
+    DISPLAY.keep(display=display)
     if button.button("Save display name", key="settings.column_display_save"):
         with error_boundary("Display name not saved"):
             set_display_name(store, actor, name, display)

@@ -13,6 +13,7 @@ from core.ingest.color_file import read_colors
 from core.ingest.columns import load_column_config
 from core.runs.exports import write_xlsx
 from core.schema import CUSIP, SOURCE, ColumnSpec
+from tests.pages.conftest import mounts_at
 
 PAGE = "pages/settings.py"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -45,6 +46,13 @@ def _table(at) -> pd.DataFrame:
 
 def _spec(store, name: str) -> ColumnSpec:
     return next(s for s in load_column_config(store) if s.name == name)
+
+
+def _display_name(at):
+    """The display name box: drawn afresh, under a new key generation, each time a column (or a
+    new configuration version) is put in the editor."""
+    generation = at.session_state["settings.column_edit_generation_state"]
+    return at.text_input(key=f"settings.column_edit.{generation}.display")
 
 
 def _add_alias(at, alias: str):
@@ -160,7 +168,7 @@ def test_visible_and_display_name_apply_and_a_refused_required_flag_springs_back
     at = _columns_tab(app_as, "BID")
     _ok(at.toggle(key="settings.column_visible").set_value(False))
     assert _spec(app_store, "BID").visible is False
-    at.text_input(key="settings.column_display").input("Bid price")
+    _display_name(at).input("Bid price")
     _ok(at.button(key="settings.column_display_save").click())
     assert _spec(app_store, "BID").display_name == "Bid price"
     assert _table(at).set_index("Column").loc["BID", ["Display name", "Visible"]].tolist() == [
@@ -174,3 +182,19 @@ def test_visible_and_display_name_apply_and_a_refused_required_flag_springs_back
         "needs it (of the required columns only TICKER can be made optional)"]
     assert _spec(app_store, CUSIP).required is True
     assert at.toggle(key="settings.column_required").value is True
+
+
+def test_a_browser_that_missed_the_run_that_chose_a_column_mounts_its_display_name(
+        app_as, app_store):
+    """Under load the run that puts a column in the editor can be superseded before the browser
+    gets it, and the browser mounts the editor from the next run. The display name must come
+    with the column's in that run too (it came empty, and Save display name sent that back)."""
+    at = _columns_tab(app_as, "BID")
+    _display_name(at).input("Bid price")
+    _ok(at.button(key="settings.column_display_save").click())
+    _ok(at.selectbox(key="settings.column").set_value(CUSIP))
+    _ok(at.selectbox(key="settings.column").set_value("BID"))
+    at = _ok(at)  # the run after the one that put BID in the editor
+    assert mounts_at(_display_name(at)) == "Bid price"
+    _ok(at.button(key="settings.column_display_save").click())
+    assert _spec(app_store, "BID").display_name == "Bid price"
