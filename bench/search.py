@@ -64,6 +64,9 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_WORKER_STORES: dict = {}  # url → the store a build worker opened (one pool of connections each)
+
+
 def _build_run(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
     """Generate, rank and store one run (a worker process); returns (run id, parents)."""
     import numpy as np
@@ -85,7 +88,9 @@ def _build_run(job: tuple[str, int, str, int, int]) -> tuple[int, int]:
     ranked[PROCESSED_AT] = pd.Timestamp(f"{day}T18:00:00+00:00")
     ranked[PROCESSING_TYPE] = pd.array(["AUTOMATED"] * len(ranked), dtype="string")
     ranked[POSITION] = pd.array(np.arange(1, len(ranked) + 1), dtype="Int64")
-    run_tables(_open(url)).append_run(
+    if url not in _WORKER_STORES:  # a store per run left a SQL store's connections open (100+)
+        _WORKER_STORES[url] = _open(url)
+    run_tables(_WORKER_STORES[url]).append_run(
         run_id, {runs.COLORS_TABLE: ranked[[*output_columns(ranked), POSITION]]})
     return run_id, int(ranked[IS_PARENT].sum())
 
