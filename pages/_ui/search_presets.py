@@ -24,6 +24,7 @@ from core.rules.presets import (
 )
 from core.schema import SECTOR, SOURCE
 from pages._ui.automation_views import flash
+from pages._ui.form_values import FormValues
 from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
 from pages._ui.search_views import PRESET, filter_options
@@ -32,7 +33,8 @@ from storage import Store
 
 NO_PRESET = ""
 PICK = "search.preset_pick_state"  # a preset to pick before the picker is drawn (after a save)
-NAME, SHARED, SAVE = "search.preset_name", "search.preset_shared", "search.preset_save"
+SAVE = "search.preset_save"
+FORM = FormValues("search.preset_form")  # the form's name and shared: the widgets' defaults
 BUILDER = "search.preset_builder"
 EDIT, NEW = "search.preset_edit", "search.preset_new"
 DELETE, DELETE_YES, DELETE_NO = ("search.preset_delete", "search.preset_delete_confirm",
@@ -79,7 +81,8 @@ def apply(store: Store, actor: Actor, query: SearchQuery, preset: Preset | None)
 
 # -- create, edit, delete ------------------------------------------------------------------------
 def _reset_form(store: Store, actor: Actor) -> None:
-    st.session_state.update({NAME: "", SHARED: False, EDITING: None})
+    FORM.load({"name": "", "shared": False})
+    st.session_state[EDITING] = None
     load_builder(BUILDER, None, search_preset_columns(store, actor))
 
 
@@ -87,8 +90,8 @@ def _start_editing(store: Store, actor: Actor, preset_id: str) -> None:
     """Edit's callback: the preset as stored now, in the form (before the form is drawn)."""
     with error_boundary("Opening the preset"):
         preset, version = get_preset(store, actor, preset_id)
-        st.session_state.update({NAME: preset.name, SHARED: preset.shared,
-                                 EDITING: {"id": preset.id, "version": version}})
+        FORM.load({"name": preset.name, "shared": preset.shared})
+        st.session_state[EDITING] = {"id": preset.id, "version": version}
         load_builder(BUILDER, preset.conditions, search_preset_columns(store, actor))
 
 
@@ -142,10 +145,12 @@ def _form(store: Store, actor: Actor) -> None:
     head.markdown("**Editing the preset**" if editing else "**New preset**")
     if editing:
         new.button("New preset", key=NEW, on_click=_reset_form, args=(store, actor))
-    name = st.text_input("Preset name", key=NAME, max_chars=100)
-    shared = st.checkbox("Shared with everyone", key=SHARED,
+    name = st.text_input("Preset name", value=FORM["name"], key=FORM.key("name"),
+                         max_chars=100)
+    shared = st.checkbox("Shared with everyone", value=FORM["shared"], key=FORM.key("shared"),
                          help="Everyone can use a shared preset; only you (or an admin) can "
                               "change it")
+    FORM.keep(name=name, shared=shared)
     st.markdown("**Keep a row when it matches**")
     group = render_builder(BUILDER, columns, _choices(store, actor, columns))
     if st.button("Save preset", key=SAVE, type="primary"):

@@ -14,8 +14,8 @@ from core.audit import load_changes
 from core.identity.user_records import get_user
 from core.rules.conditions import Condition, Group
 from core.rules.presets import Preset, list_presets, save_preset
-from core.schema import BIAS, CUSIP, SECTOR
-from tests.pages.conftest import add_user
+from core.schema import BIAS, CUSIP, PX, SECTOR
+from tests.pages.conftest import add_user, mounts_at
 from tests.pages.test_search_page import (
     MM,
     PAGE,
@@ -60,9 +60,17 @@ def builder_key(at: AppTest, name: str) -> str:
     return f"{builder}.{at.session_state[f'{builder}_generation_state']}.{name}"
 
 
+def form_field(at: AppTest, name: str):
+    """The preset form's name box or shared checkbox: drawn afresh, under a new key generation,
+    each time a preset (or an empty form) is put in the form."""
+    generation = at.session_state["search.preset_form_generation_state"]
+    key = f"search.preset_form.{generation}.{name}"
+    return at.checkbox(key=key) if name == "shared" else at.text_input(key=key)
+
+
 def create_preset(at: AppTest, name: str, column: str, operator: str, value: str) -> AppTest:
     """Fill the preset form (name, one condition) and save it."""
-    at.text_input(key="search.preset_name").input(name)
+    form_field(at, "name").input(name)
     at = ok(at.selectbox(key=builder_key(at, "0.column")).set_value(column).run())
     at = ok(at.selectbox(key=builder_key(at, "0.operator")).set_value(operator).run())
     at.text_input(key=builder_key(at, "0.value")).input(value)
@@ -97,9 +105,9 @@ def test_each_role_creates_applies_edits_and_deletes_its_own_preset(shared, rows
 
     # Edit: the form holds the preset; a new condition is saved over it.
     at = ok(at.button(key="search.preset_edit").click().run())
-    assert at.text_input(key="search.preset_name").value == "Bids"
+    assert form_field(at, "name").value == "Bids"
     assert at.text_input(key=builder_key(at, "0.value")).value == "BID"
-    at.text_input(key="search.preset_name").input("MM bids")
+    form_field(at, "name").input("MM bids")
     at = ok(at.button(key=builder_key(at, "add_condition")).click().run())
     at = ok(at.selectbox(key=builder_key(at, "1.column")).set_value(SECTOR).run())
     at.multiselect(key=builder_key(at, "1.picked")).set_value([MM])
@@ -163,3 +171,26 @@ def test_a_preset_without_a_name_is_refused_with_the_reason(shared):
     assert [e.value for e in at.error] == [
         "Not saved: name: a preset needs a name of 1–100 characters"]
     assert list_presets(shared, actor(shared, "val_p")) == []
+
+
+def test_a_browser_that_missed_the_run_that_opened_a_preset_mounts_the_form_at_its_values(shared):
+    """Under load the run that puts a preset in the form (Edit) can be superseded before the
+    browser gets it, and the browser mounts the form from the next run. Name, shared and every
+    condition must come with the preset's values in that run too (they came empty, unshared,
+    at the first column and AND, and a save sent those back)."""
+    at = open_page(shared, PAGE, "ed_p", "analyst")
+    mine = save_preset(shared, actor(shared, "ed_p"), Preset("Cheap MM", Group("or", [
+        Condition(SECTOR, "in_list", [MM]), Condition(PX, "less_than", 90)]), shared=True))
+    at = ok(ok(at.run()).selectbox(key="search.preset").set_value(mine.id).run())
+    at = ok(ok(at.button(key="search.preset_edit").click().run()).run())  # and the run after
+    assert [mounts_at(form_field(at, f)) for f in ("name", "shared")] == ["Cheap MM", True]
+    prefix = builder_key(at, "")
+    assert {w.key.removeprefix(prefix): mounts_at(w)
+            for kind in (at.radio, at.selectbox, at.multiselect, at.text_input)
+            for w in kind if w.key and w.key.startswith(prefix)} == {
+        "join": "ANY of these (OR)", "0.column": SECTOR, "0.operator": "in list",
+        "0.picked": [MM], "1.column": PX, "1.operator": "less than", "1.value": "90"}
+    at = ok(at.button(key="search.preset_save").click().run())
+    (saved,) = list_presets(shared, actor(shared, "ed_p"))
+    assert (saved.id, saved.name, saved.shared, saved.conditions) == (
+        mine.id, "Cheap MM", True, mine.conditions)
