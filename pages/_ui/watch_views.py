@@ -19,25 +19,28 @@ from core.alerts.watchlists import (
     watch,
 )
 from pages._ui.automation_views import flash
+from pages._ui.form_values import FormValues
 from pages._ui.services import error_boundary
 from storage import Store
 
 WATCH_ADD, WATCH_ADD_BUTTON, WATCH_ITEM = "search.watch_add", "search.watch_add_button", \
     "search.watch_item"
-WATCH_EMAIL, WATCH_EMAIL_SEEN = "search.watch_email", "search.watch_email_state"
+WATCH_EMAIL = FormValues("search.watch_email")  # the switch's value as stored ("on")
 
 
-def _seed_watch(prefix: str, cusip: str, current: WatchItem | None) -> None:
+def watch_form(prefix: str) -> FormValues:
+    """The alert settings' values (and the CUSIP and stored item they were filled for)."""
+    return FormValues(f"{prefix}.watch_form")
+
+
+def _load_watch(form: FormValues, cusip: str, current: WatchItem | None) -> None:
     """Fill the alert widgets from the stored item when the CUSIP or the item changes."""
-    marker = f"{prefix}.watch_for_state"
-    if st.session_state.get(marker) == (cusip, current):
+    if form.get("for") == (cusip, current):
         return
     base = current or WatchItem(cusip)
-    st.session_state.update({f"{prefix}.watch_new_color": base.new_color,
-                             f"{prefix}.watch_px_on": base.px_move is not None,
-                             f"{prefix}.watch_px": float(base.px_move or 1.0),
-                             f"{prefix}.watch_better_rank": base.better_rank,
-                             marker: (cusip, current)})
+    form.load({"for": (cusip, current), "new_color": base.new_color,
+               "px_on": base.px_move is not None, "px": float(base.px_move or 1.0),
+               "better_rank": base.better_rank})
 
 
 def render_watch(store: Store, actor: Actor, cusip: str, prefix: str,
@@ -45,14 +48,17 @@ def render_watch(store: Store, actor: Actor, cusip: str, prefix: str,
     """Watch a CUSIP or change its alerts (new color, PX move beyond a threshold, a better-rank
     new parent), or stop watching it. Alerts arrive in the bell after each run."""
     current = next((i for i in items if i.cusip == cusip), None)
-    _seed_watch(prefix, cusip, current)
+    form = watch_form(prefix)
+    _load_watch(form, cusip, current)
     new, better, move, points = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
-    new_color = new.checkbox("Alert on a new color", key=f"{prefix}.watch_new_color")
-    better_rank = better.checkbox("Alert on a better-rank parent",
-                                  key=f"{prefix}.watch_better_rank")
-    px_on = move.checkbox("Alert on a PX move", key=f"{prefix}.watch_px_on")
+    new_color = new.checkbox("Alert on a new color", value=form["new_color"],
+                             key=form.key("new_color"))
+    better_rank = better.checkbox("Alert on a better-rank parent", value=form["better_rank"],
+                                  key=form.key("better_rank"))
+    px_on = move.checkbox("Alert on a PX move", value=form["px_on"], key=form.key("px_on"))
     px_move = points.number_input("of at least (points)", min_value=0.01, step=0.25,
-                                  key=f"{prefix}.watch_px", disabled=not px_on)
+                                  value=form["px"], key=form.key("px"), disabled=not px_on)
+    form.keep(new_color=new_color, better_rank=better_rank, px_on=px_on, px=px_move)
     save, stop = st.columns([1, 3])
     if save.button("Save alert settings" if current else "Watch this CUSIP",
                    key=f"{prefix}.watch"):
@@ -96,14 +102,15 @@ def watch_email_caption(status: WatchEmail) -> str:
 def render_watch_email(store: Store, actor: Actor) -> None:
     """The switch for emailing my alerts, seeded from the store (again if changed elsewhere)."""
     status = load_watch_email(store, actor)
-    if st.session_state.get(WATCH_EMAIL_SEEN) != status.on:
-        st.session_state.update({WATCH_EMAIL: status.on, WATCH_EMAIL_SEEN: status.on})
-    on = st.checkbox("Email me my watchlist alerts", key=WATCH_EMAIL)
+    if WATCH_EMAIL.get("on") != status.on:
+        WATCH_EMAIL.load({"on": status.on})
+    on = st.checkbox("Email me my watchlist alerts", value=WATCH_EMAIL["on"],
+                     key=WATCH_EMAIL.key("on"))
     st.caption(watch_email_caption(status))
     if on != status.on:
         with error_boundary("Saving your email choice"):
             save_watch_email(store, actor, on)
-            st.session_state[WATCH_EMAIL_SEEN] = on
+            WATCH_EMAIL.keep(on=on)
             st.toast("Your watchlist alerts will be emailed" if on
                      else "Your watchlist alerts will no longer be emailed")
 

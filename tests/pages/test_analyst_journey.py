@@ -55,7 +55,7 @@ from core.schema import (
 from pages._ui.tables import display_frame, roles
 from pages._ui.widgets import SUMMARY_COLUMNS
 from tests.pages.conftest import open_app
-from tests.pages.test_search_page import chart, ok, recording_media, values
+from tests.pages.test_search_page import chart, ok, recording_media, values, watch_field
 
 SETTINGS = load_settings({}, {})
 # load_demo's week ends on the business day before its `now`: 9–13 March 2026 (runs 1–5).
@@ -285,9 +285,9 @@ def test_an_analyst_finds_charts_saves_exports_and_watches_a_cusip_until_its_ale
     # Watch the CUSIP: alerts on a new color and on a PX move of THRESHOLD points.
     at.text_input(key="search.watch_add").input(cusip)
     at = ok(at.button(key="search.watch_add_button").click().run())
-    at = ok(at.checkbox(key="search.watch_px_on").check().run())
-    at.number_input(key="search.watch_px").set_value(THRESHOLD)
-    at.checkbox(key="search.watch_better_rank").uncheck()
+    at = ok(watch_field(at, "px_on").check().run())
+    watch_field(at, "px").set_value(THRESHOLD)
+    watch_field(at, "better_rank").uncheck()
     at = ok(at.button(key="search.watch").click().run())
     assert [(i.cusip, i.new_color, i.px_move, i.better_rank)
             for i in load_watchlist(app_store, ana)] == [(cusip, True, THRESHOLD, False)]

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest, app_test
 from streamlit.testing.v1.element_tree import DownloadButton
 
 from core.access import SYSTEM
-from core.alerts.watchlists import load_watch_email, load_watchlist
+from core.alerts.watchlists import load_watch_email, load_watchlist, save_watch_email
 from core.cli.demo import generate_colors
 from core.compliance.access_log import load_access_log
 from core.config import load_settings
@@ -35,7 +35,7 @@ from core.schema import BIAS, CUSIP, DATE, IS_PARENT, MESSAGE_ID, RUN_ID, SECTOR
 from pages._ui.search_views import history_label
 from pages._ui.services import USER_KEY
 from storage import open_store
-from tests.pages.conftest import add_user
+from tests.pages.conftest import add_user, mounts_at
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = "pages/search.py"
@@ -105,6 +105,16 @@ def open_page(store, page: str, username: str, role: str = "analyst", *,
     at.session_state[USER_KEY] = user
     at.query_params.update(query_params or {})
     return ok(at.run())
+
+
+def watch_field(at: AppTest, name: str, prefix: str = "search"):
+    """A watch alert widget (new_color, better_rank, px_on, px) of the search or security page,
+    or the search page's email switch ("email"): drawn afresh, under a new key generation, each
+    time the stored values are put in them."""
+    form, field = ("search.watch_email", "on") if name == "email" else (f"{prefix}.watch_form",
+                                                                       name)
+    key = f"{form}.{at.session_state[f'{form}_generation_state']}.{field}"
+    return (at.number_input if name == "px" else at.checkbox)(key=key)
 
 
 def ok(at: AppTest) -> AppTest:
@@ -419,9 +429,9 @@ def test_my_watchlist_adds_changes_and_removes_a_cusip(shared):
     table = next(d.value for d in at.dataframe if "PX move (points)" in d.value.columns)
     assert table["CUSIP"].tolist() == ["V4BS8NAG1"]
 
-    at = ok(at.checkbox(key="search.watch_px_on").check().run())
-    at.number_input(key="search.watch_px").set_value(0.5)
-    at.checkbox(key="search.watch_new_color").uncheck()
+    at = ok(watch_field(at, "px_on").check().run())
+    watch_field(at, "px").set_value(0.5)
+    watch_field(at, "new_color").uncheck()
     at = ok(at.button(key="search.watch").click().run())
     assert [(i.cusip, i.new_color, i.px_move) for i in load_watchlist(shared, actor)] == [
         ("V4BS8NAG1", False, 0.5)]
@@ -443,21 +453,39 @@ def test_watching_a_cusip_never_published_is_refused_with_the_reason(shared):
 def test_the_email_switch_of_my_watchlist_changes_my_stored_choice(shared):
     at = open_page(shared, PAGE, "mailer")
     actor = get_user(shared, "mailer").actor()
-    assert at.checkbox(key="search.watch_email").value is True
+    assert watch_field(at, "email").value is True
     assert ("After each run, one email with the alerts new to you, sent to mailer@desk.test. "
             "Email is not set up yet: an admin configures the SMTP server in Settings."
             ) in [c.value for c in at.caption]
 
-    at = ok(at.checkbox(key="search.watch_email").uncheck().run())
+    at = ok(watch_field(at, "email").uncheck().run())
     assert load_watch_email(shared, actor).on is False
     assert [t.value for t in at.toast] == ["Your watchlist alerts will no longer be emailed"]
     at = ok(at.run())
-    assert at.checkbox(key="search.watch_email").value is False
+    assert watch_field(at, "email").value is False
     assert load_watch_email(shared, actor).on is False
 
-    at = ok(at.checkbox(key="search.watch_email").check().run())
+    at = ok(watch_field(at, "email").check().run())
     assert load_watch_email(shared, actor).on is True
     assert [t.value for t in at.toast] == ["Your watchlist alerts will be emailed"]
+
+
+def test_a_browser_that_missed_the_run_that_filled_the_email_switch_mounts_it_at_my_choice(
+        shared):
+    """Under load the run that puts my stored choice in the email switch (on opening, after a
+    change elsewhere) can be superseded before the browser gets it, and the browser mounts the
+    switch from the next run. It must come with my choice in that run too (it came off, and the
+    next edit anywhere on the page saved it off)."""
+    at = ok(open_page(shared, PAGE, "mailer2").run())  # the run after the one that filled it
+    assert mounts_at(watch_field(at, "email")) is True
+    actor = get_user(shared, "mailer2").actor()
+    save_watch_email(shared, actor, False)  # changed in another window
+    at = ok(ok(at.run()).run())
+    assert mounts_at(watch_field(at, "email")) is False
+    save_watch_email(shared, actor, True)
+    at = ok(ok(at.run()).run())
+    assert mounts_at(watch_field(at, "email")) is True
+    assert load_watch_email(shared, actor).on is True
 
 
 # -- entitlements ---------------------------------------------------------------------------------

@@ -8,11 +8,19 @@ from datetime import UTC, date, datetime
 import pytest
 
 from core.access import SYSTEM
-from core.alerts.watchlists import NEW_COLOR, PX_MOVE, check_watchlists, load_watchlist
+from core.alerts.watchlists import (
+    NEW_COLOR,
+    PX_MOVE,
+    WatchItem,
+    check_watchlists,
+    load_watchlist,
+    watch,
+)
 from core.compliance.access_log import load_access_log
 from core.identity.user_records import get_user
 from core.reads.security_page import dealer_dispersion, security_history
 from core.schema import COLOR_ID, RUN_ID, SECTOR
+from tests.pages.conftest import mounts_at
 from tests.pages.test_search_page import (
     MM,
     RUNS,
@@ -23,6 +31,7 @@ from tests.pages.test_search_page import (
     publish,
     use_store,
     values,
+    watch_field,
 )
 
 PAGE = "pages/security.py"
@@ -127,14 +136,34 @@ def test_a_viewer_limited_to_one_sector_sees_nothing_of_another(shared):
     assert set(_table(at, COLOR_ID)[SECTOR]) == {MM}
 
 
+def test_a_browser_that_missed_the_run_that_filled_the_alerts_mounts_them_at_their_values(
+        app_store):
+    """Under load the run that fills the alert settings (a new CUSIP's, a stored item's) can be
+    superseded before the browser gets it, and the browser mounts them from the next run. Each
+    must come with its value in that run too (they came unticked at 0.01 points, and Watch this
+    CUSIP saved an item that raises no alert)."""
+    (day1, at1), _ = RUNS
+    publish(app_store, day1, at1)
+    at = ok(_open(app_store, "V4BS8NAG1").run())  # the run after the one that filled them
+    fields = ("new_color", "better_rank", "px_on", "px")
+    assert [mounts_at(watch_field(at, f, "security")) for f in fields] == [True, True, False, 1.0]
+    actor = get_user(app_store, "ana").actor()
+    watch(app_store, actor, WatchItem("V4BS8NAG1", new_color=False, px_move=0.5))
+    at = ok(ok(at.run()).run())  # the stored item is put in them; the run after
+    assert [mounts_at(watch_field(at, f, "security")) for f in fields] == [False, True, True, 0.5]
+    at = ok(at.button(key="security.watch").click().run())
+    assert [(i.new_color, i.px_move, i.better_rank) for i in load_watchlist(app_store, actor)] \
+        == [(False, 0.5, True)]
+
+
 def test_a_watched_cusip_raises_its_alert_once_after_the_next_run(app_store):
     (day1, at1), (day2, at2) = RUNS
     publish(app_store, day1, at1)
     at = _open(app_store, "V4BS8NAG1")
     assert at.button(key="security.watch").label == "Watch this CUSIP"
     assert "No watchlist alerts of V4BS8NAG1 yet." in [c.value for c in at.caption]
-    at = ok(at.checkbox(key="security.watch_px_on").check().run())
-    at.number_input(key="security.watch_px").set_value(0.1)
+    at = ok(watch_field(at, "px_on", "security").check().run())
+    watch_field(at, "px", "security").set_value(0.1)
     at = ok(at.button(key="security.watch").click().run())
     assert [t.value for t in at.toast] == ["Watching V4BS8NAG1"]
     assert at.button(key="security.watch").label == "Save alert settings"
