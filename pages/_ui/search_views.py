@@ -68,6 +68,7 @@ from core.schema import (
 )
 from pages._ui import cached
 from pages._ui.automation_views import flash
+from pages._ui.form_values import FormValues
 from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
 from pages._ui.services import error_boundary
@@ -76,11 +77,11 @@ from pages._ui.widgets import SUMMARY_COLUMNS
 from storage import Store
 
 SECURITY_PAGE = "pages/security.py"
-TEXT, KIND, MATCH = "search.text", "search.kind", "search.match"
-BULK_TEXT, BULK_FILE, UPLOADS = "search.bulk_text", "search.bulk_file", "search.uploads_state"
-MORE, CONDITIONS = "search.more", "search.conditions"
-SORT, DESCENDING, PAGE_SIZE, PAGE = "search.sort", "search.descending", "search.page_size", \
-    "search.page"
+# The query form's values (box, bulk text, filters, order): its widgets' defaults, kept in one
+# place, never set on their keys (pages._ui.form_values); a loaded search draws them afresh.
+FORM = FormValues("search.form")
+BULK_FILE, UPLOADS = "search.bulk_file", "search.uploads_state"
+CONDITIONS, PAGE = "search.conditions", "search.page"
 RESULTS, OPEN = "search.results", "search.open"
 EXPORT_FORMAT, DOWNLOAD = "search.export_format", "search.download"
 PRESET = "search.preset"  # the picked preset's id, "" for none (pages._ui.search_presets)
@@ -93,14 +94,15 @@ FORMATS = {"xlsx": "Excel (.xlsx)", "csv": "CSV"}
 MIME = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         "csv": "text/csv"}
 BIASES = [b for b in sorted(BIAS_RANK, key=lambda b: (BIAS_RANK[b], b)) if b not in BIAS_ALIASES]
-# widget name → (column, key) of the list filters, in filters_group's argument order
-LISTS = {"sectors": (SECTOR, "search.sectors"), "sources": (SOURCE, "search.sources"),
-         "biases": (BIAS, "search.biases"), "ranks": (RANK, "search.ranks"),
-         "processing_types": (PROCESSING_TYPE, "search.types"),
-         "run_ids": (RUN_ID, "search.runs")}
-SCALARS = {"date_from": "search.date_from", "date_to": "search.date_to",
-           "px_min": "search.px_min", "px_max": "search.px_max",
-           "parents_only": "search.parents_only"}
+# the list filters (widget name → column), in filters_group's argument order
+LISTS = {"sectors": SECTOR, "sources": SOURCE, "biases": BIAS, "ranks": RANK,
+         "processing_types": PROCESSING_TYPE, "run_ids": RUN_ID}
+SCALARS = {"date_from": None, "date_to": None, "px_min": None, "px_max": None,
+           "parents_only": False}  # the other filters, empty
+BLANK: dict[str, Any] = {  # sort None: RUN_ID where visible
+    "text": "", "kind": "auto", "match": "prefix", "bulk_text": "", "sort": None,
+    "descending": True, "page_size": PAGE_SIZES[1], **{name: [] for name in LISTS}, **SCALARS,
+    "more": False, "drawn": False}
 
 
 def visible(actor: Actor, column: str) -> bool:
@@ -129,21 +131,40 @@ def describe_query(query: SearchQuery) -> str:
 
 
 # -- the form -----------------------------------------------------------------------------------
+def _form() -> FormValues:
+    """The form's values; empty when the page is opened again (its widgets were dropped when it
+    was left, as Streamlit drops a page's widgets, and the form started empty)."""
+    if not FORM.loaded() or (FORM["drawn"] and FORM.key("text") not in st.session_state):
+        FORM.load(BLANK)
+    return FORM
+
+
+def _index(options: list[Any], value: Any, default: int = 0) -> int:
+    return options.index(value) if value in options else default
+
+
 def render_box() -> tuple[str, str, str]:
     """The one box: text, how to read it, how to match it."""
+    form = _form()
     box, kind, match = st.columns([4, 1, 1])
-    text = box.text_input("CUSIP, ticker or MESSAGE_ID", key=TEXT,
+    text = box.text_input("CUSIP, ticker or MESSAGE_ID", value=form["text"],
+                          key=form.key("text"),
                           placeholder="97988RBL5 · ARES 2025 · 17734072432755618")
-    how = kind.selectbox("Read as", list(KIND_WORDS), format_func=KIND_WORDS.get, key=KIND)
-    matching = match.selectbox("Tickers and ids", list(MATCH_WORDS), format_func=MATCH_WORDS.get,
-                               key=MATCH)
+    kinds, matches = list(KIND_WORDS), list(MATCH_WORDS)
+    how = kind.selectbox("Read as", kinds, index=_index(kinds, form["kind"]),
+                         format_func=KIND_WORDS.get, key=form.key("kind"))
+    matching = match.selectbox("Tickers and ids", matches, index=_index(matches, form["match"]),
+                               format_func=MATCH_WORDS.get, key=form.key("match"))
+    form.keep(text=text, kind=how, match=matching, drawn=True)
     return text, how, matching
 
 
 def render_bulk() -> tuple:
     """Identifiers pasted or uploaded (one per line or cell), parsed by core.reads.identifiers."""
+    form = _form()
     pasted = st.text_area("Paste identifiers (CUSIPs, MESSAGE_IDs or tickers, one per line)",
-                          key=BULK_TEXT, height=120)
+                          value=form["bulk_text"], key=form.key("bulk_text"), height=120)
+    form.keep(bulk_text=pasted)
     upload = st.file_uploader("…or upload a file of them (.xlsx, .csv, .txt)",
                               type=["xlsx", "xls", "csv", "txt"],
                               key=f"{BULK_FILE}.{st.session_state.get(UPLOADS, 0)}")
@@ -164,50 +185,59 @@ def rank_label(rank: int) -> str:
     return f"{rank} ({', '.join(b for b in BIASES if BIAS_RANK[b] == rank)})"
 
 
-def _with_current(options: list[Any], key: str) -> list[Any]:
+def _with_current(options: list[Any], held: list[Any]) -> list[Any]:
     """Options plus whatever the widget holds (a loaded search may name other values)."""
-    held = [v for v in st.session_state.get(key) or [] if v not in options]
-    return [*options, *held]
+    return [*options, *[v for v in held if v not in options]]
 
 
 def render_filters(actor: Actor, options: dict[str, list[Any]]) -> Group | None:
     """The standard filters (core.reads.search.filters_group) plus, optionally, conditions on any
     visible column (the shared condition builder). None when nothing is set."""
-    values: dict[str, Any] = {}
+    form, values = _form(), {}
     left, right = st.columns(2)
     if visible(actor, DATE):
-        values["date_from"] = left.date_input("DATE from", value=None, key=SCALARS["date_from"])
-        values["date_to"] = right.date_input("DATE to", value=None, key=SCALARS["date_to"])
+        values["date_from"] = left.date_input("DATE from", value=form["date_from"],
+                                              key=form.key("date_from"))
+        values["date_to"] = right.date_input("DATE to", value=form["date_to"],
+                                             key=form.key("date_to"))
     if visible(actor, PX):
-        values["px_min"] = left.number_input("PX at least", value=None, step=0.25,
-                                             key=SCALARS["px_min"])
-        values["px_max"] = right.number_input("PX at most", value=None, step=0.25,
-                                              key=SCALARS["px_max"])
+        values["px_min"] = left.number_input("PX at least", value=form["px_min"], step=0.25,
+                                             key=form.key("px_min"))
+        values["px_max"] = right.number_input("PX at most", value=form["px_max"], step=0.25,
+                                              key=form.key("px_max"))
     labels = {"sectors": "Sector", "sources": "Source (dealer)", "biases": "BIAS",
               "ranks": "RANK", "processing_types": "Processing type", "run_ids": "Run"}
-    for i, (name, (column, key)) in enumerate(LISTS.items()):
+    for i, (name, column) in enumerate(LISTS.items()):
         if visible(actor, column):
             column_box = (left, right)[i % 2]
             values[name] = tuple(column_box.multiselect(
-                labels[name], _with_current(options[name], key), key=key,
-                format_func=rank_label if name == "ranks" else str))
+                labels[name], _with_current(options[name], form[name]), default=form[name],
+                key=form.key(name), format_func=rank_label if name == "ranks" else str))
     if visible(actor, IS_PARENT):
-        values["parents_only"] = st.checkbox("Parents only", key=SCALARS["parents_only"])
+        values["parents_only"] = st.checkbox("Parents only", value=form["parents_only"],
+                                             key=form.key("parents_only"))
+    more = st.toggle("Conditions on any column", value=form["more"], key=form.key("more"))
+    form.keep(**{name: list(value) if name in LISTS else value
+                 for name, value in values.items()}, more=more)
     group = filters_group(**values)
-    if st.toggle("Conditions on any column", key=MORE):
-        more = render_builder(CONDITIONS, condition_columns(actor))
-        if more.items:
-            group = Group("and", [*group.items, more])
+    if more:
+        extra = render_builder(CONDITIONS, condition_columns(actor))
+        if extra.items:
+            group = Group("and", [*group.items, extra])
     return group if group.items else None
 
 
 def render_order(actor: Actor) -> tuple[str, bool, int]:
+    form = _form()
     sort, direction, size = st.columns([2, 1, 1], vertical_alignment="bottom")
     columns = list(condition_columns(actor))
-    column = sort.selectbox("Sort by", columns, index=columns.index(RUN_ID) if RUN_ID in columns
-                            else 0, key=SORT)
-    descending = direction.toggle("Descending", value=True, key=DESCENDING)
-    page_size = size.selectbox("Groups per page", PAGE_SIZES, index=1, key=PAGE_SIZE)
+    column = sort.selectbox("Sort by", columns, key=form.key("sort"), index=_index(
+        columns, form["sort"], _index(columns, RUN_ID)))
+    descending = direction.toggle("Descending", value=form["descending"],
+                                  key=form.key("descending"))
+    page_size = size.selectbox("Groups per page", PAGE_SIZES, key=form.key("page_size"),
+                               index=_index(list(PAGE_SIZES), form["page_size"], 1))
+    form.keep(sort=column, descending=descending, page_size=page_size)
     return column, descending, int(page_size)
 
 
@@ -243,7 +273,7 @@ def split_filters(group: Group | None) -> tuple[dict[str, Any], Group | None]:
     """A query's filters as the standard widgets' values and the rest (for the builder)."""
     values: dict[str, Any] = {}
     rest: list[Condition | Group] = []
-    by_column = {column: name for name, (column, _) in LISTS.items()}
+    by_column = {column: name for name, column in LISTS.items()}
     for item in group.items if group is not None else []:
         found: dict[str, Any] = {}
         if isinstance(item, Group):
@@ -273,17 +303,15 @@ def split_filters(group: Group | None) -> tuple[dict[str, Any], Group | None]:
 def load_query(query: SearchQuery, actor: Actor) -> None:
     """Put a query in the form (an on_click callback: it runs before the widgets are drawn)."""
     state = st.session_state
-    state.update({TEXT: query.text, KIND: query.kind, MATCH: query.match,
-                  BULK_TEXT: "\n".join(i.text for i in query.bulk), SORT: query.sort,
-                  DESCENDING: query.descending, PAGE: 1})
-    state[PAGE_SIZE] = query.page_size if query.page_size in PAGE_SIZES else PAGE_SIZES[1]
-    state[UPLOADS] = state.get(UPLOADS, 0) + 1  # a new, empty uploader
     values, rest = split_filters(query.filters)
-    for name, (_, key) in LISTS.items():
-        state[key] = list(values.get(name, []))
-    for name, key in SCALARS.items():
-        state[key] = values.get(name, False if name == "parents_only" else None)
-    state[MORE] = rest is not None
+    FORM.load({**BLANK, "text": query.text, "kind": query.kind, "match": query.match,
+               "bulk_text": "\n".join(i.text for i in query.bulk), "sort": query.sort,
+               "descending": query.descending, "page_size": query.page_size,
+               **{name: list(values.get(name, [])) for name in LISTS},
+               **{name: values.get(name, empty) for name, empty in SCALARS.items()},
+               "more": rest is not None})
+    state[PAGE] = 1  # the pagination's own first page
+    state[UPLOADS] = state.get(UPLOADS, 0) + 1  # a new, empty uploader
     state[PRESET] = query.preset.id if query.preset is not None else ""
     state.pop(LOGGED, None)  # running a search again is a search: logged again
     load_builder(CONDITIONS, rest, condition_columns(actor))

@@ -55,7 +55,14 @@ from core.schema import (
 from pages._ui.tables import display_frame, roles
 from pages._ui.widgets import SUMMARY_COLUMNS
 from tests.pages.conftest import open_app
-from tests.pages.test_search_page import chart, ok, recording_media, values, watch_field
+from tests.pages.test_search_page import (
+    chart,
+    form_key,
+    ok,
+    recording_media,
+    values,
+    watch_field,
+)
 
 SETTINGS = load_settings({}, {})
 # load_demo's week ends on the business day before its `now`: 9–13 March 2026 (runs 1–5).
@@ -230,7 +237,7 @@ def test_an_analyst_finds_charts_saves_exports_and_watches_a_cusip_until_its_ale
 
     # Search: the box finds exactly the CUSIP's colors, a table row per run, children beneath.
     at = ok(at.switch_page(SEARCH).run())
-    at = ok(at.text_input(key="search.text").input(cusip.lower()).run())
+    at = ok(at.text_input(key=form_key(at, "text")).input(cusip.lower()).run())
     query = SearchQuery(text=cusip.lower(), page_size=25)
     rows = search_rows(app_store, ana, query)
     assert len(rows) == (demo[CUSIP] == cusip).sum()
@@ -259,10 +266,11 @@ def test_an_analyst_finds_charts_saves_exports_and_watches_a_cusip_until_its_ale
     assert spec["layout"]["title"]["text"] == f"{cusip}: price history"
     assert chart_points(spec) == history_points(history) == history_points(rows)
 
-    # Back in Search, run the search again from the history and save it.
+    # Back in Search (the form empty again), run the search again from the history and save it.
     at = ok(at.switch_page(SEARCH).run())
+    assert at.text_input(key=form_key(at, "text")).value == ""
     at = ok(at.button(key="search.history_load").click().run())
-    assert at.text_input(key="search.text").value == cusip.lower()
+    assert at.text_input(key=form_key(at, "text")).value == cusip.lower()
     at.text_input(key="search.save_name").input(SAVED_NAME)
     at = ok(at.button(key="search.save").click().run())
     assert [t.value for t in at.toast] == [f"Saved the search {SAVED_NAME!r}"]

@@ -17,6 +17,7 @@ from storage import open_store
 from tests.conftest import POSTGRES_URL
 from tests.pages.conftest import open_app
 from tests.pages.test_navigation import ALL_PAGES
+from tests.pages.test_search_page import form_key
 
 DOWN = "The scheduler is not running"  # Automation's banner: no scheduler runs in tests
 
@@ -49,7 +50,7 @@ def test_every_page_renders_for_an_admin_on_a_postgres_store(postgres_app_store)
 def test_a_search_on_a_postgres_store_finds_the_cusip_s_colors(postgres_app_store):
     cusip = str(history.published_colors(postgres_app_store, SYSTEM)["CUSIP"].iloc[0])
     at = open_app(postgres_app_store, "admin", "admin", page="pages/search.py")
-    at.text_input(key="search.text").input(cusip).run()
+    at.text_input(key=form_key(at, "text")).input(cusip).run()
     assert not at.exception
     [frame] = [d.value for d in at.dataframe][:1]
     assert set(frame["CUSIP"]) == {cusip}

@@ -15,6 +15,7 @@ from core.reads import history
 from storage import open_store
 from tests.pages.conftest import open_app
 from tests.pages.test_navigation import ALL_PAGES
+from tests.pages.test_search_page import form_key
 
 DOWN = "The scheduler is not running"  # Automation's banner: no scheduler runs in tests
 
@@ -50,7 +51,7 @@ def test_every_page_renders_for_an_admin_on_an_s3_store(s3_app_store):
 def test_a_search_on_an_s3_store_finds_the_cusip_s_colors(s3_app_store):
     cusip = str(history.published_colors(s3_app_store, SYSTEM)["CUSIP"].iloc[0])
     at = open_app(s3_app_store, "admin", "admin", page="pages/search.py")
-    at.text_input(key="search.text").input(cusip).run()
+    at.text_input(key=form_key(at, "text")).input(cusip).run()
     assert not at.exception
     [frame] = [d.value for d in at.dataframe][:1]
     assert set(frame["CUSIP"]) == {cusip}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,12 @@ from core.compliance.access_log import load_access_log
 from core.config import load_settings
 from core.errors import NotFound
 from core.identity.user_records import get_user
-from core.reads.saved_searches import list_saved_searches, record_search_history
-from core.reads.search import SearchQuery
+from core.reads.saved_searches import list_saved_searches, record_search_history, save_search
+from core.reads.search import SearchQuery, filters_group
+from core.rules.conditions import Condition, Group
 from core.runs import pipeline
 from core.runs.exports import write_xlsx
-from core.schema import BIAS, CUSIP, DATE, IS_PARENT, MESSAGE_ID, RUN_ID, SECTOR, TICKER
+from core.schema import BIAS, CUSIP, DATE, IS_PARENT, MESSAGE_ID, PX, RUN_ID, SECTOR, SOURCE, TICKER
 from pages._ui.search_views import history_label
 from pages._ui.services import USER_KEY
 from storage import open_store
@@ -105,6 +107,12 @@ def open_page(store, page: str, username: str, role: str = "analyst", *,
     at.session_state[USER_KEY] = user
     at.query_params.update(query_params or {})
     return ok(at.run())
+
+
+def form_key(at: AppTest, name: str) -> str:
+    """The key of a search form widget (text, kind, sectors, px_min, sort, more...): drawn
+    afresh, under a new key generation, each time a search is loaded into the form."""
+    return f"search.form.{at.session_state['search.form_generation_state']}.{name}"
 
 
 def watch_field(at: AppTest, name: str, prefix: str = "search"):
@@ -184,7 +192,7 @@ def switched(monkeypatch) -> list:
 
 
 def search_for(at: AppTest, text: str) -> AppTest:
-    return ok(at.text_input(key="search.text").input(text).run())
+    return ok(at.text_input(key=form_key(at, "text")).input(text).run())
 
 
 def totals(at: AppTest) -> str:
@@ -258,7 +266,7 @@ def test_a_ticker_prefix_finds_every_cusip_of_the_deal(shared, rows):
 
 def test_a_ticker_can_match_anywhere_when_asked(shared, rows):
     at = open_page(shared, PAGE, "ana")
-    at.selectbox(key="search.match").set_value("contains")
+    at.selectbox(key=form_key(at, "match")).set_value("contains")
     at = search_for(at, "92A A")
     expected = groups(rows[rows[TICKER].str.contains("92A A", regex=False)])
     assert {c for _, c, _ in expected} == {"V4BS8NAA4", "V4BS8NAC0"}
@@ -277,7 +285,7 @@ def test_a_message_id_finds_the_colors_it_quoted(shared, rows):
 def test_a_pasted_list_reports_matched_unmatched_and_excel_mangled_ids(shared, rows):
     at = open_page(shared, PAGE, "ana")
     pasted = "RYZMVCAA8\n17733556666330183\n1.7734E+16\n037833100"
-    at = ok(at.text_area(key="search.bulk_text").input(pasted).run())
+    at = ok(at.text_area(key=form_key(at, "bulk_text")).input(pasted).run())
     assert [m.value for m in at.markdown if m.value.startswith("**Bulk")] == [
         "**Bulk lookup:** 2 matched, 1 not found, 1 Excel-mangled."]
     (warning,) = [w.value for w in at.warning]
@@ -303,24 +311,24 @@ def test_an_uploaded_file_of_ids_is_looked_up(shared):
 # -- filters, pages, export -----------------------------------------------------------------------
 def test_filters_narrow_the_result_exactly(shared, rows):
     at = open_page(shared, PAGE, "ana")
-    at.multiselect(key="search.sectors").set_value([MM])
-    at.multiselect(key="search.biases").set_value(["BID"])
-    at.date_input(key="search.date_from").set_value(datetime(2026, 3, 13).date())
+    at.multiselect(key=form_key(at, "sectors")).set_value([MM])
+    at.multiselect(key=form_key(at, "biases")).set_value(["BID"])
+    at.date_input(key=form_key(at, "date_from")).set_value(datetime(2026, 3, 13).date())
     at = ok(at.run())
     wanted = rows[(rows[SECTOR] == MM) & (rows[BIAS] == "BID") & (rows[DATE] >= "2026-03-13")]
     assert shown_groups(at) == groups(wanted)
     assert totals(at) == (f"{len(groups(wanted))} groups (a CUSIP in a run) · {len(wanted)} "
                           "colors · page 1 of 1")
 
-    at.number_input(key="search.px_min").set_value(100.0)
+    at.number_input(key=form_key(at, "px_min")).set_value(100.0)
     at = ok(at.run())
     wanted = wanted[wanted["PX"] >= 100]
     assert shown_groups(at) == groups(wanted) == [(2, "4HFNZ9AA3", 2)]
 
 
 def _parents_only(at: AppTest, size: int = 10) -> AppTest:
-    at.checkbox(key="search.parents_only").check()
-    at.selectbox(key="search.page_size").set_value(size)
+    at.checkbox(key=form_key(at, "parents_only")).check()
+    at.selectbox(key=form_key(at, "page_size")).set_value(size)
     return ok(at.run())
 
 
@@ -337,8 +345,8 @@ def test_the_second_page_holds_the_rest_of_the_parents(shared, rows):
 
 def test_sorting_by_a_column_orders_the_groups(shared, rows):
     at = _parents_only(open_page(shared, PAGE, "ana"), 25)
-    at.selectbox(key="search.sort").set_value("PX")
-    at.toggle(key="search.descending").set_value(False)
+    at.selectbox(key=form_key(at, "sort")).set_value("PX")
+    at.toggle(key=form_key(at, "descending")).set_value(False)
     at = ok(at.run())
     parents = rows[rows[IS_PARENT]].sort_values(["PX", RUN_ID], ascending=[True, False])
     assert results(at)["PX"].tolist() == parents["PX"].tolist()
@@ -392,12 +400,46 @@ def test_a_saved_search_loads_back_into_the_form(shared):
     assert at.selectbox(key="search.saved").options == ["SNDPT deals (shared)"]
     assert other.selectbox(key="search.saved").options == ["SNDPT deals (shared by saver)"]
     other = ok(other.button(key="search.load").click().run())
-    assert other.text_input(key="search.text").value == "sndpt"
+    assert other.text_input(key=form_key(other, "text")).value == "sndpt"
     assert totals(other) == "4 groups (a CUSIP in a run) · 30 colors · page 1 of 1"
     assert other.button(key="search.delete").disabled  # not theirs
 
     at = ok(at.button(key="search.delete").click().run())
     assert list_saved_searches(shared, get_user(shared, "saver").actor()) == []
+
+
+def test_a_browser_that_missed_the_run_that_loaded_a_search_mounts_the_form_at_its_values(
+        shared):
+    """Under load the run that puts a saved search in the form can be superseded before the
+    browser gets it, and the browser mounts the form from the next run. Each field must come
+    with the search's value in that run too (they came empty, at the first option, and the next
+    edit sent those back: the search shown, and saved again, had lost its filters)."""
+    at = open_page(shared, PAGE, "loader")
+    filters = filters_group(date_from=date(2026, 3, 2), sectors=(MM,), biases=("BID",),
+                            px_min=90.0, parents_only=True)
+    query = SearchQuery(text="sndpt", kind="ticker", match="contains", sort=PX, descending=False,
+                        page_size=100, filters=Group("and", [
+                            *filters.items, Condition(SOURCE, "not_equal_to", "DZ BANK")]))
+    save_search(shared, get_user(shared, "loader").actor(), "Everything", query)
+    at = ok(ok(ok(at.run()).button(key="search.load").click().run()).run())  # and the run after
+    prefix = form_key(at, "")
+    mounted = {w.key.removeprefix(prefix): mounts_at(w)
+               for kind in (at.text_input, at.text_area, at.selectbox, at.multiselect,
+                            at.date_input, at.number_input, at.checkbox, at.toggle)
+               for w in kind if w.key and w.key.startswith(prefix)}
+    assert mounted == {
+        "text": "sndpt", "kind": "Ticker", "match": "contains", "bulk_text": "",
+        "date_from": ["2026-03-02"], "date_to": [], "px_min": 90.0, "px_max": None,
+        "sectors": [MM], "sources": [], "biases": ["BID"], "ranks": [], "processing_types": [],
+        "run_ids": [], "parents_only": True, "more": True, "sort": PX, "descending": False,
+        "page_size": "100"}
+    assert at.selectbox(key="search.conditions.1.0.column").value == SOURCE
+    at.text_input(key="search.save_name").input("Everything again")
+    at = ok(at.button(key="search.save").click().run())
+    again = {s.name: s.query for s in list_saved_searches(
+        shared, get_user(shared, "loader").actor())}["Everything again"]
+    assert again == replace(query, filters=Group("and", [  # the builder's conditions: a group
+        *filters.items, Group("and", [Condition(SOURCE, "not_equal_to", "DZ BANK")])]))
 
 
 def test_the_history_keeps_the_last_20_searches_newest_first(shared):
@@ -415,7 +457,7 @@ def test_the_history_keeps_the_last_20_searches_newest_first(shared):
                            for i in range(19, 0, -1)]  # T00 dropped out
     at = ok(at.selectbox(key="search.history").set_value(options[1]).run())
     at = ok(at.button(key="search.history_load").click().run())
-    assert at.text_input(key="search.text").value == "T19"
+    assert at.text_input(key=form_key(at, "text")).value == "T19"
 
 
 # -- My watchlist ---------------------------------------------------------------------------------
@@ -491,7 +533,7 @@ def test_a_browser_that_missed_the_run_that_filled_the_email_switch_mounts_it_at
 # -- entitlements ---------------------------------------------------------------------------------
 def test_a_viewer_limited_to_one_sector_never_sees_the_other(shared, rows, served):
     at = open_page(shared, PAGE, "vera", "viewer", sectors=[MM])
-    assert at.multiselect(key="search.sectors").options == [MM]
+    assert at.multiselect(key=form_key(at, "sectors")).options == [MM]
     at = search_for(at, "RYZMVCAA8")  # an A_BSL CUSIP
     assert totals(at) == "0 groups (a CUSIP in a run) · 0 colors · page 1 of 1"
     assert [i.value for i in at.info] == ["No colors match this search."]
@@ -506,7 +548,7 @@ def test_a_viewer_limited_to_one_sector_never_sees_the_other(shared, rows, serve
     assert len(table) == 1 + len(mm)
 
     at = search_for(at, "")
-    at = ok(at.text_area(key="search.bulk_text").input("RYZMVCAA8\nV4BS8NAA4").run())
+    at = ok(at.text_area(key=form_key(at, "bulk_text")).input("RYZMVCAA8\nV4BS8NAA4").run())
     report = next(d.value for d in at.dataframe if "STATUS" in d.value.columns)
     assert report[["ID", "STATUS"]].values.tolist() == [["RYZMVCAA8", "unmatched"],
                                                          ["V4BS8NAA4", "matched"]]

@@ -12,7 +12,14 @@ import pytest
 from core.schema import ASK, BIAS, BID, CUSIP, DATE, DATE_1, IS_PARENT, PX, RUN_ID
 from tests.factories import SAMPLE
 from tests.pages import manual_color_driver as mc
-from tests.pages.test_search_page import build_published, ok, open_page, search_for, use_store
+from tests.pages.test_search_page import (
+    build_published,
+    form_key,
+    ok,
+    open_page,
+    search_for,
+    use_store,
+)
 
 AC0 = "V4BS8NAC0"  # 8 colors: 1 in run 1, 7 in run 2
 AG1 = "V4BS8NAG1"  # 16 colors, 9 without a bid and 4 without an offer
@@ -84,7 +91,7 @@ def test_the_dashboards_latest_parents_use_the_same_headers_and_formats(shared):
 
 def test_a_filtered_search_shows_each_rows_role_as_published(shared, rows):
     at = open_page(shared, "pages/search.py", "ana")
-    at.multiselect(key="search.biases").set_value(["OFFER"])
+    at.multiselect(key=form_key(at, "biases")).set_value(["OFFER"])
     at = ok(at.run())
     shown = at.dataframe(key="search.results").value
     offers = rows[rows[BIAS] == "OFFER"]
