@@ -41,6 +41,9 @@ class FormValues:
     def key(self, field: str) -> str:
         return f"{self.name}.{st.session_state.get(self._generation_key, 0)}.{field}"
 
+    def values(self) -> dict[str, Any]:
+        return dict(st.session_state[self.state_key])
+
     def __getitem__(self, field: str) -> Any:
         return st.session_state[self.state_key][field]
 

@@ -27,12 +27,11 @@ from pages._ui.automation_views import flash
 from pages._ui.form_values import FormValues
 from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
-from pages._ui.search_views import PRESET, filter_options
+from pages._ui.search_views import PICK, filter_options, search_form
 from pages._ui.services import error_boundary
 from storage import Store
 
 NO_PRESET = ""
-PICK = "search.preset_pick_state"  # a preset to pick before the picker is drawn (after a save)
 SAVE = "search.preset_save"
 FORM = FormValues("search.preset_form")  # the form's name and shared: the widgets' defaults
 BUILDER = "search.preset_builder"
@@ -53,19 +52,20 @@ def preset_label(preset: Preset, actor: Actor) -> str:
 def render_picker(store: Store, actor: Actor) -> Preset | None:
     """The preset selectbox (own and shared presets) and, when one is picked, what it keeps."""
     presets = {p.id: p for p in list_presets(store, actor)}
-    state = st.session_state
-    if PICK in state:
-        state[PRESET] = state.pop(PICK)
-    if state.get(PRESET) not in (NO_PRESET, *presets):
-        if state.get(PRESET):  # deleted since it was picked, or a loaded search's, not shared
+    form = search_form()  # the picked preset is the search form's ("preset"), kept with it
+    if form["preset"] not in (NO_PRESET, *presets):
+        if form["preset"]:  # deleted since it was picked, or a loaded search's, not shared
             st.warning("The preset picked is no longer there for you (deleted, or not shared): "
                        "the search runs without it.")
-        state[PRESET] = NO_PRESET
-    picked = st.selectbox("Preset (saved filter)", [NO_PRESET, *presets], key=PRESET,
+        form.keep(preset=NO_PRESET)
+    options = [NO_PRESET, *presets]
+    picked = st.selectbox("Preset (saved filter)", options, index=options.index(form["preset"]),
+                          key=form.key("preset"),
                           format_func=lambda i: preset_label(presets[i], actor) if i
                           else "(no preset)",
                           help="Keep only the rows matching a saved filter: yours, or one "
                                "shared with everyone")
+    form.keep(preset=picked)
     if not picked:
         return None
     preset = presets[picked]

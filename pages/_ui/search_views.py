@@ -82,9 +82,9 @@ SECURITY_PAGE = "pages/security.py"
 FORM = FormValues("search.form")
 BULK_FILE, UPLOADS = "search.bulk_file", "search.uploads_state"
 CONDITIONS, PAGE = "search.conditions", "search.page"
+PICK = "search.preset_pick_state"  # a preset to pick before the form is drawn (after a save)
 RESULTS, OPEN = "search.results", "search.open"
 EXPORT_FORMAT, DOWNLOAD = "search.export_format", "search.download"
-PRESET = "search.preset"  # the picked preset's id, "" for none (pages._ui.search_presets)
 SHOWN_QUERY = "search.query_state"  # the query (page 1) the page is showing
 LOGGED = "search.logged_state"  # the last query recorded in the access log and history
 KIND_WORDS = {"auto": "Detect", CUSIP_ID: "CUSIP", TICKER_ID: "Ticker", MESSAGE_ID_ID: "MESSAGE_ID"}
@@ -102,7 +102,7 @@ SCALARS = {"date_from": None, "date_to": None, "px_min": None, "px_max": None,
 BLANK: dict[str, Any] = {  # sort None: RUN_ID where visible
     "text": "", "kind": "auto", "match": "prefix", "bulk_text": "", "sort": None,
     "descending": True, "page_size": PAGE_SIZES[1], **{name: [] for name in LISTS}, **SCALARS,
-    "more": False, "drawn": False}
+    "more": False, "preset": "", "drawn": False}  # preset: its id, "" for none (search_presets)
 
 
 def visible(actor: Actor, column: str) -> bool:
@@ -131,11 +131,13 @@ def describe_query(query: SearchQuery) -> str:
 
 
 # -- the form -----------------------------------------------------------------------------------
-def _form() -> FormValues:
+def search_form() -> FormValues:
     """The form's values; empty when the page is opened again (its widgets were dropped when it
     was left, as Streamlit drops a page's widgets, and the form started empty)."""
     if not FORM.loaded() or (FORM["drawn"] and FORM.key("text") not in st.session_state):
         FORM.load(BLANK)
+    if PICK in st.session_state:  # a preset just saved is picked: the form is drawn afresh
+        FORM.load({**FORM.values(), "preset": st.session_state.pop(PICK), "drawn": False})
     return FORM
 
 
@@ -145,7 +147,7 @@ def _index(options: list[Any], value: Any, default: int = 0) -> int:
 
 def render_box() -> tuple[str, str, str]:
     """The one box: text, how to read it, how to match it."""
-    form = _form()
+    form = search_form()
     box, kind, match = st.columns([4, 1, 1])
     text = box.text_input("CUSIP, ticker or MESSAGE_ID", value=form["text"],
                           key=form.key("text"),
@@ -161,7 +163,7 @@ def render_box() -> tuple[str, str, str]:
 
 def render_bulk() -> tuple:
     """Identifiers pasted or uploaded (one per line or cell), parsed by core.reads.identifiers."""
-    form = _form()
+    form = search_form()
     pasted = st.text_area("Paste identifiers (CUSIPs, MESSAGE_IDs or tickers, one per line)",
                           value=form["bulk_text"], key=form.key("bulk_text"), height=120)
     form.keep(bulk_text=pasted)
@@ -193,7 +195,7 @@ def _with_current(options: list[Any], held: list[Any]) -> list[Any]:
 def render_filters(actor: Actor, options: dict[str, list[Any]]) -> Group | None:
     """The standard filters (core.reads.search.filters_group) plus, optionally, conditions on any
     visible column (the shared condition builder). None when nothing is set."""
-    form, values = _form(), {}
+    form, values = search_form(), {}
     left, right = st.columns(2)
     if visible(actor, DATE):
         values["date_from"] = left.date_input("DATE from", value=form["date_from"],
@@ -228,7 +230,7 @@ def render_filters(actor: Actor, options: dict[str, list[Any]]) -> Group | None:
 
 
 def render_order(actor: Actor) -> tuple[str, bool, int]:
-    form = _form()
+    form = search_form()
     sort, direction, size = st.columns([2, 1, 1], vertical_alignment="bottom")
     columns = list(condition_columns(actor))
     column = sort.selectbox("Sort by", columns, key=form.key("sort"), index=_index(
@@ -309,10 +311,10 @@ def load_query(query: SearchQuery, actor: Actor) -> None:
                "descending": query.descending, "page_size": query.page_size,
                **{name: list(values.get(name, [])) for name in LISTS},
                **{name: values.get(name, empty) for name, empty in SCALARS.items()},
-               "more": rest is not None})
+               "more": rest is not None,
+               "preset": query.preset.id if query.preset is not None else ""})
     state[PAGE] = 1  # the pagination's own first page
     state[UPLOADS] = state.get(UPLOADS, 0) + 1  # a new, empty uploader
-    state[PRESET] = query.preset.id if query.preset is not None else ""
     state.pop(LOGGED, None)  # running a search again is a search: logged again
     load_builder(CONDITIONS, rest, condition_columns(actor))
 

@@ -30,7 +30,9 @@ from core.errors import NotFound
 from core.identity.user_records import get_user
 from core.reads.saved_searches import list_saved_searches, record_search_history, save_search
 from core.reads.search import SearchQuery, filters_group
+from core.reads.search_presets import with_preset
 from core.rules.conditions import Condition, Group
+from core.rules.presets import Preset, save_preset
 from core.runs import pipeline
 from core.runs.exports import write_xlsx
 from core.schema import BIAS, CUSIP, DATE, IS_PARENT, MESSAGE_ID, PX, RUN_ID, SECTOR, SOURCE, TICKER
@@ -415,12 +417,16 @@ def test_a_browser_that_missed_the_run_that_loaded_a_search_mounts_the_form_at_i
     with the search's value in that run too (they came empty, at the first option, and the next
     edit sent those back: the search shown, and saved again, had lost its filters)."""
     at = open_page(shared, PAGE, "loader")
+    loader = get_user(shared, "loader").actor()
+    bids = save_preset(shared, loader, Preset("Bids", Group("and", [
+        Condition(BIAS, "equal_to", "BID")])))
     filters = filters_group(date_from=date(2026, 3, 2), sectors=(MM,), biases=("BID",),
                             px_min=90.0, parents_only=True)
     query = SearchQuery(text="sndpt", kind="ticker", match="contains", sort=PX, descending=False,
                         page_size=100, filters=Group("and", [
                             *filters.items, Condition(SOURCE, "not_equal_to", "DZ BANK")]))
-    save_search(shared, get_user(shared, "loader").actor(), "Everything", query)
+    query = with_preset(shared, loader, query, bids.id)
+    save_search(shared, loader, "Everything", query)
     at = ok(ok(ok(at.run()).button(key="search.load").click().run()).run())  # and the run after
     prefix = form_key(at, "")
     mounted = {w.key.removeprefix(prefix): mounts_at(w)
@@ -432,12 +438,11 @@ def test_a_browser_that_missed_the_run_that_loaded_a_search_mounts_the_form_at_i
         "date_from": ["2026-03-02"], "date_to": [], "px_min": 90.0, "px_max": None,
         "sectors": [MM], "sources": [], "biases": ["BID"], "ranks": [], "processing_types": [],
         "run_ids": [], "parents_only": True, "more": True, "sort": PX, "descending": False,
-        "page_size": "100"}
+        "page_size": "100", "preset": "Bids (yours)"}
     assert at.selectbox(key="search.conditions.1.0.column").value == SOURCE
     at.text_input(key="search.save_name").input("Everything again")
     at = ok(at.button(key="search.save").click().run())
-    again = {s.name: s.query for s in list_saved_searches(
-        shared, get_user(shared, "loader").actor())}["Everything again"]
+    again = {s.name: s.query for s in list_saved_searches(shared, loader)}["Everything again"]
     assert again == replace(query, filters=Group("and", [  # the builder's conditions: a group
         *filters.items, Group("and", [Condition(SOURCE, "not_equal_to", "DZ BANK")])]))
 

@@ -20,6 +20,7 @@ from tests.pages.test_search_page import (
     MM,
     PAGE,
     build_published,
+    form_key,
     groups,
     ok,
     open_page,
@@ -85,7 +86,7 @@ def active(at: AppTest) -> list[str]:
 def test_each_role_creates_applies_edits_and_deletes_its_own_preset(shared, rows, role):
     user = f"{role}_p"
     at = open_page(shared, PAGE, user, role)
-    assert at.selectbox(key="search.preset").options == ["(no preset)"]
+    assert at.selectbox(key=form_key(at, "preset")).options == ["(no preset)"]
     at = create_preset(at, "Bids", BIAS, "equal_to", "BID")
     (mine,) = list_presets(shared, actor(shared, user))
     assert (mine.owner, mine.name, mine.conditions) == (
@@ -93,7 +94,7 @@ def test_each_role_creates_applies_edits_and_deletes_its_own_preset(shared, rows
     assert [t.value for t in at.toast] == ["Saved the preset 'Bids': BIAS equals 'BID'"]
 
     # Saved and picked: the results keep exactly the preset's rows, and say which preset is on.
-    assert at.selectbox(key="search.preset").value == mine.id
+    assert at.selectbox(key=form_key(at, "preset")).value == mine.id
     assert active(at) == ["**Preset active: Bids** · keeps rows where BIAS equals 'BID'"]
     bids = rows[rows[BIAS] == "BID"]
     assert shown_groups(at) == groups(bids)
@@ -131,7 +132,7 @@ def test_each_role_creates_applies_edits_and_deletes_its_own_preset(shared, rows
     at = ok(at.button(key="search.preset_delete").click().run())
     at = ok(at.button(key="search.preset_delete_confirm").click().run())
     assert list_presets(shared, actor(shared, user)) == []
-    assert at.selectbox(key="search.preset").options == ["(no preset)"]
+    assert at.selectbox(key=form_key(at, "preset")).options == ["(no preset)"]
     assert active(at) == []
     assert at.info[0].value.startswith("Type a CUSIP, a ticker or a MESSAGE_ID")
 
@@ -148,9 +149,9 @@ def test_a_shared_preset_is_listed_and_applied_for_a_viewer_but_not_editable(sha
     save_preset(shared, actor(shared, "ada_p"), Preset(
         "ada's own", Group("and", [Condition(BIAS, "equal_to", "BID")])))
     at = open_page(shared, PAGE, "vic_p", "viewer")
-    assert at.selectbox(key="search.preset").options == ["(no preset)",
+    assert at.selectbox(key=form_key(at, "preset")).options == ["(no preset)",
                                                          "Desk MM (shared by ada_p)"]
-    at = ok(at.selectbox(key="search.preset").set_value(desk.id).run())
+    at = ok(at.selectbox(key=form_key(at, "preset")).set_value(desk.id).run())
     assert active(at) == ["**Preset active: Desk MM** · keeps rows where SECTOR equals 'MM-CLO'"]
     assert shown_groups(at) == groups(rows[rows[SECTOR] == MM])
     assert at.button(key="search.preset_edit").disabled
@@ -159,8 +160,8 @@ def test_a_shared_preset_is_listed_and_applied_for_a_viewer_but_not_editable(sha
             "change it.") in [c.value for c in at.caption]
 
     # The admin may change it (core allows an admin any shared preset): the buttons are live.
-    admin = ok(open_page(shared, PAGE, "ada_p", "admin").selectbox(key="search.preset")
-               .set_value(desk.id).run())
+    admin = open_page(shared, PAGE, "ada_p", "admin")
+    admin = ok(admin.selectbox(key=form_key(admin, "preset")).set_value(desk.id).run())
     assert not admin.button(key="search.preset_edit").disabled
 
 
@@ -181,7 +182,8 @@ def test_a_browser_that_missed_the_run_that_opened_a_preset_mounts_the_form_at_i
     at = open_page(shared, PAGE, "ed_p", "analyst")
     mine = save_preset(shared, actor(shared, "ed_p"), Preset("Cheap MM", Group("or", [
         Condition(SECTOR, "in_list", [MM]), Condition(PX, "less_than", 90)]), shared=True))
-    at = ok(ok(at.run()).selectbox(key="search.preset").set_value(mine.id).run())
+    at = ok(at.run())
+    at = ok(at.selectbox(key=form_key(at, "preset")).set_value(mine.id).run())
     at = ok(ok(at.button(key="search.preset_edit").click().run()).run())  # and the run after
     assert [mounts_at(form_field(at, f)) for f in ("name", "shared")] == ["Cheap MM", True]
     prefix = builder_key(at, "")
@@ -190,7 +192,8 @@ def test_a_browser_that_missed_the_run_that_opened_a_preset_mounts_the_form_at_i
             for w in kind if w.key and w.key.startswith(prefix)} == {
         "join": "ANY of these (OR)", "0.column": SECTOR, "0.operator": "in list",
         "0.picked": [MM], "1.column": PX, "1.operator": "less than", "1.value": "90"}
-    at = ok(at.button(key="search.preset_save").click().run())
+    at = ok(ok(at.button(key="search.preset_save").click().run()).run())  # and the run after
     (saved,) = list_presets(shared, actor(shared, "ed_p"))
     assert (saved.id, saved.name, saved.shared, saved.conditions) == (
         mine.id, "Cheap MM", True, mine.conditions)
+    assert mounts_at(at.selectbox(key=form_key(at, "preset"))) == "Cheap MM (yours, shared)"
