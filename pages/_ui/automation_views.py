@@ -198,6 +198,7 @@ def render_job_editor(store: Store, actor: Actor, default_tz: str = DEFAULT_TIME
         state[EDIT], state[EDIT_FOR] = chosen, None
     if state.get(EDIT) not in (NEW, *jobs):
         state[EDIT] = NEW
+    state[EDIT] = state[EDIT]  # sent with every run, as the form's values (FORM_KEYS) are
     picked = st.selectbox("Job to edit", [NEW, *jobs], key=EDIT,
                           format_func=lambda i: jobs[i].name if i else "(new job)")
     job, version = get_job(store, picked) if picked else (None, None)

@@ -210,6 +210,22 @@ def test_a_browser_that_missed_the_run_that_filled_the_editor_mounts_it_at_the_j
         [{"kind": "inbox", "path": "/srv/in", "min_age_s": 0.0}, {"kind": "buffer"}])
 
 
+def test_a_browser_that_missed_the_run_that_opened_a_job_mounts_the_editor_on_it(
+        app_as, app_store):
+    """Edit (in the jobs list) and Save put a job in the editor's job selector; a browser that
+    missed that run (superseded under load) must still mount the selector on that job (it came
+    at "(new job)", and the next edit turned the editor into a new job's)."""
+    job = _add_job(app_store)
+    at = _page(app_as)
+    at.selectbox(key="automation.job").select(job.id)
+    at = _ok(_ok(at.button(key="automation.edit_job").click().run()).run())  # and the run after
+    assert mounts_at(at.selectbox(key="automation.edit")) == "Morning"
+    at.text_input(key="automation.name").input("Morning colors")
+    at = _ok(_ok(at.button(key="automation.save").click().run()).run())
+    assert mounts_at(at.selectbox(key="automation.edit")) == "Morning colors"
+    assert [j.name for j in load_jobs(app_store)] == ["Morning colors"]
+
+
 # -- triggers ------------------------------------------------------------------------------------
 def test_run_now_queues_a_trigger_and_the_page_shows_it_queued(app_as, app_store):
     job = _add_job(app_store)
