@@ -253,6 +253,10 @@ def rules_list(rules: list[Rule]) -> None:
         st.session_state.pop(SELECTED, None)  # saved or deleted: nothing chosen, a new form
     if SELECTED not in st.session_state and editing and editing["id"] in by_id:
         st.session_state[SELECTED] = editing["id"]  # back on the page: the rule in the form
+    # Sent with every run: a choice set through the Session State API in one run only reaches a
+    # browser that missed that run (superseded under load) as nothing chosen, and the next edit
+    # sends that back, which empties the form (chosen).
+    st.session_state[SELECTED] = st.session_state.get(SELECTED)
     picked = st.selectbox("Rule", list(by_id), format_func=lambda i: by_id[i].name,
                           key=SELECTED, index=None, on_change=chosen,
                           placeholder="Choose a rule to see and change it")

@@ -417,6 +417,21 @@ def test_a_browser_that_missed_the_run_that_filled_the_form_mounts_it_at_the_for
         == ["No DZ", "d", 7, False]
 
 
+def test_a_browser_that_missed_the_run_that_chose_the_rule_again_mounts_the_list_on_it(
+        app_as, app_store):
+    """Back on the page, the list chooses the rule the form holds; a browser that missed that
+    run (superseded under load) must still mount the list on it (it came with nothing chosen,
+    and the next edit emptied the form, dropping what was typed)."""
+    rule = save_rule(app_store, SYSTEM, Rule("No DZ", DONE_WHEN))
+    at = _page(app_as)
+    at = _ok(at.selectbox(key="rules.selected").set_value(rule.id))
+    at = _ok(_field(at, "description").input("typed, not saved"))
+    _ok(at.switch_page("pages/dashboard.py"))
+    at = _ok(_ok(at.switch_page(PAGE)))  # back, and the run after
+    assert mounts_at(at.selectbox(key="rules.selected")) == "No DZ"
+    assert mounts_at(_field(at, "description")) == "typed, not saved"
+
+
 def _builder_mounts(at) -> dict[str, object]:
     """What a browser mounting the rule builder from this run shows, by widget (key after the
     generation: "join", "0.column", "2.1.value")."""
