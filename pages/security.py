@@ -16,13 +16,15 @@ from core.reads.security_page import SecuritySummary
 from core.schema import BIAS, DATE, PX, RUN_ID, SOURCE
 from pages._ui import cached, charts
 from pages._ui.automation_views import show_flashes
+from pages._ui.form_values import FormValues
 from pages._ui.markdown import escape_markdown
 from pages._ui.services import current_actor, error_boundary, store
 from pages._ui.tables import show_table
 from pages._ui.watch_views import alerts_table, render_watch
 from storage import Store
 
-CUSIP_BOX, PARAM, VIEWED = "security.cusip", "security.param_state", "security.viewed_state"
+BOX = FormValues("security.box")  # the CUSIP box's value: its default, never set on its key
+PARAM, VIEWED = "security.param_state", "security.viewed_state"
 DAY = "security.day"
 
 
@@ -31,11 +33,13 @@ def _cusip_from_link_or_box() -> tuple[str, bool]:
     was just opened (Streamlit drops a widget's state when its page is left) or the CUSIP
     changed."""
     param = str(st.query_params.get("cusip") or "").strip().upper()
-    entering = CUSIP_BOX not in st.session_state
+    entering = not BOX.loaded() or BOX.key("cusip") not in st.session_state
     if entering or st.session_state.get(PARAM) != param:
-        st.session_state[CUSIP_BOX] = param
+        BOX.load({"cusip": param})  # a box drawn afresh, at the CUSIP
         st.session_state[PARAM] = param
-    cusip = st.text_input("CUSIP", key=CUSIP_BOX, max_chars=12).strip().upper()
+    typed = st.text_input("CUSIP", value=BOX["cusip"], key=BOX.key("cusip"), max_chars=12)
+    BOX.keep(cusip=typed)
+    cusip = typed.strip().upper()
     if cusip != param:  # keep the address shareable
         if cusip:
             st.query_params["cusip"] = cusip

@@ -53,6 +53,13 @@ def _open(store, cusip: str | None = AC0, username: str = "ana", **kwargs):
     return open_page(store, PAGE, username, query_params=params, **kwargs)
 
 
+def cusip_box(at):
+    """The CUSIP box: drawn afresh, under a new key generation, each time the page puts a CUSIP
+    in it (opened, or a new ?cusip=)."""
+    return at.text_input(key=f"security.box.{at.session_state['security.box_generation_state']}"
+                             ".cusip")
+
+
 def _table(at, column: str):
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
@@ -116,11 +123,21 @@ def test_every_color_and_every_run_are_listed(shared):
 def test_each_view_is_logged_once(shared):
     at = _open(shared, username="looker")
     ok(at.selectbox(key="security.day").set_value(date(2026, 3, 12)).run())  # same view
-    at = ok(at.text_input(key="security.cusip").input("v4bs8nag1").run())
+    at = ok(cusip_box(at).input("v4bs8nag1").run())
     assert (at.metric[0].label, at.metric[0].value) == ("Ticker", "MAGNE 2023-92A C")
     log = load_access_log(shared, username="looker")
     assert log[["ACTION", "WHAT", "ROWS"]].values.tolist() == [
         ["security_view", "V4BS8NAG1", 15], ["security_view", AC0, 8]]
+
+
+def test_a_browser_that_missed_the_run_that_opened_a_link_mounts_the_box_at_its_cusip(shared):
+    """Under load the run that puts the link's CUSIP in the box can be superseded before the
+    browser gets it, and the browser mounts the box from the next run. It must come with the
+    CUSIP in that run too (it came empty, and the next edit, a day chosen, cleared the page)."""
+    at = ok(_open(shared).run())  # the run after the one that filled the box
+    assert mounts_at(cusip_box(at)) == AC0
+    at = ok(at.selectbox(key="security.day").set_value(date(2026, 3, 12)).run())
+    assert (at.query_params["cusip"], mounts_at(cusip_box(at))) == (AC0, AC0)
 
 
 def test_a_viewer_limited_to_one_sector_sees_nothing_of_another(shared):
@@ -130,7 +147,7 @@ def test_a_viewer_limited_to_one_sector_sees_nothing_of_another(shared):
     log = load_access_log(shared, username="vera")
     assert log[["ACTION", "WHAT", "ROWS"]].values.tolist() == [["security_view", AC0, 0]]
 
-    at = ok(at.text_input(key="security.cusip").input("V4BS8NAE6").run())
+    at = ok(cusip_box(at).input("V4BS8NAE6").run())
     assert [(m.label, m.value) for m in at.metric][:2] == [("Ticker", "MAGNE 2023-92A B"),
                                                           ("Sector", MM)]
     assert set(_table(at, COLOR_ID)[SECTOR]) == {MM}
