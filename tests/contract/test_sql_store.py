@@ -294,6 +294,32 @@ def test_the_read_copy_is_what_the_database_holds_and_never_stale(postgres_store
     other.dispose()  # type: ignore[attr-defined]  # a SqlStore
 
 
+def test_many_small_runs_are_read_from_one_merged_copy_that_follows_the_database(
+        postgres_store: SqlStore):
+    """More than MERGE_FILES runs of few rows (each run's rollups) are read from one merged file
+    of the node's copy, in run order; a run rewritten or added names another merged file."""
+    from storage.sql_run_tables import MERGE_FILES
+
+    port = run_tables(postgres_store)
+    runs = list(range(1, MERGE_FILES + 3))
+    for run in runs:
+        port.append_run(run, {COLORS: _colors(run, [f"C{run}", "A"])})
+    con = duckdb.connect()
+    merged = postgres_store.read_copy.folder / f"{COLORS}.merged"
+
+    def read() -> list[tuple[Any, ...]]:
+        src = port.open(con, COLORS, runs)
+        assert src is not None
+        return con.execute(f"SELECT RUN_ID, CUSIP FROM {src}").fetchall()
+
+    assert read() == [(run, cusip) for run in runs for cusip in ("A", f"C{run}")]  # sorted
+    assert len(list(merged.glob("*.parquet"))) == 1
+    postgres_store.delete_partition(COLORS, "run=00000002")
+    port.append_run(2, {COLORS: _colors(2, ["Z"])})
+    assert read()[2:4] == [(2, "Z"), (3, "A")]
+    assert len(list(merged.glob("*.parquet"))) == 2  # the first goes once no reader can use it
+
+
 def test_a_write_that_grows_a_table_a_lot_gathers_its_statistics(postgres_store: SqlStore):
     """PostgreSQL without autovacuum never would: a lookup of 50 CUSIPs was planned as a scan."""
     port = run_tables(postgres_store)
