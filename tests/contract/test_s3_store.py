@@ -97,6 +97,36 @@ def test_two_hosts_share_documents_and_runs_through_the_store_alone(
     assert run_tables(b).read(COLORS, [1])["MESSAGE_ID"].tolist() == ["1-A", "1-B"]
 
 
+def test_reading_what_was_just_listed_gets_only_the_documents_that_changed(
+        s3_bucket: str, s3_options: dict[str, str], tmp_path: Path):
+    """A listing's versions tell which held documents are current: a dashboard that lists and
+    reads 100 run records GETs only those written since it last read them, and sees another
+    host's writes and deletions at once."""
+    from storage import get_many
+
+    url = f"s3://{s3_bucket}/desk"
+    a = open_store(url, {**s3_options, "s3.cache_dir": str(tmp_path / "host-a")})
+    b = open_store(url, {**s3_options, "s3.cache_dir": str(tmp_path / "host-b")})
+    for n in range(5):
+        b.put(f"runs/{n}", {"n": n}, None)
+    gets: list[str] = []
+    a._client.meta.events.register(  # type: ignore[attr-defined]  # an S3Store
+        "before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
+
+    def read() -> dict[str, Any]:
+        return {k: v for k, (v, _) in get_many(a, a.list("runs/")).items()}
+
+    assert read() == {f"runs/{n}": {"n": n} for n in range(5)}
+    assert len(gets) == 5
+    version = b.get("runs/1")[1]
+    b.put("runs/1", {"n": 10}, version)
+    b.delete("runs/2")
+    assert read() == {"runs/0": {"n": 0}, "runs/1": {"n": 10}, "runs/3": {"n": 3},
+                      "runs/4": {"n": 4}}
+    assert [g.rsplit("/", 1)[1] for g in gets[5:]] == ["1.json"]  # the changed one only
+    assert a.get("runs/1") == ({"n": 10}, b.get("runs/1")[1])
+
+
 def test_a_read_that_loses_a_part_to_a_compaction_lists_again(
         s3_bucket: str, s3_options: dict[str, str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch):
