@@ -33,6 +33,7 @@ from core.rules.rule_import import ADDED, REJECTED, UNCHANGED, UPDATED, import_r
 from core.runs.records import COLORS_TABLE, EXCLUDED_TABLE
 from core.schema import COLUMN_TYPE, SECTOR, SOURCE
 from pages._ui.change_history import render_change_history
+from pages._ui.form_values import FormValues
 from pages._ui.markdown import escape_markdown
 from pages._ui.rule_builder import load_builder, render_builder
 from pages._ui.search_views import filter_options
@@ -41,7 +42,7 @@ from pages._ui.tables import WRAPPED, show_table
 
 FLASH = "rules.flash_state"  # (st function, text) to show after the rerun that follows an action
 EDITING = "rules.editing_state"  # {"id", "version", "name"} of the rule in the form; None = new
-FIELDS = "rules.fields_state"  # the form's name, description, priority, active (across pages)
+FIELDS = FormValues("rules.form")  # the form's name, description, priority, active (across pages)
 RESET = "rules.reset_state"  # empty the rule form before it renders (after a save or a delete)
 CONFIRM = "rules.confirm_delete_state"  # id of the rule waiting for "Yes, delete"
 IMPORTED = "rules.import_report_state"
@@ -87,21 +88,15 @@ def when(value: Any) -> str:
 # -- the form --------------------------------------------------------------------------------------
 def load_form(rule: Rule | None, version: str | None = None) -> None:
     """Put a rule in the form (an id and version: edit it; otherwise it is saved as a new rule).
-
-    The form's values live in FIELDS, and each load draws the form's widgets afresh (a new
-    generation in their keys) with those values as their defaults. No widget value is set through
-    the Session State API: a value sent that way reaches the browser only with the run that set it,
-    and when a later run supersedes that one first (a second rerun while the page still draws, as
-    under load) the browser mounts the widget at its own default (priority 0, not active) and sends
-    that back with the next edit. A widget's default always arrives with the widget."""
-    fields = {"name": rule.name if rule else "",
-              "description": rule.description if rule else "",
-              "priority": rule.priority if rule else 100,
-              "active": rule.active if rule else True,
-              "generation": st.session_state.get(FIELDS, {}).get("generation", 0) + 1}
-    st.session_state.update({FIELDS: fields, EDITING: {
-        "id": rule.id, "version": version, "name": rule.name} if rule and rule.id and version
-        else None})
+    Its values are the widgets' defaults (pages._ui.form_values: a value put in a widget through
+    the Session State API reached the browser only with the run that set it, and a browser that
+    missed that run under load mounted priority 0, not active, and sent those back)."""
+    FIELDS.load({"name": rule.name if rule else "",
+                 "description": rule.description if rule else "",
+                 "priority": rule.priority if rule else 100,
+                 "active": rule.active if rule else True})
+    st.session_state[EDITING] = ({"id": rule.id, "version": version, "name": rule.name}
+                                 if rule and rule.id and version else None)
     load_builder(BUILDER, rule.conditions if rule else None, columns)
 
 
@@ -193,24 +188,22 @@ def tester(rule: Rule) -> None:
 
 
 def form() -> None:
-    if st.session_state.pop(RESET, False) or EDITING not in st.session_state:
+    if (st.session_state.pop(RESET, False) or EDITING not in st.session_state
+            or not FIELDS.loaded()):
         load_form(None)
     # The form comes back as it was left on another page: its widgets start from FIELDS.
-    fields = st.session_state[FIELDS]
-    key = f"rules.form.{fields['generation']}"
     editing = st.session_state[EDITING]
     head, new = st.columns([5, 1], vertical_alignment="bottom")
     head.subheader(f"Edit rule {escape_markdown(repr(editing['name']))}" if editing else "New rule")
     new.button("New rule", key="rules.new", on_click=new_rule)
-    name = st.text_input("Name", value=fields["name"], key=f"{key}.name")
-    description = st.text_input("Description", value=fields["description"],
-                                key=f"{key}.description")
+    name = st.text_input("Name", value=FIELDS["name"], key=FIELDS.key("name"))
+    description = st.text_input("Description", value=FIELDS["description"],
+                                key=FIELDS.key("description"))
     left, right = st.columns(2)
     priority = left.number_input("Priority (lower runs first)", min_value=0, step=1,
-                                 value=fields["priority"], key=f"{key}.priority")
-    active = right.checkbox("Active", value=fields["active"], key=f"{key}.active")
-    st.session_state[FIELDS] = {**fields, "name": name, "description": description,
-                                "priority": priority, "active": active}
+                                 value=FIELDS["priority"], key=FIELDS.key("priority"))
+    active = right.checkbox("Active", value=FIELDS["active"], key=FIELDS.key("active"))
+    FIELDS.keep(name=name, description=description, priority=priority, active=active)
     st.markdown("**Exclude a row when it matches**")
     group = render_builder(BUILDER, columns, known_values())
     st.caption(f"Reads: {describe(group, types)}")

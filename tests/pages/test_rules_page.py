@@ -90,7 +90,7 @@ def _ok(node):
 def _field(at, name: str):
     """The rule form's widget (name, description, priority or active): drawn afresh, under a new
     key generation, each time a rule is loaded into the form."""
-    key = f"rules.form.{at.session_state['rules.fields_state']['generation']}.{name}"
+    key = f"rules.form.{at.session_state['rules.form_generation_state']}.{name}"
     return {"priority": at.number_input, "active": at.checkbox}.get(name, at.text_input)(key=key)
 
 
