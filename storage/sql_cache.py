@@ -84,7 +84,7 @@ class ReadCopy:
         partitions, named by them: many small copies (each run's rollups) are read as one file
         (DuckDB pays ~2 ms a file it opens). Built from the copies once, kept while the catalog
         says the same of each partition; None when it cannot be written (read the copies)."""
-        name = hashlib.sha256(repr(sorted(wanted)).encode()).hexdigest()[:24]
+        name = hashlib.sha256(repr(list(wanted)).encode()).hexdigest()[:24]  # in this order
         path = self.folder / f"{table}{MERGED}" / f"{name}.parquet"
         if path.exists():
             return path
