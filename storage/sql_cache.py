@@ -65,18 +65,7 @@ class ReadCopy:
     def keep(self, table: str, partition: str, rows: int, write: int, data: pa.Table) -> None:
         """Write a partition's copy (a temporary name renamed in: readers never see half) and
         drop its older ones. A copy is a courtesy: a failure leaves the next read to fetch."""
-        path = self._path(table, partition, rows, write)
-        temp = path.with_name(f"{path.name}~{uuid.uuid4().hex}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(data, temp, row_group_size=ROW_GROUP_SIZE, compression="snappy")
-            os.replace(temp, path)
-        except (OSError, pa.ArrowException):
-            temp.unlink(missing_ok=True)
-            return
-        for entry in _entries(path.parent):
-            if entry.name != path.name and _old(entry):
-                Path(entry.path).unlink(missing_ok=True)
+        _replace(self._path(table, partition, rows, write), lambda: data)
 
     def merged(self, table: str, wanted: Sequence[tuple[str, int, int]], paths: Sequence[Path]
                ) -> Path | None:
@@ -88,19 +77,8 @@ class ReadCopy:
         path = self.folder / f"{table}{MERGED}" / f"{name}.parquet"
         if path.exists():
             return path
-        temp = path.with_name(f"{path.name}~{uuid.uuid4().hex}.tmp")
-        try:
-            rows = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(rows, temp, row_group_size=ROW_GROUP_SIZE, compression="snappy")
-            os.replace(temp, path)
-        except (OSError, pa.ArrowException):
-            temp.unlink(missing_ok=True)
-            return None
-        for entry in _entries(path.parent):
-            if entry.name != path.name and _old(entry):
-                Path(entry.path).unlink(missing_ok=True)
-        return path
+        return path if _replace(path, lambda: pa.concat_tables(
+            [pq.read_table(p) for p in paths], promote_options="default")) else None
 
     def keep_only(self, table: str, partitions: Iterable[str]) -> None:
         """Drop the copies of the table's partitions not in `partitions` (the catalog's)."""
@@ -111,6 +89,24 @@ class ReadCopy:
 
     def _path(self, table: str, partition: str, rows: int, write: int) -> Path:
         return self.folder / table / partition / f"{write:012d}-{rows}.parquet"
+
+
+def _replace(path: Path, rows: Callable[[], pa.Table]) -> bool:
+    """Write rows() to path (a temporary name renamed in: readers never see half), then drop the
+    folder's other files once no reader can still be opening them; False when it failed."""
+    temp = path.with_name(f"{path.name}~{uuid.uuid4().hex}.tmp")
+    try:
+        data = rows()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(data, temp, row_group_size=ROW_GROUP_SIZE, compression="snappy")
+        os.replace(temp, path)
+    except (OSError, pa.ArrowException):
+        temp.unlink(missing_ok=True)
+        return False
+    for entry in _entries(path.parent):
+        if entry.name != path.name and _old(entry):
+            Path(entry.path).unlink(missing_ok=True)
+    return True
 
 
 def _old(entry: os.DirEntry[str]) -> bool:

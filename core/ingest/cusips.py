@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.ingest.arrow_text import text_offsets
 from core.schema import cusip_check_digit, is_valid_cusip
 
 CUSIP_FORMAT = re.compile(r"[0-9A-Z*@#]{9}")  # after normalisation (trim, upper case, zeros)
@@ -46,13 +47,11 @@ def cusip_problems(cusips: Sequence[str | None] | pa.Array
     CUSIPs: ~0.4 s one by one). A missing CUSIP is as an empty one."""
     array = (cusips.cast(pa.string()) if isinstance(cusips, pa.Array)
              else pa.array(cusips, type=pa.string()))
-    _, offsets, data = array.buffers()  # a string array always has both (perhaps empty)
-    assert offsets is not None
+    data = array.buffers()[2]  # a string array always has one (perhaps empty)
     assert data is not None
     texts = np.full(len(array), None, dtype=object)
     malformed = np.zeros(len(array), dtype=bool)
-    starts = np.frombuffer(memoryview(offsets), dtype=np.int32)[
-        array.offset:array.offset + len(array) + 1]  # a null is as long as an empty text: 0
+    starts = text_offsets(array)
     formed = pc.match_substring_regex(array, CUSIP_FORMAT_ANCHORED).fill_null(False).to_numpy(
         zero_copy_only=False)
     for at in np.flatnonzero(~formed & (np.diff(starts) > 0)).tolist():

@@ -16,6 +16,7 @@ import pyarrow as pa
 from core.clock import utc_today
 from core.config import Settings
 from core.errors import ConfigError
+from core.ingest.arrow_text import text_offsets
 from core.ingest.coercion import describe_value, normalise_bias
 from core.ingest.cusips import cusip_problems
 from core.schema import (
@@ -203,12 +204,7 @@ def _bytes_at_most(values: pd.Series, limit: int) -> bool:
 
 def _widest(text: pa.Array) -> int:
     """The byte length of the longest cell of an Arrow string array (0 when empty)."""
-    offsets = text.buffers()[1]
-    if offsets is None or not len(text):
-        return 0
-    starts = np.frombuffer(memoryview(offsets), dtype=np.int64 if pa.types.is_large_string(
-        text.type) else np.int32)[text.offset:text.offset + len(text) + 1]
-    return int(np.diff(starts).max())
+    return int(np.diff(text_offsets(text)).max()) if len(text) else 0
 
 
 def _check_duplicates(frame: pd.DataFrame, rows: np.ndarray) -> Finding:
