@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from storage.base import ANY_VERSION, check_key, check_prefix, encode_document
 from storage.blobs import CHUNK, check_file, spool
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable, WriteConflict
-from storage.s3_cache import DOWNLOAD_THREADS, PartCache, default_folder
+from storage.s3_cache import DOWNLOAD_THREADS, DocumentCopies, PartCache, default_folder
 from storage.s3_client import (
     CONFLICT,
     NOT_FOUND,
@@ -61,6 +61,7 @@ class S3Store(S3Tables):
         where = f"{self._location.options.get('endpoint_url', '')}|{self.url}"
         base = self._location.options.get("cache_dir")
         self._cache = PartCache(default_folder(where, Path(base) if base else None), self._fetch)
+        self._copies = DocumentCopies(self._cache.folder / "docs")
         self._listed: dict[str, tuple[str, float]] = {}  # document → (version, when listed)
         self._bodies: dict[str, tuple[str, bytes]] = {}  # document → (version, its body)
         self._lock = threading.Lock()
@@ -86,24 +87,40 @@ class S3Store(S3Tables):
     def get_many(self, keys: builtins.list[str]) -> dict[str, tuple[Any, str]]:
         """(value, version) of each key that exists, fetched DOWNLOAD_THREADS at a time (one
         GET waits ~6 ms on the network; 100 run records one by one took 0.6 s). A key this
-        store listed within LISTING_FRESH_S at the version of a body it holds is answered from
-        that body: the values are as of that listing, as if read then."""
+        store listed within LISTING_FRESH_S is answered from a body held at the listed version:
+        in memory, or the node's disk copy of what a get_many read before (so a fresh process
+        GETs only the records written since); the values are as of that listing, as if read
+        then."""
         now = time.monotonic()
-        held: dict[str, tuple[str, str, bytes]] = {}  # key → (object, version, body)
+        held: dict[str, tuple[str, str, bytes | None]] = {}  # key → (object, version, body)
         with self._lock:
             for key in keys:
                 name = self._doc_key(key)
                 listed, body = self._listed.get(name), self._bodies.get(name)
-                if listed and body and now - listed[1] <= LISTING_FRESH_S and listed[0] == body[0]:
-                    held[key] = (name, *body)
-        answered = {key: (self._value(name, body), version)
-                    for key, (name, version, body) in held.items()}
+                if listed and now - listed[1] <= LISTING_FRESH_S:
+                    held[key] = (name, listed[0],
+                                 body[1] if body and body[0] == listed[0] else None)
+        answered: dict[str, tuple[Any, str]] = {}
+        for key, (name, version, body) in held.items():
+            copied = body is None
+            if copied:
+                body = self._copies.body(key, version)
+            with suppress(StoreUnavailable):  # a copy damaged by hand is read again
+                if body is not None:
+                    answered[key] = (self._value(name, body), version)
+                    if copied:
+                        with self._lock:
+                            self._bodies[name] = (version, body)
 
         def one(key: str) -> tuple[str, tuple[Any, str] | None]:
             try:
-                return key, self.get(key)
+                got = self.get(key)
             except ObjectNotFound:
                 return key, None
+            kept = self._bodies.get(self._doc_key(key))
+            if kept and kept[0] == got[1]:
+                self._copies.keep(key, *kept)
+            return key, got
 
         with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
             fetched = pool.map(one, [k for k in keys if k not in answered])

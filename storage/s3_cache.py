@@ -117,6 +117,31 @@ class PartCache:
             raise
 
 
+class DocumentCopies:
+    """Bodies of documents read in bulk (run records), under folder at their keys, each with the
+    version it was read at: a fresh process that lists them reads the unchanged ones from here
+    instead of a GET each. A copy answers only for the version a listing shows, so the store stays
+    the only truth; the folder is rebuildable and may be deleted at any time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def body(self, key: str, version: str) -> bytes | None:
+        """The body kept for key at exactly this version (None: none, or another version)."""
+        try:
+            data = (self.folder / f"{key}.json").read_bytes()
+        except OSError:
+            return None
+        kept, _, body = data.partition(b"\n")
+        return body if kept.decode(errors="replace") == version else None
+
+    def keep(self, key: str, version: str, body: bytes) -> None:
+        """Keep body as key's copy at version (a courtesy: failing to write loses nothing)."""
+        with contextlib.suppress(OSError):
+            PartCache._place(self.folder / f"{key}.json",
+                             lambda f: f.write(version.encode() + b"\n" + body))
+
+
 def _has(path: Path, size: int) -> bool:
     try:
         return path.stat().st_size == size

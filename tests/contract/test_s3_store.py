@@ -213,3 +213,37 @@ def test_s3_rows_and_dtypes_read_the_same_through_duckdb_and_scan(s3_store: Any)
     via_duckdb = con.execute("SELECT * FROM colors").df()
     assert_frame_equal(by_id(via_duckdb.astype(s3_store.scan("colors").dtypes.to_dict())),
                        by_id(s3_store.scan("colors")))
+
+
+def test_a_fresh_process_reads_unchanged_run_records_from_the_nodes_copies(
+        s3_bucket: str, s3_options: dict[str, str], tmp_path: Path):
+    """What one get_many read, a later S3Store on the same cache folder (a fresh process of the
+    node) answers from disk at the version its listing shows: it GETs only what changed since,
+    and a copy damaged by hand is read again from the store."""
+    from storage import get_many
+
+    url = f"s3://{s3_bucket}/desk"
+    options = {**s3_options, "s3.cache_dir": str(tmp_path / "node")}
+    writer = open_store(url, {**s3_options, "s3.cache_dir": str(tmp_path / "writer")})
+    for n in range(4):
+        writer.put(f"runs/{n}", {"n": n}, None)
+
+    def read_fresh() -> tuple[dict[str, Any], list[str]]:
+        store = open_store(url, options)
+        gets: list[str] = []
+        store._client.meta.events.register(  # type: ignore[attr-defined]  # an S3Store
+            "before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"]))
+        found = {k: v for k, (v, _) in get_many(store, store.list("runs/")).items()}
+        return found, sorted(g.rsplit("/", 1)[1] for g in gets)
+
+    assert read_fresh() == ({f"runs/{n}": {"n": n} for n in range(4)},
+                            ["0.json", "1.json", "2.json", "3.json"])
+    assert read_fresh() == ({f"runs/{n}": {"n": n} for n in range(4)}, [])
+    writer.put("runs/2", {"n": 20}, writer.get("runs/2")[1])
+    writer.delete("runs/3")
+    (copy,) = (tmp_path / "node").rglob("docs/runs/0.json")
+    copy.write_bytes(copy.read_bytes().split(b"\n")[0] + b"\n{junk")  # its version, a bad body
+    assert read_fresh() == ({"runs/0": {"n": 0}, "runs/1": {"n": 1}, "runs/2": {"n": 20}},
+                            ["0.json", "2.json"])
+    assert read_fresh()[1] == []
+
