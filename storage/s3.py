@@ -96,10 +96,10 @@ class S3Store(S3Tables):
         with self._lock:
             for key in keys:
                 name = self._doc_key(key)
-                listed, body = self._listed.get(name), self._bodies.get(name)
+                listed, kept = self._listed.get(name), self._bodies.get(name)
                 if listed and now - listed[1] <= LISTING_FRESH_S:
                     held[key] = (name, listed[0],
-                                 body[1] if body and body[0] == listed[0] else None)
+                                 kept[1] if kept and kept[0] == listed[0] else None)
         answered: dict[str, tuple[Any, str]] = {}
         for key, (name, version, body) in held.items():
             copied = body is None
