@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
-# pytest-xdist processes for `make test`, each given whole files in collection order (tests/conftest.py)
+# pytest-xdist processes for `make test`, each given whole files (the files with most tests first)
 TEST_WORKERS ?= 2
 
 .PHONY: run test lint bench clean-venv
@@ -30,7 +30,7 @@ run: $(VENV)/.run-deps
 test: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .

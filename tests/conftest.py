@@ -204,9 +204,3 @@ def smtp_server():
     yield port, inbox
     controller.stop()
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The browser and many-process tests (tests/e2e: a few long tests) run first: `make test`
-    deals whole files to two workers in this order, so a long file never starts last and leaves
-    the other worker idle."""
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/e2e/"))
