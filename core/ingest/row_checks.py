@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from core.clock import utc_today
 from core.config import Settings
@@ -209,26 +207,11 @@ def _widest(text: pa.Array) -> int:
     return int(np.diff(text_offsets(text)).max()) if len(text) else 0
 
 
-def _repeated(values: pd.Series) -> np.ndarray:
-    """Whether each value occurs in another row too (missing repeats missing)."""
-    text: Any = values.astype("string").array
-    array = pa.array(text)  # zero-copy for Arrow-backed text
-    if isinstance(array, pa.ChunkedArray):  # several chunks (batches concatenated): one
-        array = array.combine_chunks()
-    codes = pc.dictionary_encode(array, null_encoding="encode").indices.to_numpy(
-        zero_copy_only=False)
-    return np.asarray(np.bincount(codes, minlength=1)[codes] > 1)
-
-
 def _check_duplicates(frame: pd.DataFrame, rows: np.ndarray) -> Finding:
     """Rows equal to an earlier row in all 18 input columns (coverage repeats differ in
-    COV_PRICE, so they are not duplicates). Candidates are picked cheaply first: rows whose
-    MESSAGE_ID repeats (hashed by Arrow), then those equal in a few more columns."""
+    COV_PRICE, so they are not duplicates). A few columns pick candidates cheaply first."""
     duplicate = np.zeros(len(frame), dtype=bool)
-    candidates = _repeated(frame[MESSAGE_ID])  # a file's ids are nearly all distinct
-    if candidates.any():
-        candidates[candidates] = frame.loc[candidates, list(DUPLICATE_PREFILTER)].duplicated(
-            keep=False).to_numpy()
+    candidates = frame[list(DUPLICATE_PREFILTER)].duplicated(keep=False).to_numpy()
     texts: list[str] = []
     if candidates.any():
         inputs = frame.loc[candidates, list(INPUT_COLUMNS)]
