@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -157,6 +158,11 @@ class ParquetRunTables:
         self.store = store
         self._layouts: OrderedDict[tuple[Any, ...], tuple[Layout, list[tuple[str, str]]]] = (
             OrderedDict())
+        # the layout each open connection's colors were opened with: describing them on the same
+        # connection uses it, not a newer manifest (and reads no manifest again: on S3 a request)
+        self._opened: weakref.WeakKeyDictionary[
+            duckdb.DuckDBPyConnection, tuple[Layout, list[tuple[str, str]]]] = (
+            weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -207,7 +213,10 @@ class ParquetRunTables:
         if table != COLORS:
             view = self._register(con, table, sorted(set(runs)))
             return f"(SELECT * FROM {view}{_clause(where)})" if view else None
-        layout = self.layout(runs)
+        entry = self._entry(runs)
+        with self._lock:
+            self._opened[con] = entry
+        layout = entry[0]
         parts = []
         own = layout.present
         if layout.reads_copy:
@@ -228,7 +237,12 @@ class ParquetRunTables:
                  source: str | None = None) -> list[tuple[str, str]]:
         """Described once per layout for the colors (a DESCRIBE binds every file it names, so
         describing `source`, a lookup's few files, costs less than opening them all)."""
-        cached = self._entry(runs)[1] if table == COLORS else []
+        cached: list[tuple[str, str]] = []
+        if table == COLORS:
+            with self._lock:
+                opened = self._opened.get(con)
+            asked = tuple(sorted(set(runs)))
+            cached = (opened if opened and opened[0].runs == asked else self._entry(asked))[1]
         if cached:
             return cached
         src = source or self.open(con, table, runs)

@@ -5,7 +5,7 @@ query bound-parameterised and limited to the reader's sectors and columns."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -35,6 +35,7 @@ from core.runs.published import (
     open_colors,
     published_columns,
     to_frame,
+    visible_runs,
 )
 from core.schema import POSITION, RUN_ID
 from storage import Store
@@ -259,8 +260,8 @@ class _Plan:
 
 
 def _plan(store: Store, con: duckdb.DuckDBPyConnection, src: str, actor: Actor,
-          query: SearchQuery) -> _Plan:
-    described = published_columns(store, con, src)
+          query: SearchQuery, visible: Sequence[int]) -> _Plan:
+    described = published_columns(store, con, src, visible)
     columns = column_types(described, actor)
     if query.sort not in columns and query.sort != RUN_ID:  # runs order every result anyway
         raise InvalidInput("sort", f"{query.sort or '(none)'} is not a column you can sort on")
@@ -317,11 +318,12 @@ def search_colors(store: Store, actor: Actor, query: SearchQuery) -> SearchResul
     count every group ("parents") and row of the result."""
     require(actor, VIEW)
     _check_page(query)
+    visible = visible_runs(store)  # read once: each read is a request on a shared store
     with duckdb_session() as con:
-        src = open_colors(store, con, cusips=query_cusips(query))
+        src = open_colors(store, con, visible, cusips=query_cusips(query))
         if src is None:
             return _empty_result(query)
-        plan = _plan(store, con, src, actor, query)
+        plan = _plan(store, con, src, actor, query, visible)
         offset = (query.page - 1) * query.page_size
         if _selective(query):
             frame, totals = _one_pass(con, plan, query, offset)
@@ -398,11 +400,12 @@ def _page_rows(con: duckdb.DuckDBPyConnection, plan: _Plan, keys: list[tuple[int
 def search_rows(store: Store, actor: Actor, query: SearchQuery) -> pd.DataFrame:
     """Every row of the result (all pages) in result order, columns as the actor may see them."""
     require(actor, VIEW)
+    visible = visible_runs(store)
     with duckdb_session() as con:
-        src = open_colors(store, con, cusips=query_cusips(query))
+        src = open_colors(store, con, visible, cusips=query_cusips(query))
         if src is None:
             return pd.DataFrame()
-        plan = _plan(store, con, src, actor, query)
+        plan = _plan(store, con, src, actor, query, visible)
         frame = fetch_frame(
             con, f"SELECT hits.* FROM (SELECT *, {plan.position} AS _POS FROM {plan.src} "
                  f"WHERE {plan.where}) AS hits JOIN ({_groups_sql(plan)}) AS groups "

@@ -407,3 +407,20 @@ def test_a_cusip_search_pages_and_sorts_exactly_like_the_general_path(store):
                 assert_frame_equal(fast.frame.reset_index(drop=True),
                                    general.frame.reset_index(drop=True),
                                    obj=f"{sort} {descending} page {page}")
+
+
+def test_a_cusip_lookup_on_s3_reads_the_data_version_and_the_manifest_once_each(s3_store):
+    """Each read of a shared store is a request: a lookup makes three (the data version, the
+    compacted copy's manifest, the listing of the parts holding the CUSIP), with the rows it
+    finds (it read each document twice, five requests)."""
+    from core.reads.compaction import compact_colors
+
+    publish(s3_store, RUN1, day="2026-03-12", at=datetime(2026, 3, 12, 18, tzinfo=UTC))
+    publish(s3_store, RUN2, day="2026-03-13", at=datetime(2026, 3, 13, 18, tzinfo=UTC))
+    compact_colors(s3_store, force=True, now=datetime(2026, 3, 13, 19, tzinfo=UTC))
+    search_colors(s3_store, SYSTEM, SearchQuery(text=B))  # the parts are now on this node
+    calls: list[str] = []
+    s3_store._client.meta.events.register(  # an S3Store
+        "before-call.s3.*", lambda event_name, **_: calls.append(event_name.rsplit(".", 1)[1]))
+    found = search_colors(s3_store, SYSTEM, SearchQuery(text=A))
+    assert (found.total_rows, sorted(calls)) == (5, ["GetObject", "GetObject", "ListObjectsV2"])
