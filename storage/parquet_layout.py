@@ -158,11 +158,9 @@ class ParquetRunTables:
         self.store = store
         self._layouts: OrderedDict[tuple[Any, ...], tuple[Layout, list[tuple[str, str]]]] = (
             OrderedDict())
-        # the layout each open connection's colors were opened with: describing them on the same
-        # connection uses it, not a newer manifest (and reads no manifest again: on S3 a request)
-        self._opened: weakref.WeakKeyDictionary[
-            duckdb.DuckDBPyConnection, tuple[Layout, list[tuple[str, str]]]] = (
-            weakref.WeakKeyDictionary())
+        # per open DuckDB connection (one read), the layouts it read, by the runs asked for
+        self._opened: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[
+            tuple[int, ...], tuple[Layout, list[tuple[str, str]]]]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -172,6 +170,7 @@ class ParquetRunTables:
     def append_run(self, run_id: int, rows: Mapping[str, pd.DataFrame]) -> None:
         """One partition per table, rows sorted by CUSIP then DATE; a failure removes the run."""
         partition = run_partition(run_id)
+        self._forget_reads()
         try:
             for table, frame in rows.items():
                 if len(frame):
@@ -183,6 +182,7 @@ class ParquetRunTables:
 
     def remove_run(self, run_id: int) -> None:
         partition = run_partition(run_id)
+        self._forget_reads()
         for table in self.store.tables():
             self.store.delete_partition(table, partition)
 
@@ -213,10 +213,7 @@ class ParquetRunTables:
         if table != COLORS:
             view = self._register(con, table, sorted(set(runs)))
             return f"(SELECT * FROM {view}{_clause(where)})" if view else None
-        entry = self._entry(runs)
-        with self._lock:
-            self._opened[con] = entry
-        layout = entry[0]
+        layout = self._layout_on(con, runs)
         parts = []
         own = layout.present
         if layout.reads_copy:
@@ -237,12 +234,7 @@ class ParquetRunTables:
                  source: str | None = None) -> list[tuple[str, str]]:
         """Described once per layout for the colors (a DESCRIBE binds every file it names, so
         describing `source`, a lookup's few files, costs less than opening them all)."""
-        cached: list[tuple[str, str]] = []
-        if table == COLORS:
-            with self._lock:
-                opened = self._opened.get(con)
-            asked = tuple(sorted(set(runs)))
-            cached = (opened if opened and opened[0].runs == asked else self._entry(asked))[1]
+        cached = self._entry_on(con, runs)[1] if table == COLORS else []
         if cached:
             return cached
         src = source or self.open(con, table, runs)
@@ -254,7 +246,7 @@ class ParquetRunTables:
 
     def open_rollups(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int], rollup: Rollup
                      ) -> str | None:
-        layout = self.layout(runs)
+        layout = self._layout_on(con, runs)
         parts = []
         own = layout.present
         if layout.reads_copy:
@@ -276,7 +268,7 @@ class ParquetRunTables:
         """The copy's and its delta's latest rows plus `latest` of the runs published since;
         None unless the copy keeps them and holds no run left out (a removed run's rows may be
         the newest of their key, and the rows they hid are not kept)."""
-        layout = self.layout(runs)
+        layout = self._layout_on(con, runs)
         if not (layout.latest and layout.reads_copy) or layout.stale:
             return None
         parts = []
@@ -304,10 +296,35 @@ class ParquetRunTables:
                 ) -> CompactionReport:
         from storage import run_compaction
 
-        return run_compaction.compact_colors(self, con, tuple(sorted(set(runs))), rollup,
-                                             latest=latest, force=force, now=now)
+        self._forget_reads()
+        try:
+            return run_compaction.compact_colors(self, con, tuple(sorted(set(runs))), rollup,
+                                                 latest=latest, force=force, now=now)
+        finally:
+            self._forget_reads()  # a connection that read before reads the new copy
 
     # -- internals -------------------------------------------------------------------------
+    def _layout_on(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int]) -> Layout:
+        return self._entry_on(con, runs)[0]
+
+    def _entry_on(self, con: duckdb.DuckDBPyConnection, runs: Iterable[int]
+                  ) -> tuple[Layout, list[tuple[str, str]]]:
+        """The layout of these runs as this connection first read it: one read (one query, one
+        page, a connection's life) sees one manifest, read once (on a shared store each read is
+        a request); this port's own writes start every connection's next read afresh."""
+        asked = tuple(sorted(set(runs)))
+        with self._lock:
+            held = self._opened.get(con, {}).get(asked)
+        if held is None:
+            held = self._entry(asked)
+            with self._lock:
+                self._opened.setdefault(con, {})[asked] = held
+        return held
+
+    def _forget_reads(self) -> None:
+        with self._lock:
+            self._opened.clear()
+
     def _entry(self, runs: Iterable[int]) -> tuple[Layout, list[tuple[str, str]]]:
         asked = tuple(sorted(set(runs)))
         manifest, version = load_manifest(self.store)

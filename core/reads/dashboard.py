@@ -117,7 +117,7 @@ def _charts(con: duckdb.DuckDBPyConnection, rollups: str, where: str, params: li
 
 
 def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: DashboardFilters,
-          now: datetime, rollups: str | None) -> dict[str, Any]:
+          now: datetime, rollups: str | None, records: list[runs.RunRecord]) -> dict[str, Any]:
     start, end, month = _day_bounds(now)
     where, params = filter_sql(actor, filters)
     today = month_total = parents = 0
@@ -129,7 +129,6 @@ def _kpis(con: duckdb.DuckDBPyConnection, store: Store, actor: Actor, filters: D
             f"AND IS_PARENT), 0) FROM {rollups} AS rollups WHERE KIND = 'count' AND {where}",
             [start, end, month, end, start, end, *params]).fetchall()[0]
         today, month_total, parents = (int(v) for v in row)
-    records = runs.load_runs(store)
     todays = [r.run_id for r in records if r.status == runs.SUCCESS
               and start.isoformat() <= _utc_text(r.started_at) < end.isoformat()]
     kpis: dict[str, Any] = {"today_colors": today, "month_colors": month_total,
@@ -193,7 +192,7 @@ def _sector_counts(con: duckdb.DuckDBPyConnection, rollups: str | None, actor: A
     return {int(run): (int(colors), int(parents)) for run, colors, parents in found}
 
 
-def _run_stats(store: Store, actor: Actor, filters: DashboardFilters,
+def _run_stats(records: list[runs.RunRecord], actor: Actor, filters: DashboardFilters,
                con: duckdb.DuckDBPyConnection, rollups: str | None, now: datetime
                ) -> pd.DataFrame:
     """One row per run under the date (the day it started, in now's timezone) and
@@ -203,7 +202,7 @@ def _run_stats(store: Store, actor: Actor, filters: DashboardFilters,
     limited = actor.sectors is not None
     mine = _sector_counts(con, rollups, actor) if limited else {}
     rows = []
-    for record in runs.load_runs(store):
+    for record in records:
         day = _local_day(record.started_at, now)
         if filters.processing_types and record.kind not in filters.processing_types:
             continue
@@ -265,8 +264,9 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
             "diff_distribution": _empty("DIFF_STATUS", "BIN_LOW", "BIN_HIGH", "COLORS")}
         trend = (_price_trend(con, src, actor, filters) if src is not None and filters.cusips
                  else _empty("CUSIP", "DATE", "PX", "COV_PRICE", "SOURCE", "BIAS"))
-        kpis = _kpis(con, store, actor, filters, now, rollups)
-        stats = _run_stats(store, actor, filters, con, rollups, now)
+        records = runs.load_runs(store)  # once: on a shared store a listing is a request
+        kpis = _kpis(con, store, actor, filters, now, rollups, records)
+        stats = _run_stats(records, actor, filters, con, rollups, now)
     kpis["latest_parents"] = latest.total
     return DashboardData(kpis=kpis, price_trend=trend, runs=stats, latest_parents=latest.rows,
                          **charts)

@@ -399,3 +399,33 @@ def test_a_copy_without_latest_rows_is_replaced_by_the_next_compaction(store):
     assert compact_colors(store, now=NOW).done
     assert kept_latest(store)
     assert not plan_compaction(store).needed
+
+
+def test_a_dashboard_on_s3_reads_each_document_and_listing_once_per_read(s3_store):
+    """Each read of a shared store is a request: a warm dashboard reads the copy's manifest once
+    per DuckDB connection it opens (the latest parents', the charts'), lists the run records once
+    and the compacted colors once (it read the manifest four times and listed both twice)."""
+    publish(s3_store, RUN1, day="2026-03-12", at=datetime(2026, 3, 12, 18, tzinfo=UTC))
+    publish(s3_store, RUN2, day="2026-03-13", at=datetime(2026, 3, 13, 18, tzinfo=UTC),
+            kind=pipeline.AUTOMATED, rules=[NO_DB])
+    compact_colors(s3_store, force=True, now=NOW)
+    filters = DashboardFilters(cusips=(A,))
+    first = dashboard_data(s3_store, SYSTEM, filters, NOW)  # the parts are now on this node
+    calls: list[str] = []
+
+    def seen(event_name: str, params: dict, **_: object) -> None:
+        where = params.get("query_string", {}).get("prefix") or params.get("url_path", "")
+        what = "/".join(where.split("desk/", 1)[-1].split("/")[:2])  # tables/<name>, docs/<area>
+        calls.append(f"{event_name.rsplit('.', 1)[1]} {what}")
+
+    s3_store._client.meta.events.register("before-call.s3.*", seen)  # an S3Store
+    again = dashboard_data(s3_store, SYSTEM, filters, NOW)
+    assert again.kpis == first.kpis
+    assert sorted(calls) == [
+        "GetObject docs/meta", "GetObject docs/meta",  # the manifest, once per connection
+        "GetObject docs/meta",  # the data version
+        "ListObjectsV2 docs/runs",
+        "ListObjectsV2 tables/colors_compact",  # the latest parents open the colors
+        "ListObjectsV2 tables/colors_compact",  # the price trend's CUSIP
+        "ListObjectsV2 tables/colors_latest", "ListObjectsV2 tables/colors_rollup",
+        "ListObjectsV2 tables/excluded", "ListObjectsV2 tables/quarantined"]  # the last run's
