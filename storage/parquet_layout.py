@@ -170,7 +170,6 @@ class ParquetRunTables:
     def append_run(self, run_id: int, rows: Mapping[str, pd.DataFrame]) -> None:
         """One partition per table, rows sorted by CUSIP then DATE; a failure removes the run."""
         partition = run_partition(run_id)
-        self._forget_reads()
         try:
             for table, frame in rows.items():
                 if len(frame):
@@ -179,12 +178,16 @@ class ParquetRunTables:
             for table in rows:
                 self.store.delete_partition(table, partition)
             raise
+        finally:
+            self._forget_reads()  # a connection that read before reads the run's rows too
 
     def remove_run(self, run_id: int) -> None:
         partition = run_partition(run_id)
-        self._forget_reads()
-        for table in self.store.tables():
-            self.store.delete_partition(table, partition)
+        try:
+            for table in self.store.tables():
+                self.store.delete_partition(table, partition)
+        finally:
+            self._forget_reads()
 
     # -- reads -----------------------------------------------------------------------------
     def runs(self, table: str = COLORS) -> list[int]:
@@ -296,7 +299,7 @@ class ParquetRunTables:
                 ) -> CompactionReport:
         from storage import run_compaction
 
-        self._forget_reads()
+        self._forget_reads()  # compaction reads the layout as it is now
         try:
             return run_compaction.compact_colors(self, con, tuple(sorted(set(runs))), rollup,
                                                  latest=latest, force=force, now=now)
