@@ -58,7 +58,7 @@ class PartCache:
         """Keep a copy of a part this node just wrote (its next read, e.g. compaction's, is local).
         A copy is a courtesy: the part is in the store, and a read fetches it if this fails."""
         with contextlib.suppress(OSError):
-            self._place(self.folder / key, write)
+            _place(self.folder / key, write)
 
     def adopt_file(self, key: str, source: Path) -> None:
         """Move a file this node wrote and uploaded into the cache as the copy of `key`."""
@@ -101,20 +101,7 @@ class PartCache:
         return folder / f"{uuid.uuid4().hex}.tmp"
 
     def _download(self, key: str, path: Path) -> None:
-        self._place(path, lambda f: self._fetch(key, f))
-
-    @staticmethod
-    def _place(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-        """Write to a temporary name beside path and rename it in: readers never see a part."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f"{path.name}~{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temp, "wb") as f:
-                write(f)
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        _place(path, lambda f: self._fetch(key, f))
 
 
 class DocumentCopies:
@@ -138,8 +125,20 @@ class DocumentCopies:
     def keep(self, key: str, version: str, body: bytes) -> None:
         """Keep body as key's copy at version (a courtesy: failing to write loses nothing)."""
         with contextlib.suppress(OSError):
-            PartCache._place(self.folder / f"{key}.json",
-                             lambda f: f.write(version.encode() + b"\n" + body))
+            _place(self.folder / f"{key}.json", lambda f: f.write(version.encode() + b"\n" + body))
+
+
+def _place(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write to a temporary name beside path and rename it in: readers never see a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}~{uuid.uuid4().hex}.tmp")
+    try:
+        with open(temp, "wb") as f:
+            write(f)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _has(path: Path, size: int) -> bool:

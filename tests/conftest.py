@@ -203,4 +203,3 @@ def smtp_server():
     controller.start()
     yield port, inbox
     controller.stop()
-
