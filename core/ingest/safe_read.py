@@ -2,12 +2,15 @@
 wall-clock limit, so a bomb or a reader bug ends as an UnreadableFile naming the file, never as a
 dead server or scheduler. Children fork from a forkserver that has the readers imported.
 
-The bytes and the table read travel through a private spool folder, not the pipe: a pipe moves
-64 KB a turn, so 300 MB took seconds of both processes taking turns on a busy machine (3.4 s here
-under load), where a file is written and read in one go; only a one-word reply uses the pipe.
-The table's buffers (Arrow columns, numpy arrays) are written out of band, one after another in
-a file the parent maps into memory: they are used where they lie, not unpickled into a copy
-(300 MB of text: 0.3 s and a second 300 MB at the peak)."""
+The bytes and the table read travel through two anonymous in-memory files (memfd) that the parent
+creates and hands to the child, not through the pipe: a pipe moves 64 KB a turn, so 300 MB took
+seconds of both processes taking turns on a busy machine, where a file is written and read in one
+go; only a one-word reply uses the pipe. In memory, not in the temp folder: written to a disk, the
+spool's 300–500 MB of a 1M-row file waited on the disk's write-back (0.15–0.7 s a file here). The
+files have no name, so nothing is left behind whatever ends the child. The table's buffers (Arrow
+columns, numpy arrays) are written out of band, one after another, and the parent maps them: they
+are used where they lie, not unpickled into a copy (300 MB of text: 0.3 s and a second 300 MB at
+the peak)."""
 
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ import multiprocessing
 import os
 import pickle
 import resource
+import struct
 import tempfile
 import time
 from collections.abc import Callable
-from multiprocessing import forkserver, spawn
+from multiprocessing import forkserver, reduction, spawn
 from typing import Any
 
 from core.errors import FileProblem, UnreadableFile
@@ -31,8 +35,8 @@ PRELOAD = ("core.ingest.readers", "core.reads.identifiers")
 CHILD_NAME = "marketpulse-read"
 MB = 1024 * 1024
 _CTX = multiprocessing.get_context("forkserver")
-_ARGS, _REPLY, _BUFFERS = "args.pickle", "reply.pickle", "reply.buffers"  # in the spool folder
 _ALIGN = 64  # bytes: Arrow's alignment for each buffer mapped back
+_LENGTH = struct.Struct("<Q")  # the reply's index, before its buffers
 _preloaded = False
 last_peak_mb: float = 0.0  # the peak RSS of the last child (for benchmarks and the report)
 
@@ -69,11 +73,34 @@ def warm(*, wait: bool = False) -> None:
         run_isolated(int, (), "warm-up", memory_mb=0, seconds=0, unreadable="")
 
 
-def _child(conn: Any, memory_mb: int, spool: str) -> None:
+class _Handed:
+    """A file descriptor handed to the reading child as it starts (multiprocessing passes it
+    through the forkserver's socket); it arrives as the child's own descriptor number."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Callable[[Any], int], tuple[Any]]:
+        return _received, (reduction.DupFd(self.fd),)
+
+
+def _received(handed: Any) -> int:
+    return handed.detach()
+
+
+def _memory_file(name: str) -> int:
+    """An anonymous file in memory (a temp file without a name where memfd is missing)."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create(name, os.MFD_CLOEXEC)
+    return os.dup(tempfile.TemporaryFile().fileno())
+
+
+def _child(conn: Any, memory_mb: int, args_fd: int, reply_fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     devnull = os.open(os.devnull, os.O_WRONLY)  # a reader's panic or abort is reported by the
     os.dup2(devnull, 2)  # parent, naming the file, not dumped into the server's log
-    with open(os.path.join(spool, _ARGS), "rb") as file:
+    with open(args_fd, "rb") as file:  # the parent's descriptor's twin: one offset, at the end
+        file.seek(0)
         func, args = pickle.load(file)  # before the limit: the parent held them too
     if memory_mb:
         with open("/proc/self/statm") as statm:
@@ -90,7 +117,7 @@ def _child(conn: Any, memory_mb: int, spool: str) -> None:
         reply = ("error", f"{type(exc).__name__}: {exc}"[:300])
     if reply[0] == "ok":
         try:
-            _spool_reply(spool, reply)
+            _spool_reply(reply_fd, reply)
             reply = ("spooled",)
         except MemoryError:
             reply = ("memory",)
@@ -98,33 +125,44 @@ def _child(conn: Any, memory_mb: int, spool: str) -> None:
     conn.close()
 
 
-def _spool_reply(spool: str, reply: tuple) -> None:
-    """The reply pickled with its large buffers out of band: the pickle names them, and they
-    follow one another (aligned) in the buffers file, with their places in a small index."""
+def _spool_reply(fd: int, reply: tuple) -> None:
+    """The reply pickled with its large buffers out of band into the file `fd`: the length of an
+    index, the index (each buffer's place and size, and the pickle that names them), then the
+    buffers one after another, each at an aligned place."""
     buffers: list[pickle.PickleBuffer] = []
     body = pickle.dumps(reply, protocol=5, buffer_callback=buffers.append)
     places: list[tuple[int, int]] = []
-    with open(os.path.join(spool, _BUFFERS), "wb") as file:
-        for buffer in buffers:
-            raw = buffer.raw()
-            at = -file.tell() % _ALIGN
-            file.write(b"\0" * at)
-            places.append((file.tell(), raw.nbytes))
-            file.write(raw)
-    with open(os.path.join(spool, _REPLY), "wb") as file:
-        pickle.dump((places, body), file, protocol=5)
+    end = 0
+    for buffer in buffers:
+        size = buffer.raw().nbytes
+        end += -end % _ALIGN
+        places.append((end, size))
+        end += size
+    index = pickle.dumps((places, body), protocol=5)
+    start = _LENGTH.size + len(index)
+    start += -start % _ALIGN
+    with open(fd, "wb", closefd=False) as file:
+        file.seek(0)
+        file.write(_LENGTH.pack(len(index)) + index)
+        for (at, _), buffer in zip(places, buffers, strict=True):
+            file.seek(start + at)
+            file.write(buffer.raw())
 
 
-def _load_reply(spool: str) -> tuple:
-    """The child's reply, its buffers mapped from the spool (copy-on-write: writable, and the
-    mapping outlives the folder's removal)."""
-    with open(os.path.join(spool, _REPLY), "rb") as file:
-        places, body = pickle.load(file)
-    if not any(size for _, size in places):  # nothing to map (an empty file cannot be mapped)
+def _load_reply(fd: int) -> tuple:
+    """The child's reply, its buffers mapped from the file (copy-on-write: writable, and the
+    mapping outlives the file's descriptor)."""
+    with open(fd, "rb", closefd=False) as file:
+        file.seek(0)
+        (length,) = _LENGTH.unpack(file.read(_LENGTH.size))
+        places, body = pickle.loads(file.read(length))
+    start = _LENGTH.size + length
+    start += -start % _ALIGN
+    if not any(size for _, size in places):  # nothing to map
         return pickle.loads(body, buffers=[bytearray() for _ in places])
-    with open(os.path.join(spool, _BUFFERS), "rb") as file:
-        mapped = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY))
-    return pickle.loads(body, buffers=[mapped[at:at + size] for at, size in places])
+    mapped = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_COPY))
+    return pickle.loads(body, buffers=[mapped[start + at:start + at + size]
+                                       for at, size in places])
 
 
 def _hwm_mb(pid: int | None) -> float:
@@ -145,15 +183,20 @@ def run_isolated(func: Callable[..., Any], args: tuple, filename: str, *, memory
     any other failure, a crash or a kill becomes UnreadableFile(filename, ...)."""
     global last_peak_mb
     _preload()
-    with tempfile.TemporaryDirectory(prefix="marketpulse-read-") as spool:  # mode 0700
-        with open(os.path.join(spool, _ARGS), "wb") as file:
+    args_fd, reply_fd = _memory_file(f"{CHILD_NAME}-args"), _memory_file(f"{CHILD_NAME}-reply")
+    try:
+        with open(args_fd, "wb", closefd=False) as file:
             pickle.dump((func, args), file, protocol=pickle.HIGHEST_PROTOCOL)
-        reply, peak, started, exitcode = _wait(spool, memory_mb, seconds, filename, unreadable)
+        reply, peak, started, exitcode = _wait((args_fd, reply_fd), memory_mb, seconds, filename,
+                                               unreadable)
         last_peak_mb = peak
         log.info("%s read in a child in %.2f s, peak %.0f MB", filename,
                  time.monotonic() - started, peak)
         if reply is not None and reply[0] == "spooled":
-            reply = _load_reply(spool)
+            reply = _load_reply(reply_fd)
+    finally:
+        os.close(args_fd)
+        os.close(reply_fd)
     if reply is None or reply[0] == "memory":
         how = "" if reply else f" or crashed the reader (exit status {exitcode})"
         raise UnreadableFile(filename, f"could not be read safely: reading it needs more than "
@@ -167,12 +210,14 @@ def run_isolated(func: Callable[..., Any], args: tuple, filename: str, *, memory
     raise UnreadableFile(filename, unreadable)
 
 
-def _wait(spool: str, memory_mb: int, seconds: float, filename: str, unreadable: str
-          ) -> tuple[tuple | None, float, float, int | None]:
-    """Start the child on the spooled arguments and wait for its reply (None: it died); kill it
-    after `seconds`. Returns (reply, its peak RSS in MB, when it started, its exit status)."""
+def _wait(files: tuple[int, int], memory_mb: int, seconds: float, filename: str,
+          unreadable: str) -> tuple[tuple | None, float, float, int | None]:
+    """Start the child on the spooled arguments and reply file and wait for its reply (None: it
+    died); kill it after `seconds`. Returns (reply, its peak RSS in MB, when it started, its exit
+    status)."""
     receive, send = _CTX.Pipe(duplex=False)
-    child = _CTX.Process(target=_child, args=(send, memory_mb, spool), daemon=True,
+    handed = tuple(_Handed(fd) for fd in files)
+    child = _CTX.Process(target=_child, args=(send, memory_mb, *handed), daemon=True,
                          name=f"{CHILD_NAME}-{filename[:40]}")
     started = time.monotonic()
     child.start()
