@@ -220,9 +220,12 @@ def _sheet_rows(frame: pd.DataFrame, kinds: list[str], styles: dict[int, str]
         yield _joined(xml)
 
 
-def _joined(text: pa.Array) -> memoryview:
+def _joined(text: pa.Array | pa.ChunkedArray) -> memoryview:
     """A string array's values one after another, as they lie in its data buffer (no Python
-    string per row: joining them cost as much as rendering them). Its values are never null."""
+    string per row: joining them cost as much as rendering them). Its values are never null.
+    Cells from columns held in several chunks come in several: they are joined into one."""
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
     offsets, data = text.buffers()[1:3]
     if offsets is None or data is None:  # no rows, or only empty strings
         return memoryview(b"")

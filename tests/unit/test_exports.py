@@ -225,6 +225,21 @@ def test_many_rows_are_written_in_blocks(monkeypatch):
     assert sheet.auto_filter.ref == "A1:R6"
 
 
+def test_text_held_in_several_arrow_chunks_is_written_whole(monkeypatch):
+    """Columns filtered from a CSV read keep its blocks: a sheet block may span two of them."""
+    import pyarrow as pa
+
+    monkeypatch.setattr("core.runs.exports._CHUNK", 3)
+    frame = make_colors(CUSIP=["97988RBL5"] * 5, PX=[1.0, 2.0, 3.0, 4.0, 5.0])
+    chunked = pa.chunked_array([["A1", "A2"], ["A3", "A4"], ["A5"]], type=pa.large_string())
+    frame[MESSAGE_ID] = pd.Series(pd.arrays.ArrowStringArray(chunked), index=frame.index)
+
+    sheet = read_sheet(write_xlsx(frame))
+
+    assert [cell(sheet, MESSAGE_ID, r).value for r in range(2, 7)] == [
+        "A1", "A2", "A3", "A4", "A5"]
+
+
 # -- csv and parquet ----------------------------------------------------------------------------
 
 def test_csv_has_a_bom_the_output_columns_iso_dates_and_escaped_formulas():
