@@ -67,14 +67,15 @@ class ReadCopy:
         drop its older ones. A copy is a courtesy: a failure leaves the next read to fetch."""
         _replace(self._path(table, partition, rows, write), lambda: data)
 
-    def merged(self, table: str, wanted: Sequence[tuple[str, int, int]], paths: Sequence[Path]
-               ) -> Path | None:
+    def merged(self, table: str, wanted: Sequence[tuple[str, int, int]], paths: Sequence[Path],
+               *, block: int = 0) -> Path | None:
         """One file holding the copies `paths` of the `wanted` (partition, rows, write)
         partitions, named by them: many small copies (each run's rollups) are read as one file
         (DuckDB pays ~2 ms a file it opens). Built from the copies once, kept while the catalog
-        says the same of each partition; None when it cannot be written (read the copies)."""
+        says the same of each partition; None when it cannot be written (read the copies).
+        Each `block` has a folder of its own: a block's new copy replaces its own old ones."""
         name = hashlib.sha256(repr(list(wanted)).encode()).hexdigest()[:24]  # in this order
-        path = self.folder / f"{table}{MERGED}" / f"{name}.parquet"
+        path = self.folder / f"{table}{MERGED}" / f"block={block}" / f"{name}.parquet"
         if path.exists():
             return path
         return path if _replace(path, lambda: pa.concat_tables(

@@ -35,22 +35,43 @@ from storage.run_tables import (
 from storage.sql_tables import in_list
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
 
     from storage.sql import SqlStore
+    from storage.sql_cache import ReadCopy
 
 # More CUSIPs than this (a bulk search) are matched by DuckDB on the node's read copy: their rows
 # are most of a run's row groups anyway, and fetching them through the driver costs ~20 µs a row.
 MANY_CUSIPS = 64
 # More partitions than this, of no more rows than that in all (each run's rollups: 100 runs of 10M
-# colors are 150k rows), are read from one merged copy: 100 files cost a dashboard ~0.2 s to open.
-MERGE_FILES, MERGE_ROWS = 8, 2_000_000
+# colors are 150k rows), are read from merged copies: 100 files cost a dashboard ~0.2 s to open.
+# A merged copy holds the runs of one block of MERGE_BLOCK run numbers, so a new run rebuilds its
+# block's copy only, not the merge of every run (~0.3 s a dashboard after each publish).
+MERGE_FILES, MERGE_ROWS, MERGE_BLOCK = 8, 2_000_000, 16
 _names = itertools.count()
 
 
 def _run_of(partition: str) -> int | None:
     head, _, number = partition.partition("=")
     return int(number) if head == "run" and number.isdigit() else None
+
+
+def _merged(copy: ReadCopy, table: str, wanted: Sequence[tuple[str, int, int]],
+            paths: Sequence[Path]) -> list[Path]:
+    """The copies `paths` of `wanted` (in run order), each block of MERGE_BLOCK run numbers read
+    from its merged copy (a block of one run, or a copy that cannot be written: as they are)."""
+    blocks: dict[int, list[int]] = {}
+    for i, (partition, _, _) in enumerate(wanted):
+        run = _run_of(partition)
+        blocks.setdefault(-1 if run is None else run // MERGE_BLOCK, []).append(i)
+    found: list[Path] = []
+    for block, members in blocks.items():
+        merged = (copy.merged(table, [wanted[i] for i in members], [paths[i] for i in members],
+                              block=block) if len(members) > 1 else None)
+        found += [merged] if merged is not None else [paths[i] for i in members]
+    return found
 
 
 class SqlRunTables:
@@ -211,8 +232,7 @@ class SqlRunTables:
             return None
         if (len(paths) == len(wanted) > MERGE_FILES
                 and sum(rows for _, rows, _ in wanted) <= MERGE_ROWS):
-            merged = copy.merged(table, wanted, paths)
-            paths = [merged] if merged is not None else paths
+            paths = _merged(copy, table, wanted, paths)
         view = f"sql_{table}_{next(_names)}"
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in paths)
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT * FROM '
@@ -236,19 +256,25 @@ class SqlRunTables:
     def keep_copy(self, table: str, partition: str, write: int, data: pa.Table) -> None:
         """The copy of a partition this node just wrote, as a read would fetch it: the catalog's
         columns and types (a courtesy: anything odd is left for a read to fetch)."""
+        self.keep_copies(table, write, [(partition, data)])
+
+    def keep_copies(self, table: str, write: int, parts: Sequence[tuple[str, pa.Table]]
+                    ) -> None:
+        """keep_copy of each (partition, rows) that one write (number `write`) wrote."""
         with self.store.reading() as conn:
             ft = self.store.frame_table(conn, table)
         if ft is None:
             return
-        n = data.num_rows
-        try:
-            arrays = [pa.nulls(n, pa.null()) if c.sql_name is None else
-                      data.column(c.name).cast(c.arrow_type) if c.name in data.column_names else
-                      pa.array([None] * n, c.arrow_type) for c in ft.columns]
-            rows = pa.table(arrays, names=[c.name for c in ft.columns])
-        except (pa.ArrowException, ValueError):
-            return
-        self.store.read_copy.keep(table, partition, n, write, rows)
+        for partition, data in parts:
+            n = data.num_rows
+            try:
+                arrays = [pa.nulls(n, pa.null()) if c.sql_name is None else
+                          data.column(c.name).cast(c.arrow_type) if c.name in data.column_names
+                          else pa.array([None] * n, c.arrow_type) for c in ft.columns]
+                rows = pa.table(arrays, names=[c.name for c in ft.columns])
+            except (pa.ArrowException, ValueError):
+                continue
+            self.store.read_copy.keep(table, partition, n, write, rows)
 
     def _prune(self, table: str, states: Mapping[str, Any]) -> None:
         """Drop copies of partitions gone from the catalog, at most once a minute per table."""

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from storage.errors import WriteConflict
 from storage.parquet_layout import (
     LATEST_TABLE,
@@ -135,10 +137,17 @@ def _keep_rollups(port: SqlRunTables, con: duckdb.DuckDBPyConnection, runs: list
     if src is None:
         return
     sql, params = rollup(src)
-    rolled = con.sql(sql, params=params or None).to_arrow_table()
-    parts = [run_partition(r) for r in rolled.column(RUN_ID).to_pylist()]
-    port.store.append_frames([(ROLLUP_TABLE, rolled, parts)],
-                             replace=[run_partition(r) for r in runs])
+    rolled = con.sql(f"SELECT * FROM ({sql}) ORDER BY {RUN_ID}",
+                     params=params or None).to_arrow_table()
+    ids = rolled.column(RUN_ID).to_numpy()
+    parts = [run_partition(r) for r in ids.tolist()]
+    numbers = port.store.append_frames([(ROLLUP_TABLE, rolled, parts)],
+                                       replace=[run_partition(r) for r in runs])
+    # this node reads them next (the dashboard): keep its copies now, as a read would fetch them
+    starts: list[int] = np.flatnonzero(np.diff(ids, prepend=-1) != 0).tolist()
+    port.keep_copies(ROLLUP_TABLE, numbers[ROLLUP_TABLE], [
+        (run_partition(int(ids[a])), rolled.slice(a, b - a))
+        for a, b in itertools.pairwise([*starts, len(ids)])])
 
 def _keep_latest(port: SqlRunTables, con: duckdb.DuckDBPyConnection, present: list[int],
                  latest: Rollup, old: dict[str, Any] | None) -> str:

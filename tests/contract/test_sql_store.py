@@ -313,11 +313,66 @@ def test_many_small_runs_are_read_from_one_merged_copy_that_follows_the_database
         return con.execute(f"SELECT RUN_ID, CUSIP FROM {src}").fetchall()
 
     assert read() == [(run, cusip) for run in runs for cusip in ("A", f"C{run}")]  # sorted
-    assert len(list(merged.glob("*.parquet"))) == 1
+    assert len(list(merged.rglob("*.parquet"))) == 1
     postgres_store.delete_partition(COLORS, "run=00000002")
     port.append_run(2, {COLORS: _colors(2, ["Z"])})
     assert read()[2:4] == [(2, "Z"), (3, "A")]
-    assert len(list(merged.glob("*.parquet"))) == 2  # the first goes once no reader can use it
+    assert len(list(merged.rglob("*.parquet"))) == 2  # the first goes once no reader can use it
+
+
+def test_merged_copies_hold_blocks_of_runs_so_a_new_run_rebuilds_its_block_only(
+        postgres_store: SqlStore, monkeypatch):
+    """Runs 1–15 are block 0 and 16–31 block 1 (MERGE_BLOCK 16): a run added to block 1 leaves
+    block 0's merged copy as it was."""
+    from storage import sql_run_tables
+
+    monkeypatch.setattr(sql_run_tables, "MERGE_FILES", 2)
+    port = run_tables(postgres_store)
+    runs = [1, 2, 3, 16, 17]
+    for run in runs:
+        port.append_run(run, {COLORS: _colors(run, [f"C{run}"])})
+    con = duckdb.connect()
+    merged = postgres_store.read_copy.folder / f"{COLORS}.merged"
+
+    def read(asked: list[int]) -> list[tuple[Any, ...]]:
+        src = port.open(con, COLORS, asked)
+        assert src is not None
+        return con.execute(f"SELECT RUN_ID, CUSIP FROM {src}").fetchall()
+
+    assert read(runs) == [(run, f"C{run}") for run in runs]
+    first = {p.relative_to(merged).parts[0]: p for p in merged.rglob("*.parquet")}
+    assert sorted(first) == ["block=0", "block=1"]
+    port.append_run(18, {COLORS: _colors(18, ["C18"])})
+    assert read([*runs, 18]) == [(run, f"C{run}") for run in [*runs, 18]]
+    files = sorted(p.relative_to(merged).as_posix() for p in merged.rglob("*.parquet"))
+    assert [f.split("/")[0] for f in files] == ["block=0", "block=1", "block=1"]
+    assert first["block=0"].relative_to(merged).as_posix() in files  # block 0 not rebuilt
+
+
+def test_the_node_that_kept_rollups_reads_them_from_its_copy_without_fetching(
+        postgres_store: SqlStore, monkeypatch):
+    """Compaction writes each run's rollups and keeps this node's copies of them, as a run's
+    colors are kept: the dashboard that follows reads them without going to the database."""
+    from datetime import UTC, datetime
+
+    port = run_tables(postgres_store)
+    for run in (1, 2, 3):
+        port.append_run(run, {COLORS: _colors(run, ["A", f"C{run}", "A"])})
+    con = duckdb.connect()
+
+    def rollup(src: str) -> tuple[str, list[Any]]:
+        return f"SELECT RUN_ID, CUSIP, count(*) AS N FROM {src} GROUP BY ALL", []
+
+    port.compact(con, [1, 2, 3], rollup, force=True, now=datetime(2026, 3, 13, tzinfo=UTC))
+
+    def fetch(table: str, partition: str) -> None:
+        raise AssertionError(f"fetched {table} {partition}")
+
+    monkeypatch.setattr(port, "_fetch", fetch)
+    src = port.open_rollups(con, [1, 2, 3], rollup)
+    assert src is not None
+    assert sorted(con.execute(f"SELECT * FROM {src}").fetchall()) == [
+        (1, "A", 2), (1, "C1", 1), (2, "A", 2), (2, "C2", 1), (3, "A", 2), (3, "C3", 1)]
 
 
 def test_a_write_that_grows_a_table_a_lot_gathers_its_statistics(postgres_store: SqlStore):
