@@ -246,9 +246,9 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
     require(actor, VIEW)
     visible = visible_runs(store)
     where, params = filter_sql(actor, filters)
-    latest = latest_parents(store, actor, where, params, page_size=filters.latest_limit,
-                            visible=visible)
-    with duckdb_session() as con:
+    with duckdb_session() as con:  # one connection: the store's layout is read once
+        latest = latest_parents(store, actor, where, params, page_size=filters.latest_limit,
+                                visible=visible, con=con)
         rollups = open_rollups(store, con, visible) if visible else None
         if rollups is not None:  # read once here, not by each chart and KPI (a SQL store's are
             # a file per run of the node's read copy: 100 runs, ~50 ms a query)

@@ -13,6 +13,7 @@ rows for 10M colors, with the runs published since computed now. Otherwise the c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +78,15 @@ def _current_parents(con: duckdb.DuckDBPyConnection, src: str, actor: Actor,
 
 def latest_parents(store: Store, actor: Actor, where: str, params: Sequence[Any], *,
                    page: int = 1, page_size: int = PAGE_SIZE,
-                   visible: Sequence[int] | None = None) -> LatestParents:
+                   visible: Sequence[int] | None = None,
+                   con: duckdb.DuckDBPyConnection | None = None) -> LatestParents:
     """Page `page` of the CUSIPs whose current parent passes `where` (SQL over the parent's
     SECTOR, PROCESSING_TYPE, DATE, with `params`; the dashboard's filters), and their count.
-    visible: the visible runs as the caller read them (default: read now)."""
+    visible: the visible runs as the caller read them (default: read now); con: the caller's
+    DuckDB connection, so one read sees one layout of the store (default: a session of its own)."""
     require(actor, VIEW)
     page, page_size = max(1, int(page)), max(1, int(page_size))
-    with duckdb_session() as con:
+    with nullcontext(con) if con is not None else duckdb_session() as con:
         src = open_colors(store, con, visible)
         if src is None:
             return LatestParents(pd.DataFrame(), 0, 1, page_size)

@@ -402,9 +402,9 @@ def test_a_copy_without_latest_rows_is_replaced_by_the_next_compaction(store):
 
 
 def test_a_dashboard_on_s3_reads_each_document_and_listing_once_per_read(s3_store):
-    """Each read of a shared store is a request: a warm dashboard reads the copy's manifest once
-    per DuckDB connection it opens (the latest parents', the charts'), lists the run records once
-    and the compacted colors once (it read the manifest four times and listed both twice)."""
+    """Each read of a shared store is a request: a warm dashboard opens one DuckDB connection for
+    the latest parents and the charts, so it reads the copy's manifest once, and lists the run
+    records once (it read the manifest four times, then twice, and listed the records twice)."""
     publish(s3_store, RUN1, day="2026-03-12", at=datetime(2026, 3, 12, 18, tzinfo=UTC))
     publish(s3_store, RUN2, day="2026-03-13", at=datetime(2026, 3, 13, 18, tzinfo=UTC),
             kind=pipeline.AUTOMATED, rules=[NO_DB])
@@ -422,7 +422,7 @@ def test_a_dashboard_on_s3_reads_each_document_and_listing_once_per_read(s3_stor
     again = dashboard_data(s3_store, SYSTEM, filters, NOW)
     assert again.kpis == first.kpis
     assert sorted(calls) == [
-        "GetObject docs/meta", "GetObject docs/meta",  # the manifest, once per connection
+        "GetObject docs/meta",  # the manifest, once: one connection
         "GetObject docs/meta",  # the data version
         "ListObjectsV2 docs/runs",
         "ListObjectsV2 tables/colors_compact",  # the latest parents open the colors
