@@ -173,7 +173,7 @@ class LocalStore:
         con: duckdb.DuckDBPyConnection,
         table: str,
         partitions: builtins.list[str] | None = None,
-        *, view: str | None = None,
+        *, view: str | None = None, settled: bool = False,
     ) -> bool:
         """Expose the table as a temporary DuckDB view named `view` (default: the table's name; on
         con only) over its current files (re-register after writes); False (nothing registered)

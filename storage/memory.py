@@ -136,7 +136,7 @@ class MemoryStore:
         con: duckdb.DuckDBPyConnection,
         table: str,
         partitions: builtins.list[str] | None = None,
-        *, view: str | None = None,
+        *, view: str | None = None, settled: bool = False,
     ) -> bool:
         """Expose the table as a DuckDB view named `view` (default: the table's name); False
         (nothing registered) if empty."""

@@ -362,12 +362,16 @@ class ParquetRunTables:
     def _register(self, con: duckdb.DuckDBPyConnection, table: str, parts: Sequence[Any], *,
                   runs: bool = True) -> str | None:
         """A temporary view of these partitions (of these runs, when `runs`) under a name of its
-        own (a later view never changes an earlier FROM item); None when they hold no rows."""
+        own (a later view never changes an earlier FROM item); None when they hold no rows.
+        The compacted copy's partitions are settled: each generation and delta is written once
+        under a name never used again. A run's are not: a restore of an older backup gives its
+        number to another run."""
         partitions = [run_partition(p) for p in parts] if runs else list(parts)
         if not partitions:
             return None
         view = f"{table}_{next(_names)}"
-        return view if self.store.register(con, table, partitions, view=view) else None
+        return (view if self.store.register(con, table, partitions, view=view, settled=not runs)
+                else None)
 
     def _where(self, con: duckdb.DuckDBPyConnection, column: str, values: list[str] | None
                ) -> list[str]:

@@ -34,6 +34,10 @@ from storage.s3_client import S3Location, list_objects, vendor_errors
 # keys a page): a lookup over 4 runs took 8 requests listing each, 5 this way (~7 ms each on moto).
 LIST_EACH = 1
 READ_ATTEMPTS = 3  # a read that lost a part to a compaction or removal lists again this often
+# Parts of settled partitions (written once under a name never used again: a compacted copy's) as
+# listed, kept to read them again without a listing (each lookup listed the copy's shard: 3
+# requests, not 2).
+SETTLED_KEPT = 20_000
 _T = TypeVar("_T")
 
 
@@ -44,6 +48,7 @@ class S3Tables:
     _location: S3Location
     _cache: PartCache
     _transfer: Any
+    _settled: dict[tuple[str, str], list[tuple[str, int]]]  # (table, partition) → its parts
 
     def tables(self) -> builtins.list[str]:
         """Names of the tables that hold rows, sorted (a table is there while it has objects)."""
@@ -89,12 +94,16 @@ class S3Tables:
         objects, _ = list_objects(self._client, self._location, base)
         self._delete_keys([o["Key"] for o in objects])
         self._cache.forget(base)
+        self._settled.pop((table, partition), None)
 
     def register(self, con: duckdb.DuckDBPyConnection, table: str,
-                 partitions: builtins.list[str] | None = None, *, view: str | None = None) -> bool:
-        """A temporary DuckDB view (on con only) over local copies of the parts listed now;
-        False (nothing registered) when there are none."""
-        files = self._retrying(table, lambda: self._local_parts(table, partitions))
+                 partitions: builtins.list[str] | None = None, *, view: str | None = None,
+                 settled: bool = False) -> bool:
+        """A temporary DuckDB view (on con only) over local copies of the parts listed now (of
+        settled partitions: as listed before, if they were); False (nothing registered) when
+        there are none."""
+        files = self._retrying(table, lambda: self._local_parts(
+            table, partitions, settled=settled and partitions is not None))
         if not files:
             return False
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
@@ -172,16 +181,41 @@ class S3Tables:
             self._cache.keep_only(f"{base}{partition}/", [k.rsplit("/", 1)[1] for k, _ in parts])
         return dict(sorted(found.items()))
 
-    def _local_parts(self, table: str, partitions: builtins.list[str] | None) -> list[Path]:
-        parts = [p for ps in self._list_parts(table, partitions).values() for p in ps]
-        return self._cache.paths(parts)
+    def _local_parts(self, table: str, partitions: builtins.list[str] | None, *,
+                     settled: bool = False) -> list[Path]:
+        if not settled or partitions is None:
+            listed = self._list_parts(table, partitions)
+        else:
+            listed = self._settled_listing(table, partitions)
+        return self._cache.paths([p for ps in listed.values() for p in ps])
+
+    def _settled_listing(self, table: str, partitions: builtins.list[str]
+                         ) -> dict[str, list[tuple[str, int]]]:
+        """_list_parts of settled partitions: those listed before as they were, the others
+        listed now and kept (a partition without parts is not: it may be written yet)."""
+        kept = self._settled
+        chosen = sorted({check_partition(p) for p in partitions})
+        found = {p: kept[(table, p)] for p in chosen if (table, p) in kept}
+        missing = [p for p in chosen if p not in found]
+        if missing:
+            listed = self._list_parts(table, missing)
+            for partition, parts in listed.items():
+                kept[(table, partition)] = parts
+            found.update(listed)
+            while len(kept) > SETTLED_KEPT:
+                kept.pop(next(iter(kept)))
+        return dict(sorted(found.items()))
 
     def _retrying(self, table: str, read: Callable[[], _T]) -> _T:
-        """read(), listed and fetched again when a part went between listing and reading."""
+        """read(), listed and fetched again when a part went between listing and reading (the
+        table's settled partitions listed again too)."""
         for _ in range(READ_ATTEMPTS - 1):
             try:
                 return read()
             except (ObjectNotFound, FileNotFoundError):
+                kept = self._settled
+                for key in [k for k in kept if k[0] == table]:
+                    kept.pop(key, None)
                 continue
         try:
             return read()

@@ -117,7 +117,8 @@ class FrameTables(Catalog):
                 self._delete_parts(conn, ft, [partition])
 
     def register(self, con: duckdb.DuckDBPyConnection, table: str,
-                 partitions: builtins.list[str] | None = None, *, view: str | None = None) -> bool:
+                 partitions: builtins.list[str] | None = None, *, view: str | None = None,
+                 settled: bool = False) -> bool:
         """Fetch the rows (Arrow) and register them on con under `view` (default: the table's
         name); False (nothing registered) when there are none."""
         check_table(table)

@@ -40,10 +40,13 @@ class Tables(Protocol):
         """Remove one partition (no error if absent: removal is idempotent)."""
 
     def register(self, con: duckdb.DuckDBPyConnection, table: str,
-                 partitions: list[str] | None = None, *, view: str | None = None) -> bool:
+                 partitions: list[str] | None = None, *, view: str | None = None,
+                 settled: bool = False) -> bool:
         """Expose table as a DuckDB view named `view` (default: `table`) on con only (temporary:
         other connections of the same database never see it). Returns False (and registers
-        nothing) when the table has no rows, so callers can short-circuit."""
+        nothing) when the table has no rows, so callers can short-circuit. settled: the
+        partitions are written once under names never used again (a compacted copy's), so a
+        store may read them as it listed them before."""
 
     def compact(self, table: str, partitions: list[str] | None = None) -> int:
         """Merge each partition's parts into one (parts appended meanwhile are left as they are);
