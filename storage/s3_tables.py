@@ -191,20 +191,17 @@ class S3Tables:
 
     def _settled_listing(self, table: str, partitions: builtins.list[str]
                          ) -> dict[str, list[tuple[str, int]]]:
-        """_list_parts of settled partitions: those listed before as they were, the others
-        listed now and kept (a partition without parts is not: it may be written yet)."""
+        """_list_parts of settled partitions: as listed before. When one was not, the whole table
+        is listed now (one request: a compacted copy's shards are read one lookup at a time) and
+        all its partitions kept; a partition without parts is not kept (it may be written yet)."""
         kept = self._settled
         chosen = sorted({check_partition(p) for p in partitions})
-        found = {p: kept[(table, p)] for p in chosen if (table, p) in kept}
-        missing = [p for p in chosen if p not in found]
-        if missing:
-            listed = self._list_parts(table, missing)
-            for partition, parts in listed.items():
+        if any((table, p) not in kept for p in chosen):
+            for partition, parts in self._list_parts(table, None).items():
                 kept[(table, partition)] = parts
-            found.update(listed)
             while len(kept) > SETTLED_KEPT:
                 kept.pop(next(iter(kept)))
-        return dict(sorted(found.items()))
+        return {p: kept[(table, p)] for p in chosen if (table, p) in kept}
 
     def _retrying(self, table: str, read: Callable[[], _T]) -> _T:
         """read(), listed and fetched again when a part went between listing and reading (the

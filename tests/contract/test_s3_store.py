@@ -150,6 +150,32 @@ def test_a_read_that_loses_a_part_to_a_compaction_lists_again(
     assert raced == [3]
 
 
+def test_settled_partitions_are_listed_once_with_their_table_and_others_every_time(
+        s3_store: Any):
+    """A compacted copy's partitions are written once under names never used again: the first
+    read of one lists the whole table, later reads of any of its partitions list nothing. Other
+    reads list each time; a partition gone is listed again."""
+    for shard in ("gen=1-s000", "gen=1-s001"):
+        s3_store.append("copy", pd.DataFrame({"S": [shard]}), shard)
+    lists: list[str] = []
+    s3_store._client.meta.events.register(
+        "before-call.s3.ListObjectsV2", lambda **_: lists.append("list"))
+    con = duckdb.connect()
+
+    def read(partition: str, *, settled: bool = True) -> list[Any]:
+        if not s3_store.register(con, "copy", [partition], view="v", settled=settled):
+            return []
+        return [r[0] for r in con.execute("SELECT S FROM v").fetchall()]
+
+    assert (read("gen=1-s000"), len(lists)) == (["gen=1-s000"], 1)
+    assert (read("gen=1-s001"), read("gen=1-s000"), len(lists)) == (
+        ["gen=1-s001"], ["gen=1-s000"], 1)
+    assert (read("gen=1-s001", settled=False), len(lists)) == (["gen=1-s001"], 2)
+    s3_store.delete_partition("copy", "gen=1-s001")
+    lists.clear()
+    assert (read("gen=1-s001"), len(lists)) == ([], 1)
+
+
 def test_two_processes_writing_one_version_exactly_one_wins(
         moto_server: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch):
     for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}.items():
