@@ -161,6 +161,9 @@ class ParquetRunTables:
         # per open DuckDB connection (one read), the layouts it read, by the runs asked for
         self._opened: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[
             tuple[int, ...], tuple[Layout, list[tuple[str, str]]]]] = weakref.WeakKeyDictionary()
+        # per open DuckDB connection, the views it registered, by table and partitions
+        self._views: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[
+            tuple[str, tuple[str, ...]], str | None]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -327,6 +330,7 @@ class ParquetRunTables:
     def _forget_reads(self) -> None:
         with self._lock:
             self._opened.clear()
+            self._views.clear()
 
     def _entry(self, runs: Iterable[int]) -> tuple[Layout, list[tuple[str, str]]]:
         asked = tuple(sorted(set(runs)))
@@ -365,13 +369,23 @@ class ParquetRunTables:
         own (a later view never changes an earlier FROM item); None when they hold no rows.
         The compacted copy's partitions are settled: each generation and delta is written once
         under a name never used again. A run's are not: a restore of an older backup gives its
-        number to another run."""
+        number to another run. Within one read (a connection) the same partitions are one view,
+        listed once: a dashboard listed a new run's colors four times (live rollups, latest
+        rows, the latest parents, the price trend)."""
         partitions = [run_partition(p) for p in parts] if runs else list(parts)
         if not partitions:
             return None
-        view = f"{table}_{next(_names)}"
-        return (view if self.store.register(con, table, partitions, view=view, settled=not runs)
-                else None)
+        key = (table, tuple(partitions))
+        with self._lock:
+            seen = self._views.get(con, {})
+            if key in seen:
+                return seen[key]
+        view: str | None = f"{table}_{next(_names)}"
+        if not self.store.register(con, table, partitions, view=view, settled=not runs):
+            view = None
+        with self._lock:
+            self._views.setdefault(con, {})[key] = view
+        return view
 
     def _where(self, con: duckdb.DuckDBPyConnection, column: str, values: list[str] | None
                ) -> list[str]:

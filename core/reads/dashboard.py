@@ -26,7 +26,6 @@ from core.runs.published import (
     fetch_frame,
     open_colors,
     open_rollups,
-    visible_runs,
 )
 from storage import Store
 from storage.run_tables import run_tables
@@ -244,7 +243,8 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
     """Everything the dashboard shows, in one call the page caches (key: store url, data_version,
     actor, filters, today)."""
     require(actor, VIEW)
-    visible = visible_runs(store)
+    records = runs.load_runs(store)  # once: on a shared store a listing is a request
+    visible = tuple(runs.visible_of(records))
     where, params = filter_sql(actor, filters)
     with duckdb_session() as con:  # one connection: the store's layout is read once
         latest = latest_parents(store, actor, where, params, page_size=filters.latest_limit,
@@ -264,7 +264,6 @@ def dashboard_data(store: Store, actor: Actor, filters: DashboardFilters, now: d
             "diff_distribution": _empty("DIFF_STATUS", "BIN_LOW", "BIN_HIGH", "COLORS")}
         trend = (_price_trend(con, src, actor, filters) if src is not None and filters.cusips
                  else _empty("CUSIP", "DATE", "PX", "COV_PRICE", "SOURCE", "BIAS"))
-        records = runs.load_runs(store)  # once: on a shared store a listing is a request
         kpis = _kpis(con, store, actor, filters, now, rollups, records)
         stats = _run_stats(records, actor, filters, con, rollups, now)
     kpis["latest_parents"] = latest.total

@@ -7,6 +7,7 @@ A run's rows become visible only when its record says `success` (DESIGN.md §3):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -127,7 +128,12 @@ def load_runs(store: Store, *, limit: int | None = None) -> list[RunRecord]:
 
 def visible_run_ids(store: Store) -> list[int]:
     """Runs whose rows readers may see (published successfully and not removed)."""
-    return sorted(r.run_id for r in load_runs(store) if r.status == SUCCESS)
+    return visible_of(load_runs(store))
+
+
+def visible_of(records: Iterable[RunRecord]) -> list[int]:
+    """The visible runs among these records."""
+    return sorted(r.run_id for r in records if r.status == SUCCESS)
 
 
 def bump_data_version(store: Store, now: datetime | None = None) -> None:

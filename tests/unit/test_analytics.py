@@ -402,11 +402,12 @@ def test_a_copy_without_latest_rows_is_replaced_by_the_next_compaction(store):
 
 
 def test_a_dashboard_on_s3_reads_each_document_and_listing_once_per_read(s3_store):
-    """Each read of a shared store is a request: a warm dashboard opens one DuckDB connection for
-    the latest parents and the charts, so it reads the copy's manifest once; it lists the run
-    records once, and the compacted copy's parts not again (a generation is written once). It
-    read the manifest four times, then twice, and listed the records twice and the copy four
-    times."""
+    """Each read of a shared store is a request: a warm dashboard lists the run records once and
+    finds the visible runs in them (not the data version), opens one DuckDB connection for the
+    latest parents and the charts, so it reads the copy's manifest once, and lists the copy's
+    parts not again (a generation is written once): four requests (thirteen, then ten before).
+    A run published since is listed once per dashboard (four times before: the live rollups,
+    the latest rows, the latest parents and the price trend each listed it)."""
     publish(s3_store, RUN1, day="2026-03-12", at=datetime(2026, 3, 12, 18, tzinfo=UTC))
     publish(s3_store, RUN2, day="2026-03-13", at=datetime(2026, 3, 13, 18, tzinfo=UTC),
             kind=pipeline.AUTOMATED, rules=[NO_DB])
@@ -425,6 +426,10 @@ def test_a_dashboard_on_s3_reads_each_document_and_listing_once_per_read(s3_stor
     assert again.kpis == first.kpis
     assert sorted(calls) == [
         "GetObject docs/meta",  # the manifest, once: one connection
-        "GetObject docs/meta",  # the data version
         "ListObjectsV2 docs/runs",
         "ListObjectsV2 tables/excluded", "ListObjectsV2 tables/quarantined"]  # the last run's
+    publish(s3_store, RUN1, day="2026-03-14", at=datetime(2026, 3, 14, 18, tzinfo=UTC))
+    dashboard_data(s3_store, SYSTEM, filters, NOW)
+    calls.clear()
+    dashboard_data(s3_store, SYSTEM, filters, NOW)
+    assert calls.count("ListObjectsV2 tables/colors") == 1
