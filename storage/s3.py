@@ -63,6 +63,7 @@ class S3Store(S3Tables):
         self._cache = PartCache(default_folder(where, Path(base) if base else None), self._fetch)
         self._copies = DocumentCopies(self._cache.folder / "docs")
         self._settled = {}
+        self._settled_lock = threading.Lock()
         self._listed: dict[str, tuple[str, float]] = {}  # document → (version, when listed)
         self._bodies: dict[str, tuple[str, bytes]] = {}  # document → (version, its body)
         self._lock = threading.Lock()

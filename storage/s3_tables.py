@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import functools
 import io
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class S3Tables:
     _cache: PartCache
     _transfer: Any
     _settled: dict[tuple[str, str], list[tuple[str, int]]]  # (table, partition) → its parts
+    _settled_lock: threading.Lock  # the app's threads share one store
 
     def tables(self) -> builtins.list[str]:
         """Names of the tables that hold rows, sorted (a table is there while it has objects)."""
@@ -95,7 +97,8 @@ class S3Tables:
         objects, _ = list_objects(self._client, self._location, base)
         self._delete_keys([o["Key"] for o in objects])
         self._cache.forget(base)
-        self._settled.pop((table, partition), None)
+        with self._settled_lock:
+            self._settled.pop((table, partition), None)
 
     def register(self, con: duckdb.DuckDBPyConnection, table: str,
                  partitions: builtins.list[str] | None = None, *, view: str | None = None,
@@ -197,12 +200,17 @@ class S3Tables:
         all its partitions kept; a partition without parts is not kept (it may be written yet)."""
         kept = self._settled
         chosen = sorted({check_partition(p) for p in partitions})
-        if any((table, p) not in kept for p in chosen):
-            for partition, parts in self._list_parts(table, None).items():
+        with self._settled_lock:
+            found = {p: kept[(table, p)] for p in chosen if (table, p) in kept}
+        if len(found) == len(chosen):
+            return found
+        listed = self._list_parts(table, None)
+        with self._settled_lock:
+            for partition, parts in listed.items():
                 kept[(table, partition)] = parts
             while len(kept) > SETTLED_KEPT:
                 kept.pop(next(iter(kept)))
-        return {p: kept[(table, p)] for p in chosen if (table, p) in kept}
+        return {p: listed[p] for p in chosen if p in listed}
 
     def _retrying(self, table: str, read: Callable[[], _T]) -> _T:
         """read(), listed and fetched again when a part went between listing and reading (the
@@ -211,9 +219,9 @@ class S3Tables:
             try:
                 return read()
             except (ObjectNotFound, FileNotFoundError):
-                kept = self._settled
-                for key in [k for k in kept if k[0] == table]:
-                    kept.pop(key, None)
+                with self._settled_lock:
+                    for key in [k for k in self._settled if k[0] == table]:
+                        del self._settled[key]
                 continue
         try:
             return read()
