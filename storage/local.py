@@ -1,62 +1,44 @@
 """LocalStore: the Store protocol on one machine's disk (the default backend, `data/`).
 
 Layout under root: docs/<key>.json holding {"version": n, "value": …}; tables/<table>/<partition>/
-part-*.parquet, one file per append; blobs/<key>. Every write
-lands under a temporary name containing "~" (no key can) and is renamed into place, so readers
-never see half of it.
+part-*.parquet, one file per append (storage.local_tables); blobs/<key>. Every write lands under a
+temporary name containing "~" (no key can) and is renamed into place, so readers never see half
+of it.
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
 import glob
 import json
 import os
-import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
 import filelock
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from storage.base import (
     ANY_VERSION,
     check_key,
-    check_partition,
     check_prefix,
-    check_table,
     check_version,
     encode_document,
-    to_arrow,
 )
 from storage.blobs import CHUNK, check_file
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
-from storage.run_tables import CUSIP
+from storage.local_tables import ABSENT, LocalTables, fsync_dir
 
-# Rows per Parquet row group of every file: tables are sorted by CUSIP, so a lookup decodes one
-# group per file. At 10M rows 20k-row groups cost ~40% less than 100k, while 8k and 4k cost more
-# (DuckDB pays per row group and column), and snappy decodes in half zstd's time for 1.5x the
-# bytes (bench/search.py). A multiple of DuckDB's 2,048-row vectors, as DuckDB rounds up.
-ROW_GROUP_SIZE = QUERY_ROW_GROUP_SIZE = 20_480
-_DICTIONARY_SAMPLE = 4096  # rows whose distinct values decide a column's dictionary encoding
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's document write before giving up
-_ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 class _SourceFailed(Exception):
     """put_blob_file's file failed to read (carried past _guard, which blames the disk)."""
 
 
-class LocalStore:
+class LocalStore(LocalTables):
     """Documents as JSON files, tables as Parquet files, blobs as files, all under one folder."""
 
     def __init__(self, root: Path) -> None:
@@ -98,7 +80,7 @@ class LocalStore:
                 raise ObjectNotFound(key)
             check_version(key, expected_version, str(found[1]))
             path.unlink()
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     def list(self, prefix: str = "") -> list[str]:
         """Document keys starting with prefix, sorted."""
@@ -107,148 +89,6 @@ class LocalStore:
             names = self._walk(self.root / "docs", prefix)
         keys = (n[: -len(".json")] for n in names if n.endswith(".json"))
         return sorted(k for k in keys if k.startswith(prefix))
-
-    # -- tables ----------------------------------------------------------------------------
-    def append(self, table: str, frame: pd.DataFrame, partition: str) -> None:
-        """Add frame to a partition as one new Parquet file, all rows or none (empty: no-op)."""
-        folder = self._table_dir(table) / check_partition(partition)
-        if len(frame) == 0:
-            return
-        rows = to_arrow(table, frame)  # a frame Parquet cannot hold fails before any IO
-        # Time first, so files sort in append order; the uuid keeps concurrent appends apart.
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
-        with self._guard():
-            folder.mkdir(parents=True, exist_ok=True)
-            self._write_atomic(folder / name, functools.partial(write_parquet, rows))
-
-    def scan(
-        self,
-        table: str,
-        partitions: builtins.list[str] | None = None,
-        columns: builtins.list[str] | None = None,
-    ) -> pd.DataFrame:
-        """Rows of the table (optionally only some partitions / columns); empty frame if none."""
-        frames: list[pd.DataFrame] = []
-        with self._guard():
-            for name in self._chosen(table, partitions):
-                frames.extend(self._read_partition(table, name, columns))
-        if not frames:
-            return pd.DataFrame()
-        rows = pd.concat(frames, ignore_index=True)
-        return rows[list(columns)] if columns is not None else rows
-
-    def tables(self) -> builtins.list[str]:
-        """Names of the tables that hold rows, sorted."""
-        with self._guard():
-            try:
-                names = sorted(e.name for e in os.scandir(self.root / "tables") if e.is_dir())
-            except _ABSENT:
-                return []
-        return [n for n in names if _is_table(n) and self.partitions(n)]
-
-    def partitions(self, table: str) -> builtins.list[str]:
-        """Partition names of the table that hold rows, sorted; [] for a table never written."""
-        folder = self._table_dir(table)
-        with self._guard():
-            try:
-                names = sorted(e.name for e in os.scandir(folder) if e.is_dir())
-            except _ABSENT:
-                return []
-            return [n for n in names if "~" not in n and self._part_files(table, n)]
-
-    def delete_partition(self, table: str, partition: str) -> None:
-        """Remove one partition (no error if absent). The folder is renamed away first, so a
-        reader sees the whole partition or none of it."""
-        folder = self._table_dir(table) / check_partition(partition)
-        trash = folder.with_name(f"{partition}~trash~{uuid.uuid4().hex}")
-        with self._guard():
-            try:
-                folder.rename(trash)
-            except _ABSENT:
-                return
-            shutil.rmtree(trash)
-
-    def register(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: str,
-        partitions: builtins.list[str] | None = None,
-        *, view: str | None = None, settled: bool = False,
-    ) -> bool:
-        """Expose the table as a temporary DuckDB view named `view` (default: the table's name; on
-        con only) over its current files (re-register after writes); False (nothing registered)
-        when there are no files."""
-        with self._guard():
-            files = [f for p in self._chosen(table, partitions) for f in self._part_files(table, p)]
-        if not files:
-            return False
-        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-        try:
-            con.execute(
-                f'CREATE OR REPLACE TEMP VIEW "{check_table(view or table)}" AS '
-                f"SELECT * FROM read_parquet([{listing}], union_by_name = true, "
-                "hive_partitioning = false)"  # folder names (run=…) are not columns
-            )
-        except duckdb.IOException as exc:
-            raise StoreUnavailable(str(self.root)) from exc
-        return True
-
-    def append_query(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: str,
-        partition: str,
-        query: str,
-        params: builtins.list[Any] | None = None,
-    ) -> int:
-        """Add the rows of a DuckDB query to a partition as one new Parquet file, written by DuckDB
-        (streamed, in the query's order, row groups of QUERY_ROW_GROUP_SIZE rows), all or none;
-        returns the rows written (0: no file)."""
-        folder = self._table_dir(table) / check_partition(partition)
-        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
-        temp = folder / f"{name}~{uuid.uuid4().hex}.tmp"
-        target = str(temp).replace("'", "''")
-        with self._guard():
-            folder.mkdir(parents=True, exist_ok=True)
-            try:
-                try:
-                    written = con.execute(
-                        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION snappy, "
-                        f"ROW_GROUP_SIZE {QUERY_ROW_GROUP_SIZE})", params or None).fetchall()
-                except duckdb.IOException as exc:
-                    raise StoreUnavailable(f"{self.root}: cannot write {folder}") from exc
-                rows = int(written[0][0]) if written else 0
-                if rows == 0:
-                    temp.unlink(missing_ok=True)
-                    return 0
-                with open(temp, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(temp, folder / name)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-            _fsync_dir(folder)
-        return rows
-
-    def compact(self, table: str, partitions: builtins.list[str] | None = None) -> int:
-        """Merge each partition's parts into one file (see Store.compact): the merged file lands
-        first, then the parts it holds go, so a reader never misses a row, but may see one twice."""
-        merged = 0
-        for partition in self._chosen(table, partitions):
-            with self._guard():
-                parts = self._part_files(table, partition)
-                if len(parts) < 2:
-                    continue
-                rows = pa.concat_tables([pq.read_table(p) for p in parts],
-                                        promote_options="default")
-                # Named after the newest part it holds, so parts keep sorting in append order.
-                name = f"{parts[-1].stem.split('~')[0]}-merged-{uuid.uuid4().hex[:8]}.parquet"
-                self._write_atomic(parts[0].parent / name, functools.partial(write_parquet, rows))
-                for part in parts:
-                    part.unlink(missing_ok=True)
-                _fsync_dir(parts[0].parent)
-            merged += len(parts)
-        return merged
 
     # -- blobs -----------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> None:
@@ -265,7 +105,7 @@ class LocalStore:
         with self._guard():
             try:
                 return path.read_bytes()
-            except _ABSENT:
+            except ABSENT:
                 raise ObjectNotFound(key) from None
 
     @contextmanager
@@ -276,7 +116,7 @@ class LocalStore:
         with self._guard():
             try:
                 file = path.open("rb")
-            except _ABSENT:
+            except ABSENT:
                 raise ObjectNotFound(key) from None
         with file:
             yield file
@@ -322,9 +162,9 @@ class LocalStore:
                 temp.unlink(missing_ok=True)
             try:
                 path.unlink()
-            except _ABSENT:
+            except ABSENT:
                 return
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
     # -- internals -------------------------------------------------------------------------
     def _doc_path(self, key: str) -> Path:
@@ -333,44 +173,10 @@ class LocalStore:
     def _blob_path(self, key: str) -> Path:
         return self.root / "blobs" / check_key(key)
 
-    def _table_dir(self, table: str) -> Path:
-        return self.root / "tables" / check_table(table)
-
-    def _chosen(self, table: str, partitions: builtins.list[str] | None) -> builtins.list[str]:
-        if partitions is None:
-            return self.partitions(table)
-        return sorted({check_partition(p) for p in partitions})
-
-    def _part_files(self, table: str, partition: str) -> builtins.list[Path]:
-        folder = self._table_dir(table) / partition
-        try:
-            names = os.listdir(folder)
-        except _ABSENT:
-            return []
-        return [folder / n for n in sorted(names) if n.endswith(".parquet") and "~" not in n]
-
-    def _read_partition(
-        self, table: str, partition: str, columns: builtins.list[str] | None
-    ) -> builtins.list[pd.DataFrame]:
-        frames: list[pd.DataFrame] = []
-        for path in self._part_files(table, partition):
-            try:
-                with open(path, "rb") as f:
-                    part = pq.ParquetFile(f)
-                    names = None if columns is None else [
-                        c for c in columns if c in part.schema_arrow.names
-                    ]
-                    frames.append(part.read(columns=names).to_pandas())
-            except _ABSENT:
-                return []  # deleted while we read: the whole partition is gone, not half of it
-            except pa.ArrowException as exc:
-                raise StoreUnavailable(f"{self.root}: unreadable {path}") from exc
-        return frames
-
     def _read_document(self, path: Path) -> tuple[Any, int] | None:
         try:
             text = path.read_text(encoding="utf-8")
-        except _ABSENT:
+        except ABSENT:
             return None
         try:
             envelope = json.loads(text)
@@ -385,7 +191,7 @@ class LocalStore:
         start = base / head if head else base
 
         def fail(exc: OSError) -> None:
-            if not isinstance(exc, _ABSENT):
+            if not isinstance(exc, ABSENT):
                 raise exc
 
         keys = []
@@ -410,7 +216,7 @@ class LocalStore:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -434,55 +240,9 @@ class LocalStore:
             raise StoreUnavailable(str(self.root)) from exc
 
 
-def write_parquet(rows: pa.Table, sink: IO[bytes] | str) -> None:
-    """rows as one Parquet file of ROW_GROUP_SIZE-row groups, zstd. Only columns that repeat are
-    dictionary-encoded: a dictionary of unique values (ids, keys) is larger than the values and
-    a tenth of a 1M-row write's time; a sample of the first rows tells them apart. Min/max
-    statistics only where a filter can skip row groups by them: the numbers and times, and
-    CUSIP, the order rows are kept in; other text (ids, hashes, dealers) spans every group, and
-    its statistics were a tenth of a 1M-row write."""
-    sample = rows.slice(0, _DICTIONARY_SAMPLE)
-    repeating = [name for name, column in zip(rows.column_names, sample.columns, strict=True)
-                 if _distinct(column) <= len(sample) // 2]
-    ranged = [field.name for field in rows.schema
-              if field.name == CUSIP or not (pa.types.is_string(field.type)
-                                             or pa.types.is_large_string(field.type))]
-    # pyarrow-stubs type use_dictionary as a bool; pyarrow takes the columns to encode too.
-    pq.write_table(rows, sink, compression="zstd", row_group_size=ROW_GROUP_SIZE,
-                   use_dictionary=repeating,  # type: ignore[arg-type]
-                   write_statistics=ranged)
-
-
-def _distinct(column: pa.ChunkedArray) -> int:
-    """Distinct values of a column; 0 (as repetitive as can be) for types Arrow cannot count."""
-    try:
-        return int(pc.count_distinct(column).as_py())
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        return 0
-
-
-def _is_table(name: str) -> bool:
-    try:
-        check_table(name)
-    except InvalidKey:
-        return False
-    return True
-
-
 def _is_key(name: str) -> bool:
     try:
         check_key(name)
     except InvalidKey:
         return False
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename or unlink in folder durable (POSIX only; Windows cannot open folders)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from storage.base import check_partition, check_table, to_arrow
 from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
-from storage.local import QUERY_ROW_GROUP_SIZE, write_parquet
+from storage.local_tables import QUERY_ROW_GROUP_SIZE, write_parquet
 from storage.s3_cache import PartCache
 from storage.s3_client import S3Location, list_objects, vendor_errors
 

@@ -60,7 +60,7 @@ def test_appends_and_query_appends_share_a_partition(store: Store):
 
 
 def test_the_local_file_keeps_the_query_order_in_lookup_sized_row_groups(local_store):
-    from storage.local import QUERY_ROW_GROUP_SIZE
+    from storage.local_tables import QUERY_ROW_GROUP_SIZE
 
     con = duckdb.connect()
     con.execute("CREATE TABLE big AS SELECT printf('%09d', range) AS CUSIP, range AS N "
