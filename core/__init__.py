@@ -13,7 +13,8 @@ Packages in dependency order: each may import the ones above it, never one below
     alerts/      email, templates, in-app bell, webhooks, watchlists
     intake/      upload buffer, inbox folders, SQL source
     manual/      Manual Color sessions and their actions
-    automation/  jobs, schedules, job runs, scheduler sidecar, leases, dead-run sweep
+    automation/  jobs, schedules and their slots, job runs, scheduler sidecar, leases, upkeep
+                 (dead-run sweep, workbooks, compaction)
     compliance/  revert, access log, audit trail, store copy, backups and restore
     cli/         `python -m core ...` subcommands, demo data
 

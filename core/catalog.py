@@ -117,7 +117,7 @@ TRIGGERS = _doc("triggers/", "core.automation.jobs", STATE,
 PENDING_WORKBOOKS = _doc("workbooks/pending/", "core.runs.workbooks", STATE,
                          "published runs whose output workbook is not built yet, and who builds "
                          "it (the scheduler rebuilds one whose builder died)")
-SCHEDULE_STATE = _doc("scheduler/state/", "core.automation.scheduler", STATE,
+SCHEDULE_STATE = _doc("scheduler/state/", "core.automation.slots", STATE,
                       "each job's last handled slot (so no slot runs twice or is lost)")
 HEARTBEAT = _doc("scheduler/heartbeat", "core.automation.scheduler", DERIVED,
                  "the scheduler's last sign of life and errors, rewritten every tick")

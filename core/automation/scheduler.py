@@ -19,15 +19,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from importlib import metadata
-from itertools import islice, takewhile
 from typing import Any
 
 from core import catalog
-from core.access import SYSTEM, TRIGGER_RUN, Actor, require
-from core.audit import record_change
+from core.access import TRIGGER_RUN, Actor, require
 from core.automation.job_runs import (
     CURRENT_KEY,
     Collect,
@@ -36,34 +33,24 @@ from core.automation.job_runs import (
     recover_abandoned,
     run_trigger,
 )
-from core.automation.jobs import AREA as JOBS_AREA
-from core.automation.jobs import PREFIX as JOBS_PREFIX
-from core.automation.jobs import Job, get_job, load_jobs, pending_triggers, skip_next_run
+from core.automation.jobs import get_job, load_jobs, pending_triggers, skip_next_run
 from core.automation.leases import acquire_lease, lease_holder, release_lease, renew_lease
 from core.automation.log_tail import LogTail
 from core.automation.pause import LEASE as PAUSE_LEASE
 from core.automation.pause import current_pause
-from core.automation.schedules import previous_occurrences
-from core.automation.sweep import sweep_runs
-from core.clock import aware, parse_stamp, utc_now
+from core.automation.slots import due_runs
+from core.automation.upkeep import compact_if_needed, rebuild_workbooks, sweep_if_due
+from core.clock import aware, utc_now
 from core.config import BY_KEY, Settings
-from core.errors import Conflict, MarketPulseError, NotFound
-from core.reads.compaction import compact_colors, plan_compaction
-from core.runs import workbooks
-from core.runs.liveness import stale_seconds
-from core.runs.records import MISSED, SKIPPED, RunRecord
-from storage import ANY_VERSION, ObjectNotFound, Store, StoreError, WriteConflict
+from core.errors import Conflict, MarketPulseError
+from core.runs.records import RunRecord
+from storage import ANY_VERSION, ObjectNotFound, Store, StoreError
 
 log = logging.getLogger("core.automation.scheduler")  # also when run as __main__
 
 LEASE = PAUSE_LEASE  # "scheduler": named in core.automation.pause, which takes it for a restore
 HEARTBEAT_KEY = catalog.HEARTBEAT.key
-STATE_PREFIX = catalog.SCHEDULE_STATE.key
-COMPACT_RETRY = timedelta(minutes=15)  # after a failed compaction
 PAUSE_RECHECK_S = 0.2  # a step reads the pause again after this long (a restore may wait)
-MISSED_RECORDS_MAX = 10  # per job and catch-up; older missed slots are summed up in one note
-SKIPPED_TEXT = "skipped: 'Run now and skip the next scheduled run'"
-MISSED_TEXT = "missed: the scheduler was not running at {slot}"
 # A step after the jobs, given the step's context (keep the lease with ctx.keep(), report with
 # ctx.error); packages below automation (scheduled backups) come in through core/scheduler.py.
 Upkeep = Callable[["Context"], object]
@@ -150,93 +137,6 @@ class _Keeper(threading.Thread):
         self.join(timeout=10)
 
 
-def clear_skip(store: Store, job_id: str, skip_iso: str, now: datetime) -> None:
-    """The skipped occurrence has passed: clear skip_next_at (logged as a system job change)."""
-    for _ in range(3):
-        try:
-            job, version = get_job(store, job_id)
-        except NotFound:
-            return
-        if job.skip_next_at != skip_iso:
-            return
-        after = replace(job, skip_next_at=None)
-        try:
-            store.put(JOBS_PREFIX + job_id, after.to_dict(), version)
-        except WriteConflict:
-            continue
-        record_change(store, SYSTEM, JOBS_AREA, "skip_done", job.name, before=job.to_dict(),
-                      after=after.to_dict(), now=now)
-        return
-
-
-def _state(store: Store, job_id: str) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        return store.get(STATE_PREFIX + job_id)
-    except ObjectNotFound:
-        return None, None
-
-
-def _claim_slot(store: Store, job: Job, slot: datetime, version: str | None,
-                now: datetime) -> bool:
-    """Record `slot` as handled before running it (at most once, even across a crash)."""
-    try:
-        store.put(STATE_PREFIX + job.id, {"last_slot": slot.isoformat(),
-                                          "updated_at": now.isoformat()}, version)
-    except WriteConflict:
-        return False
-    return True
-
-
-def _baseline(state: dict[str, Any] | None, job: Job, now: datetime) -> datetime:
-    """Slots after this are new: the last handled slot, else when the job was created."""
-    text = (state or {}).get("last_slot") or job.created_at
-    if not text:
-        return now
-    return parse_stamp(text)
-
-
-def _scheduled(ctx: Context, job: Job, now: datetime) -> list[RunRecord]:
-    """Handle the job's slots since its last handled one: the latest runs if within the grace
-    window (else missed); earlier ones are missed; the skip_next_at slot is skipped."""
-    state, version = _state(ctx.store, job.id)
-    baseline = _baseline(state, job, now)
-    latest = next(previous_occurrences(job.schedule, job.timezone, now), None)
-    if latest is None or latest <= baseline or ctx.stopping():
-        return []
-    if not _claim_slot(ctx.store, job, latest, version, now):
-        return []  # another scheduler handled it
-    if not job.active:
-        return []
-    skip = datetime.fromisoformat(job.skip_next_at) if job.skip_next_at else None
-    earlier = list(islice(takewhile(lambda at: at > baseline, previous_occurrences(
-        job.schedule, job.timezone, latest - timedelta(microseconds=1))), MISSED_RECORDS_MAX + 1))
-    note = ""
-    if len(earlier) > MISSED_RECORDS_MAX:  # a long outage: record the latest few, note the rest
-        earlier = earlier[:MISSED_RECORDS_MAX]
-        note = f" (and earlier missed runs since {baseline.isoformat()})"
-    records: list[RunRecord] = []
-    for slot in sorted(earlier):
-        if slot == skip:
-            records.append(ctx.mark(job, slot, SKIPPED, SKIPPED_TEXT))
-        else:
-            text = MISSED_TEXT.format(slot=slot.isoformat()) + note
-            records.append(ctx.mark(job, slot, MISSED, text))
-            note = ""
-    if skip is not None and skip <= latest:  # its slot has passed (or the schedule changed)
-        clear_skip(ctx.store, job.id, job.skip_next_at or "", now)
-    minutes = float(ctx.settings["scheduler.grace_minutes"])
-    if latest == skip:
-        records.append(ctx.mark(job, latest, SKIPPED, SKIPPED_TEXT))
-    elif now - latest > timedelta(minutes=minutes):
-        text = MISSED_TEXT.format(slot=latest.isoformat())
-        records.append(ctx.mark(job, latest, MISSED,
-                                f"{text}, outside the {minutes:g}-minute grace window"))
-    else:
-        done = ctx.execute(job, trigger="scheduled", override=False, actor=SYSTEM)
-        records += [done] if done else []
-    return records
-
-
 def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
              collect: Collect | None = None, notify: Notify | None = None,
              stop: threading.Event | None = None, clock: Callable[[], datetime] | None = None,
@@ -283,7 +183,7 @@ def run_once(store: Store, settings: Settings, now: datetime, *, owner: str,
         if held():
             break
         try:
-            records += _scheduled(ctx, job, now)
+            records += due_runs(ctx, job, now)
         except Exception as exc:  # a broken job must not stop the others
             log.exception("job %s could not be scheduled", job.name)
             ctx.error(job.name, f"could not be scheduled: {exc}")
@@ -324,74 +224,6 @@ def _pause(store: Store, settings: Settings, owner: str, pause: dict[str, Any], 
     if ours:  # a standby scheduler leaves the heartbeat to the one that held the lease
         ctx.paused = pause
         ctx.write_heartbeat()
-
-
-def sweep_if_due(ctx: Context) -> None:
-    """Every tenth of runs.stale_seconds: mark runs whose process died (a CLI or manual run too)
-    abandoned and remove their partial data (core.runs.liveness)."""
-    every = timedelta(seconds=stale_seconds(ctx.settings) / 10)
-    if ctx.swept_at and timedelta(0) <= ctx.now - datetime.fromisoformat(ctx.swept_at) < every:
-        return
-    try:
-        for record in sweep_runs(ctx.store, SYSTEM, ctx.settings, now=ctx.now):
-            ctx.error(record.job or record.kind, f"run {record.run_id} {record.error}")
-    except Exception as exc:  # the next step tries again
-        log.exception("sweeping dead runs failed")
-        ctx.error("runs", f"sweeping dead runs failed: {exc}")
-    ctx.swept_at = ctx.now.isoformat()
-
-
-def rebuild_workbooks(ctx: Context) -> list[RunRecord]:
-    """Build the output workbooks of published runs whose builder died before finishing
-    (core.runs.workbooks), keeping the lease meanwhile. A failure is recorded; the next step
-    tries again."""
-    try:
-        found = workbooks.orphaned(ctx.store, stale_seconds(ctx.settings), ctx.now)
-        if not found:
-            return []
-        with ctx.keep():
-            settled = [workbooks.rebuild(ctx.store, run_id, version, ctx.now)
-                       for run_id, version in found]
-    except Exception as exc:  # the colors are published; only the download waits
-        log.exception("rebuilding output workbooks failed")
-        ctx.error("workbooks", f"rebuilding output workbooks failed: {exc}")
-        return []
-    done = [record for record in settled if record is not None]
-    for record in done:
-        if record.workbook == workbooks.FAILED:
-            ctx.error(record.job or record.kind, f"run {record.run_id}: output workbook "
-                                                 f"failed: {record.workbook_error}")
-    return done
-
-
-def compact_if_needed(ctx: Context) -> bool:
-    """Keep search fast as runs arrive: when core.reads.compaction says the layout needs it, add
-    the new
-    runs to the copy's delta or write a new copy (readers switch when it is complete), keeping the
-    lease meanwhile. A failure is recorded in the heartbeat and retried after COMPACT_RETRY; a
-    compaction that lost the race to another (`python -m core compact`) is retried next step."""
-    failed = (ctx.compaction or {}).get("failed_at")
-    if failed and aware(ctx.clock()) - datetime.fromisoformat(failed) < COMPACT_RETRY:
-        return False
-    try:
-        plan = plan_compaction(ctx.store)
-        if not plan.needed:
-            return False
-        log.info("compacting published colors: %s", plan.reason)
-        with ctx.keep():
-            report = compact_colors(ctx.store, now=ctx.clock())
-    except WriteConflict:
-        log.info("another compaction switched the copy first; planning again next step")
-        return False
-    except Exception as exc:  # search stays correct on the old layout, only slower
-        log.exception("compaction failed")
-        ctx.error("compaction", f"failed: {exc}")
-        ctx.compaction = {**(ctx.compaction or {}), "failed_at": aware(ctx.clock()).isoformat()}
-        return False
-    ctx.compaction = {"at": aware(ctx.clock()).isoformat(), "mode": report.mode,
-                      "runs": report.runs, "rows": report.rows, "seconds": report.seconds,
-                      "reason": report.reason}
-    return report.done
 
 
 def run_in_app(store: Store, settings: Settings, actor: Actor, job_id: str, now: datetime, *,

@@ -9,7 +9,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from core.access import SYSTEM
-from core.automation import scheduler
+from core.automation import upkeep
 from core.automation.scheduler import HEARTBEAT_KEY, run_once
 from core.cli.demo import generate_colors
 from core.config import load_settings
@@ -98,11 +98,11 @@ def test_a_compaction_that_loses_the_race_is_planned_again_at_the_next_step(stor
     def lost(*args, **kwargs):
         raise WriteConflict(MANIFEST_KEY, None, "1")
 
-    monkeypatch.setattr(scheduler, "compact_colors", lost)
+    monkeypatch.setattr(upkeep, "compact_colors", lost)
     step(store)
     beat = store.get(HEARTBEAT_KEY)[0]
     assert (beat["last_errors"], beat["compaction"]) == ([], None)
-    monkeypatch.setattr(scheduler, "compact_colors", compaction.compact_colors)
+    monkeypatch.setattr(upkeep, "compact_colors", compaction.compact_colors)
     step(store, NOW + timedelta(seconds=1))
     assert load_manifest(store)[0]["runs"] == list(range(1, MIN_UNCOVERED_RUNS + 1))
 
@@ -115,7 +115,7 @@ def test_a_failed_compaction_is_reported_and_retried_after_a_pause(store, monkey
         calls.append(kwargs["now"])
         raise OSError("disk full")
 
-    monkeypatch.setattr(scheduler, "compact_colors", broken)
+    monkeypatch.setattr(upkeep, "compact_colors", broken)
     step(store)
     beat = store.get(HEARTBEAT_KEY)[0]
     assert [(e["job"], e["error"]) for e in beat["last_errors"]] == [
@@ -124,7 +124,7 @@ def test_a_failed_compaction_is_reported_and_retried_after_a_pause(store, monkey
 
     step(store, NOW + timedelta(minutes=14))
     assert calls == [NOW]
-    monkeypatch.setattr(scheduler, "compact_colors", compaction.compact_colors)
+    monkeypatch.setattr(upkeep, "compact_colors", compaction.compact_colors)
     step(store, NOW + timedelta(minutes=16))
     assert load_manifest(store)[0]["runs"] == list(range(1, MIN_UNCOVERED_RUNS + 1))
     assert store.get(HEARTBEAT_KEY)[0]["compaction"]["runs"] == MIN_UNCOVERED_RUNS
