@@ -9,6 +9,8 @@ StoreError
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class StoreError(Exception):
     """Root of every storage failure; storage cannot import core, so it has its own root."""
@@ -34,6 +36,16 @@ class InvalidKey(StoreError):
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"invalid key {key!r}: {reason}")
         self.key = key
+
+
+def is_valid(check: Callable[[str], object], name: str) -> bool:
+    """Whether `check` (check_key, check_table, check_partition) takes name: what a listing finds
+    that no key could be (a stray file, a temporary "~" name) is skipped."""
+    try:
+        check(name)
+    except InvalidKey:
+        return False
+    return True
 
 
 class StoreUnavailable(StoreError):

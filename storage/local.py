@@ -28,7 +28,7 @@ from storage.base import (
     encode_document,
 )
 from storage.blobs import CHUNK, check_file
-from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
+from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable, is_valid
 from storage.local_tables import ABSENT, LocalTables, fsync_dir
 
 LOCK_TIMEOUT = 30.0  # seconds to wait for another process's document write before giving up
@@ -199,7 +199,7 @@ class LocalStore(LocalTables):
             rel = Path(folder).relative_to(base).as_posix()
             for name in files:
                 key = name if rel == "." else f"{rel}/{name}"
-                if _is_key(key):
+                if is_valid(check_key, key):
                     keys.append(key)
         return keys
 
@@ -238,11 +238,3 @@ class LocalStore(LocalTables):
             raise InvalidKey(key, "clashes with the folder of another key") from exc
         except OSError as exc:
             raise StoreUnavailable(str(self.root)) from exc
-
-
-def _is_key(name: str) -> bool:
-    try:
-        check_key(name)
-    except InvalidKey:
-        return False
-    return True

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from storage.base import check_partition, check_table, to_arrow
-from storage.errors import InvalidKey, StoreUnavailable
+from storage.errors import StoreUnavailable, is_valid
 from storage.run_tables import CUSIP
 
 # Rows per Parquet row group of every file: tables are sorted by CUSIP, so a lookup decodes one
@@ -79,7 +79,7 @@ class LocalTables:
                 names = sorted(e.name for e in os.scandir(self.root / "tables") if e.is_dir())
             except ABSENT:
                 return []
-        return [n for n in names if _is_table(n) and self.partitions(n)]
+        return [n for n in names if is_valid(check_table, n) and self.partitions(n)]
 
     def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table that hold rows, sorted; [] for a table never written."""
@@ -246,14 +246,6 @@ def _distinct(column: pa.ChunkedArray) -> int:
         return int(pc.count_distinct(column).as_py())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return 0
-
-
-def _is_table(name: str) -> bool:
-    try:
-        check_table(name)
-    except InvalidKey:
-        return False
-    return True
 
 
 def fsync_dir(folder: Path) -> None:

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from storage.base import ANY_VERSION, check_key, check_prefix, encode_document
 from storage.blobs import CHUNK, check_file, spool
-from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable, WriteConflict
+from storage.errors import ObjectNotFound, StoreUnavailable, WriteConflict, is_valid
 from storage.s3_cache import DOWNLOAD_THREADS, DocumentCopies, PartCache, default_folder
 from storage.s3_client import (
     CONFLICT,
@@ -183,7 +183,7 @@ class S3Store(S3Tables):
                                 if "ETag" in o)
         skip = len(self._location.prefix) + len("docs/")
         keys = (o["Key"][skip:-len(".json")] for o in objects if o["Key"].endswith(".json"))
-        return sorted(k for k in keys if k.startswith(prefix) and _is_key(k))
+        return sorted(k for k in keys if k.startswith(prefix) and is_valid(check_key, k))
 
     # -- blobs -----------------------------------------------------------------------------
     def put_blob(self, key: str, data: bytes) -> None:
@@ -230,7 +230,7 @@ class S3Store(S3Tables):
         check_prefix(prefix)
         objects, _ = list_objects(self._client, self._location, "blobs/" + prefix)
         skip = len(self._location.prefix) + len("blobs/")
-        return sorted(k for k in (o["Key"][skip:] for o in objects) if _is_key(k))
+        return sorted(k for k in (o["Key"][skip:] for o in objects) if is_valid(check_key, k))
 
     def delete_blob(self, key: str) -> None:
         """Delete a blob (no error if absent)."""
@@ -275,14 +275,6 @@ def _condition(key: str, expected: str | None) -> dict[str, str]:
 
 def _version(etag: str) -> str:
     return etag.strip('"')
-
-
-def _is_key(name: str) -> bool:
-    try:
-        check_key(name)
-    except InvalidKey:
-        return False
-    return True
 
 
 class _Counted:

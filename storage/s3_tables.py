@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.base import check_partition, check_table, to_arrow
-from storage.errors import InvalidKey, ObjectNotFound, StoreUnavailable
+from storage.errors import ObjectNotFound, StoreUnavailable, is_valid
 from storage.local_tables import QUERY_ROW_GROUP_SIZE, write_parquet
 from storage.s3_cache import PartCache
 from storage.s3_client import S3Location, list_objects, vendor_errors
@@ -56,13 +56,13 @@ class S3Tables:
     def tables(self) -> builtins.list[str]:
         """Names of the tables that hold rows, sorted (a table is there while it has objects)."""
         _, names = list_objects(self._client, self._location, "tables/", "/")
-        return sorted(n for n in (p.rstrip("/") for p in names) if _valid(check_table, n))
+        return sorted(n for n in (p.rstrip("/") for p in names) if is_valid(check_table, n))
 
     def partitions(self, table: str) -> builtins.list[str]:
         """Partition names of the table, sorted; [] for a table never written."""
         base = f"tables/{check_table(table)}/"
         _, names = list_objects(self._client, self._location, base, "/")
-        found = sorted(n for n in (p.rstrip("/") for p in names) if _valid(check_partition, n))
+        found = sorted(n for n in (p.rstrip("/") for p in names) if is_valid(check_partition, n))
         self._cache.keep_only(base, found)
         return found
 
@@ -253,11 +253,3 @@ class S3Tables:
 def _part_key(table: str, partition: str) -> str:
     # Time first, so parts sort in append order; the uuid keeps concurrent appends apart.
     return f"tables/{table}/{partition}/part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
-
-
-def _valid(check: Callable[[str], str], name: str) -> bool:
-    try:
-        check(name)
-    except InvalidKey:
-        return False
-    return True

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -237,5 +236,6 @@ class SchemaKeeper:
                 self._record(conn, version)
 
     def _record(self, conn: sa.Connection, version: int) -> None:
-        conn.execute(sa.insert(self.fixed.versions).values(version=version,
-                                                           applied_at=datetime.now(UTC)))
+        # applied when the database says: its clock, in the statement, not this host's
+        conn.execute(sa.insert(self.fixed.versions).values(
+            version=version, applied_at=sa.func.current_timestamp()))
