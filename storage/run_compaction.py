@@ -17,12 +17,9 @@ from storage.parquet_layout import (
     LATEST_TABLE,
     MANIFEST_KEY,
     ROLLUP_TABLE,
-    Layout,
-    Shard,
     load_manifest,
-    manifest_shards,
-    run_partition,
 )
+from storage.run_layout import Layout, Shard, manifest_shards, run_partition
 from storage.run_tables import (
     COLORS,
     CUSIP,

@@ -18,13 +18,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from storage.base import check_table, to_arrow
-from storage.parquet_layout import (
-    LATEST_TABLE,
-    ROLLUP_TABLE,
-    load_manifest,
-    run_partition,
-    sort_rows,
-)
+from storage.parquet_layout import LATEST_TABLE, ROLLUP_TABLE, load_manifest
+from storage.run_layout import run_of, run_partition, sort_rows
 from storage.run_tables import (
     COLORS,
     CUSIP,
@@ -53,18 +48,13 @@ MERGE_FILES, MERGE_ROWS, MERGE_BLOCK = 8, 2_000_000, 16
 _names = itertools.count()
 
 
-def _run_of(partition: str) -> int | None:
-    head, _, number = partition.partition("=")
-    return int(number) if head == "run" and number.isdigit() else None
-
-
 def _merged(copy: ReadCopy, table: str, wanted: Sequence[tuple[str, int, int]],
             paths: Sequence[Path]) -> list[Path]:
     """The copies `paths` of `wanted` (in run order), each block of MERGE_BLOCK run numbers read
     from its merged copy (a block of one run, or a copy that cannot be written: as they are)."""
     blocks: dict[int, list[int]] = {}
     for i, (partition, _, _) in enumerate(wanted):
-        run = _run_of(partition)
+        run = run_of(partition)
         blocks.setdefault(-1 if run is None else run // MERGE_BLOCK, []).append(i)
     found: list[Path] = []
     for block, members in blocks.items():
@@ -101,7 +91,7 @@ class SqlRunTables:
 
     # -- reads -----------------------------------------------------------------------------
     def runs(self, table: str = COLORS) -> list[int]:
-        found = (_run_of(p) for p in self.store.partitions(table))
+        found = (run_of(p) for p in self.store.partitions(table))
         return sorted(r for r in found if r is not None)
 
     def read(self, table: str, runs: Iterable[int], columns: Sequence[str] | None = None

@@ -16,13 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from storage.errors import WriteConflict
-from storage.parquet_layout import (
-    LATEST_TABLE,
-    MANIFEST_KEY,
-    ROLLUP_TABLE,
-    load_manifest,
-    run_partition,
-)
+from storage.parquet_layout import LATEST_TABLE, MANIFEST_KEY, ROLLUP_TABLE, load_manifest
+from storage.run_layout import run_partition
 from storage.run_tables import COLORS, DELTA, FULL, RUN_ID, CompactionReport, Rollup
 
 if TYPE_CHECKING:

@@ -147,7 +147,7 @@ def rank_colors(
 
     Within a group: `date_column` newest first → RANK lowest → PX highest (missing or zero last) →
     DATE_1 newest → input order; a pinned COLOR_ID is its group's parent. Groups come in key order
-    (upper(trim(CUSIP))), the order stores keep a run's rows in (storage.parquet_layout.sort_rows),
+    (upper(trim(CUSIP))), the order stores keep a run's rows in (storage.run_layout.sort_rows),
     so publishing writes the ranked rows as they are. COLOR_ID is kept when present, else the
     input ordinal (from 1).
     Raises ValueError when a CUSIP is empty (validation quarantines those rows before ranking).

@@ -26,7 +26,8 @@ from core.runs.published import visible_runs
 from core.schema import INPUT_COLUMNS
 from storage import WriteConflict, open_store
 from storage import run_compaction as compaction
-from storage.parquet_layout import COMPACT_TABLE, ROLLUP_TABLE, Shard, manifest_shards
+from storage.parquet_layout import COMPACT_TABLE, ROLLUP_TABLE
+from storage.run_layout import Shard, manifest_shards
 from storage.run_tables import run_tables
 
 SETTINGS = load_settings({}, {})

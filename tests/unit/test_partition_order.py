@@ -1,4 +1,4 @@
-"""The row order of a run's partition (storage.parquet_layout.sort_rows): CUSIP, then the ranked
+"""The row order of a run's partition (storage.run_layout.sort_rows): CUSIP, then the ranked
 POSITION where there is one, else DATE; a frame already in that order (ranking gives the colors in
 it) is kept as it is."""
 
@@ -9,7 +9,7 @@ from fractions import Fraction
 import pandas as pd
 
 from core.runs.ranking import rank_colors
-from storage.parquet_layout import sort_rows
+from storage.run_layout import sort_rows
 from tests.factories import make_colors
 
 
