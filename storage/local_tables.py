@@ -142,17 +142,13 @@ class LocalTables:
         folder = self._table_dir(table) / check_partition(partition)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
         temp = folder / f"{name}~{uuid.uuid4().hex}.tmp"
-        target = str(temp).replace("'", "''")
         with self._guard():
             folder.mkdir(parents=True, exist_ok=True)
             try:
                 try:
-                    written = con.execute(
-                        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION snappy, "
-                        f"ROW_GROUP_SIZE {QUERY_ROW_GROUP_SIZE})", params or None).fetchall()
+                    rows = write_query(con, query, params, temp)
                 except duckdb.IOException as exc:
                     raise StoreUnavailable(f"{self.root}: cannot write {folder}") from exc
-                rows = int(written[0][0]) if written else 0
                 if rows == 0:
                     temp.unlink(missing_ok=True)
                     return 0
@@ -219,6 +215,17 @@ class LocalTables:
             except pa.ArrowException as exc:
                 raise StoreUnavailable(f"{self.root}: unreadable {path}") from exc
         return frames
+
+
+def write_query(con: duckdb.DuckDBPyConnection, query: str, params: builtins.list[Any] | None,
+                path: Path) -> int:
+    """DuckDB writes a query's rows to the Parquet file `path` (streamed, in the query's order,
+    row groups of QUERY_ROW_GROUP_SIZE rows); the rows written. duckdb.IOException when it
+    cannot."""
+    target = str(path).replace("'", "''")
+    written = con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION snappy, "
+                          f"ROW_GROUP_SIZE {QUERY_ROW_GROUP_SIZE})", params or None).fetchall()
+    return int(written[0][0]) if written else 0
 
 
 def write_parquet(rows: pa.Table, sink: IO[bytes] | str) -> None:

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from storage.base import check_partition, check_table, to_arrow
 from storage.errors import ObjectNotFound, StoreUnavailable, is_valid
-from storage.local_tables import QUERY_ROW_GROUP_SIZE, write_parquet
+from storage.local_tables import write_parquet, write_query
 from storage.s3_cache import PartCache
 from storage.s3_client import S3Location, list_objects, vendor_errors
 
@@ -125,15 +125,11 @@ class S3Tables:
         order) to a local file that is uploaded as one object; returns the rows (0: nothing)."""
         key = _part_key(check_table(table), check_partition(partition))
         temp = self._cache.scratch()
-        target = str(temp).replace("'", "''")
         try:
             try:
-                written = con.execute(
-                    f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION snappy, "
-                    f"ROW_GROUP_SIZE {QUERY_ROW_GROUP_SIZE})", params or None).fetchall()
+                rows = write_query(con, query, params, temp)
             except duckdb.IOException as exc:
                 raise StoreUnavailable(f"{self._location.url}: cannot write {temp}") from exc
-            rows = int(written[0][0]) if written else 0
             if rows:
                 with vendor_errors(self._location):
                     self._client.upload_file(str(temp), self._location.bucket,
